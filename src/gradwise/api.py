@@ -1,0 +1,321 @@
+"""The Python API: `gradwise.fit(model, train, ...)` for your own nn.Module, `gradwise.train(config)` for a config.
+
+Progressive disclosure: `fit(model, (X, y), loss="cross_entropy")` is a complete call; keywords tune the recipe;
+`callbacks=[...]` plug into the loop's events; the Trainer in `gradwise.train.loop` is there for your own loop.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from torch import nn
+
+from gradwise.config import RunConfig, apply_overrides, load_config, read_yaml, validate_config
+from gradwise.errors import CheckpointError, ConfigError, DataError
+from gradwise.train.callbacks import EarlyStopping, ProgressBar
+from gradwise.train.checkpoint import load_checkpoint, seed_everything
+from gradwise.train.events import Callback
+from gradwise.train.loop import Trainer, resolve_device, resolve_precision
+from gradwise.train.rundir import RunDir, default_run_dir
+
+
+@dataclass
+class Run:
+    """What a fit returns: the trained model, per-epoch history, the doctor's findings and the summary."""
+
+    model: nn.Module
+    history: list[dict[str, Any]]
+    findings: list[Any]
+    summary: dict[str, Any]
+    dir: Path
+    config: RunConfig
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return self.summary.get("status", "unknown")
+
+    def __repr__(self) -> str:
+        test = {k: round(v, 4) for k, v in self.summary.get("test", {}).items()}
+        return (f"Run(status={self.status!r}, epochs={len(self.history)}, test={test}, "
+                f"findings={[f.code for f in self.findings]}, dir='{self.dir}')")
+
+
+# keyword -> dotted config key, for fit(**options)
+OPTIONS: dict[str, str] = {
+    "schedule": "schedule.name", "warmup": "schedule.warmup", "min_lr": "schedule.min_lr",
+    "clip_grad": "train.clip_grad", "clip_mode": "train.clip_mode", "accumulate": "train.accumulate",
+    "precision": "train.precision", "device": "train.device", "progress": "train.progress",
+    "checkpoint_every": "train.checkpoint_every", "eval_every": "train.eval_every", "compile": "train.compile",
+    "early_stopping": "train.early_stopping.enabled", "patience": "train.early_stopping.patience",
+    "monitor": "train.early_stopping.monitor", "min_delta": "train.early_stopping.min_delta",
+    "restore_best": "train.early_stopping.restore_best",
+    "weight_decay": "optim.weight_decay", "momentum": "optim.momentum", "nesterov": "optim.nesterov",
+    "betas": "optim.betas", "eps": "optim.eps", "l1": "optim.l1", "l2": "optim.l2",
+    "label_smoothing": "loss.label_smoothing", "class_weights": "loss.class_weights",
+    "repair": "doctor.repair", "probe_every": "doctor.probe_every", "name": "name",
+}
+_OTHER_KEYWORDS = ("task", "forward", "augment", "target_transform", "config", "callbacks")
+
+_CLASSIFICATION_LOSSES = ("cross_entropy", "nll", "hinge", "bce_with_logits")
+_REGRESSION_LOSSES = ("mse", "mae", "huber")
+
+
+def fit(model: nn.Module, train: Any, val: Any = None, test: Any = None, *, loss: Any = "auto",
+        optimizer: Any = "adamw", lr: float | None = None, epochs: int | None = None,
+        batch_size: int | None = None, out: str | Path | None = None, seed: int = 0, doctor: bool = True,
+        resume: str | Path | None = None, callbacks: list[Callback] | None = None,
+        config: RunConfig | dict[str, Any] | str | Path | None = None, **options: Any) -> Run:
+    """Train `model` on `train` (a Dataset, DataLoader or (X, y) pair) and return a Run.
+
+    `loss` is a name (cross_entropy, mse, ...) or any callable(output, target). `optimizer` is a name or a torch
+    optimizer instance; an instance means "use exactly this": no schedule or clipping is added unless asked for
+    with `schedule=` / `clip_grad=`. Other keywords map onto the config (see `gradwise.api.OPTIONS`).
+    """
+    extra = {k: options.pop(k) for k in list(options) if k in _OTHER_KEYWORDS}
+    for key in options:
+        if key not in OPTIONS:
+            close = difflib.get_close_matches(key, list(OPTIONS) + list(_OTHER_KEYWORDS), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"fit() got an unknown keyword '{key}'.{hint} Valid keywords: "
+                              f"{', '.join(sorted(OPTIONS))}.")
+
+    # the config: the stored one when resuming (so the run goes on as it began), else given or defaults
+    if resume is not None:
+        base = read_yaml(_resume_dir(resume) / "config.yaml")
+    elif isinstance(config, RunConfig):
+        base = config.to_dict()
+    elif isinstance(config, str | Path):
+        base = read_yaml(config)
+    else:
+        base = dict(config or {})
+    overrides: dict[str, Any] = {"seed": seed} if resume is None else {}
+    if epochs is not None:
+        overrides["train.epochs"] = epochs
+    if batch_size is not None:
+        overrides["train.batch_size"] = batch_size
+    if lr is not None:
+        overrides["optim.lr"] = lr
+    if not doctor:
+        overrides["doctor.enabled"] = False
+    user_optimizer = optimizer if isinstance(optimizer, torch.optim.Optimizer) else None
+    if user_optimizer is not None and resume is None:
+        # "use exactly this": no schedule or clipping unless the caller asks
+        overrides["optim.name"] = type(user_optimizer).__name__.lower()
+        overrides["optim.lr"] = float(user_optimizer.param_groups[0]["lr"])
+        overrides.setdefault("schedule.name", "constant")
+        overrides["train.clip_grad"] = None
+    elif isinstance(optimizer, str) and resume is None:
+        overrides["optim.name"] = optimizer
+    if isinstance(loss, str) and resume is None:
+        overrides["loss.name"] = loss
+    for key, value in options.items():
+        overrides[OPTIONS[key]] = value
+    if out is not None:
+        overrides["out"] = str(out)
+    apply_overrides(base, overrides)
+    cfg = validate_config(base, "fit()")
+
+    task = extra.get("task") or _infer_task(loss, train)
+    train_loader, val_loader, test_loader = _loaders(cfg, train, val, test)
+    return _execute(cfg, model, train_loader, val_loader, test_loader, task=task,
+                    loss=loss if not isinstance(loss, str) else None, optimizer=user_optimizer,
+                    callbacks=callbacks or extra.get("callbacks") or [], resume=resume,
+                    forward=extra.get("forward"), augment=extra.get("augment"),
+                    target_transform=extra.get("target_transform"))
+
+
+def train(config: RunConfig | str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None, *,
+          resume: str | Path | None = None, callbacks: list[Callback] | None = None, fold: int | None = None,
+          console: Console | None = None) -> Run:
+    """Train a built-in model on a built-in or file dataset, as `gradwise train` does."""
+    from gradwise.data import load_data, make_loaders_from_bundle
+    from gradwise.models import build_model
+
+    if resume is not None:
+        rdir = _resume_dir(resume)
+        cfg = load_config(rdir / "config.yaml", overrides)
+        cfg.out = str(rdir)
+    elif isinstance(config, RunConfig):
+        cfg = validate_config(apply_overrides(config.to_dict(), overrides or []), "config")
+    else:
+        cfg = load_config(config, overrides)
+    seed_everything(cfg.seed)
+    bundle = load_data(cfg.data, cfg.seed, fold=fold)
+    model = build_model(cfg.model, bundle.input_shape, bundle.n_outputs, bundle.task)
+    _apply_transfer(cfg, model)
+    train_loader, val_loader, test_loader = make_loaders_from_bundle(bundle, cfg)
+    run = _execute(cfg, model, train_loader, val_loader, test_loader, task=bundle.task, loss=None, optimizer=None,
+                   callbacks=callbacks or [], resume=resume, bundle=bundle, console=console)
+    return run
+
+
+# ------------------------------------------------------------------------------------------- internals
+
+
+def _execute(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: Any, test_loader: Any, *,
+             task: str | None, loss: Any, optimizer: torch.optim.Optimizer | None, callbacks: list[Callback],
+             resume: str | Path | None, bundle: Any = None, forward: Any = None, augment: Any = None,
+             target_transform: Any = None, console: Console | None = None) -> Run:
+    from gradwise.recipes import build_loss, build_optimizer, build_scheduler, penalty
+
+    device = resolve_device(cfg.train.device)
+    precision = resolve_precision(cfg.train.precision, device)
+    run_path = _resume_dir(resume) if resume is not None else Path(cfg.out or default_run_dir(cfg.name))
+    cfg.out = str(run_path)
+    run_dir = RunDir(run_path)
+    resume_state = _resume_state(run_dir) if resume is not None else None
+    if resume is None:
+        seed_everything(cfg.seed)
+    model.to(device)
+
+    n_outputs = bundle.n_outputs if bundle is not None else _output_width(model, train_loader, device, forward)
+    if loss is None:
+        class_counts = getattr(bundle, "class_counts", None)
+        loss_fn = build_loss(cfg.loss, task or "classification", n_outputs, class_counts)
+        cfg.loss.name = getattr(loss_fn, "name", cfg.loss.name)
+    else:
+        loss_fn = loss
+        if cfg.loss.name == "auto":
+            cfg.loss.name = getattr(loss, "name", type(loss).__name__)
+    if optimizer is None:
+        if cfg.optim.lr == "auto":
+            from gradwise.recipes.lr_auto import auto_lr  # runs the LR range test before training
+
+            cfg.optim.lr = auto_lr(cfg, model, loss_fn, train_loader, device)
+        optimizer = build_optimizer(model, cfg.optim)
+    accumulate = cfg.train.accumulate
+    steps_per_epoch = -(-len(train_loader) // accumulate)
+    schedule = build_scheduler(optimizer, cfg.schedule, steps_per_epoch, cfg.train.epochs)
+    reg = (lambda m: penalty(m, cfg.optim.l1, cfg.optim.l2)) if (cfg.optim.l1 or cfg.optim.l2) else None
+    if augment is None and bundle is not None and cfg.data.augment:
+        from gradwise.data import build_augment
+
+        augment = build_augment(cfg.data, bundle.input_shape, kind=getattr(bundle, "kind", None))
+    if target_transform is None and bundle is not None and getattr(bundle, "preprocessor", None) is not None \
+            and cfg.data.scale_target:
+        target_transform = bundle.preprocessor.inverse_target
+
+    all_callbacks: list[Callback] = [EarlyStopping(cfg.train.early_stopping)]
+    doctor_cb = None
+    if cfg.doctor.enabled:
+        from gradwise.doctor import Doctor
+
+        doctor_cb = Doctor(cfg.doctor, task=task, bundle=bundle)
+        all_callbacks.append(doctor_cb)
+    if cfg.train.progress != "none":
+        all_callbacks.append(ProgressBar(cfg.train.progress))
+    all_callbacks.extend(callbacks)
+
+    run_dir.write_config(cfg.to_yaml())
+    if bundle is not None and getattr(bundle, "preprocessor", None) is not None and run_dir.is_main:
+        bundle.preprocessor.save(run_path / "preprocess.pkl")
+    trainer = Trainer(model, train_loader, val_loader, test_loader, config=cfg, loss_fn=loss_fn,
+                      optimizer=optimizer, schedule=schedule, run_dir=run_dir, task=task, device=device,
+                      precision=precision, callbacks=all_callbacks, penalty=reg, augment=augment, forward=forward,
+                      target_transform=target_transform, console=console)
+    if cfg.train.compile:
+        trainer.forward = _compiled_forward(model)
+    summary = trainer.fit(resume_state)
+    findings = list(doctor_cb.findings) if doctor_cb is not None else []
+    return Run(model=model, history=list(trainer.history), findings=findings, summary=summary, dir=run_path,
+               config=cfg, extras={"trainer": trainer, "bundle": bundle})
+
+
+def _compiled_forward(model: nn.Module) -> Any:
+    compiled = torch.compile(model)
+    return lambda _m, x: compiled(x)
+
+
+def _apply_transfer(cfg: RunConfig, model: nn.Module) -> None:
+    if cfg.model.pretrained:
+        from gradwise.models import load_pretrained
+
+        load_pretrained(model, cfg.model.pretrained, cfg.model.pretrained_strict)
+    if cfg.model.freeze:
+        from gradwise.models import freeze
+
+        freeze(model, cfg.model.freeze)
+
+
+def _resume_dir(resume: str | Path) -> Path:
+    p = Path(resume)
+    if not p.is_dir():
+        raise CheckpointError(f"--resume '{p}': no such run directory. Give the directory a run was written to "
+                              "(it holds config.yaml and checkpoints/last.pt).")
+    if not (p / "config.yaml").exists():
+        raise CheckpointError(f"--resume '{p}' is not a gradwise run directory (no config.yaml in it).")
+    return p
+
+
+def _resume_state(run_dir: RunDir) -> dict[str, Any] | None:
+    if not run_dir.last.exists():
+        return None  # stopped before its first checkpoint: start over in the same directory
+    return load_checkpoint(run_dir.last)
+
+
+def _infer_task(loss: Any, train: Any) -> str | None:
+    name = loss if isinstance(loss, str) else getattr(loss, "name", None)
+    if name in _CLASSIFICATION_LOSSES:
+        return "classification"
+    if name in _REGRESSION_LOSSES:
+        return "regression"
+    if isinstance(loss, nn.CrossEntropyLoss | nn.NLLLoss | nn.MultiMarginLoss | nn.BCEWithLogitsLoss):
+        return "classification"
+    if isinstance(loss, nn.MSELoss | nn.L1Loss | nn.HuberLoss | nn.SmoothL1Loss):
+        return "regression"
+    y = _peek_target(train)
+    if y is None:
+        return None
+    return "regression" if torch.is_floating_point(y) else "classification"
+
+
+def _peek_target(data: Any) -> torch.Tensor | None:
+    try:
+        if isinstance(data, tuple | list) and len(data) == 2:
+            y = data[1]
+            return y if isinstance(y, torch.Tensor) else torch.as_tensor(y[:1] if hasattr(y, "__getitem__") else y)
+        if isinstance(data, torch.utils.data.DataLoader):
+            return torch.as_tensor(next(iter(data))[1])
+        if isinstance(data, torch.utils.data.Dataset):
+            return torch.as_tensor(data[0][1])
+    except Exception:
+        return None
+    return None
+
+
+def _loaders(cfg: RunConfig, train: Any, val: Any, test: Any) -> tuple[Any, Any, Any]:
+    from gradwise.data.loaders import make_loader
+
+    if train is None:
+        raise DataError("fit() needs training data: pass a Dataset, a DataLoader or an (X, y) pair.")
+    bs = cfg.train.batch_size
+    if bs == "auto":
+        bs = _auto_batch_size(cfg)
+    common = {"seed": cfg.seed, "num_workers": cfg.data.num_workers}
+    return (make_loader(train, bs, shuffle=True, split="train", **common),
+            make_loader(val, bs * 2, shuffle=False, split="val", **common) if val is not None else None,
+            make_loader(test, bs * 2, shuffle=False, split="test", **common) if test is not None else None)
+
+
+def _auto_batch_size(cfg: RunConfig) -> int:
+    # the GPU search lives with the GPU code; on CPU a fixed, well-tried size is the honest answer
+    return 128
+
+
+@torch.no_grad()
+def _output_width(model: nn.Module, loader: Any, device: torch.device, forward: Any) -> int:
+    batch = next(iter(loader))
+    x = batch[0][:2].to(device) if isinstance(batch[0], torch.Tensor) else batch[0]
+    was = model.training
+    model.eval()  # eval: no dropout RNG draws, no BatchNorm statistics updated
+    try:
+        out = forward(model, x) if forward else model(x)
+    finally:
+        model.train(was)
+    return int(out.shape[-1]) if out.ndim > 1 else 1

@@ -1,0 +1,347 @@
+"""The run config: one pydantic schema, loaded from YAML, overridden by dotted keys, written back resolved.
+
+A section given as a bare string is shorthand for its name: ``optim: sgd`` means ``optim: {name: sgd}``.
+Every error names the key, the value, what was expected and how to fix it (see ``ConfigError``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gradwise.errors import ConfigError
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_shorthand(cls, value: Any) -> Any:
+        # `optim: sgd` reads as `optim: {name: sgd}` for sections that have a name.
+        if isinstance(value, str) and "name" in cls.model_fields:
+            return {"name": value}
+        return value
+
+
+class DataConfig(Section):
+    dataset: str = Field("mnist1d", description="built-in name (mnist1d, digits, iris, wine, breast_cancer, "
+                         "diabetes, fashion_mnist) or a path to a .csv/.parquet/.npz/.npy file or image folder")
+    target: str | None = Field(None, description="target column of a table")
+    features: list[str] | None = Field(None, description="feature columns of a table (default: all but target)")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    val_file: str | None = None
+    test_file: str | None = None
+    stratify: bool = True
+    folds: int = Field(1, ge=1, description="k-fold cross-validation: one run per fold")
+    subsample: float | int | None = Field(None, description="fraction (0-1] or number of training rows to keep")
+    drop_duplicates: bool = False
+    missing: Literal["none", "drop", "mean", "median", "most_frequent"] = "none"
+    outliers: Literal["none", "iqr_clip", "iqr_drop", "zscore_clip", "zscore_drop"] = "none"
+    outlier_threshold: float | None = Field(None, gt=0, description="IQR multiplier (1.5) or z-score (3.0)")
+    clean_categories: bool = True
+    scale: Literal["none", "standard", "minmax", "robust"] = "standard"
+    one_hot: bool = True
+    scale_target: bool = False
+    balance: Literal["none", "oversample", "undersample", "class_weights", "weighted_sampler"] = "none"
+    augment: list[str] = Field(default_factory=list, description="e.g. [flip, rotate, translate, noise, shift, scale]")
+    augment_strength: float = Field(1.0, ge=0.0)
+    num_workers: int = Field(0, ge=0)
+    options: dict[str, Any] = Field(default_factory=dict, description="dataset-specific arguments")
+
+    @field_validator("val_fraction", "test_fraction")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        return float(v)
+
+
+class ModelConfig(Section):
+    name: str = Field("cnn1d", description="mlp, cnn1d, cnn2d, resnet, rnn, gru, lstm, transformer, logreg")
+    factory: str | None = Field(None, description='your own model: "package.module:function"')
+    widths: list[int] | None = Field(None, description="hidden layer widths (mlp)")
+    channels: list[int] | None = Field(None, description="conv channels per stage (cnn1d/cnn2d/resnet)")
+    kernel_size: int | None = Field(None, ge=1)
+    pooling: Literal["max", "avg", "none"] | None = None
+    hidden_size: int | None = Field(None, ge=1, description="rnn/gru/lstm/transformer width")
+    num_layers: int | None = Field(None, ge=1)
+    heads: int | None = Field(None, ge=1)
+    activation: str = "relu"
+    norm: Literal["batch", "layer", "none"] | None = None
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    init: str = Field("default", description="default, xavier_uniform, xavier_normal, he_uniform, he_normal, "
+                      "orthogonal, lecun")
+    options: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the factory")
+    # transfer learning
+    pretrained: str | None = Field(None, description="checkpoint, state_dict or safetensors file to start from")
+    pretrained_strict: bool = False
+    freeze: list[str] = Field(default_factory=list, description="parameter-name patterns to freeze (fnmatch)")
+    unfreeze_after: int | None = Field(None, ge=0, description="unfreeze everything after this many epochs")
+    lr_decay_groups: float | None = Field(None, gt=0, le=1, description="discriminative LRs: earlier blocks get "
+                                          "lr × this factor per block")
+
+
+class LossConfig(Section):
+    name: str = Field("auto", description="auto, mse, mae, huber, cross_entropy, bce_with_logits, nll, hinge")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    class_weights: list[float] | Literal["balanced"] | None = None
+    huber_delta: float = Field(1.0, gt=0)
+
+
+class OptimConfig(Section):
+    name: str = Field("adamw", description="sgd, adam, adamw, rmsprop, adagrad, adamax, nadam, radam")
+    lr: float | Literal["auto"] = Field(3e-3, description="learning rate, or 'auto' to run lr-find first")
+    weight_decay: float = Field(0.01, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    l1: float = Field(0.0, ge=0.0, description="explicit L1 penalty strength (added to the loss)")
+    l2: float = Field(0.0, ge=0.0, description="explicit L2 penalty strength (added to the loss)")
+    decay_norm_and_bias: bool = Field(False, description="apply weight decay to biases and norm parameters")
+
+    @field_validator("lr")
+    @classmethod
+    def _positive_lr(cls, v: float | str) -> float | str:
+        if isinstance(v, float) and not v > 0:
+            raise ValueError("the learning rate must be a positive number such as 3e-4 (or 'auto')")
+        return v
+
+
+class ScheduleConfig(Section):
+    name: str = Field("warmup_cosine", description="constant, step, multistep, exponential, cosine, "
+                      "warmup_cosine, warmup_linear, one_cycle, reduce_on_plateau")
+    warmup: float = Field(0.05, ge=0.0, description="warmup length: a fraction of all steps (<1) or a step count")
+    min_lr: float = Field(0.0, ge=0.0, description="floor of cosine/linear decay, as a fraction of the peak LR")
+    step_size: int = Field(10, ge=1, description="epochs between decays (step)")
+    milestones: list[int] = Field(default_factory=lambda: [30, 60, 90])
+    gamma: float = Field(0.1, gt=0.0, description="decay factor (step, multistep, exponential, plateau)")
+    patience: int = Field(5, ge=0, description="epochs without improvement before reduce_on_plateau cuts the LR")
+
+
+class EarlyStoppingConfig(Section):
+    enabled: bool = True
+    monitor: str = Field("val_loss", description="metric name in metrics.jsonl, e.g. val_loss or val_accuracy")
+    mode: Literal["auto", "min", "max"] = "auto"
+    patience: int = Field(10, ge=0)
+    min_delta: float = Field(0.0, ge=0.0)
+    restore_best: bool = True
+
+
+class TrainConfig(Section):
+    epochs: int = Field(30, ge=1)
+    batch_size: int | Literal["auto"] = Field(128, description="mini-batch size, or 'auto' (GPU only)")
+    clip_grad: float | None = Field(1.0, gt=0, description="clip threshold; null turns clipping off")
+    clip_mode: Literal["norm", "value"] = "norm"
+    accumulate: int = Field(1, ge=1, description="gradient accumulation: micro-batches per optimizer step")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 autocast on a GPU that supports it, fp32 on CPU")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    checkpoint_every: int | None = Field(None, ge=1, description="also checkpoint every N optimizer steps")
+    eval_every: int = Field(1, ge=1, description="evaluate on val every N epochs")
+    progress: Literal["auto", "bar", "plain", "none"] = "auto"
+    compile: bool = False
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive_batch(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("the batch size must be a positive whole number such as 64 (or 'auto')")
+        return v
+
+
+class DoctorConfig(Section):
+    enabled: bool = True
+    repair: bool = False
+    max_repairs: int = Field(3, ge=0)
+    probe_every: int = Field(50, ge=1, description="run gradient/activation probes every N optimizer steps")
+    preflight: bool = True
+    nan_guard: bool = True
+    halt_on_error: bool = Field(True, description="stop training on a non-finite loss when repair is off")
+
+
+class SearchParam(Section):
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+
+class TuneConfig(Section):
+    space: dict[str, Any] = Field(default_factory=dict, description="config key -> {low, high, log} or [choices]")
+    metric: str = "val_loss"
+    direction: Literal["auto", "minimize", "maximize"] = "auto"
+    metrics: list[str] | None = Field(None, description="several objectives (nsga2), e.g. [val_accuracy, params]")
+    directions: list[Literal["minimize", "maximize"]] | None = None
+    trials: int = Field(20, ge=1)
+    timeout: float | None = Field(None, gt=0, description="seconds for the whole study")
+    sampler: Literal["grid", "random", "tpe", "gp", "cmaes", "nsga2"] = "tpe"
+    pruner: Literal["none", "median", "successive_halving", "hyperband"] = "median"
+    storage: str | None = None
+    study: str | None = None
+    workers: int = Field(1, ge=1)
+
+
+class RunConfig(Section):
+    name: str = "run"
+    seed: int = 0
+    out: str | None = Field(None, description="run directory (default runs/<timestamp>-<name>)")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    doctor: DoctorConfig = Field(default_factory=DoctorConfig)
+    tune: TuneConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_shorthand(cls, value: Any) -> Any:  # the run itself has no shorthand
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        keys.append(prefix + name)
+        ann = field.annotation
+        for cand in getattr(ann, "__args__", (ann,)):
+            if isinstance(cand, type) and issubclass(cand, BaseModel) and cand is not SearchParam:
+                keys.extend(_valid_keys(cand, prefix + name + "."))
+    return keys
+
+
+def _describe(err: dict[str, Any], source: str) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    # pydantic puts union branch names in loc (e.g. 'float', 'literal[...]'); drop them for the user
+    parts = [p for p in loc.split(".") if p and not p.startswith(("literal[", "constrained-")) and p not in
+             ("float", "int", "str", "bool", "list[int]", "list[str]", "list[float]", "tuple[float, float]")]
+    key = ".".join(parts) or "(top level)"
+    value = err.get("input")
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(key, _valid_keys(RunConfig), n=1, cutoff=0.6)
+        if not close:  # also try matching only the last part inside its section
+            section = key.rsplit(".", 1)[0] + "." if "." in key else ""
+            leaf = key.rsplit(".", 1)[-1]
+            close = [section + c for c in difflib.get_close_matches(
+                leaf, [k[len(section):] for k in _valid_keys(RunConfig) if k.startswith(section)], n=1, cutoff=0.5)]
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        return f"{source}: unknown key '{key}'.{hint} See `gradwise config` for every valid key."
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{source}: {key} = {value!r} is invalid: {msg}. Fix the value of '{key}' and run again."
+
+
+def validate_config(data: dict[str, Any] | None, source: str = "config") -> RunConfig:
+    """Build a RunConfig from a plain dict, raising ConfigError with one line per problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections (data:, model:, optim:, ...), "
+                          f"got {type(data).__name__}. Start the file with e.g. 'train:\\n  epochs: 10'.")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        seen: list[str] = []
+        for err in exc.errors():
+            line = _describe(err, source)
+            if line not in seen:
+                seen.append(line)
+        raise ConfigError("\n".join(seen)) from None
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value is read as YAML, so `3e-4`, `true`, `[64, 64]` and `null` mean what they say."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    # YAML 1.1 reads 3e-4 as a string (no dot); numbers are what users mean
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides to a nested dict (in place), returning it."""
+    items = overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in overrides]
+    for key, value in items:
+        parts = key.split(".")
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if isinstance(child, str):  # shorthand section (`optim: sgd`) being extended
+                child = {"name": child}
+            if child is None:
+                child = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{key}': '{'.'.join(parts[: i + 1])}' is a value, not a section; "
+                                  f"set it directly, e.g. {'.'.join(parts[: i + 1])}=...")
+            node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _split_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not of the form key=value; write e.g. optim.lr=3e-4 "
+                          "or train.epochs=20")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{text}' has no key before '='; write e.g. optim.lr=3e-4")
+    return key, parse_value(raw.strip())
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file '{p}' does not exist. Check the path, or run `gradwise train` "
+                          "without a config to train the built-in default.")
+    if p.is_dir():
+        raise ConfigError(f"config '{p}' is a directory; give the path of a YAML file such as "
+                          "examples/mnist1d_cnn.yaml (to resume a run directory use --resume).")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file '{p}' is not valid YAML{where}: "
+                          f"{getattr(exc, 'problem', exc)}. Fix the syntax there.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file '{p}' is not a text file; give a YAML file.") from None
+    return data or {}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> RunConfig:
+    """Load a YAML config (or the built-in defaults when path is None) and apply dotted overrides."""
+    data = read_yaml(path) if path is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}': expected a mapping of sections (data:, model:, ...), "
+                          f"got {type(data).__name__}.")
+    if overrides:
+        apply_overrides(data, overrides)
+    source = str(path) if path is not None else "config"
+    return validate_config(data, source)

@@ -1,0 +1,37 @@
+"""Data: built-in and file datasets prepared on the train split only, and fast loaders."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gradwise.data.loaders import DatasetLoader, TensorLoader, UserLoader, make_loader
+
+if TYPE_CHECKING:
+    from gradwise.config import RunConfig
+
+
+def __getattr__(name: str) -> Any:
+    # the dataset code pulls in pandas/sklearn: import it only when asked
+    if name in ("load_data", "DataBundle"):
+        from gradwise.data import prepare
+
+        return getattr(prepare, name)
+    if name == "build_augment":
+        from gradwise.data.augment import build_augment
+
+        return build_augment
+    raise AttributeError(name)
+
+
+def make_loaders_from_bundle(bundle: Any, cfg: RunConfig) -> tuple[Any, Any, Any]:
+    """In-memory tensors -> loaders batched by indexing (no per-item collation)."""
+    bs = cfg.train.batch_size if cfg.train.batch_size != "auto" else 128
+    x, y = bundle.train
+    weights = getattr(bundle, "sample_weights", None)
+    train = TensorLoader(x, y, bs, shuffle=True, seed=cfg.seed, weights=weights)
+    val = TensorLoader(*bundle.val, bs * 2, shuffle=False) if bundle.val is not None else None
+    test = TensorLoader(*bundle.test, bs * 2, shuffle=False) if bundle.test is not None else None
+    return train, val, test
+
+
+__all__ = ["DatasetLoader", "TensorLoader", "UserLoader", "make_loader", "make_loaders_from_bundle"]

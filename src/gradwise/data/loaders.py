@@ -1,0 +1,209 @@
+"""Batches for the training loop.
+
+Small in-memory datasets stay as tensors and are batched by indexing one permutation per epoch: per-item
+collation through a DataLoader costs more than the model on small problems (fastai#3949 measured 20×).
+Every loader draws its order from a generator seeded by (seed, epoch), so the order of any epoch can be rebuilt
+exactly on resume, and a resumed epoch can skip the batches it already trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, WeightedRandomSampler
+
+from gradwise.errors import DataError
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    # A distinct, reproducible stream per epoch: large odd multiplier keeps (seed, epoch) pairs apart.
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch * 7919 + 17) % (2**63))
+
+
+class TensorLoader:
+    """Mini-batches of in-memory tensors by index slicing; optionally weighted sampling with replacement."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool, seed: int = 0,
+                 drop_last: bool = False, weights: torch.Tensor | None = None) -> None:
+        if len(x) != len(y):
+            raise DataError(f"features have {len(x)} rows but targets have {len(y)}; give one target per row.")
+        if len(x) == 0:
+            raise DataError("a data split is empty; give it rows or change data.val_fraction/test_fraction.")
+        self.x, self.y = x, y
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last and len(x) > batch_size
+        self.weights = weights
+        self.epoch = 0
+        self.skip = 0
+
+    @property
+    def dataset_size(self) -> int:
+        return len(self.x)
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip_batches
+
+    def to(self, device: torch.device) -> TensorLoader:
+        # Moving the whole (small) dataset once beats a host->device copy per batch.
+        self.x, self.y = self.x.to(device), self.y.to(device)
+        if self.weights is not None:
+            self.weights = self.weights.to(device)
+        return self
+
+    def __len__(self) -> int:
+        n = len(self.x)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _order(self) -> torch.Tensor | None:
+        g = epoch_generator(self.seed, self.epoch)
+        n = len(self.x)
+        if self.weights is not None:
+            return torch.multinomial(self.weights.cpu().double(), n, replacement=True, generator=g)
+        return torch.randperm(n, generator=g) if self.shuffle else None
+
+    def __iter__(self) -> Iterator[Batch]:
+        order = self._order()
+        if order is not None:
+            order = order.to(self.x.device)
+        bs = self.batch_size
+        for i in range(self.skip, len(self)):
+            if order is None:
+                yield self.x[i * bs:(i + 1) * bs], self.y[i * bs:(i + 1) * bs]
+            else:
+                idx = order[i * bs:(i + 1) * bs]
+                yield self.x[idx], self.y[idx]
+        self.skip = 0
+
+
+class EpochSampler(Sampler[int]):
+    """Random order for a map-style Dataset, rebuilt from (seed, epoch) and able to skip finished batches."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool, batch_size: int) -> None:
+        self.n, self.seed, self.shuffle, self.batch_size = n, seed, shuffle, batch_size
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip_batches
+
+    def __len__(self) -> int:
+        return max(self.n - self.skip * self.batch_size, 0)
+
+    def __iter__(self) -> Iterator[int]:
+        order = torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch)) if self.shuffle \
+            else torch.arange(self.n)
+        start = self.skip * self.batch_size
+        self.skip = 0
+        return iter(order[start:].tolist())
+
+
+class DatasetLoader:
+    """A torch DataLoader over a map-style Dataset, with gradwise's reproducible per-epoch order."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0, num_workers: int = 0,
+                 drop_last: bool = False) -> None:
+        self.dataset = dataset
+        self.sampler = EpochSampler(len(dataset), seed, shuffle, batch_size)  # type: ignore[arg-type]
+        self.batch_size = batch_size
+        self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler, num_workers=num_workers,
+                                 drop_last=drop_last, persistent_workers=num_workers > 0,
+                                 pin_memory=torch.cuda.is_available())
+        self._len = len(self.loader)
+
+    @property
+    def dataset_size(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        self.sampler.set_epoch(epoch, skip_batches)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.loader)
+
+
+class UserLoader:
+    """A DataLoader the user built: used as given. Its order is reproducible if it draws from torch's global RNG
+    (which gradwise checkpoints) or from a generator; a resumed epoch skips finished batches by iterating."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+        self.skip = 0
+        self.batch_size = loader.batch_size or 1
+
+    @property
+    def dataset_size(self) -> int:
+        try:
+            return len(self.loader.dataset)  # type: ignore[arg-type]
+        except TypeError:
+            return len(self.loader) * self.batch_size
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        sampler = getattr(self.loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):  # DistributedSampler
+            sampler.set_epoch(epoch)  # type: ignore[union-attr]
+        self.skip = skip_batches
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        it = iter(self.loader)
+        for _ in range(self.skip):
+            next(it, None)
+        self.skip = 0
+        return it
+
+
+def _as_tensor(a: Any, what: str) -> torch.Tensor:
+    if isinstance(a, torch.Tensor):
+        return a
+    if isinstance(a, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(a))
+    if isinstance(a, Sequence):
+        return torch.as_tensor(np.asarray(a))
+    if hasattr(a, "to_numpy"):  # pandas
+        return torch.from_numpy(np.ascontiguousarray(a.to_numpy()))
+    raise DataError(f"{what}: expected a tensor, numpy array or list, got {type(a).__name__}.")
+
+
+def pair_to_tensors(data: tuple[Any, Any], split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(X, y) arrays -> float features and int64 (classification) or float (regression) targets."""
+    x = _as_tensor(data[0], f"{split} features")
+    y = _as_tensor(data[1], f"{split} targets")
+    if not torch.is_floating_point(x) or x.dtype == torch.float64:
+        x = x.float()
+    if y.dtype == torch.float64:
+        y = y.float()
+    elif not torch.is_floating_point(y) and y.dtype != torch.int64 and y.dtype != torch.bool:
+        y = y.long()
+    return x, y
+
+
+def make_loader(data: Any, batch_size: int, *, shuffle: bool, seed: int, num_workers: int = 0,
+                drop_last: bool = False, weights: torch.Tensor | None = None, split: str = "train") -> Any:
+    """Turn what a user passes (Dataset, DataLoader, (X, y)) into a gradwise loader."""
+    if isinstance(data, TensorLoader | DatasetLoader | UserLoader):
+        return data
+    if isinstance(data, DataLoader):
+        return UserLoader(data)
+    if isinstance(data, tuple | list) and len(data) == 2 and not isinstance(data, Dataset):
+        x, y = pair_to_tensors((data[0], data[1]), split)
+        return TensorLoader(x, y, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, weights=weights)
+    if isinstance(data, Dataset):
+        if weights is not None:
+            return UserLoader(DataLoader(data, batch_size=batch_size, num_workers=num_workers,
+                                         sampler=WeightedRandomSampler(weights.double(), len(weights))))
+        return DatasetLoader(data, batch_size, shuffle=shuffle, seed=seed, num_workers=num_workers,
+                             drop_last=drop_last)
+    raise DataError(f"{split} data: expected a torch Dataset, a DataLoader or an (X, y) pair of arrays/tensors, "
+                    f"got {type(data).__name__}. Wrap your arrays as fit(model, (X, y)).")

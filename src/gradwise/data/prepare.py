@@ -1,0 +1,461 @@
+"""`load_data`: dataset → cleaned, split, fitted, transformed, resampled in-memory tensors (a `DataBundle`).
+
+Order of work, and why:
+
+1. read the source (`gradwise.data.datasets`);
+2. stateless table cleaning on every source frame: label whitespace, category cleaning, rows without a target,
+   exact duplicates (on the columns used), rows with missing values (data.missing=drop) — no statistics, so no
+   leakage, and duplicates cannot straddle train and test;
+3. split (seeded, stratified for classification): fractions of the whole, files, the dataset's own test split,
+   or k-fold over the non-test rows;
+4. subsample the training rows (stratified);
+5. fit everything with statistics on the TRAINING rows only — outlier fences, imputers, scalers, one-hot
+   categories, target scaler — then apply them unchanged to val/test;
+6. validate (finite features, non-empty splits, more than one class) and rebalance the training tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from pandas.api import types as ptypes
+
+from gradwise.config import DataConfig
+from gradwise.data import cleaning
+from gradwise.data.datasets import ArraySource, TableSource, open_source
+from gradwise.data.preprocess import LabelCodec, Preprocessor
+from gradwise.data.sampling import balance_indices, class_weight_vector, split_plan, subsample_count, take
+from gradwise.errors import DataError
+
+Split = tuple[torch.Tensor, torch.Tensor]
+MAX_INT_CLASSES = 50  # an integer target with more distinct values than this is treated as regression
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class DataBundle:
+    """Everything a run needs from the data, as in-memory tensors.
+
+    ``train``/``val``/``test`` are ``(X float32, y)`` with y int64 class indices (classification) or float32
+    ``(N,)``/``(N, k)`` targets (regression; already scaled when data.scale_target — see
+    ``preprocessor.inverse_target``). ``val``/``test`` are None when there is no such split.
+    """
+
+    name: str
+    task: Literal["classification", "regression"]
+    train: Split
+    val: Split | None
+    test: Split | None
+    n_classes: int | None
+    n_outputs: int
+    input_shape: tuple[int, ...]
+    class_names: list[str] | None
+    class_counts: list[int] | None  # training split, after subsampling and balancing
+    preprocessor: Preprocessor
+    report: dict[str, Any]
+    class_weights: torch.Tensor | None = None  # (C,) n/(C·count), when data.balance=class_weights
+    sample_weights: torch.Tensor | None = None  # (N_train,), when data.balance=weighted_sampler
+    kind: str = "table"  # table | signal | image (pass to build_augment)
+    feature_names: list[str] | None = None  # table columns after one-hot encoding
+    split_indices: dict[str, np.ndarray | None] = field(default_factory=dict)  # source rows of each split
+    fold: int | None = None
+
+    def summary(self) -> str:
+        sizes = ", ".join(f"{s} {len(getattr(self, s)[0])}" for s in SPLITS if getattr(self, s) is not None)
+        what = f"{self.n_classes} classes" if self.task == "classification" else f"{self.n_outputs} target(s)"
+        return f"{self.name}: {self.task}, {what}, input {self.input_shape}, {sizes}"
+
+
+def load_data(cfg: DataConfig, seed: int, fold: int | None = None) -> DataBundle:
+    """Load, clean, split, preprocess and resample the dataset of ``cfg`` (see the module docstring).
+
+    ``fold`` picks the validation fold when ``cfg.folds > 1`` (default 0). Raises DataError with a fix on bad data.
+    """
+    source = open_source(cfg)
+    if isinstance(source, TableSource):
+        return _load_table(cfg, source, seed, fold)
+    return _load_arrays(cfg, source, seed, fold)
+
+
+# --------------------------------------------------------------------------------------------- task / labels
+
+
+def infer_task(y: pd.Series, declared: str | None, multi: bool, notes: dict[str, Any]) -> str:
+    """classification for text/bool/category labels and integers with ≤ 50 values; regression otherwise."""
+    if declared is not None:
+        if declared not in ("classification", "regression"):
+            raise DataError(f"data.options.task = {declared!r} must be 'classification' or 'regression'.")
+        if declared == "classification" and multi:
+            raise DataError("several target columns are only supported for regression; give one data.target for "
+                            "classification.")
+        notes["task_inferred"] = False
+        return declared
+    notes["task_inferred"] = True
+    if multi:
+        return "regression"
+    dtype, values = y.dtype, y.dropna()
+    if ptypes.is_bool_dtype(dtype) or not ptypes.is_numeric_dtype(dtype):
+        return "classification"
+    n_unique = values.nunique()
+    if ptypes.is_integer_dtype(dtype):
+        return "classification" if n_unique <= MAX_INT_CLASSES else "regression"
+    # a float column that holds only a few whole numbers is an integer label column that had a missing cell
+    integral = bool(np.all(np.mod(values.to_numpy(dtype=np.float64), 1) == 0))
+    return "classification" if integral and n_unique <= 10 else "regression"
+
+
+def _codec(values: list[Any], class_names: list[str] | None) -> LabelCodec:
+    if class_names is not None:  # scikit-learn / known sets: labels are 0..K-1 with names
+        return LabelCodec(list(range(len(class_names))), class_names)
+    return LabelCodec.fit(values)
+
+
+def _counts_by_name(codes: np.ndarray, codec: LabelCodec) -> dict[str, int]:
+    counts = np.bincount(codes, minlength=len(codec))
+    return {name: int(c) for name, c in zip(codec.names, counts, strict=True)}
+
+
+# --------------------------------------------------------------------------------------------- tables
+
+
+def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None) -> DataBundle:
+    notes: list[str] = []
+    report: dict[str, Any] = {"dataset": src.name, "kind": "table", "warnings": notes}
+    targets = src.targets
+    features = cleaning.check_features(src.frame, cfg.features, targets, src.name)
+    if not features:
+        raise DataError(f"'{src.name}' has no feature columns besides the target {targets}; add feature columns.")
+    frames: dict[str, pd.DataFrame] = {"data": src.frame}
+    for split in ("val", "test"):
+        extra = getattr(src, split)
+        if extra is not None:
+            extra.columns = [str(c) for c in extra.columns]
+            absent = [c for c in [*features, *targets] if c not in extra.columns]
+            if absent:
+                raise DataError(f"the {split} data (data.{split}_file or x_{split}) lacks column(s) "
+                                f"{', '.join(absent)} that the training data has; give it the same columns.")
+            frames[split] = extra
+    frames = {k: f[[*features, *targets]].copy() for k, f in frames.items()}
+    report["rows_loaded"] = {k: len(f) for k, f in frames.items()}
+
+    numeric, categorical, boolean, unsupported = cleaning.classify_columns(frames["data"], features,
+                                                                           list(src.categorical))
+    if unsupported:
+        kinds = ", ".join(f"'{c}' ({frames['data'][c].dtype})" for c in unsupported)
+        raise DataError(f"column(s) {kinds} are neither numbers nor categories. Convert them to numbers (e.g. a "
+                        "date to days since an epoch) or leave them out with data.features.")
+    text = [c for c in categorical if c not in boolean]
+    if not cfg.one_hot:
+        if text:
+            raise DataError(f"non-numeric column(s) {', '.join(map(repr, text))} would be left unencoded because "
+                            "data.one_hot=false. Set data.one_hot=true to one-hot encode them, or drop them with "
+                            "data.features.")
+        categorical = []  # bool columns become 0/1 numbers
+    else:
+        boolean = []  # bool columns are one-hot encoded like any category
+    for c in categorical:
+        n_cat = frames["data"][c].nunique()
+        if n_cat > cleaning.HIGH_CARDINALITY:
+            notes.append(f"categorical column '{c}' has {n_cat} distinct values (an id or free text?); one-hot "
+                         "encoding makes that many features. Drop it via data.features or set "
+                         "data.options.max_categories.")
+
+    # ---- stateless cleaning on every source frame
+    cat_changes: dict[str, int] = {}
+    dropped = {"target_missing": 0, "duplicates": 0, "missing": 0}
+    for key, f in frames.items():
+        f = cleaning.strip_labels(f, targets)
+        no_target = f[targets].isna().any(axis=1)
+        if no_target.any():
+            dropped["target_missing"] += int(no_target.sum())
+            f = f[~no_target]
+        if cfg.clean_categories and categorical:
+            f = cleaning.clean_category_columns(f, [c for c in categorical if c not in boolean], cat_changes)
+        if cfg.drop_duplicates:
+            f, n = cleaning.drop_duplicate_rows(f)
+            dropped["duplicates"] += n
+        if cfg.missing == "drop":
+            f, n = cleaning.drop_missing_rows(f, features, numeric)
+            dropped["missing"] += n
+        frames[key] = f
+    report["rows_dropped_target_missing"] = dropped["target_missing"]
+    report["duplicates_dropped"] = dropped["duplicates"]
+    report["categories_cleaned"] = cat_changes
+    for key, f in frames.items():
+        if f.empty:
+            raise DataError(f"no rows of the {'training data' if key == 'data' else key + ' data'} are left after "
+                            f"cleaning (dropped: {dropped}). Check data.missing / data.drop_duplicates, or the file.")
+
+    # ---- task and targets
+    main = frames["data"]
+    task_notes: dict[str, Any] = {}
+    task = infer_task(main[targets[0]], src.task, len(targets) > 1, task_notes)
+    report["task"] = task
+    report.update(task_notes)
+    codec: LabelCodec | None = None
+    if task == "classification":
+        all_labels = pd.concat([f[targets[0]] for f in frames.values()]).tolist()
+        codec = _codec(all_labels, src.class_names)
+        ys = {k: codec.encode(f[targets[0]], where=f"target column '{targets[0]}'") for k, f in frames.items()}
+    else:
+        ys = {}
+        for k, f in frames.items():
+            vals = f[targets].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            bad = ~np.isfinite(vals).all(axis=1)
+            if bad.any():
+                raise DataError(f"the regression target {targets} has {int(bad.sum())} non-numeric or infinite "
+                                f"value(s) (e.g. {f[targets].iloc[int(np.flatnonzero(bad)[0])].tolist()}). Fix or "
+                                "remove them, or set data.options.task=classification if the target is a label.")
+            ys[k] = (vals[:, 0] if len(targets) == 1 else vals).astype(np.float32)
+
+    # ---- split
+    split_report: dict[str, Any] = {"stratified": bool(task == "classification" and cfg.stratify)}
+    if src.split_origin != "fraction":
+        for split in ("val", "test"):
+            if split in frames:
+                split_report[split] = src.split_origin
+    if "test" in frames and cfg.test_fraction > 0:
+        split_report["test_fraction_ignored"] = True  # the test rows come ready-made
+    strata = ys["data"] if split_report["stratified"] else None
+    tr, va, te = split_plan(len(main), strata, cfg, seed, fold, fixed_val=len(frames["val"]) if "val" in frames
+                            else None, fixed_test=len(frames["test"]) if "test" in frames else None, notes=notes,
+                            split_report=split_report)
+    parts: dict[str, tuple[pd.DataFrame, np.ndarray] | None] = {"train": (main.iloc[tr], ys["data"][tr])}
+    parts["val"] = (main.iloc[va], ys["data"][va]) if va is not None else (
+        (frames["val"], ys["val"]) if "val" in frames else None)
+    parts["test"] = (main.iloc[te], ys["data"][te]) if te is not None else (
+        (frames["test"], ys["test"]) if "test" in frames else None)
+    report["split"] = split_report
+
+    # ---- subsample the training rows
+    train_df, y_train = parts["train"]  # type: ignore[misc]
+    before = _counts_by_name(y_train, codec) if codec is not None else None
+    if cfg.subsample is not None:
+        k = subsample_count(cfg.subsample, len(train_df))
+        keep = np.arange(len(train_df))
+        if k < len(train_df):
+            _, keep = take(keep, k, y_train if codec is not None and cfg.stratify else None, seed + 2, notes,
+                           "subsample")
+        report["subsample"] = {"rows_before": len(train_df), "rows_after": int(len(keep))}
+        train_df, y_train = train_df.iloc[keep], y_train[keep]
+    parts["train"] = (train_df, y_train)
+
+    # ---- outliers (fences from the training rows)
+    clip_bounds: dict[str, tuple[float, float]] = {}
+    if cfg.outliers != "none" and numeric:
+        bounds, skipped, t = cleaning.outlier_bounds(train_df, numeric, cfg.outliers, cfg.outlier_threshold)
+        out_rep: dict[str, Any] = {"method": cfg.outliers, "threshold": t, "bounds": bounds,
+                                   "skipped_columns": skipped}
+        if cfg.outliers.endswith("_drop"):
+            # only training rows are dropped: val/test must stay the data the model will really meet
+            counts, rows = cleaning.outlier_counts(train_df, bounds)
+            out_rep.update(values_outside=counts, rows_dropped=int(rows.sum()))
+            train_df, y_train = train_df[~rows], y_train[~rows]
+            if train_df.empty:
+                raise DataError("data.outliers dropped every training row; use a larger data.outlier_threshold or "
+                                f"an _clip method instead of {cfg.outliers}.")
+            parts["train"] = (train_df, y_train)
+        else:
+            clip_bounds = bounds
+            out_rep["clipped"] = {s: cleaning.outlier_counts(p[0], bounds)[0] for s, p in parts.items() if p}
+        report["outliers"] = out_rep
+
+    # ---- missing values (reported per column; imputed by the preprocessor, fitted on train)
+    found = {s: cleaning.missing_counts(p[0], features, numeric) for s, p in parts.items() if p}
+    totals: dict[str, int] = {}
+    for per in found.values():
+        for c, n in per.items():
+            totals[c] = totals.get(c, 0) + n
+    report["missing"] = {"strategy": cfg.missing, "rows_dropped": dropped["missing"],
+                         ("imputed" if cfg.missing in ("mean", "median", "most_frequent") else "found"): totals,
+                         "by_split": found}
+
+    # ---- fit on train, transform all
+    pre = Preprocessor("table", task)
+    pre.labels = codec
+    pre.target_columns = list(targets)
+    pre.fit_table(train_df, numeric, categorical, boolean, scale=cfg.scale, missing=cfg.missing,
+                  clean_categories=cfg.clean_categories, clip_bounds=clip_bounds,
+                  max_categories=cfg.options.get("max_categories"))
+    xs: dict[str, np.ndarray | None] = {}
+    for s, p in parts.items():
+        xs[s] = None if p is None else pre.table_matrix(p[0])
+        if xs[s] is not None:
+            _check_finite(pre, xs[s], s)
+    yd = {s: (None if p is None else p[1]) for s, p in parts.items()}
+    indices = {s: (None if p is None else p[0].index.to_numpy()) for s, p in parts.items()}
+    return _assemble(cfg, seed, src.name, "table", task, pre, xs, yd, indices, report, before,
+                     (len(pre.feature_names),), list(pre.feature_names), fold, split_report)
+
+
+# --------------------------------------------------------------------------------------------- arrays
+
+
+def _load_arrays(cfg: DataConfig, src: ArraySource, seed: int, fold: int | None) -> DataBundle:
+    notes: list[str] = []
+    report: dict[str, Any] = {"dataset": src.name, "kind": src.kind, "warnings": notes}
+    ignored = [k for k, on in (("drop_duplicates", cfg.drop_duplicates), ("missing", cfg.missing != "none"),
+                               ("outliers", cfg.outliers != "none"), ("one_hot", False)) if on]
+    if ignored:
+        notes.append(f"data.{', data.'.join(ignored)} apply to tables and were ignored for {src.kind} data.")
+    given = {"data": (src.x, src.y)}
+    for split in ("val", "test"):
+        if getattr(src, split) is not None:
+            given[split] = getattr(src, split)
+    report["rows_loaded"] = {k: len(v[0]) for k, v in given.items()}
+    y_all = pd.Series(np.concatenate([np.asarray(v[1]).reshape(len(v[1]), -1)[:, 0] for v in given.values()]))
+    multi = np.asarray(src.y).ndim > 1 and np.asarray(src.y).shape[1] > 1
+    task_notes: dict[str, Any] = {}
+    task = infer_task(pd.Series(np.asarray(src.y).reshape(len(src.y), -1)[:, 0]), src.task, multi, task_notes)
+    report["task"] = task
+    report.update(task_notes)
+    codec: LabelCodec | None = None
+    if task == "classification":
+        codec = _codec(y_all.tolist(), src.class_names)
+        ys = {k: codec.encode(np.asarray(v[1]).reshape(-1), where=f"labels of '{src.name}'")
+              for k, v in given.items()}
+    else:
+        ys = {}
+        for k, v in given.items():
+            yv = np.asarray(v[1], dtype=np.float32)
+            if not np.isfinite(yv).all():
+                raise DataError(f"the regression targets of '{src.name}' ({k}) contain NaN/Inf; remove those rows.")
+            ys[k] = yv
+
+    split_report: dict[str, Any] = {"stratified": bool(task == "classification" and cfg.stratify)}
+    for split in ("val", "test"):
+        if split in given:
+            split_report[split] = src.split_origin
+    if "test" in given and cfg.test_fraction > 0:
+        split_report["test_fraction_ignored"] = True  # the dataset's own test split is used
+    tr, va, te = split_plan(len(src.x), ys["data"] if split_report["stratified"] else None, cfg, seed, fold,
+                            fixed_val=len(given["val"][0]) if "val" in given else None,
+                            fixed_test=len(given["test"][0]) if "test" in given else None, notes=notes,
+                            split_report=split_report)
+    report["split"] = split_report
+    x_main, y_main = np.asarray(src.x), ys["data"]
+    before = _counts_by_name(y_main[tr], codec) if codec is not None else None
+    if cfg.subsample is not None:
+        k = subsample_count(cfg.subsample, len(tr))
+        if k < len(tr):
+            pos = np.arange(len(tr))
+            _, pos = take(pos, k, y_main[tr] if codec is not None and cfg.stratify else None, seed + 2, notes,
+                          "subsample")
+            report["subsample"] = {"rows_before": len(tr), "rows_after": int(len(pos))}
+            tr = tr[pos]
+        else:
+            report["subsample"] = {"rows_before": len(tr), "rows_after": len(tr)}
+    raw = {"train": (x_main[tr], y_main[tr], tr),
+           "val": (x_main[va], y_main[va], va) if va is not None else (
+               (given["val"][0], ys["val"], None) if "val" in given else None),
+           "test": (x_main[te], y_main[te], te) if te is not None else (
+               (given["test"][0], ys["test"], None) if "test" in given else None)}
+    pre = Preprocessor(src.kind, task)
+    pre.labels = codec
+    pre.fit_array(raw["train"][0], cfg.scale, src.input_scale)  # type: ignore[index]
+    xs: dict[str, np.ndarray | None] = {}
+    for s, p in raw.items():
+        xs[s] = None if p is None else pre.array_matrix(p[0])
+        if xs[s] is not None:
+            _check_finite(pre, xs[s], s)
+    yd = {s: (None if p is None else p[1]) for s, p in raw.items()}
+    indices = {s: (None if p is None else p[2]) for s, p in raw.items()}
+    return _assemble(cfg, seed, src.name, src.kind, task, pre, xs, yd, indices, report, before,
+                     tuple(pre.sample_shape), None, fold, split_report)
+
+
+# --------------------------------------------------------------------------------------------- shared tail
+
+
+def _check_finite(pre: Preprocessor, matrix: np.ndarray, split: str) -> None:
+    bad = pre.nonfinite_columns(matrix.reshape(len(matrix), -1))
+    if not bad:
+        return
+    if pre.kind == "table":
+        cols = ", ".join(f"'{c}' ({n} rows)" for c, n in bad.items())
+        raise DataError(f"the {split} features contain NaN/Inf after preprocessing in column(s) {cols}. Set "
+                        "data.missing=median (or mean, most_frequent, drop) to impute or drop missing values.")
+    raise DataError(f"the {split} samples contain NaN/Inf values ({sum(bad.values())} affected positions). Clean "
+                    "the array before training (e.g. numpy.nan_to_num) or remove those samples.")
+
+
+def _assemble(cfg: DataConfig, seed: int, name: str, kind: str, task: str, pre: Preprocessor,
+              xs: dict[str, np.ndarray | None], ys: dict[str, np.ndarray | None],
+              indices: dict[str, np.ndarray | None], report: dict[str, Any], before: dict[str, int] | None,
+              input_shape: tuple[int, ...], feature_names: list[str] | None, fold: int | None,
+              split_report: dict[str, Any]) -> DataBundle:
+    notes: list[str] = report["warnings"]
+    for s in SPLITS:
+        if xs[s] is not None and len(xs[s]) == 0:  # type: ignore[arg-type]
+            raise DataError(f"the {s} split is empty; change data.val_fraction / data.test_fraction (or the "
+                            f"{s} file) so it gets rows, or set the fraction to 0 to skip it.")
+    x_tr, y_tr = xs["train"], ys["train"]
+    assert x_tr is not None and y_tr is not None
+    codec = pre.labels
+    class_weights = sample_weights = None
+    class_counts: list[int] | None = None
+    n_classes: int | None = None
+    if task == "classification":
+        assert codec is not None
+        n_classes = len(codec)
+        counts = np.bincount(y_tr, minlength=n_classes)
+        if (counts > 0).sum() < 2:
+            only = codec.names[int(np.argmax(counts))]
+            raise DataError(f"the training split has a single class ('{only}', {int(counts.max())} rows); a "
+                            "classifier needs at least two. Check data.target, use data.stratify=true, or give "
+                            "data with more classes.")
+        absent = [codec.names[i] for i in np.flatnonzero(counts == 0)]
+        if absent:
+            notes.append(f"class(es) {absent} have no training rows and cannot be learned.")
+        if cfg.balance in ("oversample", "undersample"):
+            idx = balance_indices(y_tr, n_classes, cfg.balance, seed + 3)
+            x_tr, y_tr = x_tr[idx], y_tr[idx]
+        elif cfg.balance == "class_weights":
+            class_weights = torch.from_numpy(class_weight_vector(counts))
+        elif cfg.balance == "weighted_sampler":
+            sample_weights = torch.from_numpy(class_weight_vector(counts)[y_tr])
+        after = np.bincount(y_tr, minlength=n_classes)
+        class_counts = [int(c) for c in after]
+        report["class_counts_before_sampling"] = before
+        report["class_counts_after_sampling"] = {n: int(c) for n, c in zip(codec.names, after, strict=True)}
+        report["balance"] = cfg.balance
+        if class_weights is not None:
+            report["class_weights"] = {n: float(w) for n, w in zip(codec.names, class_weights, strict=True)}
+        n_outputs = n_classes
+    else:
+        if cfg.balance != "none":
+            raise DataError(f"data.balance = {cfg.balance} needs class labels but this is a regression task; set "
+                            "data.balance=none (or data.options.task=classification if the target is a label).")
+        if cfg.scale_target:
+            pre.fit_target(y_tr)
+            report["target_scaling"] = {"mean": pre.target_mean.tolist(),  # type: ignore[union-attr]
+                                        "scale": pre.target_scale.tolist()}  # type: ignore[union-attr]
+        n_outputs = 1 if y_tr.ndim == 1 else int(y_tr.shape[1])
+    if task == "classification" and cfg.scale_target:
+        notes.append("data.scale_target applies to regression only and was ignored.")
+
+    def to_split(x: np.ndarray | None, y: np.ndarray | None) -> Split | None:
+        if x is None or y is None:
+            return None
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if task == "classification":
+            # np.array copies: labels may be views of read-only cached arrays
+            return xt, torch.from_numpy(np.array(y, dtype=np.int64))
+        return xt, pre.transform_target(torch.from_numpy(np.array(y, dtype=np.float32)))
+
+    train = to_split(x_tr, y_tr)
+    assert train is not None
+    val, test = to_split(xs["val"], ys["val"]), to_split(xs["test"], ys["test"])
+    report["rows"] = {"train": len(train[0]), "val": len(val[0]) if val else 0, "test": len(test[0]) if test else 0}
+    report["preprocessor"] = pre.describe()
+    report["input_shape"] = list(input_shape)
+    return DataBundle(name=name, task=task, train=train, val=val, test=test,  # type: ignore[arg-type]
+                      n_classes=n_classes, n_outputs=n_outputs, input_shape=tuple(int(s) for s in input_shape),
+                      class_names=pre.class_names, class_counts=class_counts, preprocessor=pre, report=report,
+                      class_weights=class_weights, sample_weights=sample_weights, kind=kind,
+                      feature_names=feature_names, split_indices=indices,
+                      fold=split_report.get("fold", fold))

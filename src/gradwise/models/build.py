@@ -1,0 +1,195 @@
+"""``build_model``: turn a ``ModelConfig`` plus the data's sample shape into an ``nn.Module`` that outputs logits."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from gradwise.config import ModelConfig
+from gradwise.errors import ModelError
+from gradwise.models import architectures as arch
+from gradwise.models.layers import apply_init, check_activation, check_init, unknown_name_error
+
+ModelBuilder = Callable[..., nn.Module]
+
+MODELS: dict[str, ModelBuilder] = {
+    "logreg": arch.logreg,
+    "mlp": arch.mlp,
+    "cnn1d": arch.cnn1d,
+    "cnn2d": arch.cnn2d,
+    "resnet": arch.resnet,
+    "rnn": arch.rnn,
+    "gru": arch.gru,
+    "lstm": arch.lstm,
+    "transformer": arch.transformer,
+}
+
+# Sample ranks (dims without the batch) each model accepts, what they mean, and what to use instead otherwise.
+_SHAPES: dict[str, tuple[tuple[int, ...], str]] = {
+    "cnn1d": ((1, 2), "(L,) for a 1-channel signal or (C, L) for C channels"),
+    "cnn2d": ((2, 3), "(C, H, W) images, or (H, W) for one channel"),
+    "resnet": ((2, 3), "(C, H, W) images, or (H, W) for one channel"),
+    "rnn": ((1, 2), "(T, F) sequences, or (L,) read as L steps of 1 feature"),
+    "gru": ((1, 2), "(T, F) sequences, or (L,) read as L steps of 1 feature"),
+    "lstm": ((1, 2), "(T, F) sequences, or (L,) read as L steps of 1 feature"),
+    "transformer": ((1, 2), "(T, F) sequences, or (L,) read as L tokens of 1 feature"),
+}
+_SUGGEST_BY_RANK = {1: "mlp or cnn1d", 2: "cnn1d (channels × length), gru or transformer (steps × features)",
+                    3: "cnn2d or resnet"}
+
+# ModelConfig fields that are handed to the builders as keyword arguments (when the builder takes them).
+_ARCH_FIELDS = ("widths", "channels", "kernel_size", "pooling", "hidden_size", "num_layers", "heads", "activation",
+                "norm", "dropout")
+
+TASKS = ("classification", "regression")
+
+
+def available_models() -> list[str]:
+    """The built-in model names."""
+    return list(MODELS)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameter values (frozen ones are not counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _check_shape(name: str, input_shape: tuple[int, ...]) -> None:
+    if not input_shape or any(int(d) < 1 for d in input_shape):
+        raise ModelError(f"model '{name}': input_shape {input_shape} is not a valid sample shape; expected the "
+                         f"shape of one sample without the batch dim, e.g. (40,) or (1, 28, 28).")
+    if name not in _SHAPES:
+        return
+    ranks, meaning = _SHAPES[name]
+    if len(input_shape) not in ranks:
+        fits = _SUGGEST_BY_RANK.get(len(input_shape), "mlp (flattens any shape)")
+        raise ModelError(f"model '{name}' expects samples shaped {meaning}, but the data's samples have shape "
+                         f"{tuple(input_shape)}. Fix: use model.name {fits} for this data, or reshape the data.")
+
+
+def _signature_params(fn: Callable[..., Any]) -> tuple[set[str], bool]:
+    """The keyword names ``fn`` accepts and whether it also takes ``**kwargs``."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # some builtins/C callables have no signature
+        return set(), True
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return names, any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+def _import_factory(spec: str) -> Callable[..., Any]:
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ModelError(f"model.factory '{spec}' is not of the form 'package.module:function'. "
+                         f"Fix: write the module path, a colon, then the function name, e.g. 'mypkg.nets:make_net'.")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModelError(f"model.factory '{spec}': cannot import module '{module_name}' ({exc}). Fix: check the "
+                         f"spelling and that the module is importable (installed, or on PYTHONPATH / in the working "
+                         f"directory).") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            public = sorted(n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n)))
+            raise ModelError(f"model.factory '{spec}': module '{module_name}' has no attribute '{attr}'. "
+                             f"Callables it defines: {', '.join(public[:20]) or 'none'}.")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ModelError(f"model.factory '{spec}': '{attr}' is a {type(obj).__name__}, not a function or class. "
+                         f"Fix: point model.factory at a callable that returns an nn.Module.")
+    return obj
+
+
+def _build_from_factory(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int, task: str) -> nn.Module:
+    assert cfg.factory is not None
+    fn = _import_factory(cfg.factory)
+    kwargs: dict[str, Any] = dict(cfg.options)
+    names, _ = _signature_params(fn)
+    # Only explicitly named parameters get the shape info: a **kwargs factory often forwards everything to a
+    # constructor that would reject unexpected names.
+    for key, value in (("input_shape", tuple(input_shape)), ("n_outputs", n_outputs), ("task", task)):
+        if key in names:
+            kwargs[key] = value
+    try:
+        model = fn(**kwargs)
+    except TypeError as exc:
+        raise ModelError(f"model.factory '{cfg.factory}' could not be called with {sorted(kwargs)} ({exc}). "
+                         f"Fix: make model.options match the function's parameters.") from exc
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"model.factory '{cfg.factory}' returned a {type(model).__name__}, not a torch.nn.Module. "
+                         f"Fix: return the model instance (e.g. `return MyNet(...)`).")
+    return model
+
+
+def _build_builtin(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    name = cfg.name.strip().lower()
+    if name not in MODELS:
+        raise unknown_name_error("model", cfg.name, list(MODELS), "name")
+    builder = MODELS[name]
+    _check_shape(name, input_shape)
+    accepted, _ = _signature_params(builder)
+    accepted -= {"input_shape", "n_outputs"}
+    kwargs: dict[str, Any] = {}
+    ignored: list[str] = []
+    for field in _ARCH_FIELDS:
+        value = getattr(cfg, field)
+        if field in accepted:
+            if value is not None:
+                kwargs[field] = value
+        elif value is not None and field not in ("activation", "dropout", "norm"):
+            ignored.append(f"{field}={value!r}")
+    if ignored:
+        warnings.warn(f"model '{name}' does not use {', '.join(ignored)}; these settings are ignored.",
+                      UserWarning, stacklevel=3)
+    if name == "logreg" and cfg.dropout > 0:
+        warnings.warn("model 'logreg' has no hidden layer, so model.dropout is ignored.", UserWarning, stacklevel=3)
+    extras = sorted(accepted - set(_ARCH_FIELDS))
+    for key, value in cfg.options.items():
+        if key in ModelConfig.model_fields:
+            raise ModelError(f"model.options.{key} duplicates the config field model.{key}. "
+                             f"Fix: set model.{key} instead.")
+        if key not in accepted:
+            raise ModelError(f"model '{name}' has no option '{key}' (model.options). "
+                             f"Options it takes: {', '.join(extras) or 'none'}. Fix: remove or rename it.")
+        kwargs[key] = value
+    for key in ("widths", "channels"):
+        if key in kwargs and (not kwargs[key] or any(int(v) < 1 for v in kwargs[key])):
+            raise ModelError(f"model.{key}={kwargs[key]!r}: expected a non-empty list of positive integers, "
+                             f"e.g. [32, 64].")
+    try:
+        return builder(tuple(int(d) for d in input_shape), n_outputs, **kwargs)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        if isinstance(exc, ModelError):
+            raise
+        raise ModelError(f"model '{name}' cannot be built for input shape {tuple(input_shape)} with "
+                         f"{kwargs}: {exc}") from exc
+
+
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int, task: str) -> nn.Module:
+    """Build the model described by ``cfg`` for samples of ``input_shape`` (no batch dim).
+
+    The model maps a batch (N, *input_shape) to (N, n_outputs) raw outputs (logits for classification, no softmax).
+    ``cfg.factory`` ("package.module:function") takes precedence over ``cfg.name``.
+    ``cfg.init`` is applied to every Linear/Conv (and recurrent/attention) weight after building, biases zeroed.
+    """
+    if task not in TASKS:
+        raise ModelError(f"task '{task}' is not supported; expected one of {', '.join(TASKS)}.")
+    if int(n_outputs) < 1:
+        raise ModelError(f"n_outputs={n_outputs}: a model needs at least one output (number of classes for "
+                         f"classification, number of targets for regression).")
+    input_shape = tuple(int(d) for d in input_shape)
+    # Check names before building so that a typo fails fast with a helpful message.
+    activation = check_activation(cfg.activation)
+    init = check_init(cfg.init)
+    if cfg.factory:
+        model = _build_from_factory(cfg, input_shape, int(n_outputs), task)
+    else:
+        model = _build_builtin(cfg.model_copy(update={"activation": activation}), input_shape, int(n_outputs))
+    apply_init(model, init, activation)
+    return model

@@ -1,0 +1,404 @@
+"""Learning-rate schedules from a ``ScheduleConfig``, and the learning-rate finder.
+
+A :class:`Schedule` wraps one torch.optim.lr_scheduler object and tells the training loop when to step it:
+``step_batch()`` after every optimizer step (steps per-batch schedules), ``step_epoch(metrics)`` at every
+epoch end (steps per-epoch schedules; ``reduce_on_plateau`` reads ``val_loss``, else ``train_loss``).
+
+Why LambdaLR for cosine / warmup_cosine / warmup_linear: torch's CosineAnnealingLR takes an *absolute* eta_min
+shared by all param groups, so with per-group LRs (no-decay groups, discriminative LRs) and ``min_lr > 0``
+the groups would not scale together; it also climbs back up if stepped past T_max. A LambdaLR factor is
+applied to each group's own peak LR, and our factor is clamped at the end of the run. The warmup part equals
+``LinearLR(start_factor=1/(W+1), total_iters=W)`` exactly; the decay part equals CosineAnnealingLR / LinearLR
+with the floor scaled per group (the tests check both against the torch classes).
+
+Resuming: build the optimizer, build the schedule, then load the optimizer state, then the schedule state.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim import lr_scheduler as lrs
+
+from gradwise.config import ScheduleConfig
+from gradwise.errors import CheckpointError, ConfigError, DataError
+from gradwise.recipes.optim import canonical_name
+
+SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "warmup_cosine", "warmup_linear",
+             "one_cycle", "reduce_on_plateau")
+PER_BATCH = frozenset({"cosine", "warmup_cosine", "warmup_linear", "one_cycle"})
+
+
+@dataclass
+class WarmupDecay:
+    """LR factor (of each group's peak LR) at scheduler step ``s``, i.e. the LR of optimizer step ``s + 1``.
+
+    * warmup (``s < warmup``): ``(s + 1) / (warmup + 1)`` - starts near 0, never exactly 0 (a wasted step);
+    * then decay over the remaining ``total - warmup`` steps to ``min_factor``: ``cosine`` is
+      ``min + (1 - min)·½(1 + cos(π·p))``, ``linear`` is ``min + (1 - min)·(1 - p)`` with
+      ``p = (s - warmup) / (total - warmup)`` clamped to [0, 1], so stepping past the end holds the floor.
+
+    A dataclass rather than a closure: LambdaLR saves a callable object's ``__dict__`` (ints, floats, a
+    string) in its state_dict, which keeps checkpoints ``weights_only``-loadable and self-describing.
+    """
+
+    total: int
+    warmup: int = 0
+    min_factor: float = 0.0
+    kind: str = "cosine"
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / (self.warmup + 1)
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        decay = 0.5 * (1.0 + math.cos(math.pi * progress)) if self.kind == "cosine" else 1.0 - progress
+        return self.min_factor + (1.0 - self.min_factor) * decay
+
+
+@dataclass
+class ConstantFactor:
+    """LR factor 1 at every step (the ``constant`` schedule)."""
+
+    def __call__(self, step: int) -> float:
+        return 1.0
+
+
+def warmup_steps(warmup: float, total: int) -> int:
+    """``warmup`` < 1 is a fraction of all steps, otherwise a step count; clamped to [0, total]."""
+    steps = round(warmup * total) if warmup < 1 else int(warmup)
+    return max(0, min(total, steps))
+
+
+class Schedule:
+    """A torch LR scheduler plus when to step it. See the module docstring for the protocol."""
+
+    def __init__(self, name: str, scheduler: lrs.LRScheduler | lrs.ReduceLROnPlateau, optimizer: torch.optim.Optimizer,
+                 per_batch: bool, total_steps: int) -> None:
+        self.name = name
+        self.scheduler = scheduler
+        self.optimizer = optimizer
+        self.per_batch = per_batch
+        self.total_steps = total_steps
+        self._monitor: str | None = None  # the metric reduce_on_plateau follows, fixed once val_loss is seen
+
+    def __repr__(self) -> str:
+        return f"Schedule({self.name!r}, per_batch={self.per_batch}, lr={self.lr:.3g})"
+
+    @property
+    def lr(self) -> float:
+        """Current learning rate of param group 0."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    @property
+    def lrs(self) -> list[float]:
+        """Current learning rate of every param group."""
+        return [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def step_batch(self) -> None:
+        """Call after every optimizer step; steps per-batch schedules only."""
+        if not self.per_batch:
+            return
+        if isinstance(self.scheduler, lrs.OneCycleLR) and self.scheduler.last_epoch >= self.scheduler.total_steps:
+            # OneCycleLR raises when stepped past total_steps; hold the final LR instead (e.g. one extra step
+            # from a partial accumulation window should not crash a long run).
+            return
+        self.scheduler.step()
+
+    def step_epoch(self, metrics: dict[str, float] | None = None) -> None:
+        """Call at every epoch end; steps per-epoch schedules. reduce_on_plateau needs val_loss or train_loss."""
+        if self.per_batch:
+            return
+        if isinstance(self.scheduler, lrs.ReduceLROnPlateau):
+            metrics = metrics or {}
+            # Once val_loss has been seen, epochs without it (eval_every > 1) are skipped rather than compared
+            # on train_loss: mixing the two would make the lower train loss look like an improvement.
+            key = "val_loss" if "val_loss" in metrics else ("train_loss" if self._monitor != "val_loss" else None)
+            if key is None:
+                return
+            if key not in metrics:
+                raise ConfigError("schedule.name = 'reduce_on_plateau' needs 'val_loss' or 'train_loss' in the "
+                                  f"epoch metrics, got {sorted(metrics)}. Pass them to step_epoch or choose "
+                                  "another schedule.")
+            self._monitor = key
+            self.scheduler.step(float(metrics[key]))
+        else:
+            self.scheduler.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Primitives, lists and dicts only: loadable with ``torch.load(weights_only=True)``."""
+        return {"name": self.name, "per_batch": self.per_batch, "total_steps": self.total_steps,
+                "monitor": self._monitor, "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("name") != self.name:
+            raise CheckpointError(f"the checkpoint's LR schedule is {state.get('name')!r} but the config says "
+                                  f"schedule.name = {self.name!r}; resume with the original schedule.")
+        self.scheduler.load_state_dict(state["scheduler"])
+        self._monitor = state.get("monitor")
+        # Torch schedulers restore their counters but leave the groups' LR as the freshly built scheduler set
+        # it (its step-0 value); put back the LR that was in effect when the state was saved.
+        for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr(), strict=True):
+            group["lr"] = lr
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps_per_epoch: int,
+                    epochs: int) -> Schedule:
+    """Build the schedule named by ``cfg.name``. ``steps_per_epoch`` counts optimizer steps (after accumulation).
+
+    ``min_lr`` is a fraction of each group's peak LR, so per-group LRs keep their ratios throughout.
+    ``warmup`` is used by warmup_cosine and warmup_linear only (one_cycle has its own 30 % warmup).
+    """
+    name = canonical_name("schedule.name", cfg.name, SCHEDULES, "LR schedule",
+                          aliases={"none": "constant", "onecycle": "one_cycle", "plateau": "reduce_on_plateau",
+                                   "cos": "cosine"})
+    if steps_per_epoch < 1 or epochs < 1:
+        raise ConfigError(f"cannot build the LR schedule: steps_per_epoch = {steps_per_epoch} and epochs = "
+                          f"{epochs} must both be >= 1; check train.epochs, the batch size and the data size.")
+    total = int(steps_per_epoch) * int(epochs)
+    peaks = [float(g["lr"]) for g in optimizer.param_groups]
+    sched: lrs.LRScheduler | lrs.ReduceLROnPlateau
+    if name == "constant":
+        sched = lrs.LambdaLR(optimizer, ConstantFactor())
+    elif name == "step":
+        sched = lrs.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+    elif name == "multistep":
+        sched = lrs.MultiStepLR(optimizer, milestones=sorted(cfg.milestones), gamma=cfg.gamma)
+    elif name == "exponential":
+        sched = lrs.ExponentialLR(optimizer, gamma=cfg.gamma)
+    elif name in ("cosine", "warmup_cosine", "warmup_linear"):
+        warm = 0 if name == "cosine" else warmup_steps(cfg.warmup, total)
+        kind = "linear" if name == "warmup_linear" else "cosine"
+        sched = lrs.LambdaLR(optimizer, WarmupDecay(total=total, warmup=warm, min_factor=cfg.min_lr, kind=kind))
+    elif name == "one_cycle":
+        # cycling momentum is only meaningful where the optimizer has one (SGD/RMSprop with momentum > 0, or
+        # Adam-style beta1); OneCycleLR raises for Adagrad and would switch momentum *on* for plain SGD.
+        defaults = optimizer.defaults
+        cycle = "betas" in defaults or float(defaults.get("momentum", 0.0)) > 0
+        sched = lrs.OneCycleLR(optimizer, max_lr=peaks, total_steps=total, cycle_momentum=cycle)
+    else:  # reduce_on_plateau
+        if not cfg.gamma < 1:
+            raise ConfigError(f"schedule.gamma = {cfg.gamma} is invalid for reduce_on_plateau: the LR is "
+                              "multiplied by gamma on a plateau, so it must be in (0, 1), e.g. 0.1.")
+        sched = lrs.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.gamma, patience=cfg.patience,
+                                      min_lr=[cfg.min_lr * p for p in peaks])
+    return Schedule(name, sched, optimizer, per_batch=name in PER_BATCH, total_steps=total)
+
+
+# --------------------------------------------------------------------------------------------- lr finder
+
+
+@dataclass
+class LRFindResult:
+    """What the LR finder saw: the swept LRs and (smoothed and raw) losses, plus suggestions.
+
+    ``suggestion`` is the steepest-descent LR (most negative d(smoothed loss)/d(log10 lr)); ``valley`` is fastai's
+    valley rule (⅓ + ⅙ of the way along the longest decreasing run of the smoothed loss, i.e. about its middle).
+    Either is None when too few finite points were recorded.
+    """
+
+    lrs: list[float]
+    losses: list[float]  # smoothed (EMA with bias correction)
+    raw_losses: list[float]
+    suggestion: float | None
+    valley: float | None
+    stopped_early: bool = False
+    reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def plot(self, path: str | Path) -> Path:
+        """Save loss vs LR (log x axis) with the suggestions marked, as a PNG; returns the path."""
+        # Figure + FigureCanvasAgg instead of pyplot: no global backend switch, no GUI, safe in threads.
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig = Figure(figsize=(7, 4.5), dpi=110)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        lrs_ = np.asarray(self.lrs, dtype=float)
+        sm = np.asarray(self.losses, dtype=float)
+        raw = np.asarray(self.raw_losses, dtype=float)
+        ok = np.isfinite(sm)
+        if raw.size:
+            ax.plot(lrs_[np.isfinite(raw)], raw[np.isfinite(raw)], color="0.75", lw=0.8, label="raw loss")
+        ax.plot(lrs_[ok], sm[ok], color="C0", lw=1.8, label="smoothed loss")
+        for value, label, color in ((self.suggestion, "steepest", "C3"), (self.valley, "valley", "C2")):
+            if value is not None:
+                ax.axvline(value, color=color, ls="--", lw=1.2, label=f"{label}: {value:.2e}")
+        ax.set_xscale("log")
+        if ok.any():  # the last points explode; keep the interesting range readable
+            lo, hi = float(sm[ok].min()), float(sm[ok][: max(1, ok.sum() // 10)].max())
+            hi = max(hi, lo * 1.05 + 1e-12)
+            pad = 0.1 * (hi - lo)
+            ax.set_ylim(lo - pad, hi + 3 * pad)
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("loss")
+        ax.set_title("learning-rate finder")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, format="png")
+        return path
+
+
+def _suggest(lrs_: list[float], losses: list[float]) -> tuple[float | None, float | None]:
+    """(steepest, valley) suggestions from the smoothed curve, NaN-safe."""
+    lr_arr = np.asarray(lrs_, dtype=float)
+    loss_arr = np.asarray(losses, dtype=float)
+    # keep only the part before the first non-finite value: what follows is divergence
+    bad = np.flatnonzero(~np.isfinite(loss_arr) | ~np.isfinite(lr_arr))
+    n = int(bad[0]) if bad.size else loss_arr.size
+    lr_arr, loss_arr = lr_arr[:n], loss_arr[:n]
+    # like fastai, drop the first tenth (smoothing warm-up, noisy) and the last few (divergence) when there
+    # are enough points to spare
+    start = n // 10
+    end = n - 5 if n - 5 - start >= 5 else n
+    if end - start < 3:
+        start, end = 0, n
+    lr_arr, loss_arr = lr_arr[start:end], loss_arr[start:end]
+    if loss_arr.size < 3:
+        return None, None
+    grads = np.gradient(loss_arr, np.log10(lr_arr))
+    grads = np.where(np.isfinite(grads), grads, np.inf)
+    steep = float(lr_arr[int(np.argmin(grads))]) if np.isfinite(grads).any() else None
+    # fastai's valley: the longest strictly decreasing subsequence (O(n²), n is ~100), then the point ⅓ + ⅙ along it
+    m = loss_arr.size
+    lds = [1] * m
+    max_start = max_end = 0
+    for i in range(1, m):
+        for j in range(i):
+            if loss_arr[i] < loss_arr[j] and lds[i] < lds[j] + 1:
+                lds[i] = lds[j] + 1
+            if lds[max_end] < lds[i]:
+                max_end = i
+                max_start = max_end - lds[max_end]
+    sections = (max_end - max_start) / 3
+    idx = min(m - 1, max(0, max_start + int(sections) + int(sections / 2)))
+    return steep, float(lr_arr[idx])
+
+
+def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise DataError("the LR finder got an empty data loader; check the training data and batch size.")
+
+
+def _to_device(obj: Any, device: torch.device | str) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_device(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    return obj
+
+
+def lr_find(model: nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor], loader: Iterable[Any],
+            optimizer: torch.optim.Optimizer, *, start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100,
+            device: torch.device | str = "cpu", forward: Callable[[nn.Module, Any], Any] | None = None,
+            beta: float = 0.98, diverge: float = 4.0, clip_grad: float | None = None) -> LRFindResult:
+    """Exponential LR sweep from ``start_lr`` to ``end_lr`` over ``steps`` mini-batches (cycling ``loader``).
+
+    ``loader`` yields ``(x, y)``; both are moved to ``device`` (the model and optimizer must already be there).
+    ``forward(model, x)`` returns the model output (default ``model(x)``; use it for autocast or multi-input
+    models); the loss is ``loss_fn(output, y)``. Per-group LRs keep their ratios: each group gets the swept
+    LR × its ``lr_scale`` (set by build_optimizer) or its LR relative to the largest group LR.
+
+    Stops when the smoothed loss exceeds ``diverge`` × the best smoothed loss, or is not finite.
+    Afterwards the model parameters and buffers, gradients, train/eval mode, optimizer state and the
+    torch (CPU and CUDA), numpy and python RNG states are exactly what they were. A loader with its own
+    ``generator`` advances that generator; pass a fresh loader if that matters.
+    """
+    if not (0 < start_lr < end_lr) or not math.isfinite(end_lr):
+        raise ConfigError(f"lr_find: start_lr = {start_lr} and end_lr = {end_lr} must satisfy 0 < start < end.")
+    if steps < 2:
+        raise ConfigError(f"lr_find: steps = {steps} is too few; use at least 2 (100 is typical).")
+    forward = forward or (lambda m, x: m(x))
+
+    # ---- save everything the sweep touches (deep copies: state_dict() tensors alias the live ones)
+    model_state = copy.deepcopy(model.state_dict())
+    optim_state = copy.deepcopy(optimizer.state_dict())
+    grads = [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()]
+    modes = [(m, m.training) for m in model.modules()]  # per module: e.g. a frozen BatchNorm kept in eval
+    torch_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    np_rng = np.random.get_state()
+    py_rng = random.getstate()
+
+    base = [float(g["lr"]) for g in optimizer.param_groups]
+    top = max(base) if max(base) > 0 else 1.0
+    scales = [float(g.get("lr_scale", b / top)) for g, b in zip(optimizer.param_groups, base, strict=True)]
+
+    lrs_: list[float] = []
+    smoothed: list[float] = []
+    raw: list[float] = []
+    best = math.inf
+    avg = 0.0
+    stopped, reason = False, "completed all steps"
+    ratio = end_lr / start_lr
+    try:
+        model.train()
+        batches = _cycle(loader)
+        for i in range(steps):
+            lr = start_lr * ratio ** (i / (steps - 1))
+            for g, s in zip(optimizer.param_groups, scales, strict=True):
+                g["lr"] = lr * s
+            x, y = next(batches)
+            x, y = _to_device(x, device), _to_device(y, device)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(forward(model, x), y)
+            value = float(loss.detach())
+            lrs_.append(lr)
+            raw.append(value)
+            if not math.isfinite(value):
+                smoothed.append(math.nan)
+                stopped, reason = True, f"loss became non-finite ({value}) at lr={lr:.3g}"
+                break
+            avg = beta * avg + (1 - beta) * value
+            smooth = avg / (1 - beta ** (i + 1))
+            smoothed.append(smooth)
+            if not math.isfinite(smooth):
+                stopped, reason = True, f"smoothed loss became non-finite at lr={lr:.3g}"
+                break
+            if i > 0 and smooth > diverge * best:
+                stopped, reason = True, f"loss diverged (> {diverge:g}× the best) at lr={lr:.3g}"
+                break
+            best = min(best, smooth)
+            loss.backward()
+            if clip_grad is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+            optimizer.step()
+    finally:
+        # ---- restore, even when the sweep raised
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(optim_state)
+        for p, g in zip(model.parameters(), grads, strict=True):
+            p.grad = g
+        for m, mode in modes:
+            m.training = mode
+        torch.set_rng_state(torch_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+        np.random.set_state(np_rng)
+        random.setstate(py_rng)
+
+    steep, valley = _suggest(lrs_, smoothed)
+    return LRFindResult(lrs=lrs_, losses=smoothed, raw_losses=raw, suggestion=steep, valley=valley,
+                        stopped_early=stopped, reason=reason)

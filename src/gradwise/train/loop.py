@@ -1,0 +1,384 @@
+"""The training loop. The step reads top to bottom in `_train_step`; everything else plugs into events.
+
+The loop knows nothing of the doctor, progress bars or trackers: they are callbacks (see `events.py`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from itertools import islice
+from typing import Any
+
+import torch
+from rich.console import Console
+from torch import nn
+
+from gradwise.config import RunConfig
+from gradwise.errors import ConfigError, TrainingError
+from gradwise.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from gradwise.train.events import Callback, CallbackList
+from gradwise.train.metrics import evaluate, to_device
+from gradwise.train.rundir import RunDir
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device = {name!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device = {name!r} but this machine has no CUDA GPU; use train.device=auto or cpu.")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision == "auto":
+        # bf16 autocast helps on GPUs with bf16 tensor cores; on CPU it is usually slower for small models
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("train.precision = 'fp16' needs a CUDA GPU (loss scaling); on CPU use "
+                          "train.precision=bf16 or fp32.")
+    return precision
+
+
+class Trainer:
+    """Runs epochs of mini-batches over ready-made components and writes the run directory."""
+
+    def __init__(self, model: nn.Module, train_loader: Any, val_loader: Any | None, test_loader: Any | None, *,
+                 config: RunConfig, loss_fn: Callable, optimizer: torch.optim.Optimizer, schedule: Any,
+                 run_dir: RunDir, task: str | None, device: torch.device, precision: str,
+                 callbacks: list[Callback] | None = None, penalty: Callable[[nn.Module], Any] | None = None,
+                 augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 forward: Callable | None = None, target_transform: Callable | None = None,
+                 console: Console | None = None) -> None:
+        self.config = config
+        self.model = model
+        self.train_loader, self.val_loader, self.test_loader = train_loader, val_loader, test_loader
+        self.loss_fn, self.optimizer, self.schedule = loss_fn, optimizer, schedule
+        self.run_dir = run_dir
+        self.task = task
+        self.device = device
+        self.precision = precision
+        self.penalty = penalty
+        self.augment = augment
+        self.forward = forward
+        self.target_transform = target_transform
+        self.callbacks = CallbackList(callbacks or [])
+        self.console = console or Console(highlight=False)
+        self.is_main = int(os.environ.get("RANK", 0)) == 0
+
+        tc = config.train
+        self.epochs = tc.epochs
+        self.accumulate = tc.accumulate
+        self.steps_per_epoch = math.ceil(len(train_loader) / self.accumulate)
+        self.clip_grad, self.clip_mode = tc.clip_grad, tc.clip_mode
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        # fp32 gets a null context: autocast(enabled=False) still costs a little per call
+        self.autocast: Callable[[], contextlib.AbstractContextManager] = (
+            (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+        # progress of the fit; all of it goes into checkpoints
+        self.epoch = 0  # the epoch being trained (0-based)
+        self.step = 0  # optimizer steps taken
+        self.batch_in_epoch = 0  # optimizer steps taken in this epoch
+        self.history: list[dict[str, Any]] = []
+        self.last_loss: torch.Tensor = torch.zeros(())
+        self.last_batch: tuple[Any, Any] | None = None
+        self._loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self._loss_count = 0
+        self.should_stop = False
+        self.stop_reason: str | None = None
+        self.status = "running"
+        self.status_override: str | None = None  # a callback may mark the run failed (e.g. the NaN guard)
+        self.resumed = False
+        self.state_is_good = True  # the doctor clears this when it sees a bad state, so it is never checkpointed
+        self._signal: int | None = None
+        self._deferred_saves: list[str] | None = None  # saves asked for while an epoch is being committed
+        self._rollback: dict[str, Any] | None = None
+        self._initial_state: dict[str, Any] | None = None
+        self.actions: list[dict[str, Any]] = []  # what repair did (rollback + changes), for the summary
+
+    # ------------------------------------------------------------------------------------------- the step
+    def _train_step(self, window: list[Any]) -> None:
+        """One optimizer step over `accumulate` micro-batches."""
+        model, opt = self.model, self.optimizer
+        # Weight each micro-batch by its share of the window's samples, so an accumulated step equals one big
+        # batch even when the last micro-batch is short (a per-micro-batch mean would over-weight it).
+        n_total = sum(len(b[1]) for b in window)
+        step_loss = torch.zeros((), device=self.device)
+        for batch in window:
+            x, y = to_device(batch, self.device)
+            if self.augment is not None:
+                x = self.augment(x)
+            with self.autocast():
+                out = self.forward(model, x) if self.forward else model(x)
+                loss = self.loss_fn(out, y)
+            share = len(y) / n_total
+            self.scaler.scale(loss * share).backward()
+            step_loss += loss.detach().float() * share
+        if self.penalty is not None:  # explicit L1/L2: once per optimizer step, not per micro-batch
+            reg = self.penalty(model)
+            if reg is not None:
+                self.scaler.scale(reg).backward()
+        self.scaler.unscale_(opt)  # gradients in true units before anyone looks at or clips them
+        self.last_batch = (x, y)
+        self.callbacks.fire("on_after_backward", self)
+        if self.clip_grad is not None:
+            if self.clip_mode == "norm":
+                torch.nn.utils.clip_grad_norm_(model.parameters(), self.clip_grad, foreach=True)
+            else:
+                torch.nn.utils.clip_grad_value_(model.parameters(), self.clip_grad, foreach=True)
+        self.scaler.step(opt)
+        self.scaler.update()
+        opt.zero_grad(set_to_none=True)
+        self.schedule.step_batch()
+        self.step += 1
+        self.batch_in_epoch += 1
+        self.last_loss = step_loss
+        self._loss_sum += step_loss.double() * n_total
+        self._loss_count += n_total
+
+    # ------------------------------------------------------------------------------------------ the fit
+    def fit(self, resume_state: dict[str, Any] | None = None) -> dict[str, Any]:
+        start = time.perf_counter()
+        self.model.to(self.device)
+        for loader in (self.train_loader, self.val_loader, self.test_loader):
+            if loader is not None and hasattr(loader, "to"):
+                loader.to(self.device)
+        if resume_state is not None:
+            self._load_state(resume_state)
+            self.resumed = True
+            self.run_dir.write_metrics(self.history)
+        else:
+            self._initial_state = self._state(in_memory=True)
+        handlers = self._install_signal_handlers()
+        test_metrics: dict[str, float] = {}
+        try:
+            self.callbacks.fire("on_fit_start", self)
+            if resume_state is not None:
+                set_rng_state(resume_state["rng"])  # last, so nothing run at fit start shifts the streams
+            while self.epoch < self.epochs and not self.should_stop:
+                self._run_epoch()
+                if self._signal is not None:
+                    break
+            self.status = self.status_override or ("stopped" if self._signal is not None else "completed")
+            self.callbacks.fire("on_train_end", self)
+            if self.test_loader is not None and self.status == "completed":
+                test_metrics = self._evaluate(self.test_loader)
+        except BaseException as exc:
+            self.status = "failed" if not isinstance(exc, KeyboardInterrupt) else "stopped"
+            self.callbacks.fire("on_exception", self, exc)
+            self.summary = self._summary(time.perf_counter() - start, {}, error=exc)
+            self.run_dir.write_summary(self.summary)
+            raise
+        finally:
+            self._restore_signal_handlers(handlers)
+        self.summary = self._summary(time.perf_counter() - start, test_metrics)
+        self.callbacks.fire("on_fit_end", self, self.summary)
+        self.run_dir.write_summary(self.summary)
+        return self.summary
+
+    def _run_epoch(self) -> None:
+        t0 = time.perf_counter()
+        self.model.train()
+        # A resumed epoch skips the optimizer steps it already took; the order is rebuilt from (seed, epoch).
+        self.train_loader.set_epoch(self.epoch, skip_batches=self.batch_in_epoch * self.accumulate)
+        if self.batch_in_epoch == 0:
+            self._loss_sum.zero_()
+            self._loss_count = 0
+        self.callbacks.fire("on_epoch_start", self)
+        batches = iter(self.train_loader)
+        every = self.config.train.checkpoint_every
+        while window := list(islice(batches, self.accumulate)):
+            self.callbacks.fire("on_batch_start", self)
+            self._train_step(window)
+            self.callbacks.fire("on_batch_end", self)
+            if self._rollback is not None:
+                self._do_rollback()
+                return
+            if self._signal is not None or self.should_stop:
+                if self._signal is not None:
+                    self.save_checkpoint("last")  # mid-epoch: resume continues at this very step
+                return
+            if every and self.step % every == 0:
+                self.save_checkpoint("last")
+        self._end_epoch(time.perf_counter() - t0)
+
+    def _end_epoch(self, seconds: float) -> None:
+        train_loss = (self._loss_sum / max(self._loss_count, 1)).item()
+        logs: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
+                                "train_loss": train_loss}
+        if self.val_loader is not None and (self.epoch + 1) % self.config.train.eval_every == 0:
+            val = self._evaluate(self.val_loader)
+            logs.update({f"val_{k}": v for k, v in val.items()})
+            self.callbacks.fire("on_validation_end", self, logs)
+        logs["seconds"] = round(seconds + 0.0, 4)
+        self.schedule.step_epoch(logs)
+        # A checkpoint asked for in on_epoch_end (best.pt) must hold the committed epoch, so it waits until then.
+        self._deferred_saves = []
+        try:
+            self.callbacks.fire("on_epoch_end", self, logs)
+        finally:
+            deferred, self._deferred_saves = self._deferred_saves, None
+        if self._rollback is not None:
+            self._do_rollback()
+            return
+        if not math.isfinite(train_loss) and self.state_is_good:
+            # no callback handled it (doctor off): stop rather than train on garbage for the remaining epochs
+            self.history.append(logs)
+            self.run_dir.append_metrics(logs)
+            raise TrainingError(f"the training loss became {train_loss} in epoch {self.epoch + 1} (step "
+                                f"{self.step}). Lower the learning rate (e.g. optim.lr={_tenth(self)}), keep "
+                                "gradient clipping on (train.clip_grad=1.0), or turn on doctor.repair=true.")
+        self.history.append(logs)
+        self.run_dir.append_metrics(logs)
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self.save_checkpoint("last")
+        for which in deferred:
+            self.save_checkpoint(which)
+
+    def _evaluate(self, loader: Any) -> dict[str, float]:
+        return evaluate(self.model, loader, self.loss_fn, self.device, self.task, self.autocast, self.forward,
+                        self.target_transform)
+
+    # ------------------------------------------------------------------------------------- checkpoints
+    def _state(self, in_memory: bool = False) -> dict[str, Any]:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch, "step": self.step, "batch_in_epoch": self.batch_in_epoch,
+            "loss_sum": self._loss_sum.item(), "loss_count": self._loss_count,
+            "history": self.history,
+            "callbacks": self.callbacks.state_dict(),
+            "rng": rng_state(),
+            "actions": self.actions,
+        }
+        return copy.deepcopy(state) if in_memory else state
+
+    def _load_state(self, state: dict[str, Any], weights_only: bool = False) -> None:
+        self.model.load_state_dict(state["model"])
+        if weights_only:
+            return
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step, self.batch_in_epoch = state["epoch"], state["step"], state["batch_in_epoch"]
+        self._loss_sum.fill_(state["loss_sum"])
+        self._loss_count = state["loss_count"]
+        self.history = list(state["history"])
+        self.actions = list(state.get("actions", []))
+        self.callbacks.load_state_dict(state["callbacks"])
+
+    def save_checkpoint(self, which: str = "last") -> None:
+        """Write checkpoints/<which>.pt atomically, unless the current state is known to be bad."""
+        if not self.is_main:
+            return
+        if self._deferred_saves is not None:
+            if which not in self._deferred_saves:
+                self._deferred_saves.append(which)
+            return
+        if not self.state_is_good or not bool(torch.isfinite(self.last_loss)):
+            return  # never replace a good checkpoint with a broken state
+        save_checkpoint(self.run_dir.checkpoints / f"{which}.pt", self._state())
+
+    def load_weights(self, which: str = "best") -> None:
+        path = self.run_dir.checkpoints / f"{which}.pt"
+        if path.exists():
+            self._load_state(load_checkpoint(path), weights_only=True)
+
+    # ---------------------------------------------------------------------------------------- repair
+    def request_rollback(self, reason: str, lr_factor: float | None = None, clip_grad: float | None = None,
+                         extra: dict[str, Any] | None = None) -> None:
+        """Ask the loop to restore the last good checkpoint and continue with changed settings."""
+        self._rollback = {"reason": reason, "lr_factor": lr_factor, "clip_grad": clip_grad, "extra": extra or {}}
+
+    def _do_rollback(self) -> None:
+        request, self._rollback = self._rollback, None
+        assert request is not None
+        path = self.run_dir.last
+        state = load_checkpoint(path) if path.exists() else self._initial_state
+        if state is None:
+            raise TrainingError("repair wanted to roll back but there is no good state to roll back to.")
+        self._load_state(state)
+        set_rng_state(state["rng"])
+        self.state_is_good = True
+        self.should_stop = False
+        changes: dict[str, Any] = {}
+        if request["lr_factor"] is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= request["lr_factor"]
+                if "initial_lr" in group:
+                    group["initial_lr"] *= request["lr_factor"]
+            self.schedule.scale_lr(request["lr_factor"])
+            changes["lr_factor"] = request["lr_factor"]
+        if request["clip_grad"] is not None:
+            self.clip_grad = request["clip_grad"]
+            changes["clip_grad"] = request["clip_grad"]
+        changes.update(request["extra"])
+        self.actions.append({"step": self.step, "epoch": self.epoch, "action": "rollback",
+                             "reason": request["reason"], "changes": changes})
+        self.run_dir.write_metrics(self.history)
+
+    # ---------------------------------------------------------------------------------------- signals
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._signal is not None:  # a second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self._signal = signum
+            self.stop_reason = f"received {signal.Signals(signum).name}: checkpoint saved, resume with --resume"
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+    # ---------------------------------------------------------------------------------------- summary
+    def _summary(self, seconds: float, test: dict[str, float], error: BaseException | None = None) -> dict[str, Any]:
+        es = next((c for c in self.callbacks.callbacks if c.key == "early_stopping"), None)
+        summary: dict[str, Any] = {
+            "status": self.status,
+            "name": self.config.name,
+            "dir": str(self.run_dir.path),
+            "epochs_completed": len(self.history),
+            "steps": self.step,
+            "final": self.history[-1] if self.history else {},
+            "best": ({"monitor": es.cfg.monitor, "value": es.best, "epoch": es.best_epoch} if es else {}),
+            "test": {f"test_{k}": v for k, v in test.items()},
+            "wall_seconds": round(seconds, 3),
+            "device": str(self.device),
+            "precision": self.precision,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "stop_reason": self.stop_reason,
+            "actions": self.actions,
+        }
+        if error is not None:
+            summary["error"] = f"{type(error).__name__}: {error}"
+        return summary
+
+
+def _tenth(trainer: Trainer) -> str:
+    return f"{trainer.optimizer.param_groups[0].get('initial_lr', trainer.optimizer.param_groups[0]['lr']) / 10:.2g}"

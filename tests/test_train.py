@@ -1,0 +1,263 @@
+"""The training spine through the public API: reference loop equality, accumulation, resume, stopping, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_diabetes, load_digits
+from sklearn.metrics import accuracy_score, mean_absolute_error, r2_score
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+import gradwise
+from gradwise.data.loaders import epoch_generator
+from gradwise.errors import ConfigError, TrainingError
+from gradwise.train.checkpoint import load_checkpoint, save_checkpoint
+from gradwise.train.metrics import task_metrics
+
+QUIET = {"progress": "none"}
+
+
+def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    x, y = load_digits(return_X_y=True)
+    x = StandardScaler().fit_transform(x[:1500]).astype("float32")
+    xt = torch.from_numpy(x)
+    yt = torch.from_numpy(y[:1500]).long()
+    return xt[:1200], yt[:1200], xt[1200:], yt[1200:]
+
+
+def mlp(seed: int = 0, dropout: float = 0.0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Dropout(dropout), nn.Linear(64, 10))
+
+
+def test_fit_trains_digits_and_writes_run_dir(tmp_path: Path) -> None:
+    x, y, xv, yv = digits()
+    run = gradwise.fit(mlp(), (x, y), val=(xv[:150], yv[:150]), test=(xv[150:], yv[150:]), loss="cross_entropy",
+                       epochs=8, batch_size=64, out=tmp_path / "run", **QUIET)
+    assert run.status == "completed"
+    assert run.summary["test"]["test_accuracy"] > 0.9
+    assert len(run.history) == 8 and run.history[-1]["train_loss"] < run.history[0]["train_loss"]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(1, 9))
+    assert {"epoch", "step", "lr", "train_loss", "val_loss", "val_accuracy", "seconds"} <= set(rows[0])
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["test"]["test_accuracy"] == run.summary["test"]["test_accuracy"]
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+    assert "optim:" in (tmp_path / "run" / "config.yaml").read_text()
+    # the default recipe: warmup then cosine decay of the LR
+    lrs = [r["lr"] for r in run.history]
+    assert max(lrs) == pytest.approx(3e-3, rel=0.05) and lrs[-1] < lrs[1]
+
+
+def hand_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, bs: int, lr: float,
+              seed: int) -> nn.Module:
+    """What a careful user writes by hand: the same order of samples as gradwise's loader, SGD, no extras."""
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    torch.manual_seed(seed)
+    for epoch in range(epochs):
+        order = torch.randperm(len(x), generator=epoch_generator(seed, epoch))
+        for i in range(0, len(x), bs):
+            idx = order[i:i + bs]
+            loss = loss_fn(model(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    return model
+
+
+def test_optimizer_instance_means_exactly_this(tmp_path: Path) -> None:
+    x, y, _, _ = digits()
+    ref = hand_loop(mlp(1), x, y, epochs=3, bs=50, lr=0.05, seed=7)
+    model = mlp(1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    run = gradwise.fit(model, (x, y), loss=nn.CrossEntropyLoss(), optimizer=opt, epochs=3, batch_size=50, seed=7,
+                       out=tmp_path / "r", doctor=False, **QUIET)
+    assert run.config.schedule.name == "constant" and run.config.train.clip_grad is None
+    for a, b in zip(ref.parameters(), model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_accumulation_equals_one_big_batch_with_uneven_micro_batches(tmp_path: Path) -> None:
+    # 40 rows: batch 48 is one step over all 40; batch 16 × 3 accumulated is micro-batches of 16, 16 and 8.
+    # Averaging per-micro-batch means would weight the 8-row batch like the 16-row ones and differ.
+    x, y, _, _ = digits()
+    x, y = x[:40], y[:40]
+    models = []
+    for bs, acc in ((48, 1), (16, 3)):
+        model = mlp(2)
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        gradwise.fit(model, (x, y), loss="cross_entropy", optimizer=opt, epochs=4, batch_size=bs, accumulate=acc,
+                     out=tmp_path / f"r{bs}", doctor=False, **QUIET)
+        models.append(model)
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+SCRIPT = textwrap.dedent("""
+    import os, signal, sys, torch
+    from torch import nn
+    import gradwise
+    from sklearn.datasets import load_digits
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor((x - x.mean(0)) / (x.std(0) + 1e-6), dtype=torch.float32)[:600]
+    y = torch.tensor(y, dtype=torch.long)[:600]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 48), nn.BatchNorm1d(48), nn.ReLU(), nn.Dropout(0.3), nn.Linear(48, 10))
+    out, mode, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+    class Killer(gradwise.Callback):
+        def on_batch_end(self, trainer):
+            if trainer.step == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL if mode == "kill" else signal.SIGTERM)
+
+    run = gradwise.fit(model, (x[:500], y[:500]), val=(x[500:], y[500:]), loss="cross_entropy", epochs=4,
+                       batch_size=32, checkpoint_every=5, progress="none", out=out, seed=3,
+                       resume=out if mode == "resume" else None,
+                       callbacks=[Killer()] if mode in ("kill", "term") else [])
+    print("STATUS", run.status)
+    torch.save(model.state_dict(), out + "/final_weights.pt")
+""")
+
+
+def _run_script(tmp_path: Path, out: Path, mode: str, kill_at: int = -1) -> subprocess.CompletedProcess:
+    script = tmp_path / "train_script.py"
+    script.write_text(SCRIPT)
+    return subprocess.run([sys.executable, str(script), str(out), mode, str(kill_at)], capture_output=True,
+                          text=True, timeout=300)
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    return torch.load(out / "final_weights.pt", weights_only=True)
+
+
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None:
+    full = _run_script(tmp_path, tmp_path / "full", "plain")
+    assert "STATUS completed" in full.stdout, full.stderr
+    # 500 rows / 32 = 16 steps per epoch; killed at step 23 (mid epoch 2), last checkpoint at step 20
+    killed = _run_script(tmp_path, tmp_path / "cut", "kill", kill_at=23)
+    assert killed.returncode == -signal.SIGKILL
+    state = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert state["step"] == 20 and state["batch_in_epoch"] == 4
+    resumed = _run_script(tmp_path, tmp_path / "cut", "resume")
+    assert "STATUS completed" in resumed.stdout, resumed.stderr
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    rows = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    full_rows = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in full_rows]
+
+
+def test_sigterm_saves_checkpoint_and_stops_cleanly(tmp_path: Path) -> None:
+    out = tmp_path / "term"
+    proc = _run_script(tmp_path, out, "term", kill_at=19)
+    assert proc.returncode == 0, proc.stderr
+    assert "STATUS stopped" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "stopped" and "SIGTERM" in summary["stop_reason"]
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 19
+    resumed = _run_script(tmp_path, out, "resume")
+    assert "STATUS completed" in resumed.stdout
+    full = _run_script(tmp_path, tmp_path / "full", "plain")
+    assert "STATUS completed" in full.stdout
+    a, b = _weights(tmp_path / "full"), _weights(out)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_early_stopping_stops_and_restores_best(tmp_path: Path) -> None:
+    x, y, xv, yv = digits()
+    # min_delta larger than any possible gain: only epoch 1 counts as an improvement
+    run = gradwise.fit(mlp(), (x, y), val=(xv, yv), loss="cross_entropy", epochs=20, patience=2, min_delta=100.0,
+                       out=tmp_path / "es", **QUIET)
+    assert run.summary["epochs_completed"] == 4
+    assert "early stopping" in run.summary["stop_reason"]
+    best = load_checkpoint(tmp_path / "es" / "checkpoints" / "best.pt")
+    assert best["epoch"] == 1
+    for k, v in run.model.state_dict().items():
+        assert torch.equal(v, best["model"][k])
+
+
+def test_nonfinite_loss_is_caught(tmp_path: Path) -> None:
+    x, y = load_diabetes(return_X_y=True)
+    x = torch.tensor(x * 100, dtype=torch.float32)
+    y = torch.tensor(y, dtype=torch.float32)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1))
+    run = gradwise.fit(model, (x, y), loss="mse", optimizer="sgd", lr=10.0, clip_grad=None, epochs=5,
+                       out=tmp_path / "nan", **QUIET)
+    assert run.status == "failed"
+    assert [f.code for f in run.findings][:1] == ["nonfinite_values"]
+    assert json.loads((tmp_path / "nan" / "findings.jsonl").read_text().splitlines()[0])["code"] == "nonfinite_values"
+    # without the doctor the loop still refuses to go on silently
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1))
+    with pytest.raises(TrainingError, match="optim.lr"):
+        gradwise.fit(model, (x, y), loss="mse", optimizer="sgd", lr=10.0, clip_grad=None, epochs=5, doctor=False,
+                     out=tmp_path / "nan2", **QUIET)
+
+
+def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "ck" / "last.pt"
+    save_checkpoint(path, {"step": 1, "w": torch.ones(3)})
+
+    def broken_save(obj: object, f: object) -> None:
+        f.write(b"partial")  # type: ignore[attr-defined]
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        save_checkpoint(path, {"step": 2, "w": torch.zeros(3)})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
+
+
+def test_unknown_fit_keyword_and_bad_optimizer(tmp_path: Path) -> None:
+    x, y, _, _ = digits()
+    with pytest.raises(ConfigError, match="Did you mean 'clip_grad'"):
+        gradwise.fit(mlp(), (x, y), clip_grads=1.0)
+    with pytest.raises(ConfigError, match="adam"):
+        gradwise.fit(mlp(), (x, y), optimizer="adamm", epochs=1, out=tmp_path / "x", **QUIET)
+
+
+def test_dataset_and_dataloader_inputs(tmp_path: Path) -> None:
+    x, y, xv, yv = digits()
+    ds = torch.utils.data.TensorDataset(x, y)
+    run = gradwise.fit(mlp(), ds, val=torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xv, yv),
+                                                                  batch_size=100),
+                       loss="cross_entropy", epochs=3, out=tmp_path / "ds", **QUIET)
+    assert run.history[-1]["val_accuracy"] > 0.8
+
+
+def test_metrics_match_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    logits = torch.tensor(rng.normal(size=(200, 5)), dtype=torch.float32)
+    target = torch.tensor(rng.integers(0, 5, 200))
+    assert task_metrics(logits, target, "classification")["accuracy"] == pytest.approx(
+        accuracy_score(target.numpy(), logits.argmax(1).numpy()))
+    pred = torch.tensor(rng.normal(size=(200, 1)), dtype=torch.float32)
+    true = torch.tensor(rng.normal(size=200), dtype=torch.float32)
+    m = task_metrics(pred, true, "regression")
+    assert m["mae"] == pytest.approx(mean_absolute_error(true, pred[:, 0]), rel=1e-5)
+    assert m["r2"] == pytest.approx(r2_score(true, pred[:, 0]), rel=1e-4)
+
+
+@pytest.mark.skipif(os.cpu_count() is None, reason="needs a CPU count")
+def test_bf16_autocast_on_cpu(tmp_path: Path) -> None:
+    x, y, xv, yv = digits()
+    run = gradwise.fit(mlp(), (x, y), val=(xv, yv), loss="cross_entropy", epochs=3, precision="bf16",
+                       out=tmp_path / "bf", **QUIET)
+    assert run.summary["precision"] == "bf16" and run.history[-1]["val_accuracy"] > 0.8
