@@ -185,9 +185,7 @@ def _execute(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: An
             cfg.loss.name = getattr(loss, "name", type(loss).__name__)
     if optimizer is None:
         if cfg.optim.lr == "auto":
-            from gradwise.recipes.lr_auto import auto_lr  # runs the LR range test before training
-
-            cfg.optim.lr = auto_lr(cfg, model, loss_fn, train_loader, device)
+            cfg.optim.lr = find_lr(cfg, model, loss_fn, train_loader, device, console=console).pick()
         optimizer = build_optimizer(model, cfg.optim)
     accumulate = cfg.train.accumulate
     steps_per_epoch = -(-len(train_loader) // accumulate)
@@ -319,3 +317,46 @@ def _output_width(model: nn.Module, loader: Any, device: torch.device, forward: 
     finally:
         model.train(was)
     return int(out.shape[-1]) if out.ndim > 1 else 1
+
+
+@dataclass
+class LRSearch:
+    result: Any
+
+    def pick(self) -> float:
+        """The valley rule when it exists (robust on noisy curves), else the steepest descent, else 1e-3."""
+        r = self.result
+        return float(r.valley or r.suggestion or 1e-3)
+
+
+def find_lr(cfg: RunConfig, model: nn.Module, loss_fn: Any, train_loader: Any, device: torch.device,
+            console: Console | None = None, steps: int = 100) -> LRSearch:
+    """LR range test on a throw-away optimizer of the configured kind; model and RNG states are restored."""
+    from gradwise.recipes import build_optimizer, lr_find
+
+    optimizer = build_optimizer(model, cfg.optim, lr=1e-7)
+    model.to(device)
+    result = lr_find(model, loss_fn, train_loader, optimizer, device=device, steps=steps,
+                     clip_grad=cfg.train.clip_grad)
+    search = LRSearch(result)
+    if console is not None and cfg.train.progress != "none":
+        console.print(f"lr-find: steepest {result.suggestion}, valley {result.valley} -> optim.lr={search.pick():.3g}")
+    return search
+
+
+def prepare(config: RunConfig | str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None
+            ) -> tuple[RunConfig, nn.Module, Any, Any, torch.device]:
+    """Config -> (config, model, loss, train loader, device), as `gradwise train` builds them (for lr-find)."""
+    from gradwise.data import load_data, make_loaders_from_bundle
+    from gradwise.models import build_model
+    from gradwise.recipes import build_loss
+
+    cfg = config if isinstance(config, RunConfig) else load_config(config, overrides)
+    seed_everything(cfg.seed)
+    bundle = load_data(cfg.data, cfg.seed)
+    model = build_model(cfg.model, bundle.input_shape, bundle.n_outputs, bundle.task)
+    _apply_transfer(cfg, model)
+    train_loader, _, _ = make_loaders_from_bundle(bundle, cfg)
+    device = resolve_device(cfg.train.device)
+    loss_fn = build_loss(cfg.loss, bundle.task, bundle.n_outputs, bundle.class_counts)
+    return cfg, model, loss_fn, train_loader, device

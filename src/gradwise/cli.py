@@ -88,6 +88,56 @@ def show_config(
     sys.stdout.write(load_config(config, overrides).to_yaml())
 
 
+@app.command("eval")
+def eval_cmd(
+    run_dir: Path = typer.Argument(..., help="a run directory written by gradwise train"),
+    split: str = typer.Option("test", "--split", help="train, val or test"),
+) -> None:
+    """Evaluate a trained run on one of its splits (same data, same stored preprocessing)."""
+    from gradwise.inference import evaluate_run
+
+    metrics = evaluate_run(run_dir, split)
+    for key, value in metrics.items():
+        console.print(f"{split}_{key:<12} {value:.4f}")
+
+
+@app.command("predict")
+def predict_cmd(
+    run_dir: Path = typer.Argument(..., help="a run directory written by gradwise train"),
+    inputs: Path = typer.Argument(..., help="new rows: .csv, .parquet, .npy or .npz"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="write predictions here as CSV (default: stdout)"),
+) -> None:
+    """Predict new rows with a trained run: class names (and probabilities) or values, as CSV."""
+    from gradwise.inference import predict
+
+    frame = predict(run_dir, inputs)
+    if out is None:
+        sys.stdout.write(frame.to_csv(index=False))
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out, index=False)
+        console.print(f"{len(frame)} predictions written to {out}")
+
+
+@app.command("lr-find")
+def lr_find_cmd(
+    args: list[str] = typer.Argument(None, metavar="[CONFIG] [KEY=VALUE]..."),
+    plot: Path = typer.Option(Path("lr_find.png"), "--plot", help="where to save the loss-vs-LR plot"),
+    steps: int = typer.Option(100, "--steps", min=10, help="mini-batches in the sweep"),
+) -> None:
+    """LR range test: sweep the LR exponentially, suggest one, save a plot."""
+    from gradwise.api import find_lr, prepare
+
+    config, overrides = _split_args(args)
+    cfg, model, loss_fn, loader, device = prepare(config, overrides)
+    search = find_lr(cfg, model, loss_fn, loader, device, steps=steps)
+    r = search.result
+    console.print(f"steepest descent: {r.suggestion}")
+    console.print(f"valley          : {r.valley}")
+    console.print(f"[bold]suggested optim.lr={search.pick():.3g}[/]" + (f"  ({r.reason})" if r.reason else ""))
+    console.print(f"plot: {r.plot(plot)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)

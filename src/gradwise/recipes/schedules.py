@@ -133,6 +133,32 @@ class Schedule:
         else:
             self.scheduler.step()
 
+    def scale_lr(self, factor: float) -> None:
+        """Multiply the current LR *and* every reference future steps derive from by ``factor`` (doctor repair).
+
+        Scales each group's ``lr``, ``initial_lr`` and (one_cycle) ``max_lr``/``min_lr``, the scheduler's
+        ``base_lrs`` and (reduce_on_plateau) its LR floors, so the rest of the run is the schedule of a peak LR
+        ``factor`` times lower. Idempotent with respect to a caller that already scaled the groups' ``lr`` and
+        ``initial_lr`` itself: those two are recomputed from the scheduler's own records, not multiplied again.
+        """
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"scale_lr: factor = {factor} must be a positive finite number, e.g. 0.1.")
+        sched = self.scheduler
+        last = [float(v) for v in sched.get_last_lr()]  # the LRs in effect before anyone scaled them
+        base = getattr(sched, "base_lrs", None)
+        if base is not None:
+            sched.base_lrs = [b * factor for b in base]
+        for i, group in enumerate(self.optimizer.param_groups):
+            group["lr"] = last[i] * factor
+            if base is not None and "initial_lr" in group:
+                group["initial_lr"] = sched.base_lrs[i]  # base_lrs were taken from initial_lr at construction
+            for key in ("max_lr", "min_lr"):  # set by OneCycleLR only; nobody else scales them
+                if key in group:
+                    group[key] *= factor
+        if isinstance(sched, lrs.ReduceLROnPlateau):
+            sched.min_lrs = [m * factor for m in sched.min_lrs]
+        sched._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
+
     def state_dict(self) -> dict[str, Any]:
         """Primitives, lists and dicts only: loadable with ``torch.load(weights_only=True)``."""
         return {"name": self.name, "per_batch": self.per_batch, "total_steps": self.total_steps,
@@ -240,7 +266,9 @@ class LRFindResult:
                 ax.axvline(value, color=color, ls="--", lw=1.2, label=f"{label}: {value:.2e}")
         ax.set_xscale("log")
         if ok.any():  # the last points explode; keep the interesting range readable
-            lo, hi = float(sm[ok].min()), float(sm[ok][: max(1, ok.sum() // 10)].max())
+            finite_raw = raw[np.isfinite(raw)]
+            lo = min(float(sm[ok].min()), float(finite_raw.min()) if finite_raw.size else math.inf)
+            hi = float(sm[ok][: max(1, ok.sum() // 10)].max())
             hi = max(hi, lo * 1.05 + 1e-12)
             pad = 0.1 * (hi - lo)
             ax.set_ylim(lo - pad, hi + 3 * pad)

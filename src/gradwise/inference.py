@@ -1,0 +1,123 @@
+"""Using a trained run: evaluate it on a split, or predict new rows with the run's stored preprocessing."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from gradwise.config import RunConfig, load_config
+from gradwise.errors import CheckpointError, DataError
+from gradwise.train.checkpoint import load_checkpoint
+
+
+@dataclass
+class LoadedRun:
+    config: RunConfig
+    model: nn.Module
+    preprocessor: Any
+    bundle: Any
+    checkpoint: Path
+
+
+def load_run(run_dir: str | Path, which: str = "auto") -> LoadedRun:
+    """Rebuild a run's data (same seed, same splits, preprocessing fitted on the same train rows) and model."""
+    from gradwise.data import load_data
+    from gradwise.models import build_model
+
+    path = Path(run_dir)
+    if not (path / "config.yaml").exists():
+        raise CheckpointError(f"'{path}' is not a gradwise run directory (no config.yaml). Give the directory "
+                              "`gradwise train` printed at the end.")
+    cfg = load_config(path / "config.yaml")
+    es = cfg.train.early_stopping
+    if which == "auto":  # the weights the run ended with: best when early stopping restored it, else last
+        which = "best" if es.enabled and es.restore_best and (path / "checkpoints" / "best.pt").exists() else "last"
+    ckpt = path / "checkpoints" / f"{which}.pt"
+    bundle = load_data(cfg.data, cfg.seed)
+    model = build_model(cfg.model, bundle.input_shape, bundle.n_outputs, bundle.task)
+    model.load_state_dict(load_checkpoint(ckpt)["model"])
+    model.eval()
+    pre = bundle.preprocessor
+    stored = path / "preprocess.pkl"
+    if stored.exists():  # the preprocessing saved with the run is the one that must be applied
+        from gradwise.data.preprocess import Preprocessor
+
+        pre = Preprocessor.load(stored)
+    return LoadedRun(cfg, model, pre, bundle, ckpt)
+
+
+def evaluate_run(run_dir: str | Path, split: str = "test") -> dict[str, float]:
+    from gradwise.data.loaders import TensorLoader
+    from gradwise.recipes import build_loss
+    from gradwise.train.metrics import evaluate
+
+    run = load_run(run_dir)
+    data = getattr(run.bundle, split, None) if split in ("train", "val", "test") else None
+    if split not in ("train", "val", "test"):
+        raise DataError(f"--split {split!r} is not a split; use train, val or test.")
+    if data is None:
+        raise DataError(f"this run has no {split} split (its data.{split}_fraction is 0); use another --split.")
+    loss_fn = build_loss(run.config.loss, run.bundle.task, run.bundle.n_outputs, run.bundle.class_counts)
+    transform = run.preprocessor.inverse_target if run.config.data.scale_target else None
+    return evaluate(run.model, TensorLoader(*data, 256, shuffle=False), loss_fn, torch.device("cpu"), run.bundle.task,
+                    contextlib.nullcontext, target_transform=transform)
+
+
+def read_inputs(path: str | Path) -> pd.DataFrame | np.ndarray:
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"input file '{p}' does not exist; give a .csv, .parquet, .npy or .npz file of new rows.")
+    suffix = p.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(p)
+    if suffix in (".parquet", ".pq"):
+        try:
+            return pd.read_parquet(p)
+        except ImportError:
+            raise DataError("reading Parquet needs pyarrow: pip install pyarrow (or give a CSV).") from None
+    if suffix == ".npy":
+        return np.load(p, allow_pickle=False)
+    if suffix == ".npz":
+        with np.load(p, allow_pickle=False) as z:
+            key = next((k for k in ("x", "X", "x_test", "X_test") if k in z.files), None)
+            if key is None:
+                raise DataError(f"'{p}' has arrays {z.files}; name the inputs 'x' (or 'X').")
+            return z[key]
+    raise DataError(f"input file '{p}' has an unsupported type '{suffix}'; use .csv, .parquet, .npy or .npz.")
+
+
+@torch.inference_mode()
+def predict(run_dir: str | Path, inputs: str | Path | pd.DataFrame | np.ndarray) -> pd.DataFrame:
+    """Predictions for new rows: class names (plus class probabilities) or values in the target's units."""
+    run = load_run(run_dir)
+    raw = read_inputs(inputs) if isinstance(inputs, str | Path) else inputs
+    x = run.preprocessor.transform_frame(raw) if isinstance(raw, pd.DataFrame) else run.preprocessor.transform_array(
+        raw)
+    out = run.model(x).float()
+    if run.bundle.task == "classification":
+        if out.shape[-1] == 1:
+            p1 = out.reshape(-1).sigmoid()
+            probs = torch.stack([1 - p1, p1], 1)
+        else:
+            probs = out.softmax(-1)
+        idx = probs.argmax(1)
+        names = run.preprocessor.decode_labels(idx)
+        frame = pd.DataFrame({"prediction": names})
+        labels = run.preprocessor.class_names or [str(i) for i in range(probs.shape[1])]
+        for j, name in enumerate(labels):
+            frame[f"prob_{name}"] = probs[:, j].numpy()
+        return frame
+    values = out
+    if run.config.data.scale_target:
+        values = run.preprocessor.inverse_target(values)
+    values = values.reshape(len(x), -1).numpy()
+    if values.shape[1] == 1:
+        return pd.DataFrame({"prediction": values[:, 0]})
+    return pd.DataFrame({f"prediction_{i}": values[:, i] for i in range(values.shape[1])})
