@@ -185,6 +185,7 @@ def _execute(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: An
             cfg.loss.name = getattr(loss, "name", type(loss).__name__)
     if optimizer is None:
         if cfg.optim.lr == "auto":
+            # `optim.lr: auto` runs the LR range test first; model and RNG state are restored afterwards
             cfg.optim.lr = find_lr(cfg, model, loss_fn, train_loader, device, console=console).pick()
         optimizer = build_optimizer(model, cfg.optim)
     accumulate = cfg.train.accumulate

@@ -168,26 +168,85 @@ class DoctorConfig(Section):
 
 
 class SearchParam(Section):
-    low: float | None = None
-    high: float | None = None
+    """One dimension of a search space: a range (`{low, high}`, optionally `log` or `step`) or a list of choices.
+
+    Written in YAML as `optim.lr: {low: 1.0e-4, high: 1.0e-1, log: true}` or `model.activation: [relu, gelu]`.
+    Integers are searched when the config key is an integer field, when `type: int` is given, or when `low` and
+    `high` are both written as whole numbers (and `step`, if any, is too); otherwise floats.
+    """
+
+    # int before float in the unions: pydantic keeps a YAML `32` an int, which is how int ranges are recognised
+    low: int | float | None = None
+    high: int | float | None = None
     log: bool = False
-    step: float | None = None
+    step: int | float | None = Field(None, gt=0)
     choices: list[Any] | None = None
+    type: Literal["float", "int", "categorical"] | None = Field(
+        None, description="force the kind of parameter (default: from the config key and the bounds)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _list_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):  # `key: [a, b, c]` means `key: {choices: [a, b, c]}`
+            return {"choices": list(value)}
+        if not isinstance(value, dict):
+            raise ValueError("a search parameter is a range such as {low: 1.0e-4, high: 1.0e-1, log: true} "
+                             "or a list of values such as [relu, gelu, tanh]")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchParam:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either choices (a list) or a range (low/high), not both")
+            if not self.choices:
+                raise ValueError("the list of choices is empty; give at least one value")
+            return self
+        if self.type == "categorical":
+            raise ValueError("type: categorical needs a list of choices")
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs both low and high, e.g. {low: 1.0e-4, high: 1.0e-1}")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is above high ({self.high}); swap them")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0 (got low={self.low}); raise low or set log: false")
+        if self.log and self.step is not None and self.step != 1:
+            raise ValueError("a log range cannot have a step; drop step or set log: false")
+        return self
 
 
 class TuneConfig(Section):
-    space: dict[str, Any] = Field(default_factory=dict, description="config key -> {low, high, log} or [choices]")
-    metric: str = "val_loss"
-    direction: Literal["auto", "minimize", "maximize"] = "auto"
-    metrics: list[str] | None = Field(None, description="several objectives (nsga2), e.g. [val_accuracy, params]")
-    directions: list[Literal["minimize", "maximize"]] | None = None
-    trials: int = Field(20, ge=1)
-    timeout: float | None = Field(None, gt=0, description="seconds for the whole study")
+    """The `tune:` section read by `gradwise tune` (ignored by `gradwise train`)."""
+
+    space: dict[str, SearchParam] = Field(default_factory=dict,
+                                          description="config key -> {low, high, log, step} or [choices]")
+    metric: str = Field("val_loss", description="objective: a per-epoch metric (val_loss, val_accuracy, val_r2, "
+                        "...) or parameters / seconds; the best epoch's value counts")
+    direction: Literal["auto", "minimize", "maximize"] = Field(
+        "auto", description="auto: maximize accuracy/r2/f1/auc, minimize losses, errors, parameters, seconds")
+    metrics: list[str] | None = Field(None, min_length=1, description="several objectives (multi-objective "
+                                      "search, e.g. with nsga2), e.g. [val_accuracy, parameters]")
+    directions: list[Literal["auto", "minimize", "maximize"]] | None = Field(
+        None, min_length=1, description="one per entry of metrics (default: auto for each)")
+    trials: int | None = Field(None, ge=1, description="trials in the whole study, across all workers and re-runs "
+                               "(default 20; unlimited when only a timeout is given)")
+    timeout: float | None = Field(None, gt=0, description="seconds each invocation may start trials for")
     sampler: Literal["grid", "random", "tpe", "gp", "cmaes", "nsga2"] = "tpe"
     pruner: Literal["none", "median", "successive_halving", "hyperband"] = "median"
-    storage: str | None = None
-    study: str | None = None
-    workers: int = Field(1, ge=1)
+    storage: str | None = Field(None, description="default: a journal file in the study directory; or "
+                                "sqlite:///study.db, journal:PATH, postgresql://user:pw@host:5432/db")
+    study: str | None = Field(None, description="study name (default: the run's name)")
+    workers: int = Field(1, ge=1, description="worker processes on this machine")
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _space_mapping(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError("tune.space maps config keys to ranges or lists, e.g. "
+                             "{optim.lr: {low: 1.0e-4, high: 1.0e-1, log: true}, model.activation: [relu, gelu]}")
+        return value
 
 
 class RunConfig(Section):

@@ -1,4 +1,14 @@
-"""The Doctor callback: probes in the loop's events, findings written live to the run directory."""
+"""The Doctor callback: pre-flight checks, cheap live probes, curve analysis and (optionally) repair.
+
+Cost model (the doctor must stay within ~5% of a run's time):
+* every step: one finiteness check of the loss and of one small gradient (the output layer's bias). On CPU that
+  is a few microseconds; on a GPU the checks are folded into a device flag that is read only on probe steps and at
+  epoch ends, so there is no host sync per step;
+* probe steps (steps 0, 1, 2, 4, 8, ... below `probe_every`, then every `probe_every` steps): per-layer gradient
+  and weight norms and the size of the optimizer's update (one `_foreach_norm` each and a copy of the weights);
+* every epoch end: one forward pass of a fixed batch of at most 256 training rows in eval mode (activation
+  statistics, and the eval-mode loss when BatchNorm/Dropout make train and eval differ), and the curve rules.
+"""
 
 from __future__ import annotations
 
@@ -7,69 +17,386 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from gradwise.doctor.findings import Finding
+from gradwise.doctor import rules
+from gradwise.doctor.findings import SEVERITY_RANK, Finding, fill_fixes
+from gradwise.doctor.preflight import Facts, Preflight, loss_kind, split_tensors, subsample
+from gradwise.doctor.probes import (
+    ActivationStats,
+    ProbeRecord,
+    StepProbe,
+    locate_nonfinite,
+    preserved,
+    weight_layers,
+)
 from gradwise.train.events import Callback
 
 if TYPE_CHECKING:
     from gradwise.config import DoctorConfig
     from gradwise.train.loop import Trainer
 
+# The update/weight ratio an LR repair aims at. The ratio scales with the LR; healthy runs show 1e-3 .. 1.2e-2 on
+# the first probes (2e-2 .. 6e-2 at their peak LR), so a repair aims at the geometric middle of the first range.
+LR_TARGET_RATIO = 5e-3
+MAX_RECORDS = 400  # probe records kept (the rules look at recent windows and at the first probes)
+
 
 class Doctor(Callback):
     key = "doctor"
     order = 30  # before early stopping and the progress bar
 
-    def __init__(self, cfg: DoctorConfig, task: str | None = None, bundle: Any = None) -> None:
+    def __init__(self, cfg: DoctorConfig, task: str | None = None, bundle: Any = None,
+                 thresholds: rules.Thresholds = rules.DEFAULT) -> None:
         self.cfg = cfg
         self.task = task
         self.bundle = bundle
-        self.findings: list[Finding] = []
-        self._seen: set[str] = set()
+        self.t = thresholds
+        self._findings: list[Finding] = []
+        self._seen: dict[str, int] = {}  # code -> highest severity reported
         self.repairs = 0
+        self.facts: Facts | None = None
+        self.records: list[ProbeRecord] = []
+        self.activations: list[dict[str, dict[str, float]]] = []  # per epoch: layer -> dead / saturated share
+        self.probe_x: Any = None
+        self.probe_y: Any = None
+        self._probe: StepProbe | None = None
+        self._layers: list[tuple[str, torch.nn.Parameter]] = []
+        self._watch: torch.nn.Parameter | None = None  # the small gradient checked every step
+        self._flag: torch.Tensor | None = None  # GPU: non-finite loss/gradient seen since the last read
+        self._nan_where: dict[str, Any] | None = None
+        self._pending: dict[str, Any] | None = None  # a repair to request at the next step
+        self._rolling_back = False
+        self._acts: ActivationStats | None = None
+        self._cuda = False
+        self._probe_base = 0  # probes restart densely (0, 1, 2, 4, ...) after a repair changes the run
+        self.halted = False
 
-    # reporting ----------------------------------------------------------------------------------------
-    def report(self, trainer: Trainer, finding: Finding) -> None:
-        if finding.code in self._seen:
-            return
-        self._seen.add(finding.code)
-        self.findings.append(finding)
+    # ---------------------------------------------------------------------------------------- reporting
+    @property
+    def findings(self) -> list[Finding]:
+        """Most severe first, then in the order they were found."""
+        return sorted(self._findings, key=lambda f: -f.rank)
+
+    def report(self, trainer: Trainer, finding: Finding) -> bool:
+        seen = self._seen.get(finding.code)
+        if seen is not None and seen >= finding.rank:
+            return False
+        self._fill(trainer, finding)
+        if seen is not None:  # an upgrade (info -> warning): replace the weaker one
+            self._findings = [f for f in self._findings if f.code != finding.code]
+        self._seen[finding.code] = finding.rank
+        self._findings.append(finding)
         trainer.run_dir.append_finding(finding.to_dict())
         if trainer.is_main and trainer.config.train.progress != "none":
             style = {"error": "bold red", "warning": "yellow", "info": "cyan"}[finding.severity]
-            trainer.console.print(f"[{style}]doctor[/] {finding.render()}", highlight=False)
+            trainer.console.print(f"[{style}]doctor[/] {finding.render()}", highlight=False, markup=True)
+        return True
 
-    # the NaN guard ------------------------------------------------------------------------------------
+    @staticmethod
+    def _fill(trainer: Trainer, finding: Finding) -> None:
+        """Turn '<lr*0.1>' placeholders in fixes into numbers from this run (the peak LR of the schedule)."""
+        group = trainer.optimizer.param_groups[0]
+        bs = trainer.config.train.batch_size
+        finding.fixes = fill_fixes(finding.fixes, float(group.get("initial_lr", group["lr"])),
+                                   bs if isinstance(bs, int) else None)
+
+    # ---------------------------------------------------------------------------------------- fit start
+    def on_fit_start(self, trainer: Trainer) -> None:
+        model = trainer.model
+        self._cuda = trainer.device.type != "cpu"
+        self._layers = weight_layers(model)
+        loader_weights = getattr(trainer.train_loader, "weights", None) is not None or \
+            getattr(self.bundle, "sample_weights", None) is not None
+        if trainer.resumed and self.facts is not None:
+            tr = split_tensors(trainer.train_loader)
+            if tr is not None:
+                idx = subsample(len(tr[1]), 256)
+                self.probe_x = tr[0][idx.to(tr[0].device)].to(trainer.device)
+                self.probe_y = tr[1][idx.to(tr[1].device)].to(trainer.device)
+        elif self.cfg.preflight and not trainer.resumed:
+            pre = Preflight(model, trainer.loss_fn, trainer.train_loader, trainer.val_loader, trainer.test_loader,
+                            trainer.device, trainer.forward, self.task, self.bundle, sampler_weights=loader_weights)
+            pre.run()
+            self.facts = pre.facts
+            self.probe_x, self.probe_y = pre.probe_x, pre.probe_y
+            for f in pre.findings:
+                self.report(trainer, f)
+            if pre.halt and self.cfg.halt_on_error:
+                errors = [f for f in pre.findings if f.severity == "error"]
+                trainer.should_stop = True
+                trainer.status_override = "failed"
+                trainer.stop_reason = f"doctor pre-flight: {errors[0].message if errors else 'cannot train'}"
+                self.halted = True
+        if self.facts is None:
+            self.facts = Facts(loss_kind=loss_kind(trainer.loss_fn), task=self.task)
+        order = [n for n in self.facts.layer_order if n in dict(self._layers)]
+        if order:  # follow the forward order (registration order can differ in custom modules)
+            pos = {n: i for i, n in enumerate(order)}
+            self._layers.sort(key=lambda np_: pos.get(np_[0], len(pos)))
+        # the gradient we check every step: the output layer's bias (a handful of numbers) or its weight
+        params = dict(model.named_parameters())
+        last = self.facts.layer_order[-1] if self.facts.layer_order else None
+        cands = [last.rsplit(".", 1)[0] + ".bias", last] if last else []
+        trainable = [p for p in params.values() if p.requires_grad]
+        self._watch = next((params[c] for c in cands if c in params and params[c].requires_grad),
+                           trainable[-1] if trainable else None)
+        if self._cuda:
+            self._flag = torch.zeros((), dtype=torch.bool, device=trainer.device)
+        self._acts = ActivationStats(model, self.facts.unit_dims)
+
+    # ---------------------------------------------------------------------------------------- every step
+    def _is_probe(self, step: int) -> bool:
+        every = self.cfg.probe_every
+        k = step - self._probe_base
+        return step % every == 0 or (0 <= k < every and k & (k - 1) == 0)  # 0, 1, 2, 4, 8, ... and k·every
+
+    def on_batch_start(self, trainer: Trainer) -> None:
+        if self._probe_base < 0:
+            self._probe_base = trainer.step
+        if self._is_probe(trainer.step) and self._layers:
+            from gradwise.recipes.optim import no_decay_parameter_names
+
+            oc = trainer.config.optim
+            explicit = trainer.penalty is not None
+            pen = set(dict(trainer.model.named_parameters())) - no_decay_parameter_names(trainer.model) \
+                if explicit else set()
+            self._probe = StepProbe(self._layers, pen, oc.l1 if explicit else 0.0, oc.l2 if explicit else 0.0)
+
+    def on_after_backward(self, trainer: Trainer) -> None:
+        w = self._watch
+        if self.cfg.nan_guard and w is not None and w.grad is not None and not trainer.scaler.is_enabled():
+            if self._cuda:
+                self._flag |= ~torch.isfinite(w.grad).all()  # type: ignore[operator]
+            elif not bool(torch.isfinite(w.grad).all()):
+                # the weights are still those of the failing forward pass: find where the NaN/Inf appeared
+                self._locate(trainer)
+        if self._probe is not None:
+            self._probe.after_backward(trainer.model, trainer.optimizer, trainer.step, trainer.epoch + 1)
+
+    def _locate(self, trainer: Trainer) -> None:
+        if self._nan_where is None and trainer.last_batch is not None:
+            try:
+                self._nan_where = locate_nonfinite(trainer.model, trainer.last_batch[0], trainer.forward)
+            except Exception as exc:  # never let the diagnosis break the run
+                self._nan_where = {"error": f"{type(exc).__name__}: {exc}"}
+
     def on_batch_end(self, trainer: Trainer) -> None:
-        if not self.cfg.nan_guard:
+        if self._pending is not None:
+            p, self._pending = self._pending, None
+            trainer.request_rollback(p["reason"], lr_factor=p.get("lr_factor"), clip_grad=p.get("clip_grad"),
+                                     extra=p.get("extra"), restore=p.get("restore", True), to=p.get("to", "last"))
             return
-        if bool(torch.isfinite(trainer.last_loss)):
-            return
+        probe = self._probe is not None
+        if self.cfg.nan_guard:
+            if self._cuda:
+                self._flag |= ~torch.isfinite(trainer.last_loss)  # type: ignore[operator]
+                bad = probe and bool(self._flag)
+            else:
+                bad = not math.isfinite(float(trainer.last_loss)) or self._nan_where is not None
+            if bad:
+                self._probe = None
+                self._nonfinite(trainer)
+                return
+        if probe:
+            rec = self._probe.after_step()  # type: ignore[union-attr]
+            self._probe = None
+            if rec is not None:
+                rec.loss = float(trainer.last_loss)
+                self.records.append(rec)
+                if len(self.records) > MAX_RECORDS:
+                    del self.records[8:9]  # keep the first probes (they are the reference) and the recent ones
+                self._probe_rules(trainer)
+
+    def _nonfinite(self, trainer: Trainer) -> None:
         trainer.state_is_good = False
+        if self._cuda:
+            self._locate(trainer)
+        where = self._nan_where or {}
+        self._nan_where = None
+        if self._flag is not None:
+            self._flag.zero_()
+        loss = float(trainer.last_loss)
+        lr = float(trainer.optimizer.param_groups[0]["lr"])
+        what = f"the training loss became {loss}" if not math.isfinite(loss) else "the gradients became non-finite"
+        first = where.get("first_nonfinite")
+        msg = f"{what} at step {trainer.step}" + (f"; first non-finite value in {first}" if first else "")
         self.report(trainer, Finding(
-            "nonfinite_values", "error",
-            f"the training loss became {trainer.last_loss.item()} at step {trainer.step}",
-            evidence={"step": trainer.step, "loss": str(trainer.last_loss.item()),
-                      "lr": trainer.optimizer.param_groups[0]["lr"]},
+            "nonfinite_values", "error", msg,
+            evidence={"step": trainer.step, "loss": loss, "lr": lr, **where},
             causes=["learning rate too high", "exploding gradients", "log of zero / division by zero in the loss"],
-            fixes=["optim.lr=<a tenth of now>", "train.clip_grad=1.0", "doctor.repair=true"],
+            fixes=["optim.lr=<lr*0.1>", "train.clip_grad=1.0", "doctor.repair=true"],
             step=trainer.step, epoch=trainer.epoch + 1))
         if self.cfg.repair and self.repairs < self.cfg.max_repairs:
-            self.repairs += 1
-            trainer.request_rollback("nonfinite loss", lr_factor=0.1, clip_grad=trainer.clip_grad or 1.0)
-            self._seen.discard("nonfinite_values")
+            self._repair(trainer, "nonfinite_values", f"non-finite loss at step {trainer.step}", lr_factor=0.1,
+                         clip_grad=trainer.clip_grad or 1.0, now=True)
         elif self.cfg.halt_on_error:
             trainer.should_stop = True
             trainer.stop_reason = f"non-finite loss at step {trainer.step} (doctor NaN guard)"
             trainer.status_override = "failed"
 
-    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
-        if not math.isfinite(logs.get("train_loss", 0.0)):
-            trainer.state_is_good = False
+    # ---------------------------------------------------------------------------------------- repair
+    def _repair(self, trainer: Trainer, code: str, reason: str, *, lr_factor: float | None = None,
+                clip_grad: float | None = None, restore: bool = True, to: str = "last", now: bool = False) -> None:
+        self.repairs += 1
+        loss = float(trainer.history[-1]["train_loss"]) if trainer.history else None
+        extra = {"by": "doctor", "finding": code, "train_loss_before": loss}
+        request = {"reason": reason, "lr_factor": lr_factor, "clip_grad": clip_grad, "extra": extra,
+                   "restore": restore, "to": to}
+        self._rolling_back = restore
+        self.records.clear()  # what follows is a different trajectory: judge it afresh
+        self.activations.clear()
+        self._probe_base = -1  # the next step (after the rollback, if any) restarts the dense probe schedule
+        self._seen.pop(code, None)  # a recurrence after the repair is news
+        if now:
+            trainer.request_rollback(reason, lr_factor=lr_factor, clip_grad=clip_grad, extra=extra, restore=restore,
+                                     to=to)
+        else:
+            self._pending = request
 
+    def _outcomes(self, trainer: Trainer) -> None:
+        """Write each doctor action's outcome into trainer.actions (the summary lists them)."""
+        L = [r.get("train_loss") for r in trainer.history]
+        finite = bool(L) and all(isinstance(v, float) and math.isfinite(v) for v in L)
+        for a in trainer.actions:
+            ch = a.get("changes", {})
+            if ch.get("by") != "doctor" or "outcome" in a:
+                continue
+            after = [r["train_loss"] for r in trainer.history if r.get("step", 0) > a.get("step", 0)]
+            before = ch.get("train_loss_before")
+            if trainer.status == "failed" or not finite or not after:
+                a["outcome"] = "failed"
+            elif ch.get("finding") in ("lr_too_low", "plateau", "no_learning"):
+                a["outcome"] = "improved" if before and min(after) < 0.9 * before else "no effect"
+            else:
+                a["outcome"] = "recovered"
+            a["train_loss_after"] = after[-1] if after else None
+
+    # ---------------------------------------------------------------------------------------- probe rules
+    def _probe_rules(self, trainer: Trainer) -> None:
+        found = rules.probe_findings(self.records, self.facts, trainer.history, self.t)
+        for f in found:
+            self.report(trainer, f)
+        if not (self.cfg.repair and self.repairs < self.cfg.max_repairs):
+            return
+        by = {f.code: f for f in found}
+        # the probe windows restart after every repair, so a finding here is about the current settings.
+        # Exploding gradients with clipping already on are bounded: a diverging loss or a NaN decides then.
+        if "exploding_gradients" in by and trainer.clip_grad is None:
+            self._repair(trainer, "exploding_gradients", "exploding gradients", clip_grad=1.0, now=True)
+        elif "lr_too_high" in by:
+            # large steps damage the weights within a few hundred steps (dead units, saturation): early in the run
+            # start again from the initial weights, later go back to the best checkpoint; either with LR / 10
+            to = "start" if trainer.epoch < 2 else "best"
+            self._repair(trainer, "lr_too_high", "updates too large for the weights", to=to, now=True,
+                         lr_factor=_lr_factor(by["lr_too_high"], 1e-3, 0.3))
+        elif "lr_too_low" in by:
+            self._repair(trainer, "lr_too_low", "updates too small for the loss to move", restore=False, now=True,
+                         lr_factor=_lr_factor(by["lr_too_low"], 3.0, 1000.0))
+
+    # ---------------------------------------------------------------------------------------- epoch end
+    def _epoch_probe(self, trainer: Trainer, logs: dict[str, Any]) -> None:
+        if self.probe_x is None or self._acts is None:
+            return
+        # the eval-mode loss on training rows is logged for every model: a module can behave differently in
+        # eval() without being a known BatchNorm/Dropout (e.g. a hand-written dropout)
+        model = trainer.model
+        try:
+            with preserved(model, mode=False), torch.no_grad(), trainer.autocast():
+                out, stats = self._acts.measure(model, self.probe_x, trainer.forward)
+                e = float(trainer.loss_fn(out, self.probe_y))
+                logs["train_loss_eval_mode"] = e if math.isfinite(e) else str(e)
+        except Exception:
+            return
+        row: dict[str, dict[str, float]] = {}
+        for name, s in stats.items():
+            if s["kind"] == "relu":
+                row[name] = {"dead": float((s["active"] == 0).float().mean()), "units": s["units"]}
+            else:
+                row[name] = {"saturated": float((s["saturated"] >= self.t.sat_unit).float().mean()),
+                             "units": s["units"], "kind": s["kind"]}
+        self.activations.append(row)
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
+        tl = logs.get("train_loss", 0.0)
+        if not (isinstance(tl, float) and math.isfinite(tl)):
+            trainer.state_is_good = False
+            return
+        if self._cuda and self._flag is not None and bool(self._flag):
+            self._nonfinite(trainer)
+            return
+        self._epoch_probe(trainer, logs)
+        history = [*trainer.history, logs]
+        for f in rules.activation_findings(self.activations, logs.get("epoch"), trainer.step, self.t):
+            self.report(trainer, f)
+        found = rules.curve_findings(history, self.facts, planned_epochs=trainer.epochs, t=self.t,
+                                     early_stopping=_keeps_best(trainer))
+        found += rules.probe_findings(self.records, self.facts, history, self.t, epoch_end=True)
+        now = logs.get("epoch")
+        for f in found:
+            self.report(trainer, f)
+        fresh = {f.code: f for f in found if f.epoch == now}
+        if "diverging_loss" in fresh:
+            trainer.state_is_good = False  # never checkpoint the diverged state
+        if not (self.cfg.repair and self.repairs < self.cfg.max_repairs):
+            return
+        if "diverging_loss" in fresh:
+            self._repair(trainer, "diverging_loss", f"diverging loss in epoch {now}", lr_factor=0.1,
+                         clip_grad=trainer.clip_grad or 1.0, to="best", now=True)
+        elif "plateau" in fresh and fresh["plateau"].evidence.get("early") and not _saturation_plateau(found):
+            small = [rules.update_ratio(r, self.records[0]) for r in self.records[-3:]]
+            if small and max(small) < 0.01:  # steps are small: a larger LR can help (not when it bounces)
+                self._repair(trainer, "plateau", f"early plateau in epoch {now}", lr_factor=3.0, restore=False)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if self.halted:
+            return
+        for f in rules.curve_findings(trainer.history, self.facts, final=True, planned_epochs=trainer.epochs,
+                                      t=self.t, early_stopping=_keeps_best(trainer)):
+            self.report(trainer, f)
+        for f in rules.over_regularization(self.records, self.facts, trainer.history, trainer.config, self.t,
+                                           dropout=self.facts.dropout_max if self.facts else 0.0):
+            self.report(trainer, f)
+        self._outcomes(trainer)
+
+    def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        summary["findings"] = [f.to_dict() for f in self.findings]
+        facts = self.facts
+        summary["doctor"] = {
+            "repairs": self.repairs,
+            "facts": facts.to_dict() if facts is not None else None,
+            "probes": len(self.records),
+        }
+        summary["actions"] = trainer.actions
+
+    # ---------------------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        return {"findings": [f.to_dict() for f in self.findings], "repairs": self.repairs}
+        return {"findings": [f.to_dict() for f in self._findings], "repairs": self.repairs,
+                "facts": self.facts.to_dict() if self.facts is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.findings = [Finding.from_dict(d) for d in state.get("findings", [])]
-        self._seen = {f.code for f in self.findings}
+        if self._rolling_back:
+            # a rollback the doctor asked for: keep what it has seen and done since that checkpoint
+            self._rolling_back = False
+            return
+        self._findings = [Finding.from_dict(d) for d in state.get("findings", [])]
+        self._seen = {f.code: f.rank for f in self._findings}
         self.repairs = state.get("repairs", 0)
+        if state.get("facts"):
+            self.facts = Facts.from_dict(state["facts"])
+
+
+def _lr_factor(finding: Finding, low: float, high: float) -> float:
+    """The LR factor that brings the measured update/weight ratio to LR_TARGET_RATIO, within [low, high]."""
+    ratio = finding.evidence.get("update_to_weight")
+    ratio = float(ratio) if isinstance(ratio, int | float) and ratio > 0 else LR_TARGET_RATIO
+    return float(f"{min(high, max(low, LR_TARGET_RATIO / ratio)):.3g}")
+
+
+def _keeps_best(trainer: Trainer) -> bool:
+    es = trainer.config.train.early_stopping
+    return bool(es.enabled and es.restore_best and es.monitor == "val_loss" and trainer.val_loader is not None)
+
+
+def _saturation_plateau(found: list[Finding]) -> bool:
+    """A plateau caused by saturated or dead units is not fixed by a larger LR."""
+    return any(f.code in ("saturated_units", "dead_units", "vanishing_gradients") and
+               SEVERITY_RANK[f.severity] > 0 for f in found)

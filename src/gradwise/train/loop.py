@@ -304,21 +304,35 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------- repair
     def request_rollback(self, reason: str, lr_factor: float | None = None, clip_grad: float | None = None,
-                         extra: dict[str, Any] | None = None) -> None:
-        """Ask the loop to restore the last good checkpoint and continue with changed settings."""
-        self._rollback = {"reason": reason, "lr_factor": lr_factor, "clip_grad": clip_grad, "extra": extra or {}}
+                         extra: dict[str, Any] | None = None, *, restore: bool = True, to: str = "last") -> None:
+        """Ask the loop to restore a good checkpoint and continue with changed settings.
+
+        ``to`` names the state to go back to: "last" or "best" (a missing checkpoint falls back to last.pt, then to
+        the state at the start of the fit) or "start" (the state at the start of the fit: a retrain from scratch). ``restore=False`` keeps the current state and only applies the changes
+        (e.g. raising a too-low LR), continuing at the very next batch.
+        """
+        self._rollback = {"reason": reason, "lr_factor": lr_factor, "clip_grad": clip_grad, "extra": extra or {},
+                          "restore": restore, "to": to}
 
     def _do_rollback(self) -> None:
         request, self._rollback = self._rollback, None
         assert request is not None
-        path = self.run_dir.last
-        state = load_checkpoint(path) if path.exists() else self._initial_state
-        if state is None:
-            raise TrainingError("repair wanted to roll back but there is no good state to roll back to.")
-        self._load_state(state)
-        set_rng_state(state["rng"])
-        self.state_is_good = True
-        self.should_stop = False
+        # actions taken since the checkpoint was written must survive loading it (they are the repair's record)
+        actions = list(self.actions)
+        source = None
+        if request.get("restore", True):
+            to = request.get("to", "last")
+            candidates = [] if to == "start" else [self.run_dir.checkpoints / f"{to}.pt", self.run_dir.last]
+            path = next((p for p in candidates if p.exists()), None)
+            state = load_checkpoint(path) if path is not None else self._initial_state
+            if state is None:
+                raise TrainingError("repair wanted to roll back but there is no good state to roll back to.")
+            source = path.stem if path is not None else "start"
+            self._load_state(state)
+            set_rng_state(state["rng"])
+            self.actions = actions
+            self.state_is_good = True
+            self.should_stop = False
         changes: dict[str, Any] = {}
         if request["lr_factor"] is not None:
             for group in self.optimizer.param_groups:
@@ -327,13 +341,15 @@ class Trainer:
                     group["initial_lr"] *= request["lr_factor"]
             self.schedule.scale_lr(request["lr_factor"])
             changes["lr_factor"] = request["lr_factor"]
+            changes["lr"] = self.optimizer.param_groups[0]["lr"]
         if request["clip_grad"] is not None:
             self.clip_grad = request["clip_grad"]
             changes["clip_grad"] = request["clip_grad"]
         changes.update(request["extra"])
-        self.actions.append({"step": self.step, "epoch": self.epoch, "action": "rollback",
-                             "reason": request["reason"], "changes": changes})
-        self.run_dir.write_metrics(self.history)
+        self.actions.append({"step": self.step, "epoch": self.epoch, "action": "rollback" if source else "adjust",
+                             "reason": request["reason"], "restored": source, "changes": changes})
+        if source:
+            self.run_dir.write_metrics(self.history)
 
     # ---------------------------------------------------------------------------------------- signals
     def _install_signal_handlers(self) -> dict[int, Any]:

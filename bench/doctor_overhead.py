@@ -1,0 +1,83 @@
+"""What the doctor costs: the same gradwise.fit run with the doctor on and off, measured in the same process.
+
+MLP (40-256-256-10) or 1-D CNN on MNIST-1D (standardized), AdamW, warmup-cosine, batch 64, evaluation on the
+validation split every epoch, no progress output. Runs are interleaved (off, on, off, on, ...) so drift in the
+machine's load hits both alike; the ratio of the medians is printed. Goal: <= 1.05x.
+
+    python bench/doctor_overhead.py [--model mlp|cnn] [--epochs 20] [--repeats 5] [--probe-every 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+from mnist1d.data import get_dataset_args, make_dataset
+from torch import nn
+
+import gradwise
+from gradwise.doctor.cases import CNN1d
+
+
+def data() -> tuple[torch.Tensor, ...]:
+    d = make_dataset(get_dataset_args())
+    x = torch.tensor(d["x"], dtype=torch.float32)
+    x = (x - x.mean(0)) / x.std(0)
+    y = torch.tensor(d["y"], dtype=torch.long)
+    return x[:3600], y[:3600], x[3600:], y[3600:]
+
+
+def model(kind: str, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    if kind == "cnn":
+        return CNN1d(40, 10, seed=seed)
+    return nn.Sequential(nn.Linear(40, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+
+
+def one(kind: str, doctor: bool, x: torch.Tensor, y: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor, epochs: int,
+        bs: int, probe_every: int, out: str) -> tuple[float, list[str]]:
+    net = model(kind)
+    t0 = time.perf_counter()
+    run = gradwise.fit(net, (x, y), val=(xv, yv), loss="cross_entropy", optimizer="adamw", lr=3e-3, epochs=epochs,
+                       batch_size=bs, doctor=doctor, progress="none", out=out, early_stopping=False,
+                       probe_every=probe_every)
+    return time.perf_counter() - t0, [f.code for f in run.findings]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--probe-every", type=int, default=50)
+    args = ap.parse_args()
+    x, y, xv, yv = data()
+    off, on = [], []
+    findings: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        one(args.model, True, x, y, xv, yv, 1, args.batch_size, args.probe_every, f"{tmp}/warm1")  # warm-up
+        one(args.model, False, x, y, xv, yv, 1, args.batch_size, args.probe_every, f"{tmp}/warm0")
+        for r in range(args.repeats):
+            first_on = r % 2 == 1  # alternate which goes first, so neither always gets the warmer caches
+            for doctor in (first_on, not first_on):
+                sec, codes = one(args.model, doctor, x, y, xv, yv, args.epochs, args.batch_size, args.probe_every,
+                                 f"{tmp}/r{r}-{int(doctor)}")
+                (on if doctor else off).append(sec)
+                if doctor:
+                    findings = codes
+    steps = args.epochs * -(-len(x) // args.batch_size)
+    a, b = statistics.median(off), statistics.median(on)
+    print(f"{args.model.upper()} on MNIST-1D, {args.epochs} epochs x {steps // args.epochs} steps, batch "
+          f"{args.batch_size}, probe_every {args.probe_every}, torch threads {torch.get_num_threads()}, "
+          f"median of {args.repeats}")
+    print(f"doctor off : {a:.3f} s  ({a / steps * 1e3:.3f} ms/step)  runs {[round(v, 3) for v in off]}")
+    print(f"doctor on  : {b:.3f} s  ({b / steps * 1e3:.3f} ms/step)  runs {[round(v, 3) for v in on]}")
+    print(f"ratio on/off = {b / a:.3f}x (goal <= 1.05x); findings on this run: {findings or 'none'}")
+
+
+if __name__ == "__main__":
+    main()

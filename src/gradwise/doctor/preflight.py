@@ -1,0 +1,601 @@
+"""Pre-flight checks: the data, the model/loss wiring, the initialization and the first gradients, before step 1.
+
+Each check compares a scale-free quantity with a reference that holds for any healthy run:
+the initial loss against the loss of an all-zero output (ln C for C classes), the weight scale against the
+He/Glorot/LeCun family (std·√fan_in between ~0.5 and ~1.5), the class counts against each other, the validation
+rows against the training rows. Nothing here changes the model, the optimizer or the RNG streams
+(see `probes.preserved`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradwise.doctor.findings import Finding
+from gradwise.doctor.probes import (
+    TRAIN_EVAL_DIFFERENT,
+    ActivationStats,
+    Trace,
+    preserved,
+    trace_model,
+)
+from gradwise.train.checkpoint import rng_state, set_rng_state
+
+# One set of thresholds for every run (see the module docstring of rules.py for why each generalizes).
+INPUT_LARGE = 10.0  # a feature's RMS above this: default inits assume O(1) inputs
+INPUT_TINY = 0.01  # every feature's RMS below this: the signal is lost against the biases
+INIT_GAIN_HIGH = 5.0  # std·√fan_in; He normal is 1.41, PyTorch's default 0.58, LeCun 1.0
+INIT_LOSS_RATIO = 3.0  # initial loss / loss of an all-zero output (ln C for cross-entropy)
+IMBALANCE_RATIO = 10.0  # largest class count / smallest class count
+LEAK_WARN = 0.05  # share of validation/test rows identical to a training row
+LEAK_INFO = 0.01
+DEAD_AT_INIT = 0.9  # share of a ReLU layer's units that never fire on the probe batch at initialization
+NO_GRAD_SHARE = 0.5  # share of trainable parameters whose first gradient is None or exactly zero
+RANGE_MISS = 0.05  # share of regression targets the final activation cannot reach
+
+_CE = ("ce", "nll", "hinge")
+
+
+@dataclass
+class Facts:
+    """What the doctor learned before training, kept in checkpoints so a resumed run judges by the same rules."""
+
+    loss_kind: str = "other"  # ce | nll | hinge | bce | bce_prob | mse | mae | huber | other
+    task: str | None = None
+    n_outputs: int | None = None
+    class_counts: list[int] | None = None
+    baseline: float | None = None  # loss of the best constant prediction on the training targets
+    zero_loss: float | None = None  # loss of an all-zero output: ln C for cross-entropy, E[y²] for MSE
+    initial_loss: float | None = None  # loss of the initialized model on the probe batch
+    val_baseline: float | None = None  # the best constant prediction's loss on the validation targets
+    init_abnormal: bool = False  # the weights' scale is far off (then update/weight ratios mean little)
+    target_rms: float | None = None  # RMS of regression targets (outputs start near 0: large targets = big grads)
+    layer_order: list[str] = field(default_factory=list)  # weight matrices in the order their modules run
+    unit_dims: dict[str, int] = field(default_factory=dict)
+    train_eval_modules: bool = False  # BatchNorm/Dropout: train and eval mode compute different functions
+    dropout_max: float = 0.0
+
+    @property
+    def scale(self) -> float | None:
+        """The loss scale every curve rule is relative to: the know-nothing loss of this task and data."""
+        for v in (self.baseline, self.zero_loss, self.initial_loss):
+            if v is not None and math.isfinite(v) and v > 0:
+                return v
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Facts:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def loss_kind(loss_fn: Any) -> str:
+    name = getattr(loss_fn, "name", None) or getattr(loss_fn, "__name__", None) or ""
+    by_name = {"cross_entropy": "ce", "nll": "nll", "nll_loss": "nll", "hinge": "hinge", "multi_margin_loss": "hinge",
+               "bce_with_logits": "bce", "binary_cross_entropy_with_logits": "bce",
+               "binary_cross_entropy": "bce_prob", "mse": "mse", "mse_loss": "mse", "mae": "mae", "l1_loss": "mae",
+               "huber": "huber", "huber_loss": "huber", "smooth_l1_loss": "huber"}
+    if name in by_name:
+        return by_name[name]
+    for cls, kind in ((nn.CrossEntropyLoss, "ce"), (nn.NLLLoss, "nll"), (nn.MultiMarginLoss, "hinge"),
+                      (nn.BCEWithLogitsLoss, "bce"), (nn.BCELoss, "bce_prob"), (nn.MSELoss, "mse"),
+                      (nn.L1Loss, "mae"), (nn.HuberLoss, "huber"), (nn.SmoothL1Loss, "huber")):
+        if isinstance(loss_fn, cls):
+            return kind
+    return "other"
+
+
+# --------------------------------------------------------------------------------------------- data access
+
+
+def split_tensors(loader: Any, max_rows: int = 20000) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(x, y) of a split: the tensors of an in-memory loader, else the first batches (RNG streams restored)."""
+    if loader is None:
+        return None
+    x, y = getattr(loader, "x", None), getattr(loader, "y", None)
+    if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+        return x, y
+    xs: list[torch.Tensor] = []
+    ys: list[torch.Tensor] = []
+    n = 0
+    state = rng_state()  # a shuffling DataLoader draws its order from the global RNG
+    try:
+        for batch in loader:
+            bx, by = batch[0], batch[1]
+            if not isinstance(bx, torch.Tensor) or not isinstance(by, torch.Tensor):
+                return None
+            xs.append(bx)
+            ys.append(by)
+            n += len(by)
+            if n >= max_rows:
+                break
+    except Exception:
+        return None
+    finally:
+        set_rng_state(state)
+    if not xs:
+        return None
+    try:
+        return torch.cat(xs), torch.cat(ys)
+    except RuntimeError:  # ragged batches (e.g. variable-length sequences)
+        return xs[0], ys[0]
+
+
+def subsample(n: int, k: int) -> torch.Tensor:
+    """k row indices out of n, the same every time and without touching the global RNG."""
+    if n <= k:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(20240531))[:k].sort().values
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _classes(y: torch.Tensor) -> torch.Tensor | None:
+    """Integer class indices (1-D), or None when y is not a vector of whole numbers."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or y.numel() == 0:
+        return None
+    if y.is_floating_point():
+        if not bool(torch.isfinite(y).all()) or not bool((y == y.round()).all()):
+            return None
+    return y.long()
+
+
+def constant_losses(loss_fn: Any, kind: str, out: torch.Tensor, y: torch.Tensor) -> tuple[float | None, float | None]:
+    """(baseline, zero_loss): the loss of the best constant prediction and of an all-zero output."""
+    shape = (len(y), *out.shape[1:])
+    dev = out.device
+    y = y.to(dev)
+    base: torch.Tensor | None = None
+    zero = torch.zeros(shape, device=dev, dtype=torch.float32)
+    width = out.shape[-1] if out.ndim > 1 else 1
+    if kind in _CE and out.ndim == 2:
+        cls = _classes(y)
+        if cls is not None and int(cls.min()) >= 0 and int(cls.max()) < width:
+            p = torch.bincount(cls.cpu(), minlength=width).float().clamp_min(0.5)
+            p = (p / p.sum()).log().to(dev)
+            base = p.expand(shape).contiguous()
+        if kind == "nll":
+            zero = zero - math.log(width)  # uniform log-probabilities
+    elif kind in ("bce", "bce_prob"):
+        p = y.float().reshape(len(y), -1).mean(0).clamp(1e-4, 1 - 1e-4)
+        c = (p.log() - (1 - p).log()) if kind == "bce" else p
+        base = c.reshape(out.shape[1:]).expand(shape).contiguous() if c.numel() == math.prod(out.shape[1:]) else None
+        if kind == "bce_prob":
+            zero = zero + 0.5
+    elif kind in ("mse", "mae", "huber") and y.is_floating_point():
+        yy = y.float().reshape(len(y), -1)
+        c = yy.median(0).values if kind == "mae" else yy.mean(0)
+        if c.numel() == math.prod(out.shape[1:]):
+            base = c.reshape(out.shape[1:]).expand(shape).contiguous()
+    results: list[float | None] = []
+    for pred in (base, zero):
+        if pred is None:
+            results.append(None)
+            continue
+        try:
+            with torch.no_grad():
+                v = float(loss_fn(pred, y))
+            results.append(v if math.isfinite(v) else None)
+        except Exception:
+            results.append(None)
+    return results[0], results[1]
+
+
+def _differs_in_eval(m: nn.Module) -> bool:
+    """BatchNorm/Dropout, or a module of the user's own whose forward() reads self.training."""
+    if isinstance(m, TRAIN_EVAL_DIFFERENT):
+        return True
+    cls = type(m)
+    if cls.__module__.startswith("torch."):
+        return False
+    try:
+        return "training" in inspect.getsource(cls.forward)
+    except (OSError, TypeError):
+        return False
+
+
+def _fan_in(w: torch.Tensor) -> int:
+    return int(w[0].numel()) if w.ndim >= 2 else 1
+
+
+# --------------------------------------------------------------------------------------------- checks
+
+
+class Preflight:
+    """Runs every pre-flight check; `findings` holds what they found and `facts` what later rules need."""
+
+    def __init__(self, model: nn.Module, loss_fn: Any, train: Any, val: Any, test: Any, device: torch.device,
+                 forward: Any = None, task: str | None = None, bundle: Any = None, sampler_weights: bool = False
+                 ) -> None:
+        self.model, self.loss_fn, self.device, self.forward = model, loss_fn, device, forward
+        self.train, self.val, self.test = train, val, test
+        self.bundle = bundle
+        self.sampler_weights = sampler_weights
+        self.facts = Facts(loss_kind=loss_kind(loss_fn), task=task)
+        self.findings: list[Finding] = []
+        self.probe_x: Any = None  # the fixed probe batch (training rows) later epoch-end checks reuse
+        self.probe_y: Any = None
+        self.halt = False  # a check found something that makes training pointless or impossible
+
+    def add(self, code: str, severity: str, message: str, evidence: dict[str, Any], causes: list[str],
+            fixes: list[str]) -> None:
+        self.findings.append(Finding(code, severity, message, evidence, causes, fixes, step=0, epoch=0))  # type: ignore[arg-type]
+
+    def run(self) -> None:
+        tr = split_tensors(self.train)
+        if tr is None:
+            return
+        x, y = tr
+        self.check_values(x, y)
+        if self.halt:
+            return
+        idx = subsample(len(y), 256)
+        px, py = x[idx.to(x.device)], y[idx.to(y.device)]
+        px, py = px.to(self.device), py.to(self.device)
+        self.probe_x, self.probe_y = px, py
+        model = self.model
+        self.facts.train_eval_modules = any(_differs_in_eval(m) for m in model.modules())
+        self.facts.dropout_max = max([float(m.p) for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+                                     or [0.0])
+        with preserved(model, mode=False), torch.enable_grad():
+            try:
+                trace = trace_model(model, px, self.forward)
+            except Exception:
+                return  # the loop will raise the real error with its own message
+            out = trace.output
+            self.facts.layer_order = trace.layer_order
+            self.facts.unit_dims = trace.unit_dims
+            self.facts.n_outputs = int(out.shape[-1]) if out.ndim > 1 else 1
+            self.check_labels(y, out)
+            if self.halt:
+                return
+            ysub = y[subsample(len(y), 20000).to(y.device)].to(self.device)
+            self.facts.baseline, self.facts.zero_loss = constant_losses(self.loss_fn, self.facts.loss_kind,
+                                                                        out.detach(), ysub)
+            vt = split_tensors(self.val)
+            if vt is not None:
+                vy = vt[1][subsample(len(vt[1]), 20000).to(vt[1].device)].to(self.device)
+                self.facts.val_baseline, _ = constant_losses(self.loss_fn, self.facts.loss_kind, out.detach(), vy)
+            if self.facts.loss_kind in ("mse", "mae", "huber") and y.is_floating_point():
+                self.facts.target_rms = float(ysub.float().pow(2).mean().sqrt())
+            self.check_inputs(x, trace)
+            self.check_wiring(trace, y)
+            self.check_leakage(x)
+            loss = self.initial_loss(out, py)
+            self.check_init(trace, loss)
+            if loss is not None and loss.requires_grad:
+                self.check_gradients(loss)
+
+    # -- data ------------------------------------------------------------------------------------------
+    def check_values(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        for what, t in (("inputs", x), ("targets", y)):
+            if t.is_floating_point():
+                bad = ~torch.isfinite(t)
+                if bool(bad.any()):
+                    rows = int(bad.reshape(len(t), -1).any(1).sum())
+                    self.add("nonfinite_values", "error", f"the training {what} contain {int(bad.sum())} NaN/Inf "
+                             f"values in {rows} of {len(t)} rows",
+                             {"split": "train", "tensor": what, "values": int(bad.sum()), "rows": rows},
+                             ["missing values in the data file", "a division by zero or log of 0 in preprocessing"],
+                             ["data.missing=median (or drop)", "fit(): drop or impute the rows before training, "
+                              "e.g. X = np.nan_to_num(X) or sklearn SimpleImputer"])
+                    self.halt = True
+
+    def check_inputs(self, x: torch.Tensor, trace: Trace) -> None:
+        if not x.is_floating_point() or x.ndim < 2:
+            return  # token ids or other discrete inputs
+        xs = x[subsample(len(x), 10000).to(x.device)].float()
+        if xs.ndim >= 3 and xs.shape[1] <= 4 and xs.ndim >= 4:  # images: per channel
+            cols = xs.transpose(0, 1).reshape(xs.shape[1], -1).T
+        else:
+            cols = xs.reshape(len(xs), -1)
+        rms = cols.pow(2).mean(0).sqrt()
+        std = cols.std(0) if len(cols) > 1 else torch.zeros_like(rms)
+        worst = int(rms.argmax())
+        names = getattr(self.bundle, "feature_names", None) or []
+        label = names[worst] if worst < len(names) else f"feature {worst}"
+        evidence = {"max_feature_rms": float(rms.max()), "feature": label, "mean": float(cols[:, worst].mean()),
+                    "std": float(std[worst]), "median_feature_rms": float(rms.median()),
+                    "threshold": INPUT_LARGE}
+        first = self.model.get_submodule(trace.order[0]) if trace.order else None
+        normalized_first = isinstance(first, nn.modules.batchnorm._BatchNorm | nn.LayerNorm | nn.GroupNorm)
+        severity = "info" if normalized_first else "warning"
+        fixes = ["data.scale=standard", "fit(): standardize with the training split's mean and std, e.g. "
+                 "X = (X - X_train.mean(0)) / X_train.std(0) (sklearn StandardScaler)"]
+        if float(rms.max()) > INPUT_LARGE:
+            self.add("unnormalized_inputs", severity,
+                     f"input {label} has RMS {float(rms.max()):.3g} (mean {evidence['mean']:.3g}, std "
+                     f"{evidence['std']:.3g}); networks initialized for unit-scale inputs saturate or take huge steps",
+                     evidence, ["raw features on their own units (prices, counts, pixel values 0-255)"], fixes)
+        elif float(rms.max()) < INPUT_TINY:
+            evidence["threshold"] = INPUT_TINY
+            self.add("unnormalized_inputs", severity,
+                     f"every input feature has RMS below {INPUT_TINY} (largest {float(rms.max()):.3g}); the signal is "
+                     "tiny against the biases and learning is slow", evidence,
+                     ["inputs scaled twice (e.g. /255 applied twice)"], fixes)
+
+    def check_labels(self, y: torch.Tensor, out: torch.Tensor) -> None:
+        kind, width = self.facts.loss_kind, self.facts.n_outputs or 1
+        if kind in _CE:
+            if out.ndim == 2 and width == 1 and kind == "ce":
+                self.add("loss_output_mismatch", "error", "cross-entropy over a model with 1 output: softmax of one "
+                         "logit is always 1, the loss is constant and nothing learns",
+                         {"outputs": 1, "loss": kind}, ["a binary classifier with one output and cross_entropy"],
+                         ["loss=bce_with_logits (one output) or give the model 2 outputs",
+                          "loss.name=bce_with_logits"])
+                self.halt = True
+                return
+            cls = _classes(y)
+            if cls is None:
+                if not (y.is_floating_point() and y.shape == out.shape):  # soft targets are fine
+                    self.add("label_problem", "error", f"{kind} needs integer class labels but the targets are "
+                             f"{y.dtype} with shape {tuple(y.shape)}", {"dtype": str(y.dtype), "shape": list(y.shape)},
+                             ["regression targets given to a classification loss"],
+                             ["use a regression loss (loss=mse) or give class indices 0..C-1"])
+                return
+            ignore = getattr(self.loss_fn, "ignore_index", None)
+            valid = cls[cls != ignore] if ignore is not None else cls
+            if valid.numel() == 0:
+                return
+            lo, hi = int(valid.min()), int(valid.max())
+            if lo < 0 or hi >= width:
+                self.add("label_problem", "error", f"class labels run from {lo} to {hi} but the model has {width} "
+                         f"outputs, so valid labels are 0..{width - 1}",
+                         {"min_label": lo, "max_label": hi, "outputs": width},
+                         ["labels numbered from 1 instead of 0", "the output layer is narrower than the number of "
+                          "classes"],
+                         ["fit(): y = y - y.min() (labels 0..C-1)", f"make the last layer output {hi + 1} values"])
+                self.halt = True
+                return
+            counts = torch.bincount(valid.cpu(), minlength=width).tolist()
+            self.facts.class_counts = counts
+            missing = [c for c, k in enumerate(counts) if k == 0]
+            if missing and len(missing) < width:
+                self.add("label_problem", "info", f"{len(missing)} of the model's {width} outputs never appear as a "
+                         "training label", {"classes_without_examples": missing[:20], "outputs": width},
+                         ["the output layer is wider than the number of classes", "a class was filtered out"],
+                         [f"make the last layer output {width - len(missing)} values if those classes cannot occur"])
+            self._imbalance([k for k in counts if k > 0])
+        elif kind in ("bce", "bce_prob"):
+            if y.is_floating_point() or y.dtype in (torch.int64, torch.int32, torch.bool, torch.uint8):
+                yf = y.float()
+                if bool(((yf < 0) | (yf > 1)).any()):
+                    self.add("label_problem", "error", f"binary cross-entropy needs targets in [0, 1] but they run "
+                             f"from {float(yf.min()):.3g} to {float(yf.max()):.3g}",
+                             {"min": float(yf.min()), "max": float(yf.max())},
+                             ["class indices 1/2 or -1/+1 given to a binary loss", "several classes given to a "
+                              "binary loss"], ["map the labels to 0/1", "loss=cross_entropy with one output per class"])
+                    self.halt = True
+                    return
+                if width == 1:
+                    cls = _classes(yf)
+                    if cls is not None:
+                        counts = torch.bincount(cls.cpu(), minlength=2).tolist()
+                        self.facts.class_counts = counts
+                        self._imbalance([k for k in counts if k > 0], binary=True)
+        elif kind in ("mse", "mae", "huber") and not y.is_floating_point() and y.dtype != torch.bool:
+            distinct = torch.unique(y).numel()
+            self.add("loss_output_mismatch", "warning", f"a regression loss ({kind}) on integer targets with "
+                     f"{distinct} distinct values: class labels treated as numbers (class 9 'twice as far' from 0 as "
+                     "class 4) train a poor classifier", {"loss": kind, "target_dtype": str(y.dtype),
+                                                        "distinct_targets": distinct},
+                     ["loss='mse' on class labels"],
+                     ["loss=cross_entropy with one output per class", "loss.name=cross_entropy"])
+
+    def _imbalance(self, counts: list[int], binary: bool = False) -> None:
+        if len(counts) < 2:
+            return
+        ratio = max(counts) / max(min(counts), 1)
+        if ratio < IMBALANCE_RATIO:
+            return
+        weighted = getattr(self.loss_fn, "weight", None) is not None or getattr(self.loss_fn, "pos_weight",
+                                                                               None) is not None
+        weighted = weighted or self.sampler_weights
+        share = min(counts) / sum(counts)
+        self.add("class_imbalance", "info" if weighted else "warning",
+                 f"the largest class has {ratio:.3g}x the examples of the smallest (smallest share {share:.1%}); "
+                 "accuracy rewards predicting the majority" + (" (class weights are on)" if weighted else ""),
+                 {"class_counts": counts, "ratio": ratio, "threshold": IMBALANCE_RATIO},
+                 ["a rare-event dataset", "a filtered or subsampled dataset"],
+                 ["loss.class_weights=balanced", "data.balance=weighted_sampler",
+                  "fit(): loss=nn.CrossEntropyLoss(weight=...) and judge by balanced accuracy / F1"])
+
+    def check_leakage(self, x: torch.Tensor) -> None:
+        if self.val is None and self.test is None:
+            return
+        rows = x.reshape(len(x), -1)
+        if rows.shape[1] * rows.element_size() > 1 << 16 or len(rows) > 500_000:
+            return  # too big to hash cheaply at every fit start
+        train_keys = [hash(r.tobytes()) for r in rows.detach().cpu().numpy()]
+        train_set = set(train_keys)
+        unique_share = len(train_set) / max(len(train_keys), 1)
+        for split, loader in (("val", self.val), ("test", self.test)):
+            t = split_tensors(loader, max_rows=100_000)
+            if t is None or t[0].shape[1:] != x.shape[1:]:
+                continue
+            other = t[0].reshape(len(t[0]), -1).detach().cpu().numpy()
+            same = sum(hash(r.tobytes()) in train_set for r in other)
+            share = same / max(len(other), 1)
+            if share < LEAK_INFO or same < 2:
+                continue
+            # few discrete features: identical rows are expected when most training rows repeat anyway
+            discrete = unique_share < 0.2
+            severity = "warning" if share >= LEAK_WARN and not discrete else "info"
+            self.add("data_leakage", severity, f"{same} of {len(other)} {split} rows ({share:.1%}) are identical to "
+                     f"training rows; {split} scores overstate how the model does on new data",
+                     {"split": split, "identical_rows": same, "rows": len(other), "share": share,
+                      "threshold": LEAK_WARN, "train_unique_share": unique_share},
+                     ["duplicated rows or oversampling before the split", "the same file used for two splits"],
+                     ["deduplicate before splitting (e.g. pandas drop_duplicates)",
+                      "oversample only the training split, after splitting"])
+
+    # -- model and loss ----------------------------------------------------------------------------------
+    def check_wiring(self, trace: Trace, y: torch.Tensor) -> None:
+        kind = self.facts.loss_kind
+        out = trace.output.detach().float()
+        final = trace.final_module
+        final_type = type(final[1]).__name__ if final else None
+        where = f"{final[0]} ({final_type})" if final else "the model's forward"
+        n = out.numel()
+        softmax = log_softmax = sigmoid = False
+        if out.ndim == 2 and out.shape[1] >= 2 and n >= 16:
+            softmax = bool(((out >= 0) & (out <= 1)).all()) and bool(((out.sum(1) - 1).abs() < 1e-3).all())
+            log_softmax = bool((out <= 0).all()) and bool((out.logsumexp(1).abs() < 1e-3).all())
+        if isinstance(final[1] if final else None, nn.Softmax):
+            softmax = True
+        if isinstance(final[1] if final else None, nn.LogSoftmax):
+            log_softmax = True
+        sigmoid = isinstance(final[1] if final else None, nn.Sigmoid) or (
+            not softmax and n >= 16 and bool(((out > 0) & (out < 1)).all()))
+        ev = {"final_module": where, "loss": kind, "output_min": float(out.min()), "output_max": float(out.max())}
+        if kind == "ce" and softmax:
+            self.add("loss_output_mismatch", "warning", f"the model ends in a softmax ({where}) and cross-entropy "
+                     "applies softmax again: outputs squashed into [0, 1] give tiny, flat gradients", ev,
+                     ["nn.Softmax at the end of a model trained with CrossEntropyLoss"],
+                     ["remove the final softmax: cross_entropy expects raw logits (apply softmax only at "
+                      "prediction time)"])
+        elif kind == "ce" and log_softmax:
+            self.add("loss_output_mismatch", "info", f"the model ends in log-softmax ({where}) before cross-entropy; "
+                     "harmless (log-softmax is idempotent) but redundant", ev, ["LogSoftmax + CrossEntropyLoss"],
+                     ["remove the final log_softmax, or use loss=nll"])
+        elif kind == "nll" and not log_softmax:
+            self.add("loss_output_mismatch", "warning", f"nll expects log-probabilities but the outputs of {where} "
+                     f"are {'probabilities' if softmax else 'raw scores'}: the loss can fall without bound", ev,
+                     ["NLLLoss without a final LogSoftmax"], ["loss=cross_entropy on raw logits",
+                                                              "end the model with nn.LogSoftmax(dim=1)"])
+        elif kind == "bce" and sigmoid:
+            self.add("loss_output_mismatch", "warning", f"the model ends in a sigmoid ({where}) and "
+                     "BCEWithLogits applies sigmoid again: outputs stuck in (0.27, 0.73) and weak gradients", ev,
+                     ["nn.Sigmoid at the end of a model trained with BCEWithLogitsLoss"],
+                     ["remove the final sigmoid: bce_with_logits expects raw logits"])
+        if kind in ("mse", "mae", "huber") and y.is_floating_point():
+            self._check_range(final, out, y, ev)
+        for a, b in trace.collapsed:
+            self.add("underfitting", "warning", f"{a} feeds {b} with no nonlinearity between them: the two collapse "
+                     "into one linear map, so the extra layer adds no capacity", {"layers": [a, b]},
+                     ["an activation left out of nn.Sequential"],
+                     [f"put an activation between {a} and {b}, e.g. nn.ReLU()", "model.activation=relu"])
+            break
+
+    def _check_range(self, final: tuple[str, nn.Module] | None, out: torch.Tensor, y: torch.Tensor,
+                     ev: dict[str, Any]) -> None:
+        m = final[1] if final else None
+        lo, hi = -math.inf, math.inf
+        if isinstance(m, nn.Sigmoid | nn.Softmax):
+            lo, hi = 0.0, 1.0
+        elif isinstance(m, nn.Tanh | nn.Hardtanh | nn.Softsign):
+            lo, hi = -1.0, 1.0
+        elif isinstance(m, nn.ReLU | nn.ReLU6 | nn.Softplus) or (bool((out >= 0).all()) and
+                                                                 float((out == 0).float().mean()) > 0.1):
+            lo = 0.0
+            if isinstance(m, nn.ReLU6):
+                hi = 6.0
+        if not (math.isfinite(lo) or math.isfinite(hi)):
+            return
+        yf = y.float()
+        miss = float(((yf < lo - 1e-6) | (yf > hi + 1e-6)).float().mean())
+        if miss > RANGE_MISS:
+            ev = dict(ev, reachable=[lo, hi], target_min=float(yf.min()), target_max=float(yf.max()),
+                      targets_out_of_range=miss)
+            self.add("loss_output_mismatch", "warning", f"the final activation ({ev['final_module']}) outputs values "
+                     f"in [{lo:g}, {hi:g}] but {miss:.0%} of the targets lie outside it", ev,
+                     ["a ReLU/sigmoid/tanh left on the output layer of a regression model"],
+                     ["remove the final activation: regression outputs should be linear",
+                      "or scale the targets into the activation's range"])
+
+    def initial_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+        try:
+            loss = self.loss_fn(out, y)
+        except Exception:
+            return None
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            return None
+        value = float(loss.detach())
+        self.facts.initial_loss = value if math.isfinite(value) else None
+        return loss
+
+    def check_init(self, trace: Trace, loss: torch.Tensor | None) -> None:
+        facts = self.facts
+        bad_layers: list[dict[str, Any]] = []
+        named = dict(self.model.named_parameters())
+        for name in facts.layer_order or [n for n, p in named.items() if p.ndim >= 2]:
+            w = named[name].detach().float()
+            if w.ndim < 2 or w.shape[0] < 2:
+                continue
+            gain = float(w.std()) * math.sqrt(_fan_in(w))
+            symmetric = bool((w.std(0) == 0).all())
+            if symmetric:
+                bad_layers.append({"layer": name, "issue": "constant across units (every unit computes the same "
+                                   "function, so they stay identical)", "std": float(w.std())})
+            elif gain > INIT_GAIN_HIGH:
+                bad_layers.append({"layer": name, "issue": f"std·√fan_in = {gain:.3g} (He: 1.41)", "std": float(w.std())})
+        ratio = None
+        if facts.initial_loss is not None and facts.zero_loss:
+            ratio = facts.initial_loss / facts.zero_loss
+        unnormalized = any(f.code == "unnormalized_inputs" and f.severity != "info" for f in self.findings)
+        loss_off = ratio is not None and ratio > INIT_LOSS_RATIO and not unnormalized
+        ev: dict[str, Any] = {"initial_loss": facts.initial_loss, "expected_loss": facts.zero_loss,
+                              "ratio": ratio, "threshold": INIT_LOSS_RATIO}
+        stats = ActivationStats(self.model, trace.unit_dims)
+        with torch.no_grad():
+            _, acts = stats.measure(self.model, self.probe_x, self.forward)
+        dead = {k: float((v["active"] == 0).float().mean()) for k, v in acts.items() if v["kind"] == "relu"}
+        dead_layers = {k: v for k, v in dead.items() if v >= DEAD_AT_INIT}
+        if not bad_layers and not loss_off and not dead_layers:
+            return
+        facts.init_abnormal = bool(bad_layers) or loss_off
+        if bad_layers:
+            ev["layers"] = bad_layers[:6]
+        if dead_layers:
+            ev["dead_relu_share"] = dead_layers
+        parts = []
+        if bad_layers:
+            parts.append(f"{bad_layers[0]['layer']} is {bad_layers[0]['issue']}")
+        if loss_off:
+            parts.append(f"the initial loss {facts.initial_loss:.4g} is {ratio:.3g}x that of an all-zero output "
+                         f"({facts.zero_loss:.4g})")
+        if dead_layers:
+            k = next(iter(dead_layers))
+            parts.append(f"{dead_layers[k]:.0%} of the units of {k} never fire at initialization")
+        self.add("bad_initialization", "warning", "; ".join(parts), ev,
+                 ["weights filled with a constant or zeros", "a hand-written init with the wrong std (e.g. normal "
+                  "std 1 or 10)", "a large negative bias"],
+                 ["model.init=he_normal (ReLU) or xavier_uniform (tanh/sigmoid)",
+                  "fit(): drop the custom init (PyTorch's default is sane) or use nn.init.kaiming_normal_"])
+
+    def check_gradients(self, loss: torch.Tensor) -> None:
+        params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        for _, p in params:
+            p.grad = None
+        try:
+            loss.backward()
+        except Exception:
+            return
+        total = sum(p.numel() for _, p in params)
+        none = [n for n, p in params if p.grad is None]
+        zero = [n for n, p in params if p.grad is not None and not bool(p.grad.any())]
+        dead = sum(p.numel() for n, p in params if n in none or n in zero)
+        share = dead / max(total, 1)
+        if not none and not zero:
+            return
+        severity = "warning" if share >= NO_GRAD_SHARE else "info"
+        self.add("no_learning", severity, f"{share:.0%} of the trainable parameters get no gradient at step 0 "
+                 f"({len(none)} tensors unused, {len(zero)} with an all-zero gradient)",
+                 {"unused": none[:8], "zero_gradient": zero[:8], "share_of_parameters": share,
+                  "threshold": NO_GRAD_SHARE},
+                 ["all-zero or constant initialization (ReLU units with zero input pass no gradient)",
+                  "a layer defined but not used in forward()", ".detach() or torch.no_grad() inside forward()"],
+                 ["use a random init (model.init=he_normal / drop the zero init)",
+                  "remove the unused layer or the detach"])

@@ -1,0 +1,371 @@
+"""Measurements the doctor takes on the model: a traced forward pass, gradient/update norms on sampled steps,
+activation statistics on a fixed probe batch, and the search for the first module that produced a NaN/Inf.
+
+Everything here leaves the model, the optimizer and the RNG streams as it found them: forward passes that are not
+part of training run with the model's buffers (BatchNorm running statistics) saved and restored and with the RNG
+state restored afterwards, so a run with the doctor on trains exactly like a run with it off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradwise.train.checkpoint import rng_state, set_rng_state
+
+RELU_LIKE = (nn.ReLU, nn.ReLU6)  # units that output exactly 0 over a half-line: they can die
+SIGMOID_LIKE = (nn.Sigmoid,)
+TANH_LIKE = (nn.Tanh,)
+NONLINEAR = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+             nn.Mish, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Softsign, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid,
+             nn.LogSigmoid, nn.Tanhshrink, nn.Softmax, nn.LogSoftmax, nn.GLU, nn.Threshold, nn.MultiheadAttention,
+             nn.RNNBase, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
+             nn.LayerNorm, nn.GroupNorm)
+AFFINE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Bilinear)
+# modules that keep an affine map affine: stacking Linear -> (these) -> Linear still collapses to one linear map
+PASS_AFFINE = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Identity, nn.Flatten, nn.Unflatten,
+               nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
+               nn.AdaptiveAvgPool2d)
+CHANNEL_FIRST = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d,
+                 nn.InstanceNorm2d, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d)
+TRAIN_EVAL_DIFFERENT = (nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+                        nn.AlphaDropout, nn.FeatureAlphaDropout, nn.modules.instancenorm._InstanceNorm)
+
+# saturation: the local derivative is below 5% of its maximum (sigmoid: |z| > 4.35; tanh: |z| > 2.18)
+SIGMOID_SAT = 0.0127
+TANH_SAT = 0.975
+
+
+def run_forward(model: nn.Module, x: Any, forward: Callable | None) -> Any:
+    return forward(model, x) if forward is not None else model(x)
+
+
+def first_tensor(obj: Any) -> torch.Tensor | None:
+    """The tensor a module returned (RNNs return (output, h_n): the output is what the next layer reads)."""
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, tuple | list) and obj:
+        return first_tensor(obj[0])
+    return None
+
+
+@contextlib.contextmanager
+def preserved(model: nn.Module, mode: bool | None = None) -> Iterator[None]:
+    """Run code on the model and put back its buffers, train/eval flags, gradients and every RNG stream."""
+    rng = rng_state()
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    grads = [(p, p.grad) for p in model.parameters()]
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        if mode is not None:
+            model.train(mode)
+        yield
+    finally:
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+        for p, g in grads:
+            p.grad = g
+        for m, was in flags:
+            m.training = was
+        set_rng_state(rng)
+
+
+def weight_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The weight matrices / kernels (ndim >= 2) that train: the 'layers' whose gradients and updates we follow.
+
+    Embedding tables are left out: only the rows of the tokens in a batch get a gradient, so their norms say
+    nothing about the health of the gradient flow.
+    """
+    emb = {id(p) for m in model.modules() if isinstance(m, nn.Embedding | nn.EmbeddingBag) for p in m.parameters()}
+    return [(n, p) for n, p in model.named_parameters() if p.ndim >= 2 and p.requires_grad and id(p) not in emb]
+
+
+def activation_modules(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
+    out = []
+    for name, m in model.named_modules():
+        if isinstance(m, RELU_LIKE):
+            out.append((name, m, "relu"))
+        elif isinstance(m, SIGMOID_LIKE):
+            out.append((name, m, "sigmoid"))
+        elif isinstance(m, TANH_LIKE):
+            out.append((name, m, "tanh"))
+        elif isinstance(m, nn.RNN):  # its output is the hidden state, i.e. the nonlinearity's output
+            out.append((name, m, "relu" if m.nonlinearity == "relu" else "tanh"))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- the trace
+
+
+@dataclass
+class Trace:
+    """What one forward pass showed about the model's wiring."""
+
+    output: torch.Tensor
+    order: list[str]  # leaf modules in the order they ran
+    final_module: tuple[str, nn.Module] | None  # the leaf module whose output is the model's output
+    collapsed: list[tuple[str, str]]  # (Linear a, Linear b): b reads a's output with no nonlinearity between
+    unit_dims: dict[str, int]  # activation module -> the dimension that indexes its units
+    layer_order: list[str]  # weight parameter names in the order their modules ran
+
+
+def trace_model(model: nn.Module, x: Any, forward: Callable | None) -> Trace:
+    """One forward pass with hooks on every leaf module (the caller chooses grad mode and restores state)."""
+    leaves = {m: n for n, m in model.named_modules() if not list(m.children()) or isinstance(m, nn.RNNBase)}
+    order: list[str] = []
+    produced: dict[int, tuple[str, nn.Module]] = {}  # data_ptr of an output -> the module that produced it
+    affine_src: dict[int, str] = {}  # data_ptr -> the Linear/Conv whose output this still is (affine-wise)
+    collapsed: list[tuple[str, str]] = []
+    unit_dims: dict[str, int] = {}
+    last: list[tuple[str, nn.Module, torch.Tensor]] = []
+
+    def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
+        name = leaves[module]
+        if name not in order:
+            order.append(name)
+        out = first_tensor(output)
+        inp = first_tensor(inputs)
+        if out is None:
+            return
+        src = affine_src.get(inp.data_ptr()) if inp is not None and inp.numel() else None
+        # every output is kept alive in `last`, so a data_ptr names one tensor for the whole trace
+        affine_src.pop(out.data_ptr(), None)
+        if isinstance(module, AFFINE):
+            if src is not None and src != name and (src, name) not in collapsed:
+                collapsed.append((src, name))
+            affine_src[out.data_ptr()] = name
+        elif isinstance(module, PASS_AFFINE) and src is not None:
+            affine_src[out.data_ptr()] = src
+        if isinstance(module, RELU_LIKE + SIGMOID_LIKE + TANH_LIKE + (nn.RNN,)):
+            prev = produced.get(inp.data_ptr()) if inp is not None else None
+            if isinstance(module, nn.RNN) or out.ndim <= 2:
+                unit_dims[name] = -1
+            else:
+                unit_dims[name] = 1 if prev is not None and isinstance(prev[1], CHANNEL_FIRST) else -1
+        produced[out.data_ptr()] = (name, module)
+        last.append((name, module, out))
+
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        result = run_forward(model, x, forward)
+    finally:
+        for h in handles:
+            h.remove()
+    output = first_tensor(result)
+    if output is None:
+        raise TypeError("the model's forward returned no tensor")
+    final = None
+    for name, module, out in reversed(last):
+        if out.data_ptr() == output.data_ptr() and out.numel() == output.numel():
+            final = (name, module)
+            break
+    params_of = {n: [pn for pn, p in m.named_parameters(prefix=n) if p.ndim >= 2] for m, n in leaves.items()}
+    layer_order = [pn for n in order for pn in params_of.get(n, [])]
+    return Trace(output, order, final, collapsed, unit_dims, layer_order)
+
+
+# --------------------------------------------------------------------------------------------- activations
+
+
+def _unit_view(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """(samples, units): every dimension but the unit one counts as a sample (batch, positions, time)."""
+    t = t.detach().float()
+    if t.ndim == 1:
+        return t.reshape(-1, 1)
+    return t.movedim(dim, -1).reshape(-1, t.shape[dim])
+
+
+class ActivationStats:
+    """Per-unit statistics of every ReLU/sigmoid/tanh module on one forward pass."""
+
+    def __init__(self, model: nn.Module, unit_dims: dict[str, int]) -> None:
+        self.modules = activation_modules(model)
+        self.unit_dims = unit_dims
+        self.default_dim = 1 if any(isinstance(m, CHANNEL_FIRST) for m in model.modules()) else -1
+        self.stats: dict[str, dict[str, Any]] = {}
+        self._calls: dict[str, int] = {}
+
+    def _hook(self, name: str, kind: str) -> Callable:
+        def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
+            out = first_tensor(output)
+            if out is None or out.numel() == 0:
+                return
+            calls = self._calls[name] = self._calls.get(name, 0) + 1
+            key = name if calls == 1 else f"{name}#{calls}"  # one module used at several depths
+            dim = self.unit_dims.get(name, -1 if out.ndim <= 2 else self.default_dim)
+            u = _unit_view(out, dim)
+            if kind == "relu":
+                active = (u > 0).float().mean(0)  # per unit: share of samples where it fires
+                self.stats[key] = {"kind": kind, "units": u.shape[1], "active": active}
+            else:
+                sat = (u < SIGMOID_SAT) | (u > 1 - SIGMOID_SAT) if kind == "sigmoid" else u.abs() > TANH_SAT
+                self.stats[key] = {"kind": kind, "units": u.shape[1], "saturated": sat.float().mean(0)}
+        return hook
+
+    def measure(self, model: nn.Module, x: Any, forward: Callable | None) -> tuple[Any, dict[str, dict[str, Any]]]:
+        self.stats, self._calls = {}, {}
+        handles = [m.register_forward_hook(self._hook(n, k)) for n, m, k in self.modules]
+        try:
+            out = run_forward(model, x, forward)
+        finally:
+            for h in handles:
+                h.remove()
+        return out, self.stats
+
+
+# --------------------------------------------------------------------------------------------- gradients
+
+
+@dataclass
+class ProbeRecord:
+    """Gradient and update statistics of one sampled optimizer step."""
+
+    step: int
+    epoch: int
+    lr: float
+    grad_norm: float  # all gradients, before clipping
+    grad: dict[str, float] = field(default_factory=dict)  # per weight matrix: ‖g‖
+    weight: dict[str, float] = field(default_factory=dict)  # ‖W‖ before the step
+    update: dict[str, float] = field(default_factory=dict)  # ‖ΔW‖ of the step
+    reg_ratio: float | None = None  # ‖regularization force‖ / ‖data force‖ (None: no regularization)
+    loss: float | None = None
+
+    def rel_grad(self, name: str) -> float:
+        return self.grad[name] / max(self.weight[name], 1e-12)
+
+    def update_ratio(self, name: str) -> float:
+        return self.update.get(name, 0.0) / max(self.weight[name], 1e-12)
+
+
+def _norms(tensors: list[torch.Tensor]) -> list[float]:
+    if not tensors:
+        return []
+    return torch.stack([n.float() for n in torch._foreach_norm(tensors)]).cpu().tolist()
+
+
+class StepProbe:
+    """Gradient norms (in on_after_backward) and update norms (in on_batch_end) of one optimizer step."""
+
+    def __init__(self, layers: list[tuple[str, nn.Parameter]], decayed_penalty: set[str], l1: float, l2: float
+                 ) -> None:
+        self.layers = layers
+        self.penalized = decayed_penalty  # names the explicit L1/L2 penalty applies to
+        self.l1, self.l2 = l1, l2
+        self.record: ProbeRecord | None = None
+        self._before: list[torch.Tensor] = []
+        self._decoupled: list[tuple[torch.Tensor, torch.Tensor, float]] = []
+
+    def after_backward(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int, epoch: int) -> None:
+        grads_all = [p.grad for p in model.parameters() if p.grad is not None]
+        total = _norms(grads_all)
+        grad_norm = float(sum(v * v for v in total) ** 0.5) if total else 0.0
+        named = [(n, p) for n, p in self.layers if p.grad is not None]
+        g = _norms([p.grad for _, p in named])
+        w = _norms([p.detach() for _, p in named])
+        lr = float(optimizer.param_groups[0]["lr"])
+        self.record = ProbeRecord(step, epoch, lr, grad_norm, {n: v for (n, _), v in zip(named, g, strict=True)},
+                                  {n: v for (n, _), v in zip(named, w, strict=True)})
+        self._named = named
+        self._before = [p.detach().clone() for _, p in named]
+        # the regularization force against the data force, in the units the optimizer applies them
+        group_of = {id(p): grp for grp in optimizer.param_groups for p in grp["params"]}
+        reg_sq = data_sq = 0.0
+        self._decoupled = []
+        for n, p in named:
+            grp = group_of.get(id(p))
+            if grp is None:
+                continue
+            wd = float(grp.get("weight_decay", 0.0) or 0.0)
+            explicit = n in self.penalized and (self.l1 or self.l2)
+            decoupled = isinstance(optimizer, torch.optim.AdamW) or bool(grp.get("decoupled_weight_decay"))
+            reg = torch.zeros_like(p)
+            if explicit:
+                reg = reg + self.l2 * p.detach() + self.l1 * p.detach().sign()
+            data = p.grad.detach() - reg  # the penalty's backward went into .grad with the data gradient
+            if wd and not decoupled:
+                reg = reg + wd * p.detach()
+            if wd and decoupled:
+                self._decoupled.append((p, p.detach().clone(), float(grp["lr"]) * wd))
+            if wd or explicit:
+                reg_sq += float(reg.float().pow(2).sum())
+                data_sq += float(data.float().pow(2).sum())
+        self._grad_ratio = (reg_sq ** 0.5) / max(data_sq ** 0.5, 1e-12) if data_sq or reg_sq else None
+
+    def after_step(self) -> ProbeRecord | None:
+        rec = self.record
+        if rec is None:
+            return None
+        deltas = [p.detach() - b for (_, p), b in zip(self._named, self._before, strict=True)]
+        for (n, _), v in zip(self._named, _norms(deltas), strict=True):
+            rec.update[n] = v
+        ratios = [r for r in (self._grad_ratio,) if r is not None]
+        if self._decoupled:  # AdamW: decay lr·wd·W against the rest of the step
+            decay_sq = rest_sq = 0.0
+            for p, before, shrink in self._decoupled:
+                decay = shrink * before
+                rest = (p.detach() - before) + decay
+                decay_sq += float(decay.float().pow(2).sum())
+                rest_sq += float(rest.float().pow(2).sum())
+            ratios.append(decay_sq ** 0.5 / max(rest_sq ** 0.5, 1e-12))
+        rec.reg_ratio = max(ratios) if ratios else None
+        self._before, self._decoupled, self.record = [], [], None
+        return rec
+
+
+# --------------------------------------------------------------------------------------------- NaN hunt
+
+
+def nonfinite_parameters(model: nn.Module) -> list[str]:
+    return [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+
+
+def locate_nonfinite(model: nn.Module, x: Any, forward: Callable | None) -> dict[str, Any]:
+    """Re-run the forward pass of `x` with hooks and name the first module whose output is not finite while its
+    input was. Runs in the model's current mode (BatchNorm batch statistics can be the culprit) and restores its
+    buffers and the RNG streams, so training goes on exactly as before."""
+    report: dict[str, Any] = {}
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        report["first_nonfinite"] = "the input batch itself"
+        return report
+    found: list[tuple[str, str, str]] = []
+    names = {m: n for n, m in model.named_modules()}
+
+    def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
+        if found:
+            return
+        out = first_tensor(output)
+        if out is None or not out.is_floating_point() or bool(torch.isfinite(out).all()):
+            return
+        inp = first_tensor(inputs)
+        if inp is not None and inp.is_floating_point() and not bool(torch.isfinite(inp).all()):
+            return  # it only passed on a NaN from before
+        bad = [pn for pn, p in module.named_parameters(recurse=False) if not bool(torch.isfinite(p).all())]
+        found.append((names[module] or type(module).__name__, type(module).__name__,
+                      "its parameters " + ", ".join(bad) + " are non-finite" if bad else
+                      f"finite input (max |x| {float(inp.abs().max()) if inp is not None else float('nan'):.3g})"))
+
+    leaves = [m for m in model.modules() if not list(m.children()) or isinstance(m, nn.RNNBase)]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        with preserved(model), torch.no_grad():
+            run_forward(model, x, forward)
+    except Exception as exc:  # a forward that raises on NaN input must not take the guard down with it
+        report["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        for h in handles:
+            h.remove()
+    if found:
+        report["first_nonfinite"] = f"{found[0][0]} ({found[0][1]})"
+        report["detail"] = found[0][2]
+    else:
+        report["first_nonfinite"] = "the loss function (the model's outputs were finite)"
+    bad = nonfinite_parameters(model)
+    if bad:
+        report["nonfinite_parameters"] = bad[:8]
+    return report

@@ -1,0 +1,498 @@
+"""The doctor's rules: pure functions from measurements to findings, with one set of thresholds for every run.
+
+Why these thresholds generalize
+-------------------------------
+* Loss levels are never compared with absolute numbers. They are divided by the run's *know-nothing loss* S:
+  the loss of the best constant prediction on the training targets (the prior's entropy for cross-entropy, the
+  target variance for MSE), measured before step 1. "The loss is still above 0.6·S" means "the model explains
+  less than 40% of what there is to explain" on any dataset, in any units.
+* Loss changes are relative (a rise to 2x the running minimum) *and* must matter on the scale S (the rise is at
+  least 10% of S), so that late, tiny losses (0.001 -> 0.002) never count as a divergence.
+* Gradient and update sizes are ratios: ‖ΔW‖/‖W‖ per weight matrix, ‖g‖/‖W‖ compared between the first and the
+  last layer, the regularization force against the data force. They do not depend on the units of the data.
+* Every warning needs persistence: two or more consecutive epochs, or the median of several sampled steps, so a
+  single noisy batch or epoch never raises one.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gradwise.doctor.findings import Finding
+from gradwise.doctor.preflight import Facts
+from gradwise.doctor.probes import ProbeRecord
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    # curves (epoch means of the training loss L, validation loss V; S = know-nothing loss)
+    diverge_factor: float = 2.0  # L >= 2x its running minimum ...
+    diverge_rise: float = 0.1  # ... and the rise >= 0.1·S, for 2 epochs in a row (or 1 when above the start)
+    osc_window: int = 6  # epochs looked at for oscillation
+    osc_rel: float = 0.2  # a move counts when it changes L by >= 20% (of the lower of the two epochs) ...
+    osc_abs: float = 0.01  # ... and by >= 1% of S (so the noise floor near 0 never counts)
+    osc_moves: int = 3  # >= 3 such moves, >= 2 of them rises, changing direction >= 2 times
+    plateau_epochs: int = 4  # the best L improved < 1% over this many epochs ...
+    plateau_gain: float = 0.01
+    high_loss: float = 0.6  # ... while L >= 0.6·S (less than 40% of the loss explained)
+    no_learning: float = 0.98  # after 5 epochs the best L is still >= 0.98·min(start, S), flat for 3 epochs
+    no_learning_epochs: int = 5
+    overfit_rise: float = 1.2  # V >= 1.2x its best, the rise >= 0.05·S, L still falling, 2 epochs in a row
+    overfit_abs: float = 0.05
+    gap_abs: float = 0.3  # or V - L >= 0.3·S and V >= 2·L for 3 epochs
+    gap_best: float = 0.2  # with early stopping: a warning only if the best epoch's V - L >= 0.2·S
+    label_val: float = 0.9  # val never below 0.9·S_val while train fell below 0.7·S: labels do not generalize
+    label_train: float = 0.7
+    mismatch_rel: float = 1.25  # eval-mode loss on training rows >= 1.25x the train-mode loss ...
+    mismatch_abs: float = 0.15  # ... and higher by >= 0.15·S, 2 epochs in a row
+    # sampled steps
+    update_high: float = 0.1  # median ‖ΔW‖/‖W‖ over layers and over the last probes (~1e-3 is healthy)
+    update_low: float = 1e-4
+    lr_active: float = 0.3  # LR rules only look at steps whose LR is >= 30% of the peak (not warmup/decay tails)
+    explode_rel: float = 10.0  # ‖g‖/‖W‖ of a layer (healthy runs stay below ~2) ...
+    explode_growth: float = 100.0  # ... or the global gradient norm grown 100x from its first probes
+    explode_depth: float = 1e2  # ... or (‖g‖/‖W‖) first layer / last layer >= 100
+    vanish_depth: float = 1e-3  # (‖g‖/‖W‖) first layer / last layer
+    reg_ratio: float = 1.0  # regularization force / data force (median of the first probes)
+    min_probes: int = 3
+    # activations on the fixed probe batch, at epoch ends
+    dead_share: float = 0.5  # >= 50% of a ReLU layer's units never fire, 2 epochs in a row
+    sat_unit: float = 0.9  # a unit is saturated on >= 90% of the probe rows
+    sat_share: float = 0.5  # >= 50% of a layer's units saturated, 2 epochs in a row
+
+
+DEFAULT = Thresholds()
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and math.isfinite(v)
+
+
+def _scale(facts: Facts | None, losses: Sequence[float]) -> float | None:
+    s = facts.scale if facts is not None else None
+    if s is None and losses and _finite(losses[0]) and losses[0] > 0:
+        s = losses[0]
+    return s
+
+
+def _f(code: str, severity: str, message: str, evidence: dict[str, Any], causes: list[str], fixes: list[str],
+       epoch: int | None, step: int | None = None) -> Finding:
+    return Finding(code, severity, message, evidence, causes, fixes, step=step, epoch=epoch)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------- curves
+
+
+def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bool = False,
+                   t: Thresholds = DEFAULT, planned_epochs: int | None = None,
+                   early_stopping: bool = False) -> list[Finding]:
+    """Every curve rule over a run's per-epoch rows (metrics.jsonl). Pure: the live doctor and `analyze_run`
+    call it with the same rows and get the same findings. `early_stopping`: the run keeps its best epoch by
+    validation loss, so overfitting after that epoch costs nothing (reported as info unless even the best epoch
+    generalizes poorly)."""
+    out: list[Finding] = []
+    if not history:
+        return out
+    L = [r.get("train_loss") for r in history]
+    V = [r.get("val_loss") for r in history]
+    E = [r.get("train_loss_eval_mode") for r in history]
+    ep = [int(r.get("epoch", i + 1)) for i, r in enumerate(history)]
+    step = [r.get("step") for r in history]
+    for i, (lv, vv) in enumerate(zip(L, V, strict=True)):
+        if (lv is not None and not _finite(lv)) or (vv is not None and not _finite(vv)):
+            which = "training" if lv is not None and not _finite(lv) else "validation"
+            out.append(_f("nonfinite_values", "error", f"the {which} loss became {lv if which == 'training' else vv}"
+                          f" in epoch {ep[i]}", {"epoch": ep[i], "train_loss": lv, "val_loss": vv},
+                          ["learning rate too high", "exploding gradients", "log of 0 / division by 0 in the loss"],
+                          ["optim.lr=<lr*0.1>", "train.clip_grad=1.0", "doctor.repair=true"], ep[i], step[i]))
+            L, V, E, ep, step = L[:i], V[:i], E[:i], ep[:i], step[:i]
+            break
+    if not L or not all(_finite(v) for v in L):
+        return out
+    S = _scale(facts, L)
+    if S is None:
+        return out
+    start = facts.initial_loss if facts is not None and _finite(facts.initial_loss) else L[0]
+    lr = [r.get("lr") for r in history[:len(L)]]
+    n = len(L)
+
+    # diverging: the loss climbs far above the best it reached
+    for i in range(1, n):
+        best = min(L[:i])
+
+        def up(j: int, best: float = best) -> bool:
+            return L[j] >= t.diverge_factor * best and L[j] - best >= t.diverge_rise * S
+
+        if up(i) and ((i >= 2 and up(i - 1) and min(L[:i - 1]) == best) or L[i] >= 1.5 * max(L[0], S)):
+            out.append(_f("diverging_loss", "warning", f"the training loss rose to {L[i]:.4g} in epoch {ep[i]}, "
+                          f"{L[i] / best:.3g}x its best ({best:.4g})",
+                          {"epoch": ep[i], "train_loss": L[i], "best": best, "factor": L[i] / best,
+                           "threshold": t.diverge_factor, "loss_scale": S},
+                          ["learning rate too high for this model and batch size", "no gradient clipping",
+                           "a warmup that ends at too high an LR"],
+                          ["optim.lr=<lr*0.1>", "train.clip_grad=1.0", "doctor.repair=true"], ep[i], step[i]))
+            break
+
+    # oscillating: the loss jumps up and down by large relative amounts, again and again
+    w = t.osc_window
+    for end in range(w, n + 1):
+        seg = L[end - w:end]
+        moves = []
+        for x0, x1 in zip(seg, seg[1:], strict=False):
+            d = x1 - x0
+            if abs(d) >= t.osc_rel * min(x0, x1) and abs(d) >= t.osc_abs * S:
+                moves.append(1 if d > 0 else -1)
+        flips = sum(1 for m0, m1 in zip(moves, moves[1:], strict=False) if m0 != m1)
+        if len(moves) >= t.osc_moves and moves.count(1) >= 2 and flips >= 2:
+            i = end - 1
+            out.append(_f("oscillating_loss", "warning", f"the training loss jumped up {moves.count(1)} times and "
+                          f"down {moves.count(-1)} times by >= {t.osc_rel:.0%} over epochs {ep[end - w]}-{ep[i]}",
+                          {"epochs": [ep[end - w], ep[i]], "train_loss": seg, "rises": moves.count(1),
+                           "falls": moves.count(-1), "threshold": t.osc_rel, "loss_scale": S},
+                          ["learning rate too high (steps overshoot the valley)", "batch too small for the LR",
+                           "unscaled inputs"],
+                          ["optim.lr=<lr*0.3>", "train.batch_size=<bs*2>",
+                           "schedule.name=warmup_cosine (decays the LR)"], ep[i], step[i]))
+            break
+
+    # progress: no learning at all / an early stall at a high loss
+    stuck = None
+    if n >= t.no_learning_epochs:
+        # no better than knowing nothing and flat for the last 3 epochs (a run still learning the class prior of
+        # imbalanced data, or an RNN leaving its initial plateau, is moving: not stuck)
+        flat = max(L[-3:]) - min(L[-3:]) <= 0.02 * S
+        if min(L) >= t.no_learning * min(start, S) and flat:
+            stuck = n - 1
+            out.append(_f("no_learning", "warning", f"after {n} epochs the training loss ({L[-1]:.4g}) is no better "
+                          f"than a model that knows nothing ({S:.4g})",
+                          {"epochs": n, "best_train_loss": min(L), "know_nothing_loss": S, "initial_loss": start,
+                           "threshold": t.no_learning},
+                          ["learning rate far too low", "no gradient reaches the weights (zero init, detach, "
+                           "dead units)", "labels unrelated to the inputs"],
+                          ["optim.lr=<lr*10>", "model.init=he_normal", "check that forward() uses every layer"],
+                          ep[-1], step[-1]))
+    if stuck is None:
+        p = t.plateau_epochs
+        for i in range(p, n):
+            before, window = min(L[:i - p + 1]), min(L[i - p + 1:i + 1])
+            flat = max(L[i - p + 1:i + 1]) <= 1.1 * window  # a flat stretch, not a climb (that is divergence)
+            lr_ok = not (_finite(lr[i]) and lr[i] is not None and max(x for x in lr[:i + 1] if _finite(x)) > 0 and
+                         lr[i] < 0.05 * max(x for x in lr[:i + 1] if _finite(x)))
+            if (before - window) < t.plateau_gain * before and flat and L[i] >= t.high_loss * S and lr_ok:
+                early = planned_epochs is not None and ep[i] <= 0.5 * planned_epochs
+                out.append(_f("plateau", "warning", f"the training loss has stalled at {L[i]:.4g} for {p} epochs "
+                              f"({L[i] / S:.0%} of the know-nothing loss {S:.4g})",
+                              {"epoch": ep[i], "train_loss": L[i], "gain_over_window": (before - window) / before,
+                               "threshold": t.plateau_gain, "loss_scale": S, "window_epochs": p, "early": early},
+                              ["learning rate too low or too high", "saturated or dead units", "a poor initialization"],
+                              ["optim.lr=<lr*3> (or doctor.repair=true)", "schedule.name=warmup_cosine",
+                               "model.init=he_normal"], ep[i], step[i]))
+                break
+
+    # underfitting: at the end the model still explains little of the training data
+    if final and stuck is None and n >= 3 and L[-1] >= t.high_loss * S:
+        out.append(_f("underfitting", "warning", f"the final training loss {L[-1]:.4g} is {L[-1] / S:.0%} of the "
+                      f"know-nothing loss {S:.4g}: the model cannot fit its own training data",
+                      {"train_loss": L[-1], "loss_scale": S, "ratio": L[-1] / S, "threshold": t.high_loss},
+                      ["the model is too small or too constrained (too much regularization)", "too few epochs or "
+                       "too low a learning rate"],
+                      ["a wider/deeper model (model.widths=[256, 256])", "optim.weight_decay=0.01 and no heavy "
+                       "dropout", f"train.epochs={2 * (planned_epochs or n)}"], ep[-1], step[-1]))
+
+    if any(v is not None for v in V):
+        idx = [i for i in range(n) if _finite(V[i])]
+        # labels that do not generalize: train learns, val never beats knowing nothing
+        Sv = facts.val_baseline if facts is not None and _finite(facts.val_baseline) else S
+        # ... while eval mode still fits the training rows (else it is a train/eval mismatch, not the labels)
+        fits = [E[i] for i in idx if _finite(E[i])]
+        if (len(idx) >= 5 and min(L) <= t.label_train * S and min(V[i] for i in idx) >= t.label_val * Sv
+                and (not fits or min(fits) <= t.label_train * S)):
+            i = idx[-1]
+            out.append(_f("label_problem", "warning", f"the training loss fell to {min(L):.4g} but the validation "
+                          f"loss never beat the know-nothing loss ({min(V[j] for j in idx):.4g} vs {Sv:.4g}): the "
+                          "labels do not carry over to new rows",
+                          {"best_train_loss": min(L), "best_val_loss": min(V[j] for j in idx), "loss_scale": S,
+                           "val_know_nothing_loss": Sv, "threshold": t.label_val},
+                          ["shuffled or misaligned labels (X and y sorted differently)", "validation labels from "
+                           "another encoding", "pure noise targets"],
+                          ["check that X[i] and y[i] describe the same example", "use the same label encoding for "
+                           "every split"], ep[i], step[i]))
+        else:
+            found = None
+            run = 0
+            for k, i in enumerate(idx):
+                b = min(idx[:k + 1], key=lambda j: V[j])
+                rising = (i - b >= 2 and V[i] >= t.overfit_rise * V[b] and V[i] - V[b] >= t.overfit_abs * S
+                          and L[i] < L[b])
+                run = run + 1 if rising else 0
+                if run >= 2:
+                    found = (i, b, "rising")
+                    break
+            if found is None:
+                run = 0
+                for i in idx:
+                    gap = V[i] - L[i] >= t.gap_abs * S and V[i] >= 2 * L[i]
+                    run = run + 1 if gap else 0
+                    if run >= 3:
+                        found = (i, min(idx, key=lambda j: V[j]), "gap")
+                        break
+            if found is not None:
+                i, b, why = found
+                msg = (f"the validation loss rose from {V[b]:.4g} (epoch {ep[b]}) to {V[i]:.4g} while the training "
+                       f"loss kept falling ({L[i]:.4g})" if why == "rising" else
+                       f"the validation loss ({V[i]:.4g}) is far above the training loss ({L[i]:.4g})")
+                # harmless when early stopping keeps the best epoch and that epoch itself generalizes well
+                handled = early_stopping and V[b] - L[b] < t.gap_best * S
+                if handled:
+                    msg += f"; early stopping keeps epoch {ep[b]}"
+                out.append(_f("overfitting", "info" if handled else "warning", msg,
+                              {"epoch": ep[i], "val_loss": V[i], "best_val_loss": V[b], "best_epoch": ep[b],
+                               "train_loss": L[i], "loss_scale": S, "rule": why, "early_stopping": early_stopping},
+                              ["too little data for the model", "too many epochs", "too little regularization"],
+                              ([] if early_stopping else ["train.early_stopping.enabled=true (keeps the best epoch)"])
+                              + ["optim.weight_decay=0.05", "model.dropout=0.2", "more data or data.augment=[...]"],
+                              ep[i], step[i]))
+
+    # train/eval mismatch: the same training rows score much worse in eval mode than in train mode (only for
+    # models that compute differently in eval: elsewhere a gap only means the weights moved within the epoch)
+    run = 0
+    for i in range(n if facts is None or facts.train_eval_modules else 0):
+        e = E[i]
+        bad = _finite(e) and e - L[i] >= t.mismatch_abs * S and e >= t.mismatch_rel * L[i]
+        run = run + 1 if bad else 0
+        if run >= 2:
+            out.append(_f("train_eval_mismatch", "warning", f"on training rows the eval-mode loss is {e:.4g} but the "
+                          f"train-mode loss is {L[i]:.4g}: the model computes a different function at evaluation",
+                          {"epoch": ep[i], "eval_mode_loss": e, "train_mode_loss": L[i], "loss_scale": S,
+                           "threshold": t.mismatch_rel},
+                          ["BatchNorm with tiny batches (running statistics do not match batch statistics)",
+                           "BatchNorm momentum/eps changed", "a module that behaves differently in eval()"],
+                          ["train.batch_size=32 or larger", "model.norm=layer (LayerNorm does not depend on the "
+                           "batch)", "a hand-written dropout must scale by 1/(1-p) in training"], ep[i], step[i]))
+            break
+    return supersede(out)
+
+
+# a root cause hides the symptoms it explains (a diverged run also 'plateaus', 'underfits' and has a 'gap')
+SUPERSEDES = {
+    "diverging_loss": ("plateau", "underfitting", "overfitting", "oscillating_loss", "train_eval_mismatch"),
+    "no_learning": ("plateau", "underfitting"),
+    "label_problem": ("overfitting",),
+    "train_eval_mismatch": ("overfitting", "label_problem"),  # a broken eval mode inflates the val loss
+}
+
+
+def supersede(found: list[Finding]) -> list[Finding]:
+    codes = {f.code for f in found}
+    hidden = {c for root, covered in SUPERSEDES.items() if root in codes for c in covered}
+    return [f for f in found if f.code not in hidden]
+
+
+# --------------------------------------------------------------------------------------------- sampled steps
+
+
+def _median(xs: Sequence[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def _den(rec: ProbeRecord, name: str, ref: ProbeRecord | None) -> float:
+    """‖W‖, but never below half its size at the first probe: weights a huge weight decay has shrunk towards 0
+    would otherwise make every ratio look enormous (that is over-regularization, not a large LR or gradient)."""
+    w = rec.weight.get(name, 0.0)
+    if ref is not None:
+        w = max(w, 0.5 * ref.weight.get(name, 0.0))
+    return max(w, 1e-12)
+
+
+def update_ratio(rec: ProbeRecord, ref: ProbeRecord | None = None) -> float:
+    """Median over weight matrices of ‖ΔW‖/‖W‖ for one step."""
+    vals = [rec.update.get(n, 0.0) / _den(rec, n, ref) for n in rec.weight if n in rec.update and rec.weight[n] > 0]
+    return _median(vals)
+
+
+def depth_ratio(rec: ProbeRecord, order: list[str], ref: ProbeRecord | None = None) -> float | None:
+    """(‖g‖/‖W‖ of the first weight matrix) / (the same for the last), in the order the modules run."""
+    names = [n for n in order if _layer_ok(rec, n)]
+    if len(names) < 3:  # two layers are too shallow to vanish or explode through depth
+        return None
+    last = rec.grad[names[-1]] / _den(rec, names[-1], ref)
+    if last <= 0:
+        return None
+    return rec.grad[names[0]] / _den(rec, names[0], ref) / last
+
+
+def summarize_probes(records: list[ProbeRecord], order: list[str]) -> dict[str, Any]:
+    """The numbers the probe rules use, for evidence and for tests."""
+    ref = records[0] if records else None
+    return {"steps": [r.step for r in records], "update_ratio": [update_ratio(r, ref) for r in records],
+            "grad_norm": [r.grad_norm for r in records], "depth_ratio": [depth_ratio(r, order, ref) for r in records],
+            "max_grad_to_weight": [max_rel_grad(r, ref) for r in records], "reg_ratio": [r.reg_ratio for r in records]}
+
+
+def _recent(records: list[ProbeRecord], k: int = 5, min_step: int = 0) -> list[ProbeRecord]:
+    return [r for r in records if r.step >= min_step][-k:]
+
+
+def _latest_loss(history: list[dict[str, Any]], records: list[ProbeRecord]) -> float | None:
+    if history and _finite(history[-1].get("train_loss")):
+        return float(history[-1]["train_loss"])
+    return records[-1].loss if records and records[-1].loss is not None else None
+
+
+def _layer_ok(rec: ProbeRecord, name: str) -> bool:
+    """Layers with (near-)zero weights on purpose (a zero-initialized output layer) have no meaningful ratio."""
+    return rec.weight.get(name, 0.0) > 1e-8 and name in rec.grad
+
+
+def max_rel_grad(rec: ProbeRecord, ref: ProbeRecord | None = None) -> float:
+    vals = [rec.grad[n] / _den(rec, n, ref) for n in rec.grad if _layer_ok(rec, n)]
+    return max(vals) if vals else 0.0
+
+
+def probe_findings(records: list[ProbeRecord], facts: Facts | None, history: list[dict[str, Any]],
+                   t: Thresholds = DEFAULT, epoch_end: bool = False) -> list[Finding]:
+    """Rules over the sampled steps: learning rate (update/weight ratio), exploding and vanishing gradients."""
+    out: list[Finding] = []
+    if len(records) < t.min_probes:
+        return out
+    last = records[-1]
+    order = facts.layer_order if facts is not None and facts.layer_order else list(last.weight)
+    S = facts.scale if facts is not None else None
+    loss = _latest_loss(history, records)
+    ep = history[-1].get("epoch") if history else last.epoch
+    ref = records[0]
+
+    # learning rate: how much one step changes the weights, on steps run at (near) the peak LR. Warmup and the
+    # tail of a decay schedule take small steps on purpose; an abnormal init makes the ratio meaningless.
+    peak = max(r.lr for r in records)
+    active = [r for r in records if r.lr >= t.lr_active * peak and r.step >= 1][-5:]
+    ur = [u for u in (update_ratio(r, ref) for r in active) if _finite(u)]
+    regs = [r.reg_ratio for r in active if r.reg_ratio is not None]
+    reg_dominates = bool(regs) and _median(regs) >= t.reg_ratio  # decay, not the LR, sets the step size
+    init_ok = facts is None or not facts.init_abnormal
+    if len(ur) >= t.min_probes and init_ok:
+        med = _median(ur)
+        if med >= t.update_high and not reg_dominates:
+            out.append(_f("lr_too_high", "warning", f"each step changes the weights by {med:.1%} of their norm "
+                          f"(median of {len(ur)} probes; healthy is ~0.1-1%, the limit {t.update_high:.0%})",
+                          {"update_to_weight": med, "threshold": t.update_high, "steps": [r.step for r in active],
+                           "lr": last.lr},
+                          ["learning rate about a decade too high", "Adam-family optimizer with an SGD-sized LR"],
+                          ["optim.lr=<lr*0.1>", "schedule.name=warmup_cosine"], ep, last.step))
+        elif med <= t.update_low and (S is None or loss is None or loss >= 0.5 * S):
+            out.append(_f("lr_too_low", "warning", f"each step changes the weights by only {med:.1e} of their "
+                          f"norm (median of {len(ur)} probes; limit {t.update_low:.0e}) while the loss is still "
+                          "high", {"update_to_weight": med, "threshold": t.update_low, "lr": last.lr,
+                                   "train_loss": loss, "loss_scale": S},
+                          ["learning rate a decade or more too low", "an SGD-sized LR divided once too often"],
+                          ["optim.lr=<lr*10>", "doctor.repair=true (raises the LR on a slow start)"], ep, last.step))
+
+    # exploding: a layer's gradient far larger than its weights, the gradient norm grown 100x since the start, or
+    # the first layer's relative gradient 100x the last one's -- on most of the recent probes
+    recent = records[-5:]
+    first = [r.grad_norm for r in records[:3] if r.grad_norm > 0]
+    g0 = _median(first) if first else None
+    big = []
+    for r in recent:
+        grown = g0 is not None and r.grad_norm >= t.explode_growth * g0
+        dr = depth_ratio(r, order, ref)
+        big.append(max_rel_grad(r, ref) >= t.explode_rel or grown or (dr is not None and dr >= t.explode_depth)
+                   or not math.isfinite(r.grad_norm))
+    if sum(big) >= t.min_probes and all(big[-2:]):
+        worst = max((n for n in last.grad if _layer_ok(last, n)), key=lambda n: last.grad[n] / _den(last, n, ref),
+                default=None)
+        hot = [r for r, b in zip(recent, big, strict=True) if b]
+        out.append(_f("exploding_gradients", "warning", f"the gradients are far out of scale on {sum(big)} of the "
+                      f"last {len(big)} probes (norm up to {max(r.grad_norm for r in hot):.3g}; largest ‖g‖/‖W‖ "
+                      f"{max(max_rel_grad(r, ref) for r in hot):.3g}, healthy < 2)",
+                      {"grad_norm": [r.grad_norm for r in recent], "start_grad_norm": g0,
+                       "max_grad_to_weight": [max_rel_grad(r, ref) for r in recent], "threshold_rel": t.explode_rel,
+                       "threshold_growth": t.explode_growth, "layer": worst,
+                       "depth_ratio": [depth_ratio(r, order, ref) for r in recent]},
+                      ["no gradient clipping (RNNs especially)", "a too-large initialization of recurrent or deep "
+                       "layers", "learning rate too high"],
+                      (["standardize the regression targets (data.scale_target=true; fit(): y = (y - y.mean()) / "
+                        "y.std())"] if facts is not None and (facts.target_rms or 0) > 10 else [])
+                      + ["train.clip_grad=1.0", "model.init=orthogonal (RNN) / he_normal", "optim.lr=<lr*0.1>"],
+                      ep, last.step))
+    # vanishing: the first layer's relative gradient is a thousandth of the last layer's, persistently
+    drs = [d for d in (depth_ratio(r, order, ref) for r in recent) if d is not None]
+    if len(drs) >= t.min_probes and _median(drs) <= t.vanish_depth:
+        names = [n for n in order if n in last.grad]
+        out.append(_f("vanishing_gradients", "warning", f"the first layer's gradient (relative to its weights) is "
+                      f"{_median(drs):.1e} of the last layer's (median of {len(drs)} probes; limit "
+                      f"{t.vanish_depth:.0e}): the early layers barely learn",
+                      {"depth_ratio": drs, "threshold": t.vanish_depth, "first_layer": names[0] if names else None,
+                       "last_layer": names[-1] if names else None},
+                      ["sigmoid/tanh in a deep stack", "a too-small initialization", "no normalization or residual "
+                       "connections in a deep model"],
+                      ["model.activation=relu model.init=he_normal", "model.norm=batch"], ep, last.step))
+    return out
+
+
+def activation_findings(rows: list[dict[str, dict[str, float]]], epoch: int | None, step: int | None,
+                        t: Thresholds = DEFAULT) -> list[Finding]:
+    """Dead ReLUs and saturated sigmoid/tanh units on the fixed probe batch, two epoch checks in a row."""
+    out: list[Finding] = []
+    if len(rows) < 2:
+        return out
+    a, b = rows[-2], rows[-1]
+    dead = {k: v["dead"] for k, v in b.items() if "dead" in v and v["units"] >= 4 and k in a
+            and a[k].get("dead", 0) >= t.dead_share and v["dead"] >= t.dead_share}
+    if dead:
+        k = max(dead, key=lambda n: dead[n])
+        out.append(_f("dead_units", "warning", f"{dead[k]:.0%} of the ReLU units of {k} output 0 on every probe row "
+                      "(two epochs in a row): they no longer learn",
+                      {"layers": dead, "threshold": t.dead_share, "probe_rows": "<=256 training rows"},
+                      ["learning rate too high (a large step pushed the units negative)", "unscaled inputs",
+                       "a large negative bias init"],
+                      ["optim.lr=<lr*0.3>", "model.activation=leaky_relu (or gelu)", "model.norm=batch"],
+                      epoch, step))
+    sat = {k: v["saturated"] for k, v in b.items() if "saturated" in v and v["units"] >= 2 and k in a
+           and a[k].get("saturated", 0) >= t.sat_share and v["saturated"] >= t.sat_share}
+    if sat:
+        k = max(sat, key=lambda n: sat[n])
+        kind = b[k].get("kind", "sigmoid")
+        out.append(_f("saturated_units", "warning", f"{sat[k]:.0%} of the {kind} units of {k} are saturated on "
+                      f"≥{t.sat_unit:.0%} of the probe rows (two epochs in a row): their gradients are ~0",
+                      {"layers": sat, "threshold": t.sat_share, "unit_threshold": t.sat_unit},
+                      ["unscaled inputs", "weights initialized too large", "learning rate too high"],
+                      ["data.scale=standard", "model.activation=relu model.init=he_normal",
+                       "model.norm=batch"], epoch, step))
+    return out
+
+
+def over_regularization(records: list[ProbeRecord], facts: Facts | None, history: list[dict[str, Any]],
+                        config: Any, t: Thresholds = DEFAULT, dropout: float = 0.0) -> list[Finding]:
+    """The regularizer out-pulls the data: its force exceeds the data gradient's on the first probes, and the
+    model ends up underfitting."""
+    out: list[Finding] = []
+    L = [r.get("train_loss") for r in history if _finite(r.get("train_loss"))]
+    S = _scale(facts, L)
+    if not L or S is None:
+        return out
+    ratios = [r.reg_ratio for r in records[:6] if r.reg_ratio is not None and r.step >= 1]
+    med = _median(ratios) if len(ratios) >= t.min_probes else None
+    high = L[-1] >= 0.5 * S
+    oc = getattr(config, "optim", None)
+    knobs = {"weight_decay": getattr(oc, "weight_decay", None), "l1": getattr(oc, "l1", None),
+             "l2": getattr(oc, "l2", None), "dropout": dropout}
+    if med is not None and med >= t.reg_ratio and high:
+        out.append(_f("over_regularization", "warning", f"the regularization force is {med:.3g}x the data "
+                      f"gradient on the first steps and the training loss stays at {L[-1] / S:.0%} of the "
+                      "know-nothing loss", {"reg_to_data": med, "threshold": t.reg_ratio, **knobs,
+                                             "train_loss": L[-1], "loss_scale": S},
+                      ["weight decay / L2 a decade or more too strong"],
+                      ["optim.weight_decay=0.01 (AdamW) or 5e-4 (SGD)", "optim.l2=0"],
+                      history[-1].get("epoch"), history[-1].get("step")))
+    elif dropout >= 0.7 and high:
+        out.append(_f("over_regularization", "warning", f"dropout p={dropout:g} and the training loss stays at "
+                      f"{L[-1] / S:.0%} of the know-nothing loss", {"dropout": dropout, "train_loss": L[-1],
+                                                                   "loss_scale": S},
+                      ["dropout too strong for the model's width"], ["model.dropout=0.2"],
+                      history[-1].get("epoch"), history[-1].get("step")))
+    return out

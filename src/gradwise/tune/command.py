@@ -1,0 +1,127 @@
+"""`gradwise tune CONFIG [--trials N] [--storage URL] [--study NAME] [--workers K] [--show] [--out DIR] [k=v ...]`.
+
+Problems with the config, the space or the storage raise ConfigError (the CLI prints one message, no traceback).
+Exit codes: 0 done, 1 no trial completed, 130 interrupted (re-run the same command to resume).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import optuna
+from rich.console import Console
+
+from gradwise.config import load_config
+from gradwise.errors import ConfigError
+from gradwise.tune.progress import TrialProgress
+from gradwise.tune.results import best_trial, complete_trials, format_value, leaderboard, params_text, write_results
+from gradwise.tune.setup import TuneSetup, budget_text, resolve_setup
+from gradwise.tune.storage import open_storage
+from gradwise.tune.worker import STORAGE_ENV, Outcome, load_existing, run_parallel, run_worker
+
+
+def _setup(config: Path, trials: int | None, storage: str | None, study: str | None, workers: int | None,
+           out: Path | None, overrides: list[str]) -> TuneSetup:
+    if config is None:
+        raise ConfigError("gradwise tune needs a config file with a tune: section, e.g. "
+                          "`gradwise tune examples/tune_mnist1d.yaml`.")
+    cfg = load_config(config, list(overrides))
+    return resolve_setup(cfg, Path(config), list(overrides), trials=trials, storage=storage, study=study,
+                         workers=workers, out=out)
+
+
+def tune(config: Path, trials: int | None = None, storage: str | None = None, study: str | None = None,
+         workers: int | None = None, show: bool = False, out: Path | None = None,
+         overrides: list[str] | None = None, *, console: Console | None = None) -> int:
+    """Run (or resume) a hyperparameter search; with show=True print the leaderboard and run nothing."""
+    console = console or Console(highlight=False, soft_wrap=True)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are reported by our own lines
+    setup = _setup(config, trials, storage, study, workers, out, list(overrides or []))
+
+    if show:
+        opened = open_storage(setup.storage)
+        trials_ = load_existing(setup, opened).get_trials(deepcopy=False)
+        leaderboard(setup, trials_, console)
+        return 0
+
+    setup.dir.mkdir(parents=True, exist_ok=True)
+    console.print(f"[bold]study[/] {setup.name}  [dim]{setup.dir}[/]")
+    console.print(f"  storage   {setup.storage.display}" + (f"  ({setup.workers} workers)" if setup.workers > 1
+                                                            else ""))
+    console.print(f"  objective {setup.label()}   budget {budget_text(setup)}")
+    pruner = setup.pruner if setup.prunable else ("none" if setup.pruner == "none" else
+                                                  f"none ({setup.pruner} needs one per-epoch objective)")
+    console.print(f"  sampler   {setup.sampler}   pruner {pruner} (+ non-finite / doctor-hopeless runs)")
+    for p in setup.space:
+        console.print(f"  space     {p.describe()}")
+
+    progress = TrialProgress(setup, console)
+    try:
+        if setup.workers > 1:
+            outcome = run_parallel(setup, progress)
+        else:
+            outcome = run_worker(setup, progress=progress)
+    finally:
+        progress.close()
+
+    final = load_existing(setup, open_storage(setup.storage))
+    files, notes = write_results(setup, final)
+    return _report(setup, final, outcome, files, notes, console)
+
+
+def _report(setup: TuneSetup, study: optuna.Study, outcome: Outcome, files: dict[str, Path], notes: list[str],
+            console: Console) -> int:
+    trials = study.get_trials(deepcopy=False)
+    console.print()
+    leaderboard(setup, trials, console)
+    if outcome.recovered:
+        console.print(f"{outcome.recovered} trial(s) left running by a stopped process were marked failed and "
+                      "retried with the same parameters.")
+    for note in notes:
+        console.print(f"[dim]note: {note}[/]")
+    best = best_trial(trials, setup)
+    if best is not None:
+        values = ", ".join(f"{m} {format_value(v)}" for m, v in zip(setup.metrics, best.values, strict=True))
+        console.print(f"[bold]best[/] trial {best.number}: {values}  {params_text(setup, best)}")
+    for key in ("best", "trials", "pareto"):
+        if key in files:
+            console.print(f"  {files[key].name:<11} {_rel(files[key])}")
+    plots = [p for k, p in files.items() if k.startswith("plot_")]
+    if plots:
+        console.print(f"  plots       {_rel(plots[0].parent)} ({', '.join(p.stem for p in plots)})")
+    if "best" in files:
+        console.print(f"train the best config: gradwise train {_rel(files['best'])}")
+    if outcome.stop == "interrupted":
+        console.print("[yellow]interrupted[/]: run the same command again to resume the study.")
+        return 130
+    if outcome.stop == "timeout":
+        console.print(f"time budget of {setup.timeout:g} s used; run the command again to continue the study.")
+    if outcome.stop == "worker_died":
+        console.print("[yellow]a worker process stopped early[/]: run the same command again to finish the study "
+                      f"(worker logs in {_rel(setup.dir / 'logs')}).")
+    return 0 if complete_trials(trials) else 1
+
+
+def _rel(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def main_worker(config: Path, trials: int | None, storage: str | None, study: str | None, workers: int | None,
+                out: Path | None, overrides: list[str], index: int) -> int:
+    """One of the `--workers K` processes: run trials quietly; the launching process reports."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage = os.environ.get(STORAGE_ENV) or storage
+    setup = _setup(config, trials, storage, study, workers, out, overrides)
+    if setup.workers > 1:
+        import torch
+
+        # K processes share the machine's cores: more threads than cores each would slow all of them down
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // setup.workers))
+    outcome = run_worker(setup, index=index)
+    print(f"worker {index}: {outcome.ran} trial(s), stopped on {outcome.stop}", file=sys.stderr)
+    return 130 if outcome.stop == "interrupted" else 0
