@@ -138,6 +138,44 @@ def lr_find_cmd(
     console.print(f"plot: {r.plot(plot)}")
 
 
+@app.command("tune")
+def tune_cmd(
+    args: list[str] = typer.Argument(..., metavar="CONFIG [KEY=VALUE]...",
+                                     help="a config with a tune: section, then dotted overrides"),
+    trials: int | None = typer.Option(None, "--trials", help="total trials (all workers together)"),
+    storage: str | None = typer.Option(None, "--storage", help="postgresql://... to share a study across machines"),
+    study: str | None = typer.Option(None, "--study", help="study name (default: the config's name)"),
+    workers: int | None = typer.Option(None, "--workers", help="processes on this machine"),
+    show: bool = typer.Option(False, "--show", help="print the leaderboard and run nothing"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="study directory (default studies/<name>)"),
+) -> None:
+    """Hyperparameter search on Optuna (grid, random, tpe, gp, cmaes, nsga2) with pruning."""
+    from gradwise.tune.command import tune
+
+    config, overrides = _split_args(args)
+    if config is None:
+        raise GradwiseError("gradwise tune needs a CONFIG with a tune: section first, e.g. "
+                            "gradwise tune examples/tune_mnist1d.yaml")
+    code = tune(Path(config), trials=trials, storage=storage, study=study, workers=workers, show=show, out=out,
+                overrides=overrides, console=console)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command("doctor")
+def doctor_cmd(run_dir: Path = typer.Argument(..., help="a finished or crashed run directory")) -> None:
+    """Re-analyse a run from its files and print the findings; exit 1 when any is an error."""
+    from gradwise.doctor.analyze import analyze_run
+
+    findings = analyze_run(run_dir)
+    if not findings:
+        console.print("doctor: no problems found")
+    for f in findings:
+        console.print(f.render())
+    if any(f.severity == "error" for f in findings):
+        raise typer.Exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
