@@ -17,7 +17,7 @@ from torch import nn
 
 from gradwise.config import RunConfig, apply_overrides, load_config, read_yaml, validate_config
 from gradwise.errors import CheckpointError, ConfigError, DataError
-from gradwise.train.callbacks import EarlyStopping, ProgressBar
+from gradwise.train.callbacks import EarlyStopping, ProgressBar, Unfreeze
 from gradwise.train.checkpoint import load_checkpoint, seed_everything
 from gradwise.train.events import Callback
 from gradwise.train.loop import Trainer, resolve_device, resolve_precision
@@ -187,7 +187,15 @@ def _execute(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: An
         if cfg.optim.lr == "auto":
             # `optim.lr: auto` runs the LR range test first; model and RNG state are restored afterwards
             cfg.optim.lr = find_lr(cfg, model, loss_fn, train_loader, device, console=console).pick()
-        optimizer = build_optimizer(model, cfg.optim)
+        groups = None
+        if cfg.model.lr_decay_groups is not None:
+            # discriminative LRs (fastai's fine_tune idea): each block nearer the input gets lr × factor less
+            from gradwise.models import param_groups_by_depth
+
+            blocks = param_groups_by_depth(model)
+            groups = [{"params": names, "lr_scale": cfg.model.lr_decay_groups ** (len(blocks) - 1 - i)}
+                      for i, names in enumerate(blocks)]
+        optimizer = build_optimizer(model, cfg.optim, groups=groups)
     accumulate = cfg.train.accumulate
     steps_per_epoch = -(-len(train_loader) // accumulate)
     schedule = build_scheduler(optimizer, cfg.schedule, steps_per_epoch, cfg.train.epochs)
@@ -207,6 +215,8 @@ def _execute(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: An
 
         doctor_cb = Doctor(cfg.doctor, task=task, bundle=bundle)
         all_callbacks.append(doctor_cb)
+    if cfg.model.unfreeze_after is not None and cfg.model.freeze:
+        all_callbacks.append(Unfreeze(cfg.model.unfreeze_after))
     if cfg.train.progress != "none":
         all_callbacks.append(ProgressBar(cfg.train.progress))
     all_callbacks.extend(callbacks)

@@ -67,6 +67,20 @@ class EarlyStopping(Callback):
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
 
 
+class Unfreeze(Callback):
+    """Gradual unfreezing: frozen parameters start training after `after` epochs (the optimizer already holds
+    them, so they simply start receiving gradients)."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+
+    def on_epoch_start(self, trainer: Trainer) -> None:
+        if trainer.epoch >= self.after:  # also right after a resume past that epoch
+            from gradwise.models import unfreeze
+
+            unfreeze(trainer.model)
+
+
 def _fmt(logs: dict[str, Any]) -> str:
     parts = []
     for k in ("train_loss", "val_loss", "val_accuracy", "val_mae", "val_r2"):
