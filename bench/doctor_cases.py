@@ -3,11 +3,13 @@
 For each case it prints the codes the fault should produce against what the doctor found (warnings and errors;
 info findings in brackets), then the recall, the false alarms on the healthy controls (any warning or error) and,
 for the repairable cases, whether `doctor.repair=true` turned the run into one about as good as the same model
-trained the careful way (the case's `fix` applied; see `gradwise.doctor.cases.repaired`). The case definitions live in `gradwise.doctor.cases`.
+trained the careful way (the case's `fix` applied; see `gradwise.doctor.cases.repaired`). The case definitions
+live in `gradwise.doctor.cases`.
 
     python bench/doctor_cases.py              # everything (a few minutes on 2 cores)
     python bench/doctor_cases.py -k lr_ -j 2  # cases whose name contains 'lr_', two processes
     python bench/doctor_cases.py --no-repair
+    python bench/doctor_cases.py --seed 1     # the same faults with other splits, inits and batch orders
 
 Goals: recall >= 95%, no warning or error on a control, repair recovers >= 80% of the repairable cases.
 Exit status 0 when all goals are met.
@@ -25,7 +27,7 @@ from typing import Any
 
 import torch
 
-from gradwise.doctor import CODES
+from gradwise.doctor import CODES, cases
 from gradwise.doctor.cases import CASE_LIST, CASES, CaseResult, run_case, run_reference
 
 GOAL_RECALL, GOAL_REPAIR = 0.95, 0.80
@@ -37,8 +39,9 @@ class Outcome:
     repair: CaseResult | None
 
 
-def _one(name: str, out: str, repair: bool) -> Outcome:
+def _one(name: str, out: str, repair: bool, seed: int = 0) -> Outcome:
     torch.set_num_threads(1)  # two cases side by side on a 2-core machine
+    cases.use_seed(seed)
     c = CASES[name]
     plain = run_case(c, f"{out}/{name}")
     fixed = None
@@ -68,15 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-k", default="", help="only cases whose name contains this")
     ap.add_argument("-j", "--jobs", type=int, default=1, help="processes (each uses one torch thread)")
     ap.add_argument("--no-repair", action="store_true", help="skip the runs with doctor.repair=true")
+    ap.add_argument("--seed", type=int, default=0, help="re-draw every split, init and batch order (0: as written)")
     args = ap.parse_args(argv)
     names = [c.name for c in CASE_LIST if args.k in c.name]
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         if args.jobs > 1:
             with ProcessPoolExecutor(args.jobs) as pool:
-                outcomes = list(pool.map(_one, names, [out] * len(names), [not args.no_repair] * len(names)))
+                outcomes = list(pool.map(_one, names, [out] * len(names), [not args.no_repair] * len(names),
+                                         [args.seed] * len(names)))
         else:
-            outcomes = [_one(n, out, not args.no_repair) for n in names]
+            outcomes = [_one(n, out, not args.no_repair, args.seed) for n in names]
     print(f"{'case':34s} {'family':7s} {'data':13s} expected -> found  [info]")
     for o in outcomes:
         r, c = o.plain, CASES[o.plain.name]

@@ -69,9 +69,13 @@ def gw_tune(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
                           timeout=timeout, cwd=cwd, env=env)
 
 
-def popen_tune(*args: str, log: Path) -> subprocess.Popen:
+def popen_tune(*args: str, log: Path, threads: int | None = None) -> subprocess.Popen:
+    env = dict(os.environ)
+    if threads is not None:  # several "machines" on these 2 cores: oversubscribed torch threads crawl
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with open(log, "w") as fh:
-        return subprocess.Popen([sys.executable, "-m", "gradwise.tune", *args], stdout=fh, stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, "-m", "gradwise.tune", *args], stdout=fh, stderr=subprocess.STDOUT,
+                                env=env)
 
 
 def load(out: Path, name: str = "digits-tune", storage: str | None = None) -> list[optuna.trial.FrozenTrial]:
@@ -351,6 +355,31 @@ def test_command_line_errors_have_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "redis://localhost" in proc.stderr and "postgresql://" in proc.stderr
 
 
+def test_a_broken_setup_stops_after_three_failed_trials(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "tune.yaml", sampler="random", trials=6,
+                          space={"optim.lr": [0.01, 0.1], "model.name": ["no_such_model"]})
+    out = tmp_path / "study"
+    code, text = run_tune(config, out)
+    assert code == 1 and "3 trials in a row failed" in text and "no_such_model" in text
+    trials = load(out)
+    assert len(trials) == 3 and all(t.state == TrialState.FAIL for t in trials)
+    assert (Path(trials[-1].user_attrs["run_dir"]) / "error.txt").exists()
+
+
+def test_space_keys_may_be_nested_or_overridden(tmp_path: Path) -> None:
+    from gradwise.config import load_config
+    from gradwise.tune.setup import resolve_setup
+
+    config = write_config(tmp_path / "tune.yaml", space={"optim": {"lr": {"low": 1.0e-3, "high": 0.1, "log": True}},
+                                                         "train.epochs": {"low": 1, "high": 3}})
+    overrides = ["tune.space.model.dropout={low: 0.0, high: 0.5, step: 0.1}", "tune.sampler=grid",
+                 "tune.space.optim.lr=[0.01, 0.1]", "tune.trials=null"]
+    setup = resolve_setup(load_config(config, overrides), config, overrides)
+    kinds = {p.key: p.kind for p in setup.space}
+    assert kinds == {"optim.lr": "categorical", "train.epochs": "int", "model.dropout": "float"}
+    assert setup.trials == 2 * 3 * 6  # no trial count given: the whole grid, each point once
+
+
 def test_example_config_is_valid() -> None:
     from gradwise.config import load_config
     from gradwise.tune.setup import resolve_setup
@@ -414,7 +443,8 @@ def test_two_machines_share_a_postgres_study(tmp_path: Path, postgres_url: str) 
     # two independent commands, as on two machines: same URL and study, each its own study directory
     outs = [tmp_path / "machine-a", tmp_path / "machine-b"]
     procs = [popen_tune(str(config), "--storage", postgres_url, "--study", "shared", "--out", str(out),
-                        "train.epochs=40", "train.early_stopping.enabled=false", log=tmp_path / f"{out.name}.log")
+                        "train.epochs=40", "train.early_stopping.enabled=false", log=tmp_path / f"{out.name}.log",
+                        threads=1)
              for out in outs]
     for p, out in zip(procs, outs, strict=True):
         assert p.wait(timeout=180) == 0, (tmp_path / f"{out.name}.log").read_text()

@@ -246,7 +246,22 @@ class TuneConfig(Section):
         if not isinstance(value, dict):
             raise ValueError("tune.space maps config keys to ranges or lists, e.g. "
                              "{optim.lr: {low: 1.0e-4, high: 1.0e-1, log: true}, model.activation: [relu, gelu]}")
-        return value
+        return TuneConfig._flatten_space(value)
+
+    @staticmethod
+    def _flatten_space(space: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        """`optim: {lr: {low: .., high: ..}}` (nested YAML, or the override tune.space.optim.lr=...) -> `optim.lr`.
+
+        A mapping is a search parameter when it has one of SearchParam's keys, otherwise a level of the key path.
+        """
+        flat: dict[str, Any] = {}
+        for key, spec in space.items():
+            name = f"{prefix}{key}"
+            if isinstance(spec, dict) and spec and not set(spec) & set(SearchParam.model_fields):
+                flat.update(TuneConfig._flatten_space(spec, name + "."))
+            else:
+                flat[name] = spec
+        return flat
 
 
 class RunConfig(Section):

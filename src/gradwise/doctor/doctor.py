@@ -6,8 +6,9 @@ Cost model (the doctor must stay within ~5% of a run's time):
   epoch ends, so there is no host sync per step;
 * probe steps (steps 0, 1, 2, 4, 8, ... below `probe_every`, then every `probe_every` steps): per-layer gradient
   and weight norms and the size of the optimizer's update (one `_foreach_norm` each and a copy of the weights);
-* every epoch end: one forward pass of a fixed batch of at most 256 training rows in eval mode (activation
-  statistics, and the eval-mode loss when BatchNorm/Dropout make train and eval differ), and the curve rules.
+* every epoch end: one forward pass of a fixed batch of at most 128 training rows in eval mode (activation
+  statistics and the eval-mode loss on training rows), and the curve rules. Deterministic on purpose: a schedule
+  driven by measured time would make the diagnosis depend on the machine's load.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import torch
+from rich.markup import escape
 
 from gradwise.doctor import rules
 from gradwise.doctor.findings import SEVERITY_RANK, Finding, fill_fixes
-from gradwise.doctor.preflight import Facts, Preflight, loss_kind, split_tensors, subsample
+from gradwise.doctor.preflight import PROBE_ROWS, Facts, Preflight, loss_kind, split_tensors, subsample
 from gradwise.doctor.probes import (
     ActivationStats,
     ProbeRecord,
@@ -77,18 +79,20 @@ class Doctor(Callback):
         return sorted(self._findings, key=lambda f: -f.rank)
 
     def report(self, trainer: Trainer, finding: Finding) -> bool:
+        """Record, log and print a finding once per code (again when it comes back stronger or after a repair);
+        findings.jsonl keeps every report, `findings` the latest one of each code."""
         seen = self._seen.get(finding.code)
         if seen is not None and seen >= finding.rank:
             return False
         self._fill(trainer, finding)
-        if seen is not None:  # an upgrade (info -> warning): replace the weaker one
-            self._findings = [f for f in self._findings if f.code != finding.code]
+        self._findings = [f for f in self._findings if f.code != finding.code]
         self._seen[finding.code] = finding.rank
         self._findings.append(finding)
         trainer.run_dir.append_finding(finding.to_dict())
         if trainer.is_main and trainer.config.train.progress != "none":
             style = {"error": "bold red", "warning": "yellow", "info": "cyan"}[finding.severity]
-            trainer.console.print(f"[{style}]doctor[/] {finding.render()}", highlight=False, markup=True)
+            # escape: fixes such as model.widths=[256, 256] must not be read as rich markup
+            trainer.console.print(f"[{style}]doctor[/] {escape(finding.render())}", highlight=False, markup=True)
         return True
 
     @staticmethod
@@ -109,7 +113,7 @@ class Doctor(Callback):
         if trainer.resumed and self.facts is not None:
             tr = split_tensors(trainer.train_loader)
             if tr is not None:
-                idx = subsample(len(tr[1]), 256)
+                idx = subsample(len(tr[1]), PROBE_ROWS)
                 self.probe_x = tr[0][idx.to(tr[0].device)].to(trainer.device)
                 self.probe_y = tr[1][idx.to(tr[1].device)].to(trainer.device)
         elif self.cfg.preflight and not trainer.resumed:
@@ -166,14 +170,15 @@ class Doctor(Callback):
         if self.cfg.nan_guard and w is not None and w.grad is not None and not trainer.scaler.is_enabled():
             if self._cuda:
                 self._flag |= ~torch.isfinite(w.grad).all()  # type: ignore[operator]
-            elif not bool(torch.isfinite(w.grad).all()):
+            elif not math.isfinite(w.grad.sum().item()):  # 2 µs; a sum past float32's range is a blow-up too
                 # the weights are still those of the failing forward pass: find where the NaN/Inf appeared
                 self._locate(trainer)
         if self._probe is not None:
             self._probe.after_backward(trainer.model, trainer.optimizer, trainer.step, trainer.epoch + 1)
 
     def _locate(self, trainer: Trainer) -> None:
-        if self._nan_where is None and trainer.last_batch is not None:
+        # once per incident: a run that goes on after a NaN (halt_on_error=false) must not re-run forwards per step
+        if self._nan_where is None and trainer.last_batch is not None and "nonfinite_values" not in self._seen:
             try:
                 self._nan_where = locate_nonfinite(trainer.model, trainer.last_batch[0], trainer.forward)
             except Exception as exc:  # never let the diagnosis break the run
@@ -192,6 +197,8 @@ class Doctor(Callback):
                 bad = probe and bool(self._flag)
             else:
                 bad = not math.isfinite(float(trainer.last_loss)) or self._nan_where is not None
+            if bad and "nonfinite_values" in self._seen and not self.cfg.repair and not self.cfg.halt_on_error:
+                bad = False  # reported already; the user asked to go on regardless
             if bad:
                 self._probe = None
                 self._nonfinite(trainer)
@@ -296,11 +303,12 @@ class Doctor(Callback):
     def _epoch_probe(self, trainer: Trainer, logs: dict[str, Any]) -> None:
         if self.probe_x is None or self._acts is None:
             return
+
         # the eval-mode loss on training rows is logged for every model: a module can behave differently in
         # eval() without being a known BatchNorm/Dropout (e.g. a hand-written dropout)
         model = trainer.model
         try:
-            with preserved(model, mode=False), torch.no_grad(), trainer.autocast():
+            with preserved(model, mode=False, all_rngs=False), torch.no_grad(), trainer.autocast():
                 out, stats = self._acts.measure(model, self.probe_x, trainer.forward)
                 e = float(trainer.loss_fn(out, self.probe_y))
                 logs["train_loss_eval_mode"] = e if math.isfinite(e) else str(e)
@@ -309,7 +317,7 @@ class Doctor(Callback):
         row: dict[str, dict[str, float]] = {}
         for name, s in stats.items():
             if s["kind"] == "relu":
-                row[name] = {"dead": float((s["active"] == 0).float().mean()), "units": s["units"]}
+                row[name] = {"dead": float(s["dead"].float().mean()), "units": s["units"]}
             else:
                 row[name] = {"saturated": float((s["saturated"] >= self.t.sat_unit).float().mean()),
                              "units": s["units"], "kind": s["kind"]}
@@ -334,8 +342,8 @@ class Doctor(Callback):
         for f in found:
             self.report(trainer, f)
         fresh = {f.code: f for f in found if f.epoch == now}
-        if "diverging_loss" in fresh:
-            trainer.state_is_good = False  # never checkpoint the diverged state
+        # never checkpoint a diverged state; once the loss is back near its best, checkpoints are good again
+        trainer.state_is_good = not self._diverged(history)
         if not (self.cfg.repair and self.repairs < self.cfg.max_repairs):
             return
         if "diverging_loss" in fresh:
@@ -345,6 +353,14 @@ class Doctor(Callback):
             small = [rules.update_ratio(r, self.records[0]) for r in self.records[-3:]]
             if small and max(small) < 0.01:  # steps are small: a larger LR can help (not when it bounces)
                 self._repair(trainer, "plateau", f"early plateau in epoch {now}", lr_factor=3.0, restore=False)
+
+    def _diverged(self, history: list[dict[str, Any]]) -> bool:
+        L = [r.get("train_loss") for r in history]
+        if len(L) < 2 or not all(isinstance(v, float) and math.isfinite(v) for v in L):
+            return False
+        scale = (self.facts.scale if self.facts else None) or L[0]
+        best = min(L[:-1])
+        return L[-1] >= self.t.diverge_factor * best and L[-1] - best >= self.t.diverge_rise * scale
 
     def on_train_end(self, trainer: Trainer) -> None:
         if self.halted:

@@ -84,6 +84,8 @@ class Finding:
         return SEVERITY_RANK[self.severity]
 
     def render(self) -> str:
+        """One line for people: 'WARNING code (epoch e, step s): message  fix: ...'. No square brackets around the
+        severity, so a rich console printing it with markup on does not swallow it as a style tag."""
         where = f" (epoch {self.epoch}, step {self.step})" if self.epoch is not None else ""
         fixes = f"  fix: {'; '.join(self.fixes)}" if self.fixes else ""
-        return f"[{self.severity}] {self.code}{where}: {self.message}{fixes}"
+        return f"{self.severity.upper()} {self.code}{where}: {self.message}{fixes}"

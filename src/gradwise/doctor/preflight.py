@@ -38,6 +38,7 @@ LEAK_INFO = 0.01
 DEAD_AT_INIT = 0.9  # share of a ReLU layer's units that never fire on the probe batch at initialization
 NO_GRAD_SHARE = 0.5  # share of trainable parameters whose first gradient is None or exactly zero
 RANGE_MISS = 0.05  # share of regression targets the final activation cannot reach
+PROBE_ROWS = 128  # the fixed batch of training rows the pre-flight and every epoch-end probe run on
 
 _CE = ("ce", "nll", "hinge")
 
@@ -146,9 +147,8 @@ def _classes(y: torch.Tensor) -> torch.Tensor | None:
         y = y[:, 0]
     if y.ndim != 1 or y.numel() == 0:
         return None
-    if y.is_floating_point():
-        if not bool(torch.isfinite(y).all()) or not bool((y == y.round()).all()):
-            return None
+    if y.is_floating_point() and (not bool(torch.isfinite(y).all()) or not bool((y == y.round()).all())):
+        return None
     return y.long()
 
 
@@ -241,14 +241,14 @@ class Preflight:
         self.check_values(x, y)
         if self.halt:
             return
-        idx = subsample(len(y), 256)
+        idx = subsample(len(y), PROBE_ROWS)
         px, py = x[idx.to(x.device)], y[idx.to(y.device)]
         px, py = px.to(self.device), py.to(self.device)
         self.probe_x, self.probe_y = px, py
         model = self.model
         self.facts.train_eval_modules = any(_differs_in_eval(m) for m in model.modules())
-        self.facts.dropout_max = max([float(m.p) for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
-                                     or [0.0])
+        rates = [float(m.p) for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+        self.facts.dropout_max = max(rates or [0.0])
         with preserved(model, mode=False), torch.enable_grad():
             try:
                 trace = trace_model(model, px, self.forward)
@@ -540,7 +540,8 @@ class Preflight:
                 bad_layers.append({"layer": name, "issue": "constant across units (every unit computes the same "
                                    "function, so they stay identical)", "std": float(w.std())})
             elif gain > INIT_GAIN_HIGH:
-                bad_layers.append({"layer": name, "issue": f"std·√fan_in = {gain:.3g} (He: 1.41)", "std": float(w.std())})
+                bad_layers.append({"layer": name, "issue": f"std·√fan_in = {gain:.3g} (He: 1.41)",
+                                   "std": float(w.std())})
         ratio = None
         if facts.initial_loss is not None and facts.zero_loss:
             ratio = facts.initial_loss / facts.zero_loss
@@ -551,7 +552,7 @@ class Preflight:
         stats = ActivationStats(self.model, trace.unit_dims)
         with torch.no_grad():
             _, acts = stats.measure(self.model, self.probe_x, self.forward)
-        dead = {k: float((v["active"] == 0).float().mean()) for k, v in acts.items() if v["kind"] == "relu"}
+        dead = {k: float(v["dead"].float().mean()) for k, v in acts.items() if v["kind"] == "relu"}
         dead_layers = {k: v for k, v in dead.items() if v >= DEAD_AT_INIT}
         if not bad_layers and not loss_off and not dead_layers:
             return

@@ -55,9 +55,12 @@ def first_tensor(obj: Any) -> torch.Tensor | None:
 
 
 @contextlib.contextmanager
-def preserved(model: nn.Module, mode: bool | None = None) -> Iterator[None]:
-    """Run code on the model and put back its buffers, train/eval flags, gradients and every RNG stream."""
-    rng = rng_state()
+def preserved(model: nn.Module, mode: bool | None = None, all_rngs: bool = True) -> Iterator[None]:
+    """Run code on the model and put back its buffers, train/eval flags, gradients and the RNG streams (torch's
+    only with all_rngs=False: enough for an eval-mode forward, and much cheaper than Python's and numpy's)."""
+    rng = rng_state() if all_rngs else None
+    torch_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and not all_rngs else None
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
     grads = [(p, p.grad) for p in model.parameters()]
     flags = [(m, m.training) for m in model.modules()]
@@ -73,7 +76,11 @@ def preserved(model: nn.Module, mode: bool | None = None) -> Iterator[None]:
             p.grad = g
         for m, was in flags:
             m.training = was
-        set_rng_state(rng)
+        if rng is not None:
+            set_rng_state(rng)
+        torch.set_rng_state(torch_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -173,12 +180,11 @@ def trace_model(model: nn.Module, x: Any, forward: Callable | None) -> Trace:
 # --------------------------------------------------------------------------------------------- activations
 
 
-def _unit_view(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """(samples, units): every dimension but the unit one counts as a sample (batch, positions, time)."""
-    t = t.detach().float()
-    if t.ndim == 1:
-        return t.reshape(-1, 1)
-    return t.movedim(dim, -1).reshape(-1, t.shape[dim])
+def _other_dims(t: torch.Tensor, dim: int) -> tuple[int, ...]:
+    """Every dimension but the unit one counts as a sample (batch, positions, time): reduce over those in place
+    (no transposed copy of a large conv activation)."""
+    unit = dim % t.ndim
+    return tuple(d for d in range(t.ndim) if d != unit)
 
 
 class ActivationStats:
@@ -197,15 +203,19 @@ class ActivationStats:
             if out is None or out.numel() == 0:
                 return
             calls = self._calls[name] = self._calls.get(name, 0) + 1
-            key = name if calls == 1 else f"{name}#{calls}"  # one module used at several depths
+            label = f"{name or 'model'} ({type(module).__name__})"  # e.g. "3 (ReLU)" for a Sequential index
+            key = label if calls == 1 else f"{label}#{calls}"  # one module used at several depths
+            out = out.detach()
+            if out.ndim == 1:
+                out = out.unsqueeze(1)
             dim = self.unit_dims.get(name, -1 if out.ndim <= 2 else self.default_dim)
-            u = _unit_view(out, dim)
+            dims = _other_dims(out, dim)
+            units = out.shape[dim]
             if kind == "relu":
-                active = (u > 0).float().mean(0)  # per unit: share of samples where it fires
-                self.stats[key] = {"kind": kind, "units": u.shape[1], "active": active}
+                self.stats[key] = {"kind": kind, "units": units, "dead": out.amax(dim=dims) <= 0}  # never fires
             else:
-                sat = (u < SIGMOID_SAT) | (u > 1 - SIGMOID_SAT) if kind == "sigmoid" else u.abs() > TANH_SAT
-                self.stats[key] = {"kind": kind, "units": u.shape[1], "saturated": sat.float().mean(0)}
+                sat = (out < SIGMOID_SAT) | (out > 1 - SIGMOID_SAT) if kind == "sigmoid" else out.abs() > TANH_SAT
+                self.stats[key] = {"kind": kind, "units": units, "saturated": sat.float().mean(dim=dims)}
         return hook
 
     def measure(self, model: nn.Module, x: Any, forward: Callable | None) -> tuple[Any, dict[str, dict[str, Any]]]:
@@ -235,6 +245,7 @@ class ProbeRecord:
     update: dict[str, float] = field(default_factory=dict)  # ‖ΔW‖ of the step
     reg_ratio: float | None = None  # ‖regularization force‖ / ‖data force‖ (None: no regularization)
     loss: float | None = None
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)  # derived ratios (rules.py)
 
     def rel_grad(self, name: str) -> float:
         return self.grad[name] / max(self.weight[name], 1e-12)
@@ -259,7 +270,7 @@ class StepProbe:
         self.l1, self.l2 = l1, l2
         self.record: ProbeRecord | None = None
         self._before: list[torch.Tensor] = []
-        self._decoupled: list[tuple[torch.Tensor, torch.Tensor, float]] = []
+        self._decoupled: list[tuple[int, float]] = []  # (index into the probed layers, lr·weight_decay)
 
     def after_backward(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int, epoch: int) -> None:
         grads_all = [p.grad for p in model.parameters() if p.grad is not None]
@@ -273,29 +284,33 @@ class StepProbe:
                                   {n: v for (n, _), v in zip(named, w, strict=True)})
         self._named = named
         self._before = [p.detach().clone() for _, p in named]
-        # the regularization force against the data force, in the units the optimizer applies them
+        # the regularization force against the data force, in the units the optimizer applies them: coupled weight
+        # decay and the explicit L1/L2 penalty as gradients, decoupled (AdamW) decay as a share of the step
         group_of = {id(p): grp for grp in optimizer.param_groups for p in grp["params"]}
+        decoupled_opt = isinstance(optimizer, torch.optim.AdamW)
         reg_sq = data_sq = 0.0
+        coupled = False
         self._decoupled = []
-        for n, p in named:
+        for i, (n, p) in enumerate(named):
             grp = group_of.get(id(p))
             if grp is None:
                 continue
             wd = float(grp.get("weight_decay", 0.0) or 0.0)
-            explicit = n in self.penalized and (self.l1 or self.l2)
-            decoupled = isinstance(optimizer, torch.optim.AdamW) or bool(grp.get("decoupled_weight_decay"))
-            reg = torch.zeros_like(p)
-            if explicit:
-                reg = reg + self.l2 * p.detach() + self.l1 * p.detach().sign()
-            data = p.grad.detach() - reg  # the penalty's backward went into .grad with the data gradient
-            if wd and not decoupled:
-                reg = reg + wd * p.detach()
+            explicit = n in self.penalized and bool(self.l1 or self.l2)
+            decoupled = decoupled_opt or bool(grp.get("decoupled_weight_decay"))
             if wd and decoupled:
-                self._decoupled.append((p, p.detach().clone(), float(grp["lr"]) * wd))
-            if wd or explicit:
-                reg_sq += float(reg.float().pow(2).sum())
-                data_sq += float(data.float().pow(2).sum())
-        self._grad_ratio = (reg_sq ** 0.5) / max(data_sq ** 0.5, 1e-12) if data_sq or reg_sq else None
+                self._decoupled.append((i, float(grp["lr"]) * wd))
+            if not (explicit or (wd and not decoupled)):
+                continue
+            coupled = True
+            pd, g = p.detach().float(), p.grad.detach().float()
+            reg = self.l2 * pd + self.l1 * pd.sign() if explicit else torch.zeros_like(pd)
+            data = g - reg  # the penalty's backward went into .grad together with the data gradient
+            if wd and not decoupled:
+                reg = reg + wd * pd
+            reg_sq += float(reg.pow(2).sum())
+            data_sq += float(data.pow(2).sum())
+        self._grad_ratio = (reg_sq ** 0.5) / max(data_sq ** 0.5, 1e-12) if coupled else None
 
     def after_step(self) -> ProbeRecord | None:
         rec = self.record
@@ -307,11 +322,12 @@ class StepProbe:
         ratios = [r for r in (self._grad_ratio,) if r is not None]
         if self._decoupled:  # AdamW: decay lr·wd·W against the rest of the step
             decay_sq = rest_sq = 0.0
-            for p, before, shrink in self._decoupled:
+            for i, shrink in self._decoupled:
+                before = self._before[i].float()
                 decay = shrink * before
-                rest = (p.detach() - before) + decay
-                decay_sq += float(decay.float().pow(2).sum())
-                rest_sq += float(rest.float().pow(2).sum())
+                rest = deltas[i].float() + decay
+                decay_sq += float(decay.pow(2).sum())
+                rest_sq += float(rest.pow(2).sum())
             ratios.append(decay_sq ** 0.5 / max(rest_sq ** 0.5, 1e-12))
         rec.reg_ratio = max(ratios) if ratios else None
         self._before, self._decoupled, self.record = [], [], None

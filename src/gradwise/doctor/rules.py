@@ -177,11 +177,15 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
                           ep[-1], step[-1]))
     if stuck is None:
         p = t.plateau_epochs
+        peak_lr, peaks = 0.0, []
+        for x in lr:
+            peak_lr = max(peak_lr, x) if _finite(x) else peak_lr
+            peaks.append(peak_lr)
         for i in range(p, n):
             before, window = min(L[:i - p + 1]), min(L[i - p + 1:i + 1])
             flat = max(L[i - p + 1:i + 1]) <= 1.1 * window  # a flat stretch, not a climb (that is divergence)
-            lr_ok = not (_finite(lr[i]) and lr[i] is not None and max(x for x in lr[:i + 1] if _finite(x)) > 0 and
-                         lr[i] < 0.05 * max(x for x in lr[:i + 1] if _finite(x)))
+            # a stall at the end of a decay schedule (LR < 5% of its peak) is the schedule's doing
+            lr_ok = not (_finite(lr[i]) and peaks[i] > 0 and lr[i] < 0.05 * peaks[i])
             if (before - window) < t.plateau_gain * before and flat and L[i] >= t.high_loss * S and lr_ok:
                 early = planned_epochs is not None and ep[i] <= 0.5 * planned_epochs
                 out.append(_f("plateau", "warning", f"the training loss has stalled at {L[i]:.4g} for {p} epochs "
@@ -194,7 +198,8 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
                 break
 
     # underfitting: at the end the model still explains little of the training data
-    if final and stuck is None and n >= 3 and L[-1] >= t.high_loss * S:
+    # (only once the loss has settled: still falling >= 10% over the last 3 epochs means "train longer")
+    if final and stuck is None and n >= 4 and L[-1] >= t.high_loss * S and L[-1] >= 0.9 * L[-4]:
         out.append(_f("underfitting", "warning", f"the final training loss {L[-1]:.4g} is {L[-1] / S:.0%} of the "
                       f"know-nothing loss {S:.4g}: the model cannot fit its own training data",
                       {"train_loss": L[-1], "loss_scale": S, "ratio": L[-1] / S, "threshold": t.high_loss},
@@ -262,7 +267,9 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
     run = 0
     for i in range(n if facts is None or facts.train_eval_modules else 0):
         e = E[i]
-        bad = _finite(e) and e - L[i] >= t.mismatch_abs * S and e >= t.mismatch_rel * L[i]
+        if not _finite(e):
+            continue  # an epoch without the check (the probe runs every few epochs on long runs of short epochs)
+        bad = e - L[i] >= t.mismatch_abs * S and e >= t.mismatch_rel * L[i]
         run = run + 1 if bad else 0
         if run >= 2:
             out.append(_f("train_eval_mismatch", "warning", f"on training rows the eval-mode loss is {e:.4g} but the "
@@ -308,12 +315,26 @@ def _den(rec: ProbeRecord, name: str, ref: ProbeRecord | None) -> float:
     return max(w, 1e-12)
 
 
+def _cached(fn: Any) -> Any:
+    """Memoize a per-record ratio (the rules re-read the same records at every probe and epoch end)."""
+    def wrapper(rec: ProbeRecord, *args: Any) -> Any:
+        key = (fn.__name__, *(a.step if isinstance(a, ProbeRecord) else id(a) for a in args))
+        if key not in rec.cache:
+            rec.cache[key] = fn(rec, *args)
+        return rec.cache[key]
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+@_cached
 def update_ratio(rec: ProbeRecord, ref: ProbeRecord | None = None) -> float:
     """Median over weight matrices of ‖ΔW‖/‖W‖ for one step."""
     vals = [rec.update.get(n, 0.0) / _den(rec, n, ref) for n in rec.weight if n in rec.update and rec.weight[n] > 0]
     return _median(vals)
 
 
+@_cached
 def depth_ratio(rec: ProbeRecord, order: list[str], ref: ProbeRecord | None = None) -> float | None:
     """(‖g‖/‖W‖ of the first weight matrix) / (the same for the last), in the order the modules run."""
     names = [n for n in order if _layer_ok(rec, n)]
@@ -348,6 +369,7 @@ def _layer_ok(rec: ProbeRecord, name: str) -> bool:
     return rec.weight.get(name, 0.0) > 1e-8 and name in rec.grad
 
 
+@_cached
 def max_rel_grad(rec: ProbeRecord, ref: ProbeRecord | None = None) -> float:
     vals = [rec.grad[n] / _den(rec, n, ref) for n in rec.grad if _layer_ok(rec, n)]
     return max(vals) if vals else 0.0
@@ -447,7 +469,7 @@ def activation_findings(rows: list[dict[str, dict[str, float]]], epoch: int | No
         k = max(dead, key=lambda n: dead[n])
         out.append(_f("dead_units", "warning", f"{dead[k]:.0%} of the ReLU units of {k} output 0 on every probe row "
                       "(two epochs in a row): they no longer learn",
-                      {"layers": dead, "threshold": t.dead_share, "probe_rows": "<=256 training rows"},
+                      {"layers": dead, "threshold": t.dead_share, "probe_rows": "<=128 training rows"},
                       ["learning rate too high (a large step pushed the units negative)", "unscaled inputs",
                        "a large negative bias init"],
                       ["optim.lr=<lr*0.3>", "model.activation=leaky_relu (or gelu)", "model.norm=batch"],

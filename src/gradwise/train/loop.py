@@ -308,8 +308,9 @@ class Trainer:
         """Ask the loop to restore a good checkpoint and continue with changed settings.
 
         ``to`` names the state to go back to: "last" or "best" (a missing checkpoint falls back to last.pt, then to
-        the state at the start of the fit) or "start" (the state at the start of the fit: a retrain from scratch). ``restore=False`` keeps the current state and only applies the changes
-        (e.g. raising a too-low LR), continuing at the very next batch.
+        the state at the start of the fit) or "start" (the state at the start of the fit: a retrain from scratch).
+        ``restore=False`` keeps the current state and only applies the changes (e.g. raising a too-low LR),
+        continuing at the very next batch.
         """
         self._rollback = {"reason": reason, "lr_factor": lr_factor, "clip_grad": clip_grad, "extra": extra or {},
                           "restore": restore, "to": to}

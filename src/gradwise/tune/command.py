@@ -98,6 +98,9 @@ def _report(setup: TuneSetup, study: optuna.Study, outcome: Outcome, files: dict
         return 130
     if outcome.stop == "timeout":
         console.print(f"time budget of {setup.timeout:g} s used; run the command again to continue the study.")
+    if outcome.stop == "failing":
+        console.print(f"[red]stopped[/]: {outcome.error}. Fix the cause and run the command again.")
+        return 1
     if outcome.stop == "worker_died":
         console.print("[yellow]a worker process stopped early[/]: run the same command again to finish the study "
                       f"(worker logs in {_rel(setup.dir / 'logs')}).")
@@ -124,4 +127,7 @@ def main_worker(config: Path, trials: int | None, storage: str | None, study: st
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // setup.workers))
     outcome = run_worker(setup, index=index)
     print(f"worker {index}: {outcome.ran} trial(s), stopped on {outcome.stop}", file=sys.stderr)
+    if outcome.stop == "failing":
+        print(f"error: {outcome.error}", file=sys.stderr)
+        return 1
     return 130 if outcome.stop == "interrupted" else 0

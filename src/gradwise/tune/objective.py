@@ -119,15 +119,24 @@ class Objective:
         self.fatal: ConfigError | None = None  # a config problem every trial would hit: stop the study
         self.current: optuna.Trial | None = None
         self.retried = False
+        self.finished = False
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
-        setup = self.setup
         # who runs this trial, written before the lock is released: a worker that finds it RUNNING later can tell
         # whether its process is still alive
         trial.storage.set_trial_system_attr(trial._trial_id, OWNER_KEY, owner_record())
         self.holder.release()
-        self.current, self.retried = trial, False
+        self.current, self.retried, self.finished = trial, False, False
+        try:
+            result = self._run(trial)
+        except Exception:  # failed or pruned (TrialPruned is an Exception): finished, nothing to retry
+            self.finished = True
+            raise
+        self.finished = True  # a KeyboardInterrupt leaves it False: the trial is retried
+        return result
 
+    def _run(self, trial: optuna.Trial) -> float | list[float]:
+        setup = self.setup
         params = {p.key: p.suggest(trial) for p in setup.space}
         run_dir = trial_dir(setup, trial.number)
         trial.set_user_attr("run_dir", str(run_dir))
@@ -142,7 +151,9 @@ class Objective:
         try:
             run = gradwise.train(setup.base, overrides, callbacks=[watcher])
         except TrainingError as exc:  # a non-finite loss with the doctor off: as hopeless as it gets
-            trial.set_user_attr("pruned", f"training error: {exc}")
+            metrics = run_dir / "metrics.jsonl"
+            trial.set_user_attr("epochs", len(metrics.read_text().splitlines()) if metrics.exists() else 0)
+            trial.set_user_attr("pruned", f"training error: {str(exc).splitlines()[0][:300]}")
             raise optuna.TrialPruned(str(exc)) from None
         except GradwiseError as exc:
             _write_error(run_dir, f"{type(exc).__name__}: {exc}\n")
@@ -197,7 +208,7 @@ class Objective:
     def retry_current(self) -> None:
         """Enqueue a retry of the trial being run (interrupted), once."""
         trial = self.current
-        if trial is None or self.retried:
+        if trial is None or self.retried or self.finished:
             return
         with self.holder:
             storage = trial.storage

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 import socket
 import warnings
@@ -114,11 +115,12 @@ def resolve_setup(cfg: RunConfig, config: Path, overrides: list[str], *, trials:
     budget = trials if trials is not None else tc.trials
     if budget is not None and budget < 1:
         raise ConfigError(f"--trials {budget}: the number of trials must be at least 1.")
-    if budget is None and tc.timeout is None:
-        budget = DEFAULT_TRIALS
     if tc.sampler == "grid":
         size = grid_size(space)  # also checks that every parameter is finite
-        budget = size if budget is None else min(budget, size)  # past the grid GridSampler only repeats points
+        # no count given: the whole grid; past the grid GridSampler would only repeat points
+        budget = size if budget is None else min(budget, size)
+    elif budget is None and tc.timeout is None:
+        budget = DEFAULT_TRIALS
 
     n_workers = workers if workers is not None else tc.workers
     if n_workers < 1:
@@ -148,8 +150,6 @@ def sampler_seed(setup: TuneSetup, existing: int, worker: int) -> int:
         return setup.seed
     salt = f"{setup.seed}:{existing}:{worker}"
     if setup.storage.kind == "postgresql":
-        import os
-
         salt += f":{socket.gethostname()}:{os.getpid()}"
     return int.from_bytes(hashlib.sha1(salt.encode()).digest()[:4], "big")
 

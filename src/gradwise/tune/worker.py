@@ -30,7 +30,6 @@ from gradwise.tune.storage import (
     make_lock,
     open_storage,
     recover_stale_trials,
-    retried_numbers,
 )
 
 STORAGE_ENV = "GRADWISE_TUNE_STORAGE"
@@ -39,8 +38,12 @@ STORAGE_ENV = "GRADWISE_TUNE_STORAGE"
 @dataclass
 class Outcome:
     ran: int = 0  # trials this invocation ran
-    stop: str = "budget"  # budget | timeout | interrupted
+    stop: str = "budget"  # budget | timeout | interrupted | failing | worker_died
     recovered: int = 0  # stale trials found and retried
+    error: str | None = None  # why trials fail, when they kept failing
+
+
+FAILURES_IN_A_ROW = 3  # a broken setup fails every trial: stop instead of burning the whole budget on it
 
 
 def create_or_load(setup: TuneSetup, storage: BaseStorage) -> optuna.Study:
@@ -100,11 +103,13 @@ def run_worker(setup: TuneSetup, *, index: int = 0, progress: TrialProgress | No
                 progress.update(study.get_trials(deepcopy=False))
 
         started = time.monotonic()
+        failures = 0
         while True:
             if setup.timeout is not None and time.monotonic() - started >= setup.timeout:
                 outcome.stop = "timeout"
                 break
             holder.acquire()
+            objective.current = None
             try:
                 outcome.recovered += len(recover_stale_trials(study))
                 if not has_budget(storage, study, setup.trials):
@@ -118,6 +123,17 @@ def run_worker(setup: TuneSetup, *, index: int = 0, progress: TrialProgress | No
             outcome.ran += 1
             if objective.fatal is not None:
                 raise objective.fatal
+            last = storage.get_trial(objective.current._trial_id) if objective.current is not None else None
+            if last is not None and last.state == TrialState.FAIL:
+                failures += 1
+                if failures >= FAILURES_IN_A_ROW:
+                    outcome.stop = "failing"
+                    outcome.error = (f"{failures} trials in a row failed, the last (trial {last.number}) with: "
+                                     f"{last.user_attrs.get('error', 'an error')} (details in "
+                                     f"{last.user_attrs.get('run_dir', setup.dir)}/error.txt)")
+                    break
+            else:
+                failures = 0
     except KeyboardInterrupt:
         objective.retry_current()  # the trial being run is redone by the next invocation
         outcome.stop = "interrupted"
@@ -191,15 +207,18 @@ def run_parallel(setup: TuneSetup, progress: TrialProgress | None) -> Outcome:
     if progress is not None:
         progress.update(trials)
     outcome.ran = len({t.number for t in trials} - before)
-    for i, (p, log) in enumerate(procs):
-        if p.returncode == 130 and outcome.stop != "interrupted":
-            outcome.stop = "interrupted"
-        elif p.returncode == 2:  # a ConfigError in the worker: the same problem for every trial, so say it
+    codes = [p.returncode for p, _ in procs]
+    for i, (code, (_, log)) in enumerate(zip(codes, procs, strict=True)):
+        if code == 2:  # a ConfigError in the worker: the same problem for every trial, so say it
             raise ConfigError(f"worker {i} stopped: {_error_text(log)} (full log: {log})")
-        elif p.returncode not in (0, 130):
-            outcome.stop = outcome.stop if outcome.stop == "interrupted" else "worker_died"
-    if retried_numbers(trials) and outcome.stop == "budget" and has_budget(storage, study, setup.trials):
-        outcome.stop = "worker_died"
+        if code == 1 and outcome.stop != "interrupted":  # trials kept failing
+            outcome.stop, outcome.error = "failing", _error_text(log)
+    if outcome.stop == "budget":
+        if 130 in codes:
+            outcome.stop = "interrupted"
+        elif has_budget(storage, study, setup.trials):
+            # workers leave budget unused on their timeout, or when one of them was killed
+            outcome.stop = "timeout" if setup.timeout is not None and all(c == 0 for c in codes) else "worker_died"
     with contextlib.suppress(Exception):
         storage.remove_session()
     return outcome
