@@ -336,10 +336,7 @@ class Trainer:
             self.should_stop = False
         changes: dict[str, Any] = {}
         if request["lr_factor"] is not None:
-            for group in self.optimizer.param_groups:
-                group["lr"] *= request["lr_factor"]
-                if "initial_lr" in group:
-                    group["initial_lr"] *= request["lr_factor"]
+            # the schedule owns the LR: it rescales the current LR and every LR it will compute from now on
             self.schedule.scale_lr(request["lr_factor"])
             changes["lr_factor"] = request["lr_factor"]
             changes["lr"] = self.optimizer.param_groups[0]["lr"]
