@@ -222,34 +222,47 @@ def _running_owner(out: Path) -> int | None:
 
 
 def test_killed_study_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
-    n = 6
-    # 60 epochs, pruning off: each trial takes long enough (~0.5 s) to be killed in the middle of one
+    n = 4
+    # 200 epochs, pruning off: each trial takes a couple of seconds, long enough to be killed in the middle of one
     config = write_config(tmp_path / "tune.yaml", sampler="random", pruner="none", trials=n)
     out = tmp_path / "study"
-    args = [str(config), "--out", str(out), "train.epochs=60", "train.early_stopping.enabled=false"]
+    args = [str(config), "--out", str(out), "train.epochs=200", "train.early_stopping.enabled=false"]
     proc = popen_tune(*args, log=tmp_path / "first.log")
+    metrics = out / "trial-0001" / "metrics.jsonl"
     try:
-        _wait_for(lambda: (out / "trial-0002" / "metrics.jsonl").exists())
+        _wait_for(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 3)
     finally:
         proc.send_signal(signal.SIGKILL)  # no cleanup at all: the trial stays RUNNING in the journal
         proc.wait()
     before = load(out)
-    assert any(t.state == TrialState.RUNNING for t in before)
+    (running,) = [t for t in before if t.state == TrialState.RUNNING]
     assert len(before) < n
+    # the kill may land between two trials, before the next one wrote anything: only a started run can be resumed
+    killed_dir = out / f"trial-{running.number:04d}"
+    had_checkpoint = (killed_dir / "checkpoints" / "last.pt").exists()
+    done_before = len((killed_dir / "metrics.jsonl").read_text().splitlines()) if had_checkpoint else 0
 
     again = gw_tune(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     trials = load(out)
     redo = retried(trials)
     counted = [t for t in trials if t.number not in redo]
-    assert len(redo) == 1 and len(counted) == n
+    assert redo == {running.number} and len(counted) == n
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in counted)
     assert len({t.number for t in trials}) == len(trials)  # no duplicated trial numbers
     (killed,) = [t for t in trials if t.number in redo]
     assert killed.state == TrialState.FAIL
     (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == killed.number]
     assert retry.params == killed.params  # the killed trial is redone with the same parameters
-    assert len(trial_dirs(out)) == n + 1  # the killed trial's partial run directory stays
+    assert len(trial_dirs(out)) == n + int(killed_dir.exists())  # the killed trial's partial run directory stays
+    if had_checkpoint:
+        # the retry continued the killed run from its checkpoint instead of starting over
+        assert retry.user_attrs["resumed_from"] == str(killed_dir)
+        rows = [json.loads(line) for line in (out / f"trial-{retry.number:04d}" / "metrics.jsonl").open()]
+        assert [r["epoch"] for r in rows] == list(range(1, 201))
+        resumed = json.loads((out / f"trial-{retry.number:04d}" / "summary.json").read_text())
+        assert resumed["resumed"] is True
+        assert done_before >= 1
     assert "retried" in again.stdout
     frame = pd.read_csv(out / "trials.csv")
     assert int(frame["retried"].sum()) == 1

@@ -378,6 +378,7 @@ class Trainer:
             "name": self.config.name,
             "dir": str(self.run_dir.path),
             "epochs_completed": len(self.history),
+            "resumed": self.resumed,
             "steps": self.step,
             "final": self.history[-1] if self.history else {},
             "best": ({"monitor": es.cfg.monitor, "value": es.best, "epoch": es.best_epoch} if es else {}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +73,14 @@ class TrialPruning(Callback):
         self.report = report and len(metrics) == 1  # optuna prunes single-objective studies only
         self.reason: str | None = None
         self.epoch: int | None = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        # a retry resumed from its interrupted original: hand the pruner the epochs it will not see again, so the
+        # trial's intermediate values are complete
+        if self.report and trainer.history:
+            for row in trainer.history:
+                if self.metrics[0] in row and _finite(row[self.metrics[0]]):
+                    self.trial.report(float(row[self.metrics[0]]), int(row.get("epoch", 0)))
 
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
         if self.reason is not None:
@@ -148,8 +157,19 @@ class Objective:
 
         import gradwise
 
+        partial = _partial_run(setup, trial)
+        if partial is not None:
+            # a retry of an interrupted trial: continue its run from the last checkpoint in a copy of its directory
+            # (the original stays as it was, so the killed trial's record is intact)
+            shutil.copytree(partial, run_dir, dirs_exist_ok=True)
+            (run_dir / "summary.json").unlink(missing_ok=True)
+            trial.set_user_attr("resumed_from", str(partial))
         try:
-            run = gradwise.train(setup.base, overrides, callbacks=[watcher])
+            if partial is not None:
+                run = gradwise.train(None, {k: v for k, v in overrides.items() if k not in params},
+                                     resume=run_dir, callbacks=[watcher])
+            else:
+                run = gradwise.train(setup.base, overrides, callbacks=[watcher])
         except TrainingError as exc:  # a non-finite loss with the doctor off: as hopeless as it gets
             metrics = run_dir / "metrics.jsonl"
             trial.set_user_attr("epochs", len(metrics.read_text().splitlines()) if metrics.exists() else 0)
@@ -217,6 +237,16 @@ class Objective:
             if frozen.number not in retried_numbers(trials):
                 add_retry(trial.study, frozen)
         self.retried = True
+
+
+def _partial_run(setup: TuneSetup, trial: optuna.Trial) -> Path | None:
+    """The run directory of the interrupted trial this one retries, when it holds a checkpoint to resume from."""
+    history = trial.storage.get_trial_system_attrs(trial._trial_id).get("retry_history") or []
+    for number in reversed([int(n) for n in history]):
+        candidate = trial_dir(setup, number)
+        if (candidate / "checkpoints" / "last.pt").exists() and (candidate / "config.yaml").exists():
+            return candidate
+    return None
 
 
 def _write_error(run_dir: Path, text: str) -> None:
