@@ -79,6 +79,32 @@ REFERENCE_KWARGS: dict[str, dict[str, Any]] = {
 }
 
 
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "adagrad"])
+def test_fused_kernels_agree_with_the_per_tensor_loop(name: str) -> None:
+    # the default picks torch's fused kernel; it computes the same update as the plain loop up to rounding.
+    # (No BatchNorm right after a Linear here: that bias gets a gradient of pure rounding noise, which Adam's
+    # m/sqrt(v) amplifies to a full-size step, so any two implementations disagree on it.)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.LayerNorm(8), nn.Linear(8, 3))
+    ref = copy.deepcopy(model)
+    opt = build_optimizer(model, OptimConfig(name=name, lr=0.01))
+    plain = build_optimizer(ref, OptimConfig(name=name, lr=0.01, fused=False))
+    assert opt.defaults["fused"] is True and not plain.defaults.get("fused")
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    for _ in range(5):
+        for m, o in ((model, opt), (ref, plain)):
+            o.zero_grad()
+            F.cross_entropy(m(x), y).backward()
+            o.step()
+    for p, q in zip(model.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_true_without_a_kernel_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="no fused 'rmsprop' kernel"):
+        build_optimizer(make_model(), OptimConfig(name="rmsprop", fused=True))
+
+
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_optimizer_matches_hand_built_torch(name: str) -> None:
     torch.manual_seed(0)
@@ -91,8 +117,10 @@ def test_optimizer_matches_hand_built_torch(name: str) -> None:
     # by hand: matrices decay, biases and BatchNorm/LayerNorm parameters do not
     decay = [p for p in ref.parameters() if p.ndim > 1]
     no_decay = [p for p in ref.parameters() if p.ndim <= 1]
+    fused = {"fused": True} if name in ("sgd", "adam", "adamw", "adagrad") else {}  # chosen on CPU by default
+    assert opt.defaults.get("fused") is (True if fused else opt.defaults.get("fused"))
     ref_opt = OPTIMIZERS[name]([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
-                               lr=0.01, **REFERENCE_KWARGS[name])
+                               lr=0.01, **REFERENCE_KWARGS[name], **fused)
     x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
     for _ in range(5):
         for m, o in ((model, opt), (ref, ref_opt)):

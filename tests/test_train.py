@@ -120,6 +120,10 @@ SCRIPT = textwrap.dedent("""
     class Killer(gradwise.Callback):
         def on_batch_end(self, trainer):
             if trainer.step == kill_at:
+                if mode == "kill":
+                    # checkpoints are written on a background thread: let the step-20 one land, so the test knows
+                    # which checkpoint the resume starts from (a kill during a write leaves the previous one)
+                    trainer.checkpoints.flush()
                 os.kill(os.getpid(), signal.SIGKILL if mode == "kill" else signal.SIGTERM)
 
     run = gradwise.fit(model, (x[:500], y[:500]), val=(x[500:], y[500:]), loss="cross_entropy", epochs=4,
@@ -261,3 +265,21 @@ def test_bf16_autocast_on_cpu(tmp_path: Path) -> None:
     run = gradwise.fit(mlp(), (x, y), val=(xv, yv), loss="cross_entropy", epochs=3, precision="bf16",
                        out=tmp_path / "bf", **QUIET)
     assert run.summary["precision"] == "bf16" and run.history[-1]["val_accuracy"] > 0.8
+
+
+def test_background_checkpoint_writes_keep_the_state_of_the_moment_and_report_failures(tmp_path: Path) -> None:
+    from gradwise.errors import CheckpointError
+    from gradwise.train.checkpoint import CheckpointWriter
+
+    writer = CheckpointWriter()
+    weights = torch.ones(1000)
+    writer.save(tmp_path / "a.pt", {"w": weights, "history": [{"epoch": 1}]})
+    weights.add_(1.0)  # training goes on while the write is in flight: the checkpoint must hold the old values
+    writer.flush()
+    assert torch.equal(load_checkpoint(tmp_path / "a.pt")["w"], torch.ones(1000))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    writer.save(blocker / "b.pt", {"w": weights})  # the parent is a file: the write fails in the background
+    with pytest.raises(CheckpointError, match="b.pt"):
+        writer.flush()
+    writer.close()

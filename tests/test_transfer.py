@@ -40,3 +40,33 @@ def test_discriminative_lrs(tmp_path: Path) -> None:
     lrs = sorted({round(g["lr"], 10) for g in opt.param_groups})
     peak = run.config.optim.lr
     assert max(lrs) == peak and min(lrs) < peak and all(lr / peak in (1.0, 0.5, 0.25, 0.125) for lr in lrs)
+
+
+class BufferSnapshots(gradwise.Callback):
+    def __init__(self) -> None:
+        self.at_start: list[dict[str, torch.Tensor]] = []
+
+    def on_epoch_start(self, trainer) -> None:  # noqa: ANN001
+        self.at_start.append({k: v.clone() for k, v in trainer.model.state_dict().items() if "running" in k})
+
+
+def test_frozen_batch_norm_keeps_its_running_statistics(tmp_path: Path) -> None:
+    norm = [*BASE, "model.norm=batch"]
+    pre = gradwise.train(None, [*norm, "train.epochs=1", f"out={tmp_path / 'pre'}"])
+    ckpt = tmp_path / "pre" / "checkpoints" / "last.pt"
+    stats = {k: v for k, v in pre.model.state_dict().items() if "running" in k and k.startswith("block1")}
+    assert stats  # the mlp has a BatchNorm in block1
+    snap = BufferSnapshots()
+    run = gradwise.train(None, [*norm, "train.epochs=3", f"model.pretrained={ckpt}", "model.freeze=[block1]",
+                                "model.unfreeze_after=2", f"out={tmp_path / 'ft'}"], callbacks=[snap])
+    # frozen for epochs 1-2: the running mean/var stay the pretrained ones, bit for bit; unfrozen, they move
+    for k, v in stats.items():
+        assert torch.equal(snap.at_start[2][k], v), k
+        assert not torch.equal(run.model.state_dict()[k], v), k
+    # the later, trainable blocks' statistics did update while block1 was frozen
+    later = [k for k in snap.at_start[0] if not k.startswith("block1")]
+    assert later and any(not torch.equal(snap.at_start[0][k], snap.at_start[2][k]) for k in later)
+    # the switch: off, the frozen block's statistics drift with the new data from the first epoch
+    drift = gradwise.train(None, [*norm, "train.epochs=1", f"model.pretrained={ckpt}", "model.freeze=[block1]",
+                                  "model.freeze_norm_stats=false", f"out={tmp_path / 'drift'}"])
+    assert any(not torch.equal(drift.model.state_dict()[k], v) for k, v in stats.items())

@@ -6,6 +6,7 @@ Progressive disclosure: `fit(model, (X, y), loss="cross_entropy")` is a complete
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +134,11 @@ def fit(model: nn.Module, train: Any, val: Any = None, test: Any = None, *, loss
 def train(config: RunConfig | str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None, *,
           resume: str | Path | None = None, callbacks: list[Callback] | None = None, fold: int | None = None,
           console: Console | None = None) -> Run:
-    """Train a built-in model on a built-in or file dataset, as `gradwise train` does."""
+    """Train a built-in model on a built-in or file dataset, as `gradwise train` does.
+
+    With ``data.folds = K > 1`` this trains the one fold given by ``fold`` (0..K-1); to train every fold and get
+    mean ± std, call `gradwise.cross_validate` (what `gradwise train` does then).
+    """
     from gradwise.data import load_data, make_loaders_from_bundle
     from gradwise.models import build_model
 
@@ -145,8 +150,16 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
         cfg = validate_config(apply_overrides(config.to_dict(), overrides or []), "config")
     else:
         cfg = load_config(config, overrides)
+    if cfg.data.folds > 1 and fold is None:
+        raise ConfigError(f"data.folds = {cfg.data.folds}: gradwise.train trains one run, so give fold=0..."
+                          f"{cfg.data.folds - 1}, or call gradwise.cross_validate(config) to train every fold and "
+                          "get mean ± std (as `gradwise train` does; to continue a cross-validation, resume the "
+                          "directory that holds its fold-0, fold-1, ... runs).")
     seed_everything(cfg.seed)
     bundle = load_data(cfg.data, cfg.seed, fold=fold)
+    if resume is None and not cfg.out:
+        cfg.out = str(default_run_dir(cfg.name))
+    _write_data_report(Path(cfg.out), bundle.report)
     model = build_model(cfg.model, bundle.input_shape, bundle.n_outputs, bundle.task)
     _apply_transfer(cfg, model)
     train_loader, val_loader, test_loader = make_loaders_from_bundle(bundle, cfg)
@@ -156,6 +169,14 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
 
 
 # ------------------------------------------------------------------------------------------- internals
+
+
+def _write_data_report(run_path: Path, report: dict[str, Any]) -> None:
+    """DIR/data_report.json: what loading did to the data (rows dropped, values imputed/clipped, splits, classes)."""
+    from gradwise.train.checkpoint import atomic_write_json
+
+    run_path.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_path / "data_report.json", report)
 
 
 def _execute(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: Any, test_loader: Any, *,
@@ -183,6 +204,9 @@ def _execute(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: An
         loss_fn = loss
         if cfg.loss.name == "auto":
             cfg.loss.name = getattr(loss, "name", type(loss).__name__)
+    if cfg.train.batch_size == "auto":
+        _auto_batch(cfg, model, loss_fn, train_loader, device, precision, forward, console,
+                    user_optimizer=optimizer is not None)
     if optimizer is None:
         if cfg.optim.lr == "auto":
             # `optim.lr: auto` runs the LR range test first; model and RNG state are restored afterwards
@@ -208,6 +232,10 @@ def _execute(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: An
             and cfg.data.scale_target:
         target_transform = bundle.preprocessor.inverse_target
 
+    if cfg.model.freeze_norm_stats:
+        from gradwise.models import keep_frozen_norms_in_eval
+
+        keep_frozen_norms_in_eval(model)
     all_callbacks: list[Callback] = [EarlyStopping(cfg.train.early_stopping)]
     doctor_cb = None
     if cfg.doctor.enabled:
@@ -308,13 +336,38 @@ def _loaders(cfg: RunConfig, train: Any, val: Any, test: Any) -> tuple[Any, Any,
         bs = _auto_batch_size(cfg)
     common = {"seed": cfg.seed, "num_workers": cfg.data.num_workers}
     return (make_loader(train, bs, shuffle=True, split="train", **common),
-            make_loader(val, bs * 2, shuffle=False, split="val", **common) if val is not None else None,
-            make_loader(test, bs * 2, shuffle=False, split="test", **common) if test is not None else None)
+            make_loader(val, bs, shuffle=False, split="val", **common) if val is not None else None,
+            make_loader(test, bs, shuffle=False, split="test", **common) if test is not None else None)
 
 
 def _auto_batch_size(cfg: RunConfig) -> int:
-    # the GPU search lives with the GPU code; on CPU a fixed, well-tried size is the honest answer
-    return 128
+    # the loaders are built before the model is on its device; _auto_batch resizes the training loader later
+    from gradwise.train.batch_size import REFERENCE_BATCH
+
+    return REFERENCE_BATCH
+
+
+def _auto_batch(cfg: RunConfig, model: nn.Module, loss_fn: Any, train_loader: Any, device: torch.device,
+                precision: str, forward: Any, console: Console | None, user_optimizer: bool) -> None:
+    """train.batch_size: auto -> the largest batch that fits on the GPU, LR scaled to match (train/batch_size.py)."""
+    from gradwise.train.batch_size import choose_batch_size, sample_rows
+
+    rows = sample_rows(train_loader) if hasattr(train_loader, "resize") else None
+    if rows is None:
+        raise ConfigError("train.batch_size = 'auto' needs a loader gradwise builds: pass the training data as "
+                          "(X, y) or a Dataset rather than a DataLoader (its batch size is fixed), or give "
+                          "train.batch_size a number.")
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
+    choice = choose_batch_size(model, loss_fn, rows[0], rows[1], train_loader.dataset_size, device=device,
+                               optimizer=str(cfg.optim.name).lower(), lr=cfg.optim.lr, autocast=autocast,
+                               forward=forward)
+    train_loader.resize(choice.batch_size)
+    cfg.train.batch_size = choice.batch_size  # config.yaml records the size used (and a resume reuses it)
+    if choice.lr is not None and not user_optimizer:
+        cfg.optim.lr = choice.lr
+    if console is not None and cfg.train.progress != "none":
+        console.print(choice.describe())
 
 
 @torch.no_grad()

@@ -56,6 +56,14 @@ def train(
     if config is None and resume is None:
         console.print("No config given: training the built-in default (cnn1d on MNIST-1D). "
                       "See examples/ for more.", style="dim")
+    from gradwise.crossval import cross_validate, is_cross_validation, print_result
+
+    if is_cross_validation(config, overrides, resume):  # data.folds > 1: one run per fold, then mean ± std
+        cv = cross_validate(config, overrides, resume=resume, console=console)
+        print_result(cv, console)
+        if cv.status == "failed":
+            raise typer.Exit(1)
+        return
     run = train_run(config, overrides, resume=resume)
     _print_result(run)
     if run.status == "failed":

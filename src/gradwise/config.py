@@ -42,6 +42,9 @@ class DataConfig(Section):
     stratify: bool = True
     folds: int = Field(1, ge=1, description="k-fold cross-validation: one run per fold")
     subsample: float | int | None = Field(None, description="fraction (0-1] or number of training rows to keep")
+    classes: list[int | str] | None = Field(None, description="classification: keep only these classes (label "
+                                            "values or class names, e.g. [5, 6, 7, 8, 9]), relabelled 0..k-1 in "
+                                            "this order; their names are kept")
     drop_duplicates: bool = False
     missing: Literal["none", "drop", "mean", "median", "most_frequent"] = "none"
     outliers: Literal["none", "iqr_clip", "iqr_drop", "zscore_clip", "zscore_drop"] = "none"
@@ -60,6 +63,19 @@ class DataConfig(Section):
     @classmethod
     def _fraction(cls, v: float) -> float:
         return float(v)
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, v: list[int | str] | None) -> list[int | str] | None:
+        if v is None:
+            return v
+        if len(v) < 2:
+            raise ValueError("a classifier needs at least two classes; list two or more label values or class "
+                             "names, e.g. [5, 6, 7, 8, 9], or remove data.classes to keep every class")
+        repeated = sorted({str(c) for c in v if sum(str(d) == str(c) for d in v) > 1})
+        if repeated:
+            raise ValueError(f"class(es) {', '.join(repeated)} are listed more than once; list each class once")
+        return v
 
 
 class ModelConfig(Section):
@@ -83,6 +99,8 @@ class ModelConfig(Section):
     pretrained_strict: bool = False
     freeze: list[str] = Field(default_factory=list, description="parameter-name patterns to freeze (fnmatch)")
     unfreeze_after: int | None = Field(None, ge=0, description="unfreeze everything after this many epochs")
+    freeze_norm_stats: bool = Field(True, description="batch-norm layers whose parameters are all frozen keep their "
+                                    "running statistics (they run in eval mode while training)")
     lr_decay_groups: float | None = Field(None, gt=0, le=1, description="discriminative LRs: earlier blocks get "
                                           "lr × this factor per block")
 
@@ -105,6 +123,8 @@ class OptimConfig(Section):
     l1: float = Field(0.0, ge=0.0, description="explicit L1 penalty strength (added to the loss)")
     l2: float = Field(0.0, ge=0.0, description="explicit L2 penalty strength (added to the loss)")
     decay_norm_and_bias: bool = Field(False, description="apply weight decay to biases and norm parameters")
+    fused: bool | None = Field(None, description="fused optimizer kernels: null = wherever torch has one for this "
+                               "optimizer and device (sgd/adam/adamw on CPU and CUDA, adagrad on CPU)")
 
     @field_validator("lr")
     @classmethod

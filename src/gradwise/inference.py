@@ -40,7 +40,7 @@ def load_run(run_dir: str | Path, which: str = "auto") -> LoadedRun:
     if which == "auto":  # the weights the run ended with: best when early stopping restored it, else last
         which = "best" if es.enabled and es.restore_best and (path / "checkpoints" / "best.pt").exists() else "last"
     ckpt = path / "checkpoints" / f"{which}.pt"
-    bundle = load_data(cfg.data, cfg.seed)
+    bundle = load_data(cfg.data, cfg.seed, fold=_fold_of(path) if cfg.data.folds > 1 else None)
     model = build_model(cfg.model, bundle.input_shape, bundle.n_outputs, bundle.task)
     model.load_state_dict(load_checkpoint(ckpt)["model"])
     model.eval()
@@ -121,3 +121,20 @@ def predict(run_dir: str | Path, inputs: str | Path | pd.DataFrame | np.ndarray)
     if values.shape[1] == 1:
         return pd.DataFrame({"prediction": values[:, 0]})
     return pd.DataFrame({f"prediction_{i}": values[:, i] for i in range(values.shape[1])})
+
+
+def _fold_of(path: Path) -> int | None:
+    """The fold a cross-validation run trained on, from its data_report.json (or its fold-K directory name)."""
+    report = path / "data_report.json"
+    if report.exists():
+        import json
+
+        try:
+            fold = json.loads(report.read_text()).get("split", {}).get("fold")
+            if fold is not None:
+                return int(fold)
+        except (ValueError, AttributeError):
+            pass
+    if path.name.startswith("fold-") and path.name[5:].isdigit():
+        return int(path.name[5:])
+    return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gradwise.data.loaders import DatasetLoader, TensorLoader, UserLoader, make_loader
+from gradwise.data.loaders import DatasetLoader, TensorLoader, UserLoader, eval_batch_size, make_loader
 
 if TYPE_CHECKING:
     from gradwise.config import RunConfig
@@ -29,8 +29,8 @@ def make_loaders_from_bundle(bundle: Any, cfg: RunConfig) -> tuple[Any, Any, Any
     x, y = bundle.train
     weights = getattr(bundle, "sample_weights", None)
     train = TensorLoader(x, y, bs, shuffle=True, seed=cfg.seed, weights=weights)
-    val = TensorLoader(*bundle.val, bs * 2, shuffle=False) if bundle.val is not None else None
-    test = TensorLoader(*bundle.test, bs * 2, shuffle=False) if bundle.test is not None else None
+    val, test = (None if split is None else TensorLoader(*split, eval_batch_size(bs, split[0]), shuffle=False)
+                 for split in (bundle.val, bundle.test))
     return train, val, test
 
 

@@ -47,6 +47,10 @@ class TensorLoader:
     def dataset_size(self) -> int:
         return len(self.x)
 
+    def resize(self, batch_size: int) -> None:
+        """Use another batch size from the next epoch on (train.batch_size: auto)."""
+        self.batch_size = batch_size
+
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
         self.epoch, self.skip = epoch, skip_batches
 
@@ -111,9 +115,15 @@ class DatasetLoader:
                  drop_last: bool = False) -> None:
         self.dataset = dataset
         self.sampler = EpochSampler(len(dataset), seed, shuffle, batch_size)  # type: ignore[arg-type]
-        self.batch_size = batch_size
-        self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler, num_workers=num_workers,
-                                 drop_last=drop_last, persistent_workers=num_workers > 0,
+        self._options = {"num_workers": num_workers, "drop_last": drop_last}
+        self.resize(batch_size)
+
+    def resize(self, batch_size: int) -> None:
+        """Use another batch size from the next epoch on (train.batch_size: auto)."""
+        self.batch_size = self.sampler.batch_size = batch_size
+        workers = self._options["num_workers"]
+        self.loader = DataLoader(self.dataset, batch_size=batch_size, sampler=self.sampler, num_workers=workers,
+                                 drop_last=self._options["drop_last"], persistent_workers=workers > 0,
                                  pin_memory=torch.cuda.is_available())
         self._len = len(self.loader)
 
@@ -189,20 +199,33 @@ def pair_to_tensors(data: tuple[Any, Any], split: str) -> tuple[torch.Tensor, to
     return x, y
 
 
+def eval_batch_size(batch_size: int, x: torch.Tensor, budget_bytes: int = 8 << 20) -> int:
+    """Batch size for evaluating in-memory tensors: no gradients are kept, so batches can be far larger than in
+    training; each costs a forward call, so few big ones are faster. Inputs up to ~8 MiB per batch (activations
+    of one layer at a time live in inference mode), never less than twice the training batch."""
+    per_sample = max(x[:1].numel() * x.element_size(), 1)
+    return max(2 * batch_size, min(len(x), 8192, budget_bytes // per_sample))
+
+
 def make_loader(data: Any, batch_size: int, *, shuffle: bool, seed: int, num_workers: int = 0,
                 drop_last: bool = False, weights: torch.Tensor | None = None, split: str = "train") -> Any:
-    """Turn what a user passes (Dataset, DataLoader, (X, y)) into a gradwise loader."""
+    """Turn what a user passes (Dataset, DataLoader, (X, y)) into a gradwise loader. `batch_size` is the training
+    batch; evaluation splits (split != "train") are batched larger."""
     if isinstance(data, TensorLoader | DatasetLoader | UserLoader):
         return data
     if isinstance(data, DataLoader):
         return UserLoader(data)
     if isinstance(data, tuple | list) and len(data) == 2 and not isinstance(data, Dataset):
         x, y = pair_to_tensors((data[0], data[1]), split)
+        if split != "train":
+            batch_size = eval_batch_size(batch_size, x)
         return TensorLoader(x, y, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, weights=weights)
     if isinstance(data, Dataset):
         if weights is not None:
             return UserLoader(DataLoader(data, batch_size=batch_size, num_workers=num_workers,
                                          sampler=WeightedRandomSampler(weights.double(), len(weights))))
+        if split != "train":
+            batch_size *= 2  # no gradients kept in evaluation: twice the training batch fits
         return DatasetLoader(data, batch_size, shuffle=shuffle, seed=seed, num_workers=num_workers,
                              drop_last=drop_last)
     raise DataError(f"{split} data: expected a torch Dataset, a DataLoader or an (X, y) pair of arrays/tensors, "

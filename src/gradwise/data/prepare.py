@@ -114,6 +114,52 @@ def _codec(values: list[Any], class_names: list[str] | None) -> LabelCodec:
     return LabelCodec.fit(values)
 
 
+def select_classes(wanted: list[Any], codec: LabelCodec, ys: dict[str, np.ndarray], dataset: str,
+                   report: dict[str, Any]) -> tuple[LabelCodec, dict[str, np.ndarray]]:
+    """data.classes: the row mask of each split that keeps only the wanted classes, and their new codec.
+
+    An entry is a label value (5, "cat") or a class name ("Sandal"); the kept classes become 0..k-1 in the order
+    given, with their original names. ``ys`` (codes of the full codec) are re-coded in place.
+    """
+    lookup: dict[str, int] = {}
+    for i, (value, name) in enumerate(zip(codec.classes, codec.names, strict=True)):
+        lookup.setdefault(str(value), i)
+        lookup.setdefault(name, i)
+    picked: list[int] = []
+    for entry in wanted:
+        code = lookup.get(str(entry).strip())
+        if code is None:
+            valid = [str(c) if str(c) == n else f"{c} ({n})" for c, n in zip(codec.classes, codec.names, strict=True)]
+            raise DataError(f"data.classes: {entry!r} is not a class of '{dataset}'. Valid values: "
+                            f"{', '.join(valid[:50])}. Fix data.classes to list some of them (at least two).")
+        if code in picked:
+            raise DataError(f"data.classes: {entry!r} names the class '{codec.names[code]}' a second time; list "
+                            "each class once.")
+        picked.append(code)
+    remap = np.full(len(codec), -1, dtype=np.int64)
+    remap[picked] = np.arange(len(picked))
+    masks = {}
+    for split, codes in ys.items():
+        masks[split] = remap[codes] >= 0
+        ys[split] = remap[codes][masks[split]]
+    report["classes"] = {"kept": [codec.names[i] for i in picked],
+                         "rows_kept": {s: int(m.sum()) for s, m in masks.items()}}
+    for split, mask in masks.items():
+        if not mask.any():
+            what = "training data" if split == "data" else f"{split} data"
+            raise DataError(f"data.classes = {wanted} leaves no rows in the {what} of '{dataset}'; choose classes "
+                            f"that it contains.")
+    return LabelCodec([codec.classes[i] for i in picked], [codec.names[i] for i in picked]), masks
+
+
+def _keep_classes(cfg: DataConfig, codec: LabelCodec | None, ys: dict[str, np.ndarray], dataset: str,
+                  report: dict[str, Any]) -> tuple[LabelCodec, dict[str, np.ndarray]]:
+    if codec is None:
+        raise DataError(f"data.classes = {cfg.classes} selects classes, but '{dataset}' is a regression task here. "
+                        "Remove data.classes, or set data.options.task=classification if the target is a label.")
+    return select_classes(list(cfg.classes or []), codec, ys, dataset, report)
+
+
 def _counts_by_name(codes: np.ndarray, codec: LabelCodec) -> dict[str, int]:
     counts = np.bincount(codes, minlength=len(codec))
     return {name: int(c) for name, c in zip(codec.names, counts, strict=True)}
@@ -211,6 +257,10 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None) 
                                 f"value(s) (e.g. {f[targets].iloc[int(np.flatnonzero(bad)[0])].tolist()}). Fix or "
                                 "remove them, or set data.options.task=classification if the target is a label.")
             ys[k] = (vals[:, 0] if len(targets) == 1 else vals).astype(np.float32)
+    if cfg.classes is not None:
+        codec, keep = _keep_classes(cfg, codec, ys, src.name, report)
+        frames = {k: f[keep[k]] for k, f in frames.items()}
+        main = frames["data"]
 
     # ---- split
     split_report: dict[str, Any] = {"stratified": bool(task == "classification" and cfg.stratify)}
@@ -325,6 +375,9 @@ def _load_arrays(cfg: DataConfig, src: ArraySource, seed: int, fold: int | None)
             if not np.isfinite(yv).all():
                 raise DataError(f"the regression targets of '{src.name}' ({k}) contain NaN/Inf; remove those rows.")
             ys[k] = yv
+    if cfg.classes is not None:
+        codec, keep = _keep_classes(cfg, codec, ys, src.name, report)
+        given = {k: (np.asarray(v[0])[keep[k]], np.asarray(v[1])[keep[k]]) for k, v in given.items()}
 
     split_report: dict[str, Any] = {"stratified": bool(task == "classification" and cfg.stratify)}
     for split in ("val", "test"):
@@ -332,12 +385,12 @@ def _load_arrays(cfg: DataConfig, src: ArraySource, seed: int, fold: int | None)
             split_report[split] = src.split_origin
     if "test" in given and cfg.test_fraction > 0:
         split_report["test_fraction_ignored"] = True  # the dataset's own test split is used
-    tr, va, te = split_plan(len(src.x), ys["data"] if split_report["stratified"] else None, cfg, seed, fold,
+    tr, va, te = split_plan(len(given["data"][0]), ys["data"] if split_report["stratified"] else None, cfg, seed, fold,
                             fixed_val=len(given["val"][0]) if "val" in given else None,
                             fixed_test=len(given["test"][0]) if "test" in given else None, notes=notes,
                             split_report=split_report)
     report["split"] = split_report
-    x_main, y_main = np.asarray(src.x), ys["data"]
+    x_main, y_main = np.asarray(given["data"][0]), ys["data"]
     before = _counts_by_name(y_main[tr], codec) if codec is not None else None
     if cfg.subsample is not None:
         k = subsample_count(cfg.subsample, len(tr))

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -342,6 +343,26 @@ def _() -> dict[str, Any]:
 def _() -> dict[str, Any]:
     d = data("mnist1d")
     return _fit_kwargs(model=mlp(40, 10, (128, 128)), **_split(d), loss="cross_entropy", optimizer="sgd", lr=1.0,
+                       momentum=0.9, batch_size=128, epochs=10)
+
+
+class FunctionalMLP(nn.Module):
+    """An MLP written the way many people write one: activations called as functions in forward()."""
+
+    def __init__(self, n_in: int, n_out: int, width: int = 128) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.out = nn.Linear(n_in, width), nn.Linear(width, width), nn.Linear(width, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+@case("functional_relu_dead_high_lr", "mnist1d", "mlp", "SGD with LR 1.0 on an MLP calling F.relu in forward",
+      ("dead_units",), fix={"lr": 0.05})
+def _() -> dict[str, Any]:
+    d = data("mnist1d")
+    torch.manual_seed(0)
+    return _fit_kwargs(model=FunctionalMLP(40, 10), **_split(d), loss="cross_entropy", optimizer="sgd", lr=1.0,
                        momentum=0.9, batch_size=128, epochs=10)
 
 

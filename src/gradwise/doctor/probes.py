@@ -9,12 +9,15 @@ state restored afterwards, so a run with the doctor on trains exactly like a run
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from gradwise.train.checkpoint import rng_state, set_rng_state
 
@@ -221,12 +224,84 @@ class ActivationStats:
     def measure(self, model: nn.Module, x: Any, forward: Callable | None) -> tuple[Any, dict[str, dict[str, Any]]]:
         self.stats, self._calls = {}, {}
         handles = [m.register_forward_hook(self._hook(n, k)) for n, m, k in self.modules]
+        # activations called as functions (F.relu(x) in a forward) have no module to hook: a function mode sees
+        # them, and a stack of the modules being run names the module whose forward called them
+        stack: list[tuple[str, nn.Module]] = []
+        finished = [""]  # the module that finished last: usually the one whose output the activation reads
+
+        def enter(module: nn.Module, args: Any, name: str) -> None:
+            stack.append((name, module))
+
+        def leave(module: nn.Module, args: Any, name: str) -> None:  # returns None: the output is left alone
+            if stack:
+                stack.pop()
+            finished[0] = name
+
+        for name, m in model.named_modules():
+            handles.append(m.register_forward_pre_hook(functools.partial(_call_with_name, enter, name)))
+            handles.append(m.register_forward_hook(functools.partial(_call_with_name, leave, name)))
         try:
-            out = run_forward(model, x, forward)
+            with _FunctionalActivations(self, stack, finished):
+                out = run_forward(model, x, forward)
         finally:
             for h in handles:
                 h.remove()
         return out, self.stats
+
+    def record_functional(self, after: str, kind: str, label: str, out: torch.Tensor) -> None:
+        """Statistics of one functional activation call, keyed by what it follows: 'F.relu after fc1'."""
+        key = f"{label} after {after}" if after else f"{label} (model input)"
+        calls = self._calls[key] = self._calls.get(key, 0) + 1
+        key = key if calls == 1 else f"{key}#{calls}"
+        out = out.detach()
+        if out.numel() == 0:
+            return
+        if out.ndim == 1:
+            out = out.unsqueeze(1)
+        dim = -1 if out.ndim <= 2 else self.default_dim
+        dims, units = _other_dims(out, dim), out.shape[dim]
+        if kind == "relu":
+            self.stats[key] = {"kind": kind, "units": units, "dead": out.amax(dim=dims) <= 0}
+        else:
+            sat = (out < SIGMOID_SAT) | (out > 1 - SIGMOID_SAT) if kind == "sigmoid" else out.abs() > TANH_SAT
+            self.stats[key] = {"kind": kind, "units": units, "saturated": sat.float().mean(dim=dims)}
+
+
+def _call_with_name(fn: Callable, name: str, module: nn.Module, args: Any, *output: Any) -> None:
+    fn(module, args, name)
+
+
+# the functional forms of the activations above: (kind, label used in findings)
+_FUNCTIONAL: dict[Any, tuple[str, str]] = {
+    F.relu: ("relu", "F.relu"), torch.relu: ("relu", "torch.relu"), torch.Tensor.relu: ("relu", "Tensor.relu"),
+    F.relu6: ("relu", "F.relu6"), F.relu_: ("relu", "F.relu_"), torch.relu_: ("relu", "torch.relu_"),
+    torch.Tensor.relu_: ("relu", "Tensor.relu_"),
+    torch.sigmoid: ("sigmoid", "torch.sigmoid"), F.sigmoid: ("sigmoid", "F.sigmoid"),
+    torch.Tensor.sigmoid: ("sigmoid", "Tensor.sigmoid"),
+    torch.tanh: ("tanh", "torch.tanh"), F.tanh: ("tanh", "F.tanh"), torch.Tensor.tanh: ("tanh", "Tensor.tanh"),
+}
+_ACTIVATION_MODULES = RELU_LIKE + SIGMOID_LIKE + TANH_LIKE
+
+
+class _FunctionalActivations(TorchFunctionMode):
+    """Records functional activation calls made outside activation modules (an nn.ReLU calls F.relu itself: its
+    module hook has measured it already)."""
+
+    def __init__(self, stats: ActivationStats, stack: list[tuple[str, nn.Module]], finished: list[str]) -> None:
+        super().__init__()
+        self.owner = stats
+        self.stack = stack
+        self.finished = finished
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        found = _FUNCTIONAL.get(func)
+        if found is not None and isinstance(out, torch.Tensor) and out.is_floating_point():
+            owner = self.stack[-1][1] if self.stack else None
+            if not isinstance(owner, _ACTIVATION_MODULES):
+                with contextlib.suppress(Exception):  # a probe must never break the forward pass it watches
+                    self.owner.record_functional(self.finished[0], found[0], found[1], out)
+        return out
 
 
 # --------------------------------------------------------------------------------------------- gradients

@@ -6,7 +6,7 @@ then ``load_pretrained`` / ``freeze`` / ``param_groups_by_depth`` when the confi
 
 from gradwise.models.build import MODELS, available_models, build_model, count_parameters
 from gradwise.models.layers import ACTIVATIONS, INITS, apply_init
-from gradwise.models.transfer import freeze, load_pretrained, param_groups_by_depth, unfreeze
+from gradwise.models.transfer import freeze, keep_frozen_norms_in_eval, load_pretrained, param_groups_by_depth, unfreeze
 
 __all__ = [
     "ACTIVATIONS",
@@ -17,6 +17,7 @@ __all__ = [
     "build_model",
     "count_parameters",
     "freeze",
+    "keep_frozen_norms_in_eval",
     "load_pretrained",
     "param_groups_by_depth",
     "unfreeze",

@@ -116,7 +116,7 @@ def freeze(model: nn.Module, patterns: list[str]) -> list[str]:
 
     A pattern is an fnmatch pattern over full parameter names ("block1.*", "*.bias") or a module prefix
     ("block1" freezes "block1.0.weight"). A pattern that matches nothing is an error, since it is usually a typo.
-    Note: BatchNorm running statistics in frozen modules still update in train mode.
+    BatchNorm running statistics are buffers, not parameters: `keep_frozen_norms_in_eval` keeps them fixed too.
     """
     names = [n for n, _ in model.named_parameters()]
     frozen: list[str] = []
@@ -133,6 +133,30 @@ def freeze(model: nn.Module, patterns: list[str]) -> list[str]:
     for name in frozen:
         params[name].requires_grad_(False)
     return frozen
+
+
+def keep_frozen_norms_in_eval(model: nn.Module) -> list[str]:
+    """Make every batch-norm layer whose parameters are all frozen run in eval mode, also while training.
+
+    Freezing stops gradients, but a BatchNorm layer in train mode still normalises by the batch and overwrites its
+    running mean and variance: a frozen pretrained block would drift away from the statistics it was trained with
+    (and a small fine-tuning set makes them noisy). A forward pre-hook checks `requires_grad` at every call, so a
+    layer that is unfrozen later (gradual unfreezing) trains normally from then on. Returns the layers' names.
+    """
+    names = []
+    for name, module in model.named_modules():
+        params = list(module.parameters(recurse=False))
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats and params:
+            if not getattr(module, "_gradwise_frozen_norm_hook", False):  # once, however often a model is fitted
+                module.register_forward_pre_hook(_frozen_norm_hook)
+                module._gradwise_frozen_norm_hook = True
+            names.append(name)
+    return names
+
+
+def _frozen_norm_hook(module: nn.Module, args: Any) -> None:
+    if module.training and not any(p.requires_grad for p in module.parameters(recurse=False)):
+        module.training = False
 
 
 def unfreeze(model: nn.Module) -> None:

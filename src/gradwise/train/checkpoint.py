@@ -3,6 +3,10 @@
 A checkpoint is a plain dict of tensors and primitives so that `torch.load(weights_only=True)` can read it
 (no pickled code runs on load). Writes go to a temp file in the same directory, are fsynced, then renamed over
 the target: a crash mid-write leaves the previous checkpoint intact.
+
+Writing happens on a background thread (CheckpointWriter): the training loop only pays for copying the state to
+host memory, not for pickling, writing and fsync. On a small model an epoch takes tens of milliseconds and a
+synchronous checkpoint every epoch would add about a tenth to it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import json
 import os
 import random
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +110,69 @@ def _json_default(o: Any) -> Any:
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, lambda f: torch.save(state, f))
+
+
+def snapshot(obj: Any) -> Any:
+    """A copy of a nested state (dicts, lists, tensors, primitives) in host memory that later steps cannot change."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        items = [snapshot(v) for v in obj]
+        return items if isinstance(obj, list) else tuple(items)
+    return obj
+
+
+class CheckpointWriter:
+    """Writes checkpoints in order on one background thread; `flush()` waits until every write is on disk.
+
+    The state is snapshotted before `save` returns. At most one write waits behind the one in progress, so a loop
+    that checkpoints faster than the disk can write slows down instead of piling up copies in memory. A failed
+    write is raised by the next `save` or `flush` as a CheckpointError.
+    """
+
+    def __init__(self, background: bool = True) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="gradwise-checkpoint") if background else None
+        self._pending: list[tuple[Path, Future[None]]] = []
+
+    def save(self, path: Path, state: dict[str, Any]) -> None:
+        state = snapshot(state)
+        if self._pool is None:
+            save_checkpoint(path, state)
+            return
+        while len(self._pending) >= 2:
+            self._wait(self._pending.pop(0))
+        self._pending.append((path, self._pool.submit(save_checkpoint, path, state)))
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        errors = []
+        for item in pending:
+            try:
+                self._wait(item)
+            except CheckpointError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
+    @staticmethod
+    def _wait(item: tuple[Path, Future[None]]) -> None:
+        path, future = item
+        try:
+            future.result()
+        except Exception as exc:
+            raise CheckpointError(f"writing checkpoint '{path}' failed ({type(exc).__name__}: {exc}). Check that "
+                                  "the run directory's disk has space and is writable; the previous checkpoint "
+                                  "is intact.") from exc
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -6,7 +6,6 @@ The loop knows nothing of the doctor, progress bars or trackers: they are callba
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import os
 import signal
@@ -22,7 +21,7 @@ from torch import nn
 
 from gradwise.config import RunConfig
 from gradwise.errors import ConfigError, TrainingError
-from gradwise.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from gradwise.train.checkpoint import CheckpointWriter, load_checkpoint, rng_state, set_rng_state, snapshot
 from gradwise.train.events import Callback, CallbackList
 from gradwise.train.metrics import evaluate, to_device
 from gradwise.train.rundir import RunDir
@@ -109,6 +108,7 @@ class Trainer:
         self._rollback: dict[str, Any] | None = None
         self._initial_state: dict[str, Any] | None = None
         self.actions: list[dict[str, Any]] = []  # what repair did (rollback + changes), for the summary
+        self.checkpoints = CheckpointWriter()  # written on a background thread; flushed before any is read
 
     # ------------------------------------------------------------------------------------------- the step
     def _train_step(self, window: list[Any]) -> None:
@@ -125,9 +125,10 @@ class Trainer:
             with self.autocast():
                 out = self.forward(model, x) if self.forward else model(x)
                 loss = self.loss_fn(out, y)
-            share = len(y) / n_total
-            self.scaler.scale(loss * share).backward()
-            step_loss += loss.detach().float() * share
+            if len(window) > 1:
+                loss = loss * (len(y) / n_total)
+            self.scaler.scale(loss).backward()
+            step_loss += loss.detach()
         if self.penalty is not None:  # explicit L1/L2: once per optimizer step, not per micro-batch
             reg = self.penalty(model)
             if reg is not None:
@@ -147,7 +148,7 @@ class Trainer:
         self.step += 1
         self.batch_in_epoch += 1
         self.last_loss = step_loss
-        self._loss_sum += step_loss.double() * n_total
+        self._loss_sum.add_(step_loss, alpha=n_total)  # float64: an epoch's sum of many losses keeps its digits
         self._loss_count += n_total
 
     # ------------------------------------------------------------------------------------------ the fit
@@ -185,6 +186,7 @@ class Trainer:
             raise
         finally:
             self._restore_signal_handlers(handlers)
+            self.checkpoints.close()  # every checkpoint is on disk before fit returns (or raises)
         self.summary = self._summary(time.perf_counter() - start, test_metrics)
         self.callbacks.fire("on_fit_end", self, self.summary)
         self.run_dir.write_summary(self.summary)
@@ -268,7 +270,7 @@ class Trainer:
             "rng": rng_state(),
             "actions": self.actions,
         }
-        return copy.deepcopy(state) if in_memory else state
+        return snapshot(state) if in_memory else state
 
     def _load_state(self, state: dict[str, Any], weights_only: bool = False) -> None:
         self.model.load_state_dict(state["model"])
@@ -295,9 +297,10 @@ class Trainer:
             return
         if not self.state_is_good or not bool(torch.isfinite(self.last_loss)):
             return  # never replace a good checkpoint with a broken state
-        save_checkpoint(self.run_dir.checkpoints / f"{which}.pt", self._state())
+        self.checkpoints.save(self.run_dir.checkpoints / f"{which}.pt", self._state())
 
     def load_weights(self, which: str = "best") -> None:
+        self.checkpoints.flush()
         path = self.run_dir.checkpoints / f"{which}.pt"
         if path.exists():
             self._load_state(load_checkpoint(path), weights_only=True)
@@ -323,6 +326,7 @@ class Trainer:
         source = None
         if request.get("restore", True):
             to = request.get("to", "last")
+            self.checkpoints.flush()
             candidates = [] if to == "start" else [self.run_dir.checkpoints / f"{to}.pt", self.run_dir.last]
             path = next((p for p in candidates if p.exists()), None)
             state = load_checkpoint(path) if path is not None else self._initial_state

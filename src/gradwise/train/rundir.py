@@ -58,7 +58,8 @@ class RunDir:
             atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
 
     def append_metrics(self, row: dict[str, Any]) -> None:
-        self._append("metrics.jsonl", row)
+        # no fsync: the checkpoint holds the history too, and a resume rewrites metrics.jsonl from it
+        self._append("metrics.jsonl", row, sync=False)
 
     def append_finding(self, finding: dict[str, Any]) -> None:
         self._append("findings.jsonl", finding)
@@ -71,14 +72,15 @@ class RunDir:
         if self.is_main:
             atomic_write_json(self.path / "summary.json", summary)
 
-    def _append(self, name: str, obj: dict[str, Any]) -> None:
+    def _append(self, name: str, obj: dict[str, Any], sync: bool = True) -> None:
         if not self.is_main:
             return
-        # one line per write, flushed and fsynced: a killed run keeps every complete line
+        # one line per write, flushed (and fsynced unless asked not to): a killed run keeps every complete line
         with open(self.path / name, "a") as f:
             f.write(json.dumps(obj, default=str) + "\n")
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
