@@ -148,7 +148,7 @@ def test_lr_override_auto_and_lr_scale_groups() -> None:
     model = make_model()
     with pytest.raises(ConfigError, match="optim.lr = 'auto'"):
         build_optimizer(model, OptimConfig(lr="auto"))
-    opt = build_optimizer(model, OptimConfig(name="sgd", lr="auto"), lr=0.2,
+    opt = build_optimizer(model, OptimConfig(name="sgd", lr="auto", weight_decay=0.01), lr=0.2,
                           groups=[{"params": ["0", "1.*"], "lr_scale": 0.1}, {"params": ["5.weight"], "lr_scale": 2}])
     names = {id(p): n for n, p in model.named_parameters()}
     lr_of = {names[id(p)]: (g["lr"], g["weight_decay"]) for g in opt.param_groups for p in g["params"]}
@@ -649,3 +649,14 @@ def test_suggest_ignores_non_finite_values() -> None:
     steep2, _ = _suggest(lrs_, losses_nan)
     assert steep2 is not None and math.isfinite(steep2)
     assert _suggest([1e-3, 1e-2], [1.0, math.nan]) == (None, None)
+
+
+@pytest.mark.parametrize(("name", "expected"), [("adamw", 0.01), ("adam", 0.0), ("sgd", 0.0), ("rmsprop", 0.0)])
+def test_default_weight_decay_is_decoupled_only(name: str, expected: float) -> None:
+    # AdamW's decay is decoupled from the gradient; for the others torch's weight_decay is an L2 term that the
+    # adaptive step rescales (and that kills ReLUs with Adam): off unless asked for
+    opt = build_optimizer(make_model(), OptimConfig(name=name, lr=0.01))
+    assert opt.param_groups[0]["weight_decay"] == expected
+    assert all(g["weight_decay"] == 0.0 for g in opt.param_groups[1:])  # biases and norm weights: never
+    explicit = build_optimizer(make_model(), OptimConfig(name=name, lr=0.01, weight_decay=0.05))
+    assert explicit.param_groups[0]["weight_decay"] == 0.05

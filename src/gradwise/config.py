@@ -115,7 +115,9 @@ class LossConfig(Section):
 class OptimConfig(Section):
     name: str = Field("adamw", description="sgd, adam, adamw, rmsprop, adagrad, adamax, nadam, radam")
     lr: float | Literal["auto"] = Field(3e-3, description="learning rate, or 'auto' to run lr-find first")
-    weight_decay: float = Field(0.01, ge=0.0)
+    weight_decay: float | None = Field(None, ge=0.0, description="null: 0.01 for adamw (decoupled decay), 0 for the "
+                                       "others (their weight_decay is an L2 term in the gradient, which "
+                                       "adaptive steps rescale; set it explicitly if you want it)")
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = False
     betas: tuple[float, float] = (0.9, 0.999)
@@ -125,6 +127,11 @@ class OptimConfig(Section):
     decay_norm_and_bias: bool = Field(False, description="apply weight decay to biases and norm parameters")
     fused: bool | None = Field(None, description="fused optimizer kernels: null = wherever torch has one for this "
                                "optimizer and device (sgd/adam/adamw on CPU and CUDA, adagrad on CPU)")
+
+    def resolved_weight_decay(self) -> float:
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return 0.01 if str(self.name).lower() == "adamw" else 0.0
 
     @field_validator("lr")
     @classmethod

@@ -186,7 +186,8 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float | None = None,
     """
     name = canonical_name("optim.name", cfg.name, OPTIMIZERS, "optimizer")
     base_lr = _resolve_lr(cfg, lr)
-    param_groups = parameter_groups(model, base_lr, cfg.weight_decay, cfg.decay_norm_and_bias, groups)
+    weight_decay = cfg.resolved_weight_decay()
+    param_groups = parameter_groups(model, base_lr, weight_decay, cfg.decay_norm_and_bias, groups)
     kwargs = _optimizer_kwargs(name, cfg)
     all_params = [p for g in param_groups for p in g["params"]]
     devices = {p.device.type for p in all_params}
@@ -199,4 +200,4 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float | None = None,
                           "Remove optim.fused (auto) or set it to false.")
     if fusable and cfg.fused is not False:
         kwargs["fused"] = True
-    return OPTIMIZERS[name](param_groups, lr=base_lr, weight_decay=cfg.weight_decay, **kwargs)
+    return OPTIMIZERS[name](param_groups, lr=base_lr, weight_decay=weight_decay, **kwargs)
