@@ -10,6 +10,7 @@ live in `gradwise.doctor.cases`.
     python bench/doctor_cases.py -k lr_ -j 2  # cases whose name contains 'lr_', two processes
     python bench/doctor_cases.py --no-repair
     python bench/doctor_cases.py --seed 1     # the same faults with other splits, inits and batch orders
+    python bench/doctor_cases.py --keep /tmp/cases   # keep the run directories (metrics.jsonl, findings.jsonl)
 
 Goals: recall >= 95%, no warning or error on a control, repair recovers >= 80% of the repairable cases.
 Exit status 0 when all goals are met.
@@ -72,10 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-j", "--jobs", type=int, default=1, help="processes (each uses one torch thread)")
     ap.add_argument("--no-repair", action="store_true", help="skip the runs with doctor.repair=true")
     ap.add_argument("--seed", type=int, default=0, help="re-draw every split, init and batch order (0: as written)")
+    ap.add_argument("--keep", default="", help="write the run directories here instead of a temporary folder")
     args = ap.parse_args(argv)
     names = [c.name for c in CASE_LIST if args.k in c.name]
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.keep or tmp
         if args.jobs > 1:
             with ProcessPoolExecutor(args.jobs) as pool:
                 outcomes = list(pool.map(_one, names, [out] * len(names), [not args.no_repair] * len(names),

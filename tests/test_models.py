@@ -486,3 +486,14 @@ def test_param_groups_by_depth() -> None:
 
     groups = param_groups_by_depth(WithRootParam())
     assert groups == [["scale"], ["a.weight", "a.bias"], ["b.bias"]]
+
+
+def test_transformer_cuts_a_univariate_signal_into_patches_about_sqrt_length_long() -> None:
+    from gradwise.models.architectures import transformer
+
+    signal = transformer((40,), 10)  # MNIST-1D: 40 steps of 1 feature -> 8 tokens of 5 steps
+    assert signal.embed.proj.in_features == 5 and signal.embed.position.shape[1] == 8
+    assert transformer((512,), 2).embed.proj.in_features == 16  # PatchTST's patch length for long series
+    rows = transformer((8, 8), 10)  # 8 steps of 8 features: one token per step
+    assert rows.embed.proj.in_features == 8 and rows.embed.position.shape[1] == 8
+    assert transformer((40,), 10, patch_size=1).embed.position.shape[1] == 40  # an explicit choice wins

@@ -52,7 +52,8 @@ class DataConfig(Section):
     clean_categories: bool = True
     scale: Literal["none", "standard", "minmax", "robust"] = "standard"
     one_hot: bool = True
-    scale_target: bool = False
+    scale_target: bool = Field(True, description="regression: standardize the target for training (fitted on "
+                               "train); losses are in standard units, MAE/R² and predictions in the original ones")
     balance: Literal["none", "oversample", "undersample", "class_weights", "weighted_sampler"] = "none"
     augment: list[str] = Field(default_factory=list, description="e.g. [flip, rotate, translate, noise, shift, scale]")
     augment_strength: float = Field(1.0, ge=0.0)

@@ -15,7 +15,7 @@ import yaml
 
 from gradwise.doctor.findings import SEVERITY_RANK, Finding, fill_fixes
 from gradwise.doctor.preflight import Facts
-from gradwise.doctor.rules import curve_findings
+from gradwise.doctor.rules import curve_findings, explained
 from gradwise.train.rundir import read_run
 
 
@@ -57,4 +57,5 @@ def analyze_run(path: str | Path) -> list[Finding]:
         if f.code not in found or f.rank > found[f.code].rank:
             f.fixes = fill_fixes(f.fixes, max(lrs) if lrs else None, bs)
             found[f.code] = f
-    return sorted(found.values(), key=lambda f: -SEVERITY_RANK[f.severity])
+    # a symptom whose root cause another check found is info, as in the live doctor's summary
+    return sorted(explained(list(found.values())), key=lambda f: -SEVERITY_RANK[f.severity])

@@ -75,8 +75,9 @@ class Doctor(Callback):
     # ---------------------------------------------------------------------------------------- reporting
     @property
     def findings(self) -> list[Finding]:
-        """Most severe first, then in the order they were found."""
-        return sorted(self._findings, key=lambda f: -f.rank)
+        """Most severe first, then in the order they were found; a symptom whose root cause another check found
+        (e.g. underfitting under a softmax-before-cross-entropy mismatch) is shown as info, marked with its root."""
+        return sorted(rules.explained(self._findings), key=lambda f: -f.rank)
 
     def report(self, trainer: Trainer, finding: Finding) -> bool:
         """Record, log and print a finding once per code (again when it comes back stronger or after a repair);
@@ -85,6 +86,7 @@ class Doctor(Callback):
         if seen is not None and seen >= finding.rank:
             return False
         self._fill(trainer, finding)
+        self._labels_first(finding)
         self._findings = [f for f in self._findings if f.code != finding.code]
         self._seen[finding.code] = finding.rank
         self._findings.append(finding)
@@ -94,6 +96,21 @@ class Doctor(Callback):
             # escape: fixes such as model.widths=[256, 256] must not be read as rich markup
             trainer.console.print(f"[{style}]doctor[/] {escape(finding.render())}", highlight=False, markup=True)
         return True
+
+    def _labels_first(self, finding: Finding) -> None:
+        """A run that learns nothing although its steps are a healthy size and its gradients reach every layer (and
+        no units died or saturated) is most likely fed labels that do not depend on the inputs: say so first."""
+        if finding.code != "no_learning" or finding.epoch == 0 or self.facts is None:
+            return
+        order = self.facts.layer_order or [n for n, _ in self._layers]
+        quiet = not any(self._seen.get(c, 0) >= 1 for c in ("dead_units", "saturated_units", "vanishing_gradients",
+                                                            "exploding_gradients", "lr_too_low", "lr_too_high"))
+        if quiet and rules.steps_look_healthy(self.records, order, self.t):
+            label = next((c for c in finding.causes if "labels" in c), "labels unrelated to the inputs")
+            finding.causes = [label] + [c for c in finding.causes if c != label]
+            finding.fixes = ["check that X[i] and y[i] describe the same example (a shuffled or misaligned join)"] \
+                + finding.fixes
+            finding.evidence = {**finding.evidence, "steps_and_gradients_healthy": True}
 
     @staticmethod
     def _fill(trainer: Trainer, finding: Finding) -> None:
@@ -279,7 +296,8 @@ class Doctor(Callback):
 
     # ---------------------------------------------------------------------------------------- probe rules
     def _probe_rules(self, trainer: Trainer) -> None:
-        found = rules.probe_findings(self.records, self.facts, trainer.history, self.t)
+        found = rules.probe_findings(self.records, self.facts, trainer.history, self.t,
+                                     clipping=trainer.clip_grad is not None)
         for f in found:
             self.report(trainer, f)
         if not (self.cfg.repair and self.repairs < self.cfg.max_repairs):
@@ -320,7 +338,7 @@ class Doctor(Callback):
                 row[name] = {"dead": float(s["dead"].float().mean()), "units": s["units"]}
             else:
                 row[name] = {"saturated": float((s["saturated"] >= self.t.sat_unit).float().mean()),
-                             "units": s["units"], "kind": s["kind"]}
+                             "sat_mean": float(s["saturated"].mean()), "units": s["units"], "kind": s["kind"]}
         self.activations.append(row)
 
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
@@ -333,11 +351,13 @@ class Doctor(Callback):
             return
         self._epoch_probe(trainer, logs)
         history = [*trainer.history, logs]
-        for f in rules.activation_findings(self.activations, logs.get("epoch"), trainer.step, self.t):
+        for f in rules.activation_findings(self.activations, logs.get("epoch"), trainer.step, self.t,
+                                           coupled_decay=_coupled_decay(trainer.optimizer)):
             self.report(trainer, f)
         found = rules.curve_findings(history, self.facts, planned_epochs=trainer.epochs, t=self.t,
                                      early_stopping=_keeps_best(trainer))
-        found += rules.probe_findings(self.records, self.facts, history, self.t, epoch_end=True)
+        found += rules.probe_findings(self.records, self.facts, history, self.t, epoch_end=True,
+                                      clipping=trainer.clip_grad is not None)
         now = logs.get("epoch")
         for f in found:
             self.report(trainer, f)
@@ -405,6 +425,20 @@ def _lr_factor(finding: Finding, low: float, high: float) -> float:
     ratio = finding.evidence.get("update_to_weight")
     ratio = float(ratio) if isinstance(ratio, int | float) and ratio > 0 else LR_TARGET_RATIO
     return float(f"{min(high, max(low, LR_TARGET_RATIO / ratio)):.3g}")
+
+
+# adaptive optimizers whose `weight_decay` is an L2 term added to the gradient (then rescaled per coordinate)
+_ADAPTIVE = (torch.optim.Adam, torch.optim.NAdam, torch.optim.RAdam, torch.optim.Adamax, torch.optim.RMSprop,
+             torch.optim.Adagrad, torch.optim.Adadelta)
+
+
+def _coupled_decay(optimizer: Any) -> float:
+    """The largest weight decay an adaptive optimizer applies as L2 inside its gradient (0 for SGD, AdamW, or a
+    group with decoupled_weight_decay)."""
+    if not isinstance(optimizer, _ADAPTIVE) or isinstance(optimizer, torch.optim.AdamW):
+        return 0.0
+    return max((float(g.get("weight_decay") or 0.0) for g in optimizer.param_groups
+                if not g.get("decoupled_weight_decay")), default=0.0)
 
 
 def _keeps_best(trainer: Trainer) -> bool:

@@ -31,6 +31,15 @@ from gradwise.train.checkpoint import rng_state, set_rng_state
 INPUT_LARGE = 10.0  # a feature's RMS above this: default inits assume O(1) inputs
 INPUT_TINY = 0.01  # every feature's RMS below this: the signal is lost against the biases
 INIT_GAIN_HIGH = 5.0  # std·√fan_in; He normal is 1.41, PyTorch's default 0.58, LeCun 1.0
+# a too-small init: most hidden weight matrices (the output layer is left out: a small or zero head is a common,
+# harmless choice) have std·√fan_in below 0.15 -- a quarter of the smallest standard init (PyTorch's 0.58), so each
+# such layer shrinks the signal >= 4x more than a standard one -- AND the signal has in fact collapsed: the output
+# layer's input is below 1% of the first weight layer's input (RMS on the probe batch). Both, because normalization
+# or residual connections (a transformer with N(0, 0.02²) weights) keep a small-weight model's signal alive, and a
+# deep net with default weights can shrink its signal without being mis-initialized. A majority, not any one
+# layer: single matrices legitimately sit lower (an LSTM's input matrix at its default has gain ~0.2).
+INIT_GAIN_LOW = 0.15
+SIGNAL_COLLAPSE = 0.01
 INIT_LOSS_RATIO = 3.0  # initial loss / loss of an all-zero output (ln C for cross-entropy)
 IMBALANCE_RATIO = 10.0  # largest class count / smallest class count
 LEAK_WARN = 0.05  # share of validation/test rows identical to a training row
@@ -542,6 +551,7 @@ class Preflight:
             elif gain > INIT_GAIN_HIGH:
                 bad_layers.append({"layer": name, "issue": f"std·√fan_in = {gain:.3g} (He: 1.41)",
                                    "std": float(w.std())})
+        tiny = self._tiny_init(trace, named)
         ratio = None
         if facts.initial_loss is not None and facts.zero_loss:
             ratio = facts.initial_loss / facts.zero_loss
@@ -554,11 +564,13 @@ class Preflight:
             _, acts = stats.measure(self.model, self.probe_x, self.forward)
         dead = {k: float(v["dead"].float().mean()) for k, v in acts.items() if v["kind"] == "relu"}
         dead_layers = {k: v for k, v in dead.items() if v >= DEAD_AT_INIT}
-        if not bad_layers and not loss_off and not dead_layers:
+        if not bad_layers and not loss_off and not dead_layers and not tiny:
             return
-        facts.init_abnormal = bool(bad_layers) or loss_off
+        facts.init_abnormal = bool(bad_layers) or loss_off or bool(tiny)
         if bad_layers:
             ev["layers"] = bad_layers[:6]
+        if tiny:
+            ev["small_init"] = tiny
         if dead_layers:
             ev["dead_relu_share"] = dead_layers
         parts = []
@@ -570,11 +582,40 @@ class Preflight:
         if dead_layers:
             k = next(iter(dead_layers))
             parts.append(f"{dead_layers[k]:.0%} of the units of {k} never fire at initialization")
+        if tiny:
+            parts.append(f"{tiny['small']} of {tiny['hidden']} hidden weight matrices have std·√fan_in < "
+                         f"{INIT_GAIN_LOW} (smallest {tiny['min_gain']:.3g}; PyTorch's default is 0.58) and the "
+                         f"signal reaching the output layer is {tiny['signal_ratio']:.2g} of the input's size")
         self.add("bad_initialization", "warning", "; ".join(parts), ev,
                  ["weights filled with a constant or zeros", "a hand-written init with the wrong std (e.g. normal "
-                  "std 1 or 10)", "a large negative bias"],
+                  "std 1 or 10, or 0.01 in a deep stack)", "a large negative bias"],
                  ["model.init=he_normal (ReLU) or xavier_uniform (tanh/sigmoid)",
                   "fit(): drop the custom init (PyTorch's default is sane) or use nn.init.kaiming_normal_"])
+
+    def _tiny_init(self, trace: Trace, named: dict[str, nn.Parameter]) -> dict[str, Any] | None:
+        """Evidence of a too-small init (see INIT_GAIN_LOW), or None."""
+        emb = {f"{n}.weight" if n else "weight" for n, m in self.model.named_modules()
+               if isinstance(m, nn.Embedding | nn.EmbeddingBag)}
+        weights = [n for n in self.facts.layer_order if n in named and named[n].ndim >= 2 and n not in emb]
+        hidden = weights[:-1]
+        if not hidden:
+            return None
+        gains = {n: float(named[n].detach().float().std()) * math.sqrt(_fan_in(named[n])) for n in hidden
+                 if named[n].numel() > 1}
+        small = [n for n, g in gains.items() if g < INIT_GAIN_LOW]
+        if not gains or 2 * len(small) <= len(gains):
+            return None
+        owner = [n.rsplit(".", 1)[0] if "." in n else "" for n in weights]
+        first = next((trace.input_rms[o] for o in owner if o in trace.input_rms), None)
+        last = trace.input_rms.get(owner[-1])
+        if first is None or last is None or first <= 0:
+            return None
+        signal = last / first
+        if signal >= SIGNAL_COLLAPSE:
+            return None
+        return {"hidden": len(gains), "small": len(small), "min_gain": min(gains.values()),
+                "gains": {n: gains[n] for n in small[:6]}, "signal_ratio": signal, "threshold_gain": INIT_GAIN_LOW,
+                "threshold_signal": SIGNAL_COLLAPSE}
 
     def check_gradients(self, loss: torch.Tensor) -> None:
         params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]

@@ -123,6 +123,7 @@ class Trace:
     collapsed: list[tuple[str, str]]  # (Linear a, Linear b): b reads a's output with no nonlinearity between
     unit_dims: dict[str, int]  # activation module -> the dimension that indexes its units
     layer_order: list[str]  # weight parameter names in the order their modules ran
+    input_rms: dict[str, float] = field(default_factory=dict)  # leaf module -> RMS of its (first, float) input
 
 
 def trace_model(model: nn.Module, x: Any, forward: Callable | None) -> Trace:
@@ -133,6 +134,7 @@ def trace_model(model: nn.Module, x: Any, forward: Callable | None) -> Trace:
     affine_src: dict[int, str] = {}  # data_ptr -> the Linear/Conv whose output this still is (affine-wise)
     collapsed: list[tuple[str, str]] = []
     unit_dims: dict[str, int] = {}
+    input_rms: dict[str, float] = {}
     last: list[tuple[str, nn.Module, torch.Tensor]] = []
 
     def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
@@ -141,6 +143,8 @@ def trace_model(model: nn.Module, x: Any, forward: Callable | None) -> Trace:
             order.append(name)
         out = first_tensor(output)
         inp = first_tensor(inputs)
+        if name not in input_rms and inp is not None and inp.is_floating_point() and inp.numel():
+            input_rms[name] = float(inp.detach().float().pow(2).mean().sqrt())
         if out is None:
             return
         src = affine_src.get(inp.data_ptr()) if inp is not None and inp.numel() else None
@@ -177,7 +181,7 @@ def trace_model(model: nn.Module, x: Any, forward: Callable | None) -> Trace:
             break
     params_of = {n: [pn for pn, p in m.named_parameters(prefix=n) if p.ndim >= 2] for m, n in leaves.items()}
     layer_order = [pn for n in order for pn in params_of.get(n, [])]
-    return Trace(output, order, final, collapsed, unit_dims, layer_order)
+    return Trace(output, order, final, collapsed, unit_dims, layer_order, input_rms)
 
 
 # --------------------------------------------------------------------------------------------- activations
@@ -320,6 +324,7 @@ class ProbeRecord:
     update: dict[str, float] = field(default_factory=dict)  # ‖ΔW‖ of the step
     reg_ratio: float | None = None  # ‖regularization force‖ / ‖data force‖ (None: no regularization)
     loss: float | None = None
+    peak_lr: float | None = None  # the schedule's peak LR (initial_lr / max_lr of the group) when it has one
     cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)  # derived ratios (rules.py)
 
     def rel_grad(self, name: str) -> float:
@@ -354,9 +359,14 @@ class StepProbe:
         named = [(n, p) for n, p in self.layers if p.grad is not None]
         g = _norms([p.grad for _, p in named])
         w = _norms([p.detach() for _, p in named])
-        lr = float(optimizer.param_groups[0]["lr"])
+        group0 = optimizer.param_groups[0]
+        lr = float(group0["lr"])
+        # a schedule keeps its peak in the group (LambdaLR & co: initial_lr; OneCycleLR: max_lr): the LR rules
+        # need it to tell warmup steps from full-LR steps
+        peaks = [float(v) for v in (group0.get("initial_lr"), group0.get("max_lr")) if isinstance(v, int | float)]
         self.record = ProbeRecord(step, epoch, lr, grad_norm, {n: v for (n, _), v in zip(named, g, strict=True)},
-                                  {n: v for (n, _), v in zip(named, w, strict=True)})
+                                  {n: v for (n, _), v in zip(named, w, strict=True)},
+                                  peak_lr=max(peaks) if peaks else None)
         self._named = named
         self._before = [p.detach().clone() for _, p in named]
         # the regularization force against the data force, in the units the optimizer applies them: coupled weight

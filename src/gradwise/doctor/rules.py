@@ -34,7 +34,11 @@ class Thresholds:
     diverge_rise: float = 0.1  # ... and the rise >= 0.1·S, for 2 epochs in a row (or 1 when above the start)
     osc_window: int = 6  # epochs looked at for oscillation
     osc_rel: float = 0.2  # a move counts when it changes L by >= 20% (of the lower of the two epochs) ...
-    osc_abs: float = 0.01  # ... and by >= 1% of S (so the noise floor near 0 never counts)
+    # ... and by >= 10% of S. Once a model fits well, its epoch-mean loss is a small number whose relative
+    # epoch-to-epoch noise is large (0.05 -> 0.2 -> 0.07 is a healthy small-batch run near its floor); a bounce
+    # only costs something when it undoes a sizeable part of what there is to learn. 10% of S is the same
+    # "matters on the scale S" bar the divergence rule uses (diverge_rise).
+    osc_abs: float = 0.1
     osc_moves: int = 3  # >= 3 such moves, >= 2 of them rises, changing direction >= 2 times
     plateau_epochs: int = 4  # the best L improved < 1% over this many epochs ...
     plateau_gain: float = 0.01
@@ -44,15 +48,28 @@ class Thresholds:
     overfit_rise: float = 1.2  # V >= 1.2x its best, the rise >= 0.05·S, L still falling, 2 epochs in a row
     overfit_abs: float = 0.05
     gap_abs: float = 0.3  # or V - L >= 0.3·S and V >= 2·L for 3 epochs
-    gap_best: float = 0.2  # with early stopping: a warning only if the best epoch's V - L >= 0.2·S
-    label_val: float = 0.9  # val never below 0.9·S_val while train fell below 0.7·S: labels do not generalize
-    label_train: float = 0.7
+    # with early stopping: a warning only if the best validation loss is >= 0.2·S above the lowest training loss
+    # (the model fits its own rows far better than it ever does new ones: more data or regularization would pay)
+    gap_best: float = 0.2
+    # labels that do not generalize: the validation loss never gets 10% below its know-nothing loss while the
+    # training loss did (train <= 0.9·S, val >= 0.9·S_val), and the training rows are fit at least 10% of S better
+    # than the validation rows ever were (label_gap: a run that is merely slow to start moves both together).
+    # Symmetric on purpose: "learned something" means the same 10% on both sides. The train side must not ask
+    # for memorization (0.7·S): early stopping ends a shuffled-label run long before the model memorizes.
+    label_val: float = 0.9
+    label_train: float = 0.9
+    label_gap: float = 0.1
     mismatch_rel: float = 1.25  # eval-mode loss on training rows >= 1.25x the train-mode loss ...
     mismatch_abs: float = 0.15  # ... and higher by >= 0.15·S, 2 epochs in a row
     # sampled steps
     update_high: float = 0.1  # median ‖ΔW‖/‖W‖ over layers and over the last probes (~1e-3 is healthy)
     update_low: float = 1e-4
     lr_active: float = 0.3  # LR rules only look at steps whose LR is >= 30% of the peak (not warmup/decay tails)
+    # lr_too_low ignores the first optimizer steps: momentum builds up over ~1/(1-β) = 10 steps and RAdam
+    # rectifies its variance with deliberately tiny steps for its first ~5; step 8 is the first probe after
+    # both (probes run at steps 0, 1, 2, 4, 8, ...). lr_too_high keeps every step >= 1: a too-high LR shows
+    # as an early transient (the first large steps do the damage).
+    lr_low_burn_in: int = 8
     explode_rel: float = 10.0  # ‖g‖/‖W‖ of a layer (healthy runs stay below ~2) ...
     explode_growth: float = 100.0  # ... or the global gradient norm grown 100x from its first probes
     explode_depth: float = 1e2  # ... or (‖g‖/‖W‖) first layer / last layer >= 100
@@ -63,6 +80,10 @@ class Thresholds:
     dead_share: float = 0.5  # >= 50% of a ReLU layer's units never fire, 2 epochs in a row
     sat_unit: float = 0.9  # a unit is saturated on >= 90% of the probe rows
     sat_share: float = 0.5  # >= 50% of a layer's units saturated, 2 epochs in a row
+    # ... or >= 50% of all of a layer's outputs (units x probe rows) saturated, 2 epochs in a row: a saturated
+    # output passes back < 5% of its gradient, so half the layer's gradient signal is gone whether the saturation
+    # sits in a few units or is spread over all of them (the per-unit test misses the spread case)
+    sat_layer: float = 0.5
 
 
 DEFAULT = Thresholds()
@@ -150,9 +171,11 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
         if len(moves) >= t.osc_moves and moves.count(1) >= 2 and flips >= 2:
             i = end - 1
             out.append(_f("oscillating_loss", "warning", f"the training loss jumped up {moves.count(1)} times and "
-                          f"down {moves.count(-1)} times by >= {t.osc_rel:.0%} over epochs {ep[end - w]}-{ep[i]}",
+                          f"down {moves.count(-1)} times by >= {t.osc_rel:.0%} (and >= {t.osc_abs:.0%} of the "
+                          f"know-nothing loss {S:.4g}) over epochs {ep[end - w]}-{ep[i]}",
                           {"epochs": [ep[end - w], ep[i]], "train_loss": seg, "rises": moves.count(1),
-                           "falls": moves.count(-1), "threshold": t.osc_rel, "loss_scale": S},
+                           "falls": moves.count(-1), "threshold": t.osc_rel, "threshold_abs": t.osc_abs,
+                           "loss_scale": S},
                           ["learning rate too high (steps overshoot the valley)", "batch too small for the LR",
                            "unscaled inputs"],
                           ["optim.lr=<lr*0.3>", "train.batch_size=<bs*2>",
@@ -175,6 +198,20 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
                            "dead units)", "labels unrelated to the inputs"],
                           ["optim.lr=<lr*10>", "model.init=he_normal", "check that forward() uses every layer"],
                           ep[-1], step[-1]))
+    # a run that ends no better than knowing nothing has learned nothing usable, whatever its slope: a loss still
+    # falling from a far worse start (a saturating init) is not "nearly there", and underfitting's "train longer"
+    # would be the wrong advice. Judged on the finished run only (mid-run the loss may still be on its way down).
+    if final and stuck is None and n >= 2 and L[-1] >= S:
+        stuck = n - 1
+        out.append(_f("no_learning", "warning", f"the run ends with a training loss of {L[-1]:.4g}, "
+                      f"{L[-1] / S:.3g}x the loss of a model that knows nothing ({S:.4g}): it has learned nothing "
+                      "usable", {"epochs": n, "final_train_loss": L[-1], "best_train_loss": min(L),
+                                 "know_nothing_loss": S, "initial_loss": start, "rule": "final_above_know_nothing"},
+                      ["an initialization that starts the model far off (saturated units, huge logits) and too few "
+                       "or too small steps to undo it", "a loss that does not match the model's output",
+                       "labels unrelated to the inputs"],
+                      ["model.init=he_normal (ReLU) or xavier_uniform (tanh/sigmoid)", "optim.lr=<lr*3>",
+                       "check the loss against the model's last layer"], ep[-1], step[-1]))
     if stuck is None:
         p = t.plateau_epochs
         peak_lr, peaks = 0.0, []
@@ -214,8 +251,9 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
         Sv = facts.val_baseline if facts is not None and _finite(facts.val_baseline) else S
         # ... while eval mode still fits the training rows (else it is a train/eval mismatch, not the labels)
         fits = [E[i] for i in idx if _finite(E[i])]
-        if (len(idx) >= 5 and min(L) <= t.label_train * S and min(V[i] for i in idx) >= t.label_val * Sv
-                and (not fits or min(fits) <= t.label_train * S)):
+        best_v = min(V[i] for i in idx) if idx else math.inf
+        if (len(idx) >= 5 and min(L) <= t.label_train * S and best_v >= t.label_val * Sv
+                and best_v / Sv - min(L) / S >= t.label_gap and (not fits or min(fits) <= t.label_train * S)):
             i = idx[-1]
             out.append(_f("label_problem", "warning", f"the training loss fell to {min(L):.4g} but the validation "
                           f"loss never beat the know-nothing loss ({min(V[j] for j in idx):.4g} vs {Sv:.4g}): the "
@@ -250,13 +288,21 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
                 msg = (f"the validation loss rose from {V[b]:.4g} (epoch {ep[b]}) to {V[i]:.4g} while the training "
                        f"loss kept falling ({L[i]:.4g})" if why == "rising" else
                        f"the validation loss ({V[i]:.4g}) is far above the training loss ({L[i]:.4g})")
-                # harmless when early stopping keeps the best epoch and that epoch itself generalizes well
-                handled = early_stopping and V[b] - L[b] < t.gap_best * S
+                # harmless when early stopping keeps the best epoch and even that epoch is not far worse on new
+                # rows than the model can do on its training rows. Compared with the lowest training loss the run
+                # reached, not the best epoch's own: early in a run the epoch-mean training loss lags (it averages
+                # the whole epoch), so a best epoch at epoch 2 shows no gap while the model then memorizes its
+                # rows -- the best it can do on new rows stays far from what it fits.
+                handled = early_stopping and V[b] - min(L) < t.gap_best * S
                 if handled:
                     msg += f"; early stopping keeps epoch {ep[b]}"
+                elif early_stopping:
+                    msg += (f"; even the best epoch ({ep[b]}, val {V[b]:.4g}) is {(V[b] - min(L)) / S:.0%} of the "
+                            f"know-nothing loss above the lowest training loss ({min(L):.4g})")
                 out.append(_f("overfitting", "info" if handled else "warning", msg,
                               {"epoch": ep[i], "val_loss": V[i], "best_val_loss": V[b], "best_epoch": ep[b],
-                               "train_loss": L[i], "loss_scale": S, "rule": why, "early_stopping": early_stopping},
+                               "train_loss": L[i], "lowest_train_loss": min(L), "loss_scale": S, "rule": why,
+                               "early_stopping": early_stopping, "threshold_best_gap": t.gap_best},
                               ["too little data for the model", "too many epochs", "too little regularization"],
                               ([] if early_stopping else ["train.early_stopping.enabled=true (keeps the best epoch)"])
                               + ["optim.weight_decay=0.05", "model.dropout=0.2", "more data or data.augment=[...]"],
@@ -284,19 +330,60 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
     return supersede(out)
 
 
-# a root cause hides the symptoms it explains (a diverged run also 'plateaus', 'underfits' and has a 'gap')
-SUPERSEDES = {
-    "diverging_loss": ("plateau", "underfitting", "overfitting", "oscillating_loss", "train_eval_mismatch"),
+# A root cause hides the symptoms it explains (a diverged run also 'plateaus', 'underfits' and has a 'gap').
+# Inside one curve_findings call a symptom is dropped (`supersede`); across the check types (pre-flight, probes,
+# curves, end of training) the doctor keeps it, downgraded to info and marked with its root (`explained`).
+SUPERSEDES: dict[str, tuple[str, ...]] = {
+    "diverging_loss": ("plateau", "underfitting", "overfitting", "oscillating_loss", "train_eval_mismatch",
+                       "no_learning"),
     "no_learning": ("plateau", "underfitting"),
-    "label_problem": ("overfitting",),
+    # shuffled labels: the training loss creeps down slowly and stalls high ('underfitting', 'plateau', early on
+    # 'no_learning'); none of those fixes (a bigger model, more epochs, a higher LR) helps
+    "label_problem": ("overfitting", "plateau", "underfitting", "no_learning"),
     "train_eval_mismatch": ("overfitting", "label_problem"),  # a broken eval mode inflates the val loss
+    # a loss that does not match the output (softmax before cross-entropy, sigmoid before BCE-with-logits, a
+    # squashing output on a regression target) floors or flattens the loss: the stall and the high loss are its doing
+    "loss_output_mismatch": ("underfitting", "plateau", "no_learning"),
+    # a data gradient that vanished (a tiny init, a deep saturating stack) makes any regularization look dominant
+    "bad_initialization": ("over_regularization",),
+    "vanishing_gradients": ("over_regularization",),
+    # raw inputs make the first layers' gradients large relative to their weights from step 0 on; only gradients
+    # that are large but not growing are explained by that (see `_covers`)
+    "unnormalized_inputs": ("exploding_gradients",),
 }
+
+
+def _covers(root: Finding, symptom: Finding) -> bool:
+    if symptom.code not in SUPERSEDES.get(root.code, ()):
+        return False
+    if symptom.code == "exploding_gradients":  # growth or non-finite values are a blow-up of their own
+        return not symptom.evidence.get("growing", True)
+    return True
 
 
 def supersede(found: list[Finding]) -> list[Finding]:
     codes = {f.code for f in found}
     hidden = {c for root, covered in SUPERSEDES.items() if root in codes for c in covered}
     return [f for f in found if f.code not in hidden]
+
+
+def explained(found: list[Finding]) -> list[Finding]:
+    """The findings of a whole run with every symptom of a root cause found elsewhere (a warning or error of
+    another check type) turned into info, marked with the root in its evidence. Pre-flight findings (epoch 0)
+    describe the setup itself and are never a symptom; the first matching root in SUPERSEDES order is named."""
+    rank = {code: i for i, code in enumerate(SUPERSEDES)}
+    roots = sorted((f for f in found if f.rank >= 1 and f.code in rank), key=lambda f: rank[f.code])
+    out: list[Finding] = []
+    for f in found:
+        root = next((r for r in roots if r.code != f.code and _covers(r, f)), None) \
+            if f.rank >= 1 and f.epoch != 0 else None
+        if root is None:
+            out.append(f)
+            continue
+        out.append(Finding(f.code, "info", f"{f.message} (explained by {root.code})",
+                           {**f.evidence, "explained_by": root.code}, list(f.causes), list(f.fixes),
+                           step=f.step, epoch=f.epoch))
+    return out
 
 
 # --------------------------------------------------------------------------------------------- sampled steps
@@ -375,9 +462,22 @@ def max_rel_grad(rec: ProbeRecord, ref: ProbeRecord | None = None) -> float:
     return max(vals) if vals else 0.0
 
 
+def _loss_falling(records: list[ProbeRecord], facts: Facts | None, history: list[dict[str, Any]]) -> bool:
+    """The training loss is below where it started: the latest epoch mean (else the median of the last probed
+    batches) against the initialized model's loss (else the first probed batch)."""
+    start = facts.initial_loss if facts is not None and _finite(facts.initial_loss) else records[0].loss
+    if history and _finite(history[-1].get("train_loss")):
+        now: float | None = float(history[-1]["train_loss"])
+    else:
+        recent = [r.loss for r in records[-3:] if r.loss is not None and math.isfinite(r.loss)]
+        now = _median(recent) if recent else None
+    return start is not None and now is not None and math.isfinite(start) and now < start
+
+
 def probe_findings(records: list[ProbeRecord], facts: Facts | None, history: list[dict[str, Any]],
-                   t: Thresholds = DEFAULT, epoch_end: bool = False) -> list[Finding]:
-    """Rules over the sampled steps: learning rate (update/weight ratio), exploding and vanishing gradients."""
+                   t: Thresholds = DEFAULT, epoch_end: bool = False, clipping: bool = False) -> list[Finding]:
+    """Rules over the sampled steps: learning rate (update/weight ratio), exploding and vanishing gradients.
+    `clipping`: the run clips the gradient norm (the size of a step is bounded whatever the gradient's)."""
     out: list[Finding] = []
     if len(records) < t.min_probes:
         return out
@@ -396,19 +496,28 @@ def probe_findings(records: list[ProbeRecord], facts: Facts | None, history: lis
     regs = [r.reg_ratio for r in active if r.reg_ratio is not None]
     reg_dominates = bool(regs) and _median(regs) >= t.reg_ratio  # decay, not the LR, sets the step size
     init_ok = facts is None or not facts.init_abnormal
-    if len(ur) >= t.min_probes and init_ok:
-        med = _median(ur)
-        if med >= t.update_high and not reg_dominates:
+    # lr_too_low: steps after the optimizer's own start-up (lr_low_burn_in), at >= 30% of the schedule's real
+    # peak LR (the param group's initial_lr / max_lr, recorded with each probe): with a warmup, the running
+    # maximum of the probed LRs is the current warmup LR, so warmup steps would count as full-LR steps
+    peak_low = max([peak] + [r.peak_lr for r in records if r.peak_lr is not None and math.isfinite(r.peak_lr)])
+    active_low = [r for r in records if r.lr >= t.lr_active * peak_low and r.step >= t.lr_low_burn_in][-5:]
+    ur_low = [u for u in (update_ratio(r, ref) for r in active_low) if _finite(u)]
+    med_low = _median(ur_low) if len(ur_low) >= t.min_probes else None
+    if init_ok:
+        med = _median(ur) if len(ur) >= t.min_probes else None
+        if med is not None and med >= t.update_high and not reg_dominates:
             out.append(_f("lr_too_high", "warning", f"each step changes the weights by {med:.1%} of their norm "
                           f"(median of {len(ur)} probes; healthy is ~0.1-1%, the limit {t.update_high:.0%})",
                           {"update_to_weight": med, "threshold": t.update_high, "steps": [r.step for r in active],
                            "lr": last.lr},
                           ["learning rate about a decade too high", "Adam-family optimizer with an SGD-sized LR"],
                           ["optim.lr=<lr*0.1>", "schedule.name=warmup_cosine"], ep, last.step))
-        elif med <= t.update_low and (S is None or loss is None or loss >= 0.5 * S):
-            out.append(_f("lr_too_low", "warning", f"each step changes the weights by only {med:.1e} of their "
-                          f"norm (median of {len(ur)} probes; limit {t.update_low:.0e}) while the loss is still "
-                          "high", {"update_to_weight": med, "threshold": t.update_low, "lr": last.lr,
+        elif (med_low is not None and med_low <= t.update_low
+              and (S is None or loss is None or loss >= 0.5 * S)):
+            out.append(_f("lr_too_low", "warning", f"each step changes the weights by only {med_low:.1e} of their "
+                          f"norm (median of {len(ur_low)} probes; limit {t.update_low:.0e}) while the loss is still "
+                          "high", {"update_to_weight": med_low, "threshold": t.update_low, "lr": last.lr,
+                                   "peak_lr": peak_low, "steps": [r.step for r in active_low],
                                    "train_loss": loss, "loss_scale": S},
                           ["learning rate a decade or more too low", "an SGD-sized LR divided once too often"],
                           ["optim.lr=<lr*10>", "doctor.repair=true (raises the LR on a slow start)"], ep, last.step))
@@ -418,22 +527,30 @@ def probe_findings(records: list[ProbeRecord], facts: Facts | None, history: lis
     recent = records[-5:]
     first = [r.grad_norm for r in records[:3] if r.grad_norm > 0]
     g0 = _median(first) if first else None
-    big = []
+    big, growing = [], []
     for r in recent:
-        grown = g0 is not None and r.grad_norm >= t.explode_growth * g0
+        grown = (g0 is not None and r.grad_norm >= t.explode_growth * g0) or not math.isfinite(r.grad_norm)
         dr = depth_ratio(r, order, ref)
-        big.append(max_rel_grad(r, ref) >= t.explode_rel or grown or (dr is not None and dr >= t.explode_depth)
-                   or not math.isfinite(r.grad_norm))
+        big.append(max_rel_grad(r, ref) >= t.explode_rel or grown or (dr is not None and dr >= t.explode_depth))
+        growing.append(grown)
     if sum(big) >= t.min_probes and all(big[-2:]):
         worst = max((n for n in last.grad if _layer_ok(last, n)), key=lambda n: last.grad[n] / _den(last, n, ref),
                 default=None)
         hot = [r for r, b in zip(recent, big, strict=True) if b]
-        out.append(_f("exploding_gradients", "warning", f"the gradients are far out of scale on {sum(big)} of the "
-                      f"last {len(big)} probes (norm up to {max(r.grad_norm for r in hot):.3g}; largest ‖g‖/‖W‖ "
-                      f"{max(max_rel_grad(r, ref) for r in hot):.3g}, healthy < 2)",
+        grew = any(growing)
+        # gradients that are only *large* (not growing) while clipping bounds every step and the loss falls do no
+        # harm: the clipped steps are the right size and training works. Growth or non-finite values stay a
+        # warning (clipping hides a blow-up, it does not stop one).
+        bounded = clipping and not grew and _loss_falling(records, facts, history)
+        msg = (f"the gradients are far out of scale on {sum(big)} of the last {len(big)} probes (norm up to "
+               f"{max(r.grad_norm for r in hot):.3g}; largest ‖g‖/‖W‖ {max(max_rel_grad(r, ref) for r in hot):.3g}, "
+               "healthy < 2)")
+        if bounded:
+            msg += "; clipping bounds the steps and the loss is falling"
+        out.append(_f("exploding_gradients", "info" if bounded else "warning", msg,
                       {"grad_norm": [r.grad_norm for r in recent], "start_grad_norm": g0,
                        "max_grad_to_weight": [max_rel_grad(r, ref) for r in recent], "threshold_rel": t.explode_rel,
-                       "threshold_growth": t.explode_growth, "layer": worst,
+                       "threshold_growth": t.explode_growth, "layer": worst, "growing": grew, "clipping": clipping,
                        "depth_ratio": [depth_ratio(r, order, ref) for r in recent]},
                       ["no gradient clipping (RNNs especially)", "a too-large initialization of recurrent or deep "
                        "layers", "learning rate too high"],
@@ -457,8 +574,10 @@ def probe_findings(records: list[ProbeRecord], facts: Facts | None, history: lis
 
 
 def activation_findings(rows: list[dict[str, dict[str, float]]], epoch: int | None, step: int | None,
-                        t: Thresholds = DEFAULT) -> list[Finding]:
-    """Dead ReLUs and saturated sigmoid/tanh units on the fixed probe batch, two epoch checks in a row."""
+                        t: Thresholds = DEFAULT, coupled_decay: float = 0.0) -> list[Finding]:
+    """Dead ReLUs and saturated sigmoid/tanh units on the fixed probe batch, two epoch checks in a row.
+    `coupled_decay`: the weight decay an adaptive optimizer (Adam, RMSprop, ...) applies as an L2 term inside its
+    gradient (0 when there is none or it is decoupled, as in AdamW)."""
     out: list[Finding] = []
     if len(rows) < 2:
         return out
@@ -467,25 +586,58 @@ def activation_findings(rows: list[dict[str, dict[str, float]]], epoch: int | No
             and a[k].get("dead", 0) >= t.dead_share and v["dead"] >= t.dead_share}
     if dead:
         k = max(dead, key=lambda n: dead[n])
+        causes = ["learning rate too high (a large step pushed the units negative)", "unscaled inputs",
+                  "a large negative bias init"]
+        fixes = ["optim.lr=<lr*0.3>", "model.activation=leaky_relu (or gelu)", "model.norm=batch"]
+        if coupled_decay > 0:
+            # an adaptive optimizer divides the L2 term by the running size of the unit's gradient: a unit that
+            # rarely fires has a tiny data gradient, so the decay becomes a full-size step that shrinks its
+            # weights to 0 and leaves only a (possibly negative) bias -- a known way to kill ReLUs
+            causes.insert(0, f"weight decay {coupled_decay:g} applied as an L2 term through an adaptive optimizer "
+                          "(Adam's weight_decay is not AdamW's): rescaled by the tiny gradients of rarely firing "
+                          "units it drives their weights to 0")
+            fixes.insert(0, "optim.name=adamw (decoupled weight decay) or optim.weight_decay=0")
         out.append(_f("dead_units", "warning", f"{dead[k]:.0%} of the ReLU units of {k} output 0 on every probe row "
                       "(two epochs in a row): they no longer learn",
-                      {"layers": dead, "threshold": t.dead_share, "probe_rows": "<=128 training rows"},
-                      ["learning rate too high (a large step pushed the units negative)", "unscaled inputs",
-                       "a large negative bias init"],
-                      ["optim.lr=<lr*0.3>", "model.activation=leaky_relu (or gelu)", "model.norm=batch"],
-                      epoch, step))
-    sat = {k: v["saturated"] for k, v in b.items() if "saturated" in v and v["units"] >= 2 and k in a
-           and a[k].get("saturated", 0) >= t.sat_share and v["saturated"] >= t.sat_share}
+                      {"layers": dead, "threshold": t.dead_share, "probe_rows": "<=128 training rows",
+                       **({"coupled_weight_decay": coupled_decay} if coupled_decay > 0 else {})},
+                      causes, fixes, epoch, step))
+
+    def saturated(v: dict[str, float]) -> bool:
+        return v.get("saturated", 0.0) >= t.sat_share or v.get("sat_mean", 0.0) >= t.sat_layer
+
+    sat = {k: v for k, v in b.items() if "saturated" in v and v["units"] >= 2 and k in a and saturated(a[k])
+           and saturated(v)}
     if sat:
-        k = max(sat, key=lambda n: sat[n])
+        k = max(sat, key=lambda n: max(sat[n]["saturated"], sat[n].get("sat_mean", 0.0)))
         kind = b[k].get("kind", "sigmoid")
-        out.append(_f("saturated_units", "warning", f"{sat[k]:.0%} of the {kind} units of {k} are saturated on "
-                      f"≥{t.sat_unit:.0%} of the probe rows (two epochs in a row): their gradients are ~0",
-                      {"layers": sat, "threshold": t.sat_share, "unit_threshold": t.sat_unit},
+        units, outs = sat[k]["saturated"], sat[k].get("sat_mean", 0.0)
+        out.append(_f("saturated_units", "warning", f"{outs:.0%} of the outputs of the {kind} layer {k} are saturated "
+                      f"and {units:.0%} of its units on ≥{t.sat_unit:.0%} of the probe rows (two epochs in a row): "
+                      "their gradients are ~0",
+                      {"layers": {n: {"units_saturated": v["saturated"], "outputs_saturated": v.get("sat_mean")}
+                                  for n, v in sat.items()},
+                       "threshold": t.sat_share, "unit_threshold": t.sat_unit, "layer_threshold": t.sat_layer},
                       ["unscaled inputs", "weights initialized too large", "learning rate too high"],
                       ["data.scale=standard", "model.activation=relu model.init=he_normal",
                        "model.norm=batch"], epoch, step))
     return out
+
+
+def steps_look_healthy(records: list[ProbeRecord], order: list[str], t: Thresholds = DEFAULT) -> bool:
+    """The optimizer is doing its job: on the recent probes past the start-up steps the update/weight ratio lies
+    between the lr_too_low and lr_too_high limits, no layer's gradient is out of scale and the first layer's
+    relative gradient is not vanishing against the last one's. A run that still learns nothing then points at
+    the data (labels unrelated to the inputs) rather than at the optimization."""
+    recent = [r for r in records if r.step >= t.lr_low_burn_in][-5:]
+    if len(recent) < t.min_probes:
+        return False
+    ref = records[0]
+    ur = [u for u in (update_ratio(r, ref) for r in recent) if _finite(u)]
+    drs = [d for d in (depth_ratio(r, order, ref) for r in recent) if d is not None]
+    return (len(ur) >= t.min_probes and t.update_low < _median(ur) < t.update_high
+            and _median([max_rel_grad(r, ref) for r in recent]) < t.explode_rel
+            and (not drs or _median(drs) > t.vanish_depth))
 
 
 def over_regularization(records: list[ProbeRecord], facts: Facts | None, history: list[dict[str, Any]],

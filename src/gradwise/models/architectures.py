@@ -316,15 +316,27 @@ class MeanPool(nn.Module):
         return x.mean(1)
 
 
+def _auto_patch(steps: int) -> int:
+    """The divisor of `steps` closest to sqrt(steps) (the smaller one on a tie)."""
+    root = math.sqrt(steps)
+    return min((d for d in range(1, steps + 1) if steps % d == 0), key=lambda d: (abs(d - root), d))
+
+
 def transformer(input_shape: tuple[int, ...], n_outputs: int, *, hidden_size: int | None = None,
                 num_layers: int | None = None, heads: int | None = None, activation: str = "gelu",
-                norm: str | None = None, dropout: float = 0.0, ff_mult: int = 2, patch_size: int = 1) -> nn.Module:
+                norm: str | None = None, dropout: float = 0.0, ff_mult: int = 2,
+                patch_size: int | None = None) -> nn.Module:
     """Pre-LN Transformer encoder over (T, F) sequences; a flat (L,) input is L tokens of 1 feature.
 
     Tokens get a learned positional embedding, so the model is tied to the sequence length T. ``patch_size`` > 1
-    groups that many consecutive steps into one token (shorter sequence, faster attention).
+    groups that many consecutive steps into one token (shorter sequence, faster attention). Left unset, a
+    univariate signal of 16 or more steps is cut into patches about sqrt(T) long (as many tokens as a token has
+    steps: a single time step carries too little to attend over, PatchTST's observation); sequences with several
+    features per step keep one token per step.
     """
     steps, n_features = _sequence_shape(input_shape)
+    if patch_size is None:
+        patch_size = _auto_patch(steps) if n_features == 1 and steps >= 16 else 1
     hidden_size = hidden_size or 64
     heads = heads or 4
     if norm == "batch":
