@@ -70,3 +70,27 @@ def test_frozen_batch_norm_keeps_its_running_statistics(tmp_path: Path) -> None:
     drift = gradwise.train(None, [*norm, "train.epochs=1", f"model.pretrained={ckpt}", "model.freeze=[block1]",
                                   "model.freeze_norm_stats=false", f"out={tmp_path / 'drift'}"])
     assert any(not torch.equal(drift.model.state_dict()[k], v) for k, v in stats.items())
+
+
+class StateAtStart(gradwise.Callback):
+    def on_fit_start(self, trainer) -> None:  # noqa: ANN001
+        self.state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+def test_pretrained_exclude_starts_modules_fresh_and_rejects_typos(tmp_path: Path) -> None:
+    import pytest
+
+    from gradwise.errors import ModelError
+
+    pre = gradwise.train(None, [*BASE, "train.epochs=1", f"out={tmp_path / 'pre'}"])
+    ckpt = tmp_path / "pre" / "checkpoints" / "last.pt"
+    start = StateAtStart()
+    gradwise.train(None, [*BASE, "train.epochs=1", f"model.pretrained={ckpt}", "model.pretrained_exclude=[head]",
+                          f"out={tmp_path / 'ft'}"], callbacks=[start])
+    old = pre.model.state_dict()
+    heads = [k for k in old if k.startswith("head")]
+    assert heads and all(not torch.equal(start.state[k], old[k]) for k in heads if k.endswith("weight"))
+    assert all(torch.equal(start.state[k], old[k]) for k in old if k.startswith("block1"))
+    with pytest.raises(ModelError, match="pretrained_exclude pattern 'haed'"):
+        gradwise.train(None, [*BASE, "train.epochs=1", f"model.pretrained={ckpt}", "model.pretrained_exclude=[haed]",
+                              f"out={tmp_path / 'typo'}"])

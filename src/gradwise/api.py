@@ -273,7 +273,7 @@ def _apply_transfer(cfg: RunConfig, model: nn.Module) -> None:
     if cfg.model.pretrained:
         from gradwise.models import load_pretrained
 
-        load_pretrained(model, cfg.model.pretrained, cfg.model.pretrained_strict)
+        load_pretrained(model, cfg.model.pretrained, cfg.model.pretrained_strict, cfg.model.pretrained_exclude)
     if cfg.model.freeze:
         from gradwise.models import freeze
 

@@ -98,6 +98,8 @@ class ModelConfig(Section):
     # transfer learning
     pretrained: str | None = Field(None, description="checkpoint, state_dict or safetensors file to start from")
     pretrained_strict: bool = False
+    pretrained_exclude: list[str] = Field(default_factory=list, description="modules/patterns not to load from "
+                                          "model.pretrained, e.g. [head] for a fresh head of the same width")
     freeze: list[str] = Field(default_factory=list, description="parameter-name patterns to freeze (fnmatch)")
     unfreeze_after: int | None = Field(None, ge=0, description="unfreeze everything after this many epochs")
     freeze_norm_stats: bool = Field(True, description="batch-norm layers whose parameters are all frozen keep their "

@@ -62,7 +62,8 @@ def _preview(names: list[str], limit: int = 8) -> str:
     return ", ".join(names[:limit]) + more
 
 
-def load_pretrained(model: nn.Module, path: str, strict: bool) -> dict[str, list[str]]:
+def load_pretrained(model: nn.Module, path: str, strict: bool, exclude: list[str] | None = None
+                    ) -> dict[str, list[str]]:
     """Load weights from ``path`` into ``model`` (in place) and report what matched.
 
     ``path`` may be a gradwise checkpoint (a dict whose "model" entry is a state_dict), a state_dict saved with
@@ -70,9 +71,12 @@ def load_pretrained(model: nn.Module, path: str, strict: bool) -> dict[str, list
     and no extra entries are allowed (else ModelError, nothing loaded); otherwise only entries whose name and shape
     both match are loaded - the usual way to reuse a backbone under a new head.
 
-    Returns {"matched", "missing", "unexpected", "shape_mismatch"}: lists of state_dict names (missing = in the model
-    but not in the file; unexpected = in the file but not in the model; shape_mismatch = in both, shapes differ, not
-    loaded).
+    ``exclude`` names modules or fnmatch patterns (as for freeze) whose entries are not loaded even when they match,
+    e.g. ["head"] to start a new task's head fresh when its width happens to equal the old one.
+
+    Returns {"matched", "missing", "unexpected", "shape_mismatch", "excluded"}: lists of state_dict names (missing =
+    in the model but not in the file; unexpected = in the file but not in the model; shape_mismatch = in both, shapes
+    differ, not loaded; excluded = left out on request).
     """
     file = Path(path).expanduser()
     if not file.is_file():
@@ -81,11 +85,22 @@ def load_pretrained(model: nn.Module, path: str, strict: bool) -> dict[str, list
                          f"of a checkpoint (.pt), a state_dict or a .safetensors file.")
     own = model.state_dict()
     state = _strip_wrappers(_read_state_dict(file), set(own))
+    excluded: list[str] = []
+    for pattern in exclude or []:
+        hits = [k for k in own if _matches(k, pattern)]
+        if not hits:
+            prefixes = sorted({k.split(".")[0] for k in own})
+            raise ModelError(f"model.pretrained_exclude pattern '{pattern}' matches nothing in the model. Top-level "
+                             f"modules: {', '.join(prefixes)}. Fix: use a module name such as '{prefixes[-1]}' or an "
+                             "fnmatch pattern such as 'head.*'.")
+        excluded += [k for k in hits if k not in excluded]
+    state = {k: v for k, v in state.items() if k not in excluded}
     matched = [k for k in own if k in state and tuple(state[k].shape) == tuple(own[k].shape)]
     shape_mismatch = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    missing = [k for k in own if k not in state]
+    missing = [k for k in own if k not in state and k not in excluded]
     unexpected = [k for k in state if k not in own]
-    report = {"matched": matched, "missing": missing, "unexpected": unexpected, "shape_mismatch": shape_mismatch}
+    report = {"matched": matched, "missing": missing, "unexpected": unexpected, "shape_mismatch": shape_mismatch,
+              "excluded": excluded}
     if strict and (missing or unexpected or shape_mismatch):
         details = []
         if missing:
