@@ -29,7 +29,7 @@ REPRESENTATIVE = [
     "deep_sigmoid_vanishing",  # vanishing_gradients
     "dead_relu_high_lr",  # dead_units
     "sigmoid_unscaled_wine",  # saturated_units + unnormalized_inputs
-    "adam_lr_high_tiny_batch_wine",  # oscillating_loss
+    "sgd_lr_high_oscillating_digits",  # oscillating_loss
     "constant_init_tanh_plateau",  # plateau + bad_initialization
     "zero_init_digits",  # no_learning
     "overfit_tiny_data",  # overfitting

@@ -534,11 +534,16 @@ def _() -> dict[str, Any]:
     return _fit_kwargs(model=model, **_split(d), loss="cross_entropy", batch_size=64, epochs=6)
 
 
-@case("adam_lr_high_tiny_batch_wine", "wine", "mlp", "Adam LR 0.03 (10x) with batch size 4", ("oscillating_loss",))
+@case("sgd_lr_high_oscillating_digits", "digits", "mlp",
+      "SGD+momentum with LR 0.3 (6x the 0.05 that suits it), batch 16, constant schedule, on a GELU MLP",
+      ("oscillating_loss",))
 def _() -> dict[str, Any]:
-    d = data("wine")
-    return _fit_kwargs(model=mlp(13, 3, (32, 32)), **_split(d), loss="cross_entropy", optimizer="adam", lr=0.03,
-                       batch_size=4, epochs=20, schedule="constant")
+    # GELU units do not die at a high LR, so the fault shows as a bouncing loss rather than dead ReLUs. It costs:
+    # at seed 0 the best val loss is 0.78 (val acc 0.91) against 0.22 (0.98) with LR 0.05, and the train loss
+    # swings by 0.1-0.25 of the know-nothing loss between epochs
+    d = data("digits")
+    return _fit_kwargs(model=mlp(64, 10, (64, 64), act=nn.GELU), **_split(d), loss="cross_entropy", optimizer="sgd",
+                       lr=0.3, momentum=0.9, batch_size=16, epochs=20, schedule="constant")
 
 
 @case("irnn_gain_exploding", "mnist1d", "rnn", "ReLU RNN with recurrent init 1.2·I (IRNN with gain > 1), no clipping",

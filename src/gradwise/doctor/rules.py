@@ -52,8 +52,9 @@ class Thresholds:
     # (the model fits its own rows far better than it ever does new ones: more data or regularization would pay)
     gap_best: float = 0.2
     # labels that do not generalize: the validation loss never gets 10% below its know-nothing loss while the
-    # training loss did (train <= 0.9·S, val >= 0.9·S_val), and the training rows are fit at least 10% of S better
-    # than the validation rows ever were (label_gap: a run that is merely slow to start moves both together).
+    # training loss did (train <= 0.9·S, val >= 0.9·S_val), and at the epoch that fits the training rows best the
+    # validation rows are worse by >= 10% (each loss relative to its own know-nothing loss; label_gap): a run
+    # that is merely slow to start moves both losses together.
     # Symmetric on purpose: "learned something" means the same 10% on both sides. The train side must not ask
     # for memorization (0.7·S): early stopping ends a shuffled-label run long before the model memorizes.
     label_val: float = 0.9
@@ -252,8 +253,10 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
         # ... while eval mode still fits the training rows (else it is a train/eval mismatch, not the labels)
         fits = [E[i] for i in idx if _finite(E[i])]
         best_v = min(V[i] for i in idx) if idx else math.inf
+        fit = min(idx, key=lambda j: L[j]) if idx else None  # the epoch that fits the training rows best
         if (len(idx) >= 5 and min(L) <= t.label_train * S and best_v >= t.label_val * Sv
-                and best_v / Sv - min(L) / S >= t.label_gap and (not fits or min(fits) <= t.label_train * S)):
+                and fit is not None and V[fit] / Sv - L[fit] / S >= t.label_gap
+                and (not fits or min(fits) <= t.label_train * S)):
             i = idx[-1]
             out.append(_f("label_problem", "warning", f"the training loss fell to {min(L):.4g} but the validation "
                           f"loss never beat the know-nothing loss ({min(V[j] for j in idx):.4g} vs {Sv:.4g}): the "
@@ -293,14 +296,16 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
                 # reached, not the best epoch's own: early in a run the epoch-mean training loss lags (it averages
                 # the whole epoch), so a best epoch at epoch 2 shows no gap while the model then memorizes its
                 # rows -- the best it can do on new rows stays far from what it fits.
-                handled = early_stopping and V[b] - min(L) < t.gap_best * S
+                # The kept epoch is the best validation epoch so far (not the one the rise was measured from).
+                kept = min(idx, key=lambda j: V[j])
+                handled = early_stopping and V[kept] - min(L) < t.gap_best * S
                 if handled:
-                    msg += f"; early stopping keeps epoch {ep[b]}"
+                    msg += f"; early stopping keeps epoch {ep[kept]}"
                 elif early_stopping:
-                    msg += (f"; even the best epoch ({ep[b]}, val {V[b]:.4g}) is {(V[b] - min(L)) / S:.0%} of the "
-                            f"know-nothing loss above the lowest training loss ({min(L):.4g})")
+                    msg += (f"; even the best epoch ({ep[kept]}, val {V[kept]:.4g}) is {(V[kept] - min(L)) / S:.0%} "
+                            f"of the know-nothing loss above the lowest training loss ({min(L):.4g})")
                 out.append(_f("overfitting", "info" if handled else "warning", msg,
-                              {"epoch": ep[i], "val_loss": V[i], "best_val_loss": V[b], "best_epoch": ep[b],
+                              {"epoch": ep[i], "val_loss": V[i], "best_val_loss": V[kept], "best_epoch": ep[kept],
                                "train_loss": L[i], "lowest_train_loss": min(L), "loss_scale": S, "rule": why,
                                "early_stopping": early_stopping, "threshold_best_gap": t.gap_best},
                               ["too little data for the model", "too many epochs", "too little regularization"],
@@ -503,6 +508,11 @@ def probe_findings(records: list[ProbeRecord], facts: Facts | None, history: lis
     active_low = [r for r in records if r.lr >= t.lr_active * peak_low and r.step >= t.lr_low_burn_in][-5:]
     ur_low = [u for u in (update_ratio(r, ref) for r in active_low) if _finite(u)]
     med_low = _median(ur_low) if len(ur_low) >= t.min_probes else None
+    # ... and not in a run whose steps at this LR were too large before (>= min_probes probes above update_high):
+    # small updates after large ones come from units the large steps killed or saturated, not from a low LR, and
+    # raising the LR would make them worse
+    was_high = sum(1 for r in records if r.step >= 1 and r.lr >= t.lr_active * peak_low
+                   and _finite(update_ratio(r, ref)) and update_ratio(r, ref) >= t.update_high) >= t.min_probes
     if init_ok:
         med = _median(ur) if len(ur) >= t.min_probes else None
         if med is not None and med >= t.update_high and not reg_dominates:
@@ -512,7 +522,7 @@ def probe_findings(records: list[ProbeRecord], facts: Facts | None, history: lis
                            "lr": last.lr},
                           ["learning rate about a decade too high", "Adam-family optimizer with an SGD-sized LR"],
                           ["optim.lr=<lr*0.1>", "schedule.name=warmup_cosine"], ep, last.step))
-        elif (med_low is not None and med_low <= t.update_low
+        elif (med_low is not None and med_low <= t.update_low and not was_high
               and (S is None or loss is None or loss >= 0.5 * S)):
             out.append(_f("lr_too_low", "warning", f"each step changes the weights by only {med_low:.1e} of their "
                           f"norm (median of {len(ur_low)} probes; limit {t.update_low:.0e}) while the loss is still "
