@@ -117,7 +117,7 @@ class Trainer:
         # Weight each micro-batch by its share of the window's samples, so an accumulated step equals one big
         # batch even when the last micro-batch is short (a per-micro-batch mean would over-weight it).
         n_total = sum(len(b[1]) for b in window)
-        step_loss = torch.zeros((), device=self.device)
+        step_loss: torch.Tensor | None = None
         for batch in window:
             x, y = to_device(batch, self.device)
             if self.augment is not None:
@@ -128,7 +128,7 @@ class Trainer:
             if len(window) > 1:
                 loss = loss * (len(y) / n_total)
             self.scaler.scale(loss).backward()
-            step_loss += loss.detach()
+            step_loss = loss.detach() if step_loss is None else step_loss + loss.detach()
         if self.penalty is not None:  # explicit L1/L2: once per optimizer step, not per micro-batch
             reg = self.penalty(model)
             if reg is not None:
@@ -147,6 +147,7 @@ class Trainer:
         self.schedule.step_batch()
         self.step += 1
         self.batch_in_epoch += 1
+        assert step_loss is not None  # a window holds at least one batch
         self.last_loss = step_loss
         self._loss_sum.add_(step_loss, alpha=n_total)  # float64: an epoch's sum of many losses keeps its digits
         self._loss_count += n_total
