@@ -684,7 +684,8 @@ def over_regularization(records: list[ProbeRecord], facts: Facts | None, history
     med = _first_reg_ratio(records, t)
     high = L[-1] >= 0.5 * S
     oc = getattr(config, "optim", None)
-    knobs = {"weight_decay": getattr(oc, "weight_decay", None), "l1": getattr(oc, "l1", None),
+    wd = oc.resolved_weight_decay() if hasattr(oc, "resolved_weight_decay") else getattr(oc, "weight_decay", None)
+    knobs = {"weight_decay": wd, "l1": getattr(oc, "l1", None),
              "l2": getattr(oc, "l2", None), "dropout": dropout}
     if med is not None and med >= t.reg_ratio and high:
         out.append(_f("over_regularization", "warning", f"the regularization force is {med:.3g}x the data "
