@@ -6,7 +6,6 @@ Progressive disclosure: `fit(model, (X, y), loss="cross_entropy")` is a complete
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from gradwise.errors import CheckpointError, ConfigError, DataError
 from gradwise.train.callbacks import EarlyStopping, ProgressBar, Unfreeze
 from gradwise.train.checkpoint import load_checkpoint, seed_everything
 from gradwise.train.events import Callback
-from gradwise.train.loop import Trainer, resolve_device, resolve_precision
+from gradwise.train.loop import Trainer, make_autocast, resolve_device, resolve_precision
 from gradwise.train.rundir import RunDir, default_run_dir
 
 
@@ -331,20 +330,14 @@ def _loaders(cfg: RunConfig, train: Any, val: Any, test: Any) -> tuple[Any, Any,
 
     if train is None:
         raise DataError("fit() needs training data: pass a Dataset, a DataLoader or an (X, y) pair.")
-    bs = cfg.train.batch_size
-    if bs == "auto":
-        bs = _auto_batch_size(cfg)
+    from gradwise.train.batch_size import REFERENCE_BATCH
+
+    # 'auto': the loaders are built before the model is on its device; _auto_batch resizes the training one later
+    bs = cfg.train.batch_size if cfg.train.batch_size != "auto" else REFERENCE_BATCH
     common = {"seed": cfg.seed, "num_workers": cfg.data.num_workers}
     return (make_loader(train, bs, shuffle=True, split="train", **common),
             make_loader(val, bs, shuffle=False, split="val", **common) if val is not None else None,
             make_loader(test, bs, shuffle=False, split="test", **common) if test is not None else None)
-
-
-def _auto_batch_size(cfg: RunConfig) -> int:
-    # the loaders are built before the model is on its device; _auto_batch resizes the training loader later
-    from gradwise.train.batch_size import REFERENCE_BATCH
-
-    return REFERENCE_BATCH
 
 
 def _auto_batch(cfg: RunConfig, model: nn.Module, loss_fn: Any, train_loader: Any, device: torch.device,
@@ -357,11 +350,9 @@ def _auto_batch(cfg: RunConfig, model: nn.Module, loss_fn: Any, train_loader: An
         raise ConfigError("train.batch_size = 'auto' needs a loader gradwise builds: pass the training data as "
                           "(X, y) or a Dataset rather than a DataLoader (its batch size is fixed), or give "
                           "train.batch_size a number.")
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
     choice = choose_batch_size(model, loss_fn, rows[0], rows[1], train_loader.dataset_size, device=device,
-                               optimizer=str(cfg.optim.name).lower(), lr=cfg.optim.lr, autocast=autocast,
-                               forward=forward)
+                               optimizer=str(cfg.optim.name).lower(), lr=cfg.optim.lr,
+                               autocast=make_autocast(precision, device), forward=forward)
     train_loader.resize(choice.batch_size)
     cfg.train.batch_size = choice.batch_size  # config.yaml records the size used (and a resume reuses it)
     if choice.lr is not None and not user_optimizer:

@@ -25,7 +25,10 @@ def __getattr__(name: str) -> Any:
 
 def make_loaders_from_bundle(bundle: Any, cfg: RunConfig) -> tuple[Any, Any, Any]:
     """In-memory tensors -> loaders batched by indexing (no per-item collation)."""
-    bs = cfg.train.batch_size if cfg.train.batch_size != "auto" else 128
+    from gradwise.train.batch_size import REFERENCE_BATCH
+
+    # 'auto' starts here and is resized once the model is on its device (api._auto_batch)
+    bs = cfg.train.batch_size if cfg.train.batch_size != "auto" else REFERENCE_BATCH
     x, y = bundle.train
     weights = getattr(bundle, "sample_weights", None)
     train = TensorLoader(x, y, bs, shuffle=True, seed=cfg.seed, weights=weights)

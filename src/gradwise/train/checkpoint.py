@@ -132,13 +132,13 @@ class CheckpointWriter:
     write is raised by the next `save` or `flush` as a CheckpointError.
     """
 
-    def __init__(self, background: bool = True) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="gradwise-checkpoint") if background else None
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix="gradwise-checkpoint")
         self._pending: list[tuple[Path, Future[None]]] = []
 
     def save(self, path: Path, state: dict[str, Any]) -> None:
         state = snapshot(state)
-        if self._pool is None:
+        if self._pool is None:  # closed (the fit is over): write in the caller's thread
             save_checkpoint(path, state)
             return
         while len(self._pending) >= 2:

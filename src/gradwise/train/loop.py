@@ -41,6 +41,13 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def make_autocast(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    """A factory of the forward pass's autocast context for a resolved precision."""
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    # fp32 gets a null context: autocast(enabled=False) still costs a little per call
+    return (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         # bf16 autocast helps on GPUs with bf16 tensor cores; on CPU it is usually slower for small models
@@ -82,10 +89,7 @@ class Trainer:
         self.accumulate = tc.accumulate
         self.steps_per_epoch = math.ceil(len(train_loader) / self.accumulate)
         self.clip_grad, self.clip_mode = tc.clip_grad, tc.clip_mode
-        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-        # fp32 gets a null context: autocast(enabled=False) still costs a little per call
-        self.autocast: Callable[[], contextlib.AbstractContextManager] = (
-            (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext)
+        self.autocast = make_autocast(precision, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
         # progress of the fit; all of it goes into checkpoints
