@@ -194,6 +194,27 @@ def test_early_stopping_stops_and_restores_best(tmp_path: Path) -> None:
         assert torch.equal(v, best["model"][k])
 
 
+def test_best_pt_is_the_best_epoch_and_old_checkpoints_resume(tmp_path: Path) -> None:
+    x, y, xv, yv = digits()
+    kw = {"loss": "cross_entropy", "batch_size": 64, **QUIET}
+    run = gradwise.fit(mlp(), (x, y), val=(xv, yv), epochs=3, out=tmp_path / "a", **kw)
+    ckpts = tmp_path / "a" / "checkpoints"
+    best, last = load_checkpoint(ckpts / "best.pt"), load_checkpoint(ckpts / "last.pt")
+    # val loss fell every epoch: best.pt was written together with last.pt (one write, two names)
+    assert best["epoch"] == last["epoch"] == 3
+    assert (ckpts / "best.pt").stat().st_size == (ckpts / "last.pt").stat().st_size
+    # a checkpoint written before history/actions were stored as JSON (plain lists) still resumes
+    last["history"] = json.loads(last.pop("history_json"))
+    last["actions"] = json.loads(last.pop("actions_json"))
+    save_checkpoint(ckpts / "last.pt", last)
+    resumed = gradwise.fit(mlp(), (x, y), val=(xv, yv), epochs=5, resume=tmp_path / "a", **kw)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4, 5]
+    assert resumed.history[:3] == run.history
+    # best.pt is whichever epoch early stopping calls best; last.pt moved on without touching it
+    assert load_checkpoint(ckpts / "best.pt")["epoch"] == resumed.summary["best"]["epoch"]
+    assert load_checkpoint(ckpts / "last.pt")["epoch"] == 5
+
+
 def test_nonfinite_loss_is_caught(tmp_path: Path) -> None:
     x, y = load_diabetes(return_X_y=True)
     x = torch.tensor(x * 100, dtype=torch.float32)

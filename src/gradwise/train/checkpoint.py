@@ -77,9 +77,13 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    # fsync the directory so the rename itself survives a power cut
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    """fsync a directory so a rename in it survives a power cut."""
     try:
-        dfd = os.open(path.parent, os.O_RDONLY)
+        dfd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(dfd)
         finally:
@@ -93,10 +97,10 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, default=json_default) + "\n")
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
     if isinstance(o, torch.Tensor):
         return o.tolist()
     if isinstance(o, np.generic):
@@ -108,8 +112,35 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, state: dict[str, Any], also: list[Path] | tuple[Path, ...] = ()) -> None:
+    """Write `state` to `path` atomically; each path in `also` then names the same content (best.pt = last.pt)."""
     atomic_write_bytes(path, lambda f: torch.save(state, f))
+    for other in also:
+        atomic_link(path, other)
+
+
+def atomic_link(src: Path, dst: Path) -> None:
+    """Make `dst` a second name for `src`'s current content, replacing `dst` atomically.
+
+    A hard link costs no serialization and no copy. It is safe because checkpoints are never changed in place:
+    the next write of `src` renames a new file over it and `dst` keeps the old content. Where the file system
+    has no hard links, the bytes are copied (atomically, like any other write).
+    """
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".lnk")
+    os.close(fd)
+    os.unlink(tmp)  # the name is ours; os.link needs it free
+    try:
+        os.link(src, tmp)
+    except OSError:
+        data = src.read_bytes()
+        atomic_write_bytes(dst, lambda f: f.write(data))
+        return
+    try:
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(dst.parent)
 
 
 def snapshot(obj: Any) -> Any:
@@ -136,14 +167,14 @@ class CheckpointWriter:
         self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix="gradwise-checkpoint")
         self._pending: list[tuple[Path, Future[None]]] = []
 
-    def save(self, path: Path, state: dict[str, Any]) -> None:
+    def save(self, path: Path, state: dict[str, Any], also: list[Path] | tuple[Path, ...] = ()) -> None:
         state = snapshot(state)
         if self._pool is None:  # closed (the fit is over): write in the caller's thread
-            save_checkpoint(path, state)
+            save_checkpoint(path, state, also)
             return
         while len(self._pending) >= 2:
             self._wait(self._pending.pop(0))
-        self._pending.append((path, self._pool.submit(save_checkpoint, path, state)))
+        self._pending.append((path, self._pool.submit(save_checkpoint, path, state, tuple(also))))
 
     def flush(self) -> None:
         pending, self._pending = self._pending, []
