@@ -7,6 +7,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -374,3 +375,73 @@ def test_full_case_suite_meets_the_goals(tmp_path: Path) -> None:
     assert s["repaired"] / s["repairs"] >= 0.80, s
     fixed = [o.repair for o in outcomes if o.repair is not None]
     assert all(r is not None and (r.repaired or not repaired(r, CASES[r.name])) for r in fixed)
+
+
+def _doctor_of(trainer_holder: dict) -> Any:
+    from gradwise.train.events import Callback
+
+    class Capture(Callback):
+        order = 99
+
+        def on_fit_start(self, trainer: Any) -> None:
+            trainer_holder["doctor"] = next(c for c in trainer.callbacks.callbacks if c.key == "doctor")
+
+    return Capture()
+
+
+def _frozen_features_model(width: int = 2048) -> nn.Module:
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Linear(64, width), nn.ReLU())
+    backbone.requires_grad_(False)
+    return nn.Sequential(backbone, nn.Linear(width, 10))
+
+
+def test_large_steps_that_pay_off_on_a_fresh_head_are_not_a_warning(tmp_path: Path) -> None:
+    # a new head (fan-in 2048, small weights) on frozen features: Adam's first steps change it by 12-23% of its norm,
+    # and the loss falls from 2.4 to 1.0 over them. A too-high LR leaves the loss where it was (the suite's cases).
+    xt, yt, xv, yv = data("digits")
+    got: dict = {}
+    run = gradwise.fit(_frozen_features_model(), (xt, yt), val=(xv, yv), loss="cross_entropy", optimizer="adam",
+                       lr=3e-3, schedule="constant", epochs=4, batch_size=32, out=tmp_path / "head",
+                       callbacks=[_doctor_of(got)], **QUIET)
+    high = [f for f in run.findings if f.code == "lr_too_high"]
+    assert high and high[0].severity == "info" and high[0].evidence["productive"]
+    assert high[0].evidence["update_to_weight"] >= 0.1  # the ratio alone would have said "too high"
+    assert run.history[-1]["val_accuracy"] > 0.95
+
+
+def test_layers_unfrozen_later_are_probed(tmp_path: Path) -> None:
+    from gradwise.train.events import Callback
+
+    class UnfreezeAt2(Callback):
+        def on_epoch_start(self, trainer: Any) -> None:
+            if trainer.epoch == 2:
+                trainer.model[0].requires_grad_(True)
+
+    xt, yt, xv, yv = data("digits")
+    got: dict = {}
+    model = _frozen_features_model(256)
+    # the optimizer must hold the frozen parameters to train them later (as model.unfreeze_after does)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    gradwise.fit(model, (xt, yt), val=(xv, yv), loss="cross_entropy", optimizer=opt, epochs=4, batch_size=64,
+                 out=tmp_path / "unfreeze", callbacks=[UnfreezeAt2(), _doctor_of(got)], **QUIET)
+    steps_per_epoch = -(-len(yt) // 64)
+    records = got["doctor"].records
+    assert records and records[0].step == 2 * steps_per_epoch  # the probe windows restarted at the unfreezing
+    assert {"0.0.weight", "1.weight"} <= set(records[-1].weight)
+
+
+def test_labels_unrelated_to_the_inputs_are_named_when_nothing_is_learned(tmp_path: Path) -> None:
+    # permuted labels with early stopping: the run stops long before it could memorize, so the loss never falls
+    # (no_learning); the inputs' nearest neighbours share a label at chance level -> label_problem
+    xt, yt, xv, yv = data("digits")
+    g = torch.Generator().manual_seed(0)
+    shuffled = yt[torch.randperm(len(yt), generator=g)]
+    kw = {"loss": "cross_entropy", "epochs": 30, "batch_size": 64, "patience": 3, **QUIET}
+    run = gradwise.fit(mlp(64, 10, (64,)), (xt, shuffled), val=(xv, yv), out=tmp_path / "shuffled", **kw)
+    label = next(f for f in run.findings if f.code == "label_problem")
+    assert label.severity == "warning"
+    assert label.evidence["neighbour_label_agreement"] < 0.2 and abs(label.evidence["chance_agreement"] - 0.1) < 0.02
+    # the true labels: the same neighbours agree on 98% of rows, and the doctor stays quiet
+    ok = gradwise.fit(mlp(64, 10, (64,)), (xt, yt), val=(xv, yv), out=tmp_path / "true", **kw)
+    assert not [f for f in ok.findings if f.severity != "info"]

@@ -90,6 +90,11 @@ class Doctor(Callback):
         findings.jsonl keeps every report, `findings` the latest one of each code."""
         seen = self._seen.get(finding.code)
         if seen is not None and seen >= finding.rank:
+            # the same event judged again with more of the run behind it (e.g. whether a diverged loss came back
+            # down): keep the fuller evidence, without reporting it twice
+            old = next((f for f in self._findings if f.code == finding.code), None)
+            if old is not None and old.rank == finding.rank and old.epoch == finding.epoch:
+                old.evidence = {**old.evidence, **finding.evidence}
             return False
         self._fill(trainer, finding)
         self._labels_first(finding)
@@ -111,20 +116,23 @@ class Doctor(Callback):
         order = self.facts.layer_order or [n for n, _ in self._layers]
         quiet = not any(self._seen.get(c, 0) >= 1 for c in ("dead_units", "saturated_units", "vanishing_gradients",
                                                             "exploding_gradients", "lr_too_low", "lr_too_high"))
-        if quiet and rules.steps_look_healthy(self.records, order, self.t):
+        random_labels = rules.labels_look_random(self.facts, self.t)  # neighbours share labels at chance level
+        healthy = rules.steps_look_healthy(self.records, order, self.t)
+        if quiet and (random_labels or healthy):
             label = next((c for c in finding.causes if "labels" in c), "labels unrelated to the inputs")
             finding.causes = [label] + [c for c in finding.causes if c != label]
             finding.fixes = ["check that X[i] and y[i] describe the same example (a shuffled or misaligned join)"] \
                 + finding.fixes
-            finding.evidence = {**finding.evidence, "steps_and_gradients_healthy": True}
+            finding.evidence = {**finding.evidence, "steps_and_gradients_healthy": healthy, **(random_labels or {})}
 
     @staticmethod
     def _fill(trainer: Trainer, finding: Finding) -> None:
         """Turn '<lr*0.1>' placeholders in fixes into numbers from this run (the peak LR of the schedule)."""
-        group = trainer.optimizer.param_groups[0]
+        # the largest group's peak LR: with discriminative LRs (model.lr_decay_groups) group 0 holds the earliest
+        # block's reduced LR, while optim.lr is the largest (the head's)
+        lr = max(float(g.get("initial_lr", g["lr"])) for g in trainer.optimizer.param_groups)
         bs = trainer.config.train.batch_size
-        finding.fixes = fill_fixes(finding.fixes, float(group.get("initial_lr", group["lr"])),
-                                   bs if isinstance(bs, int) else None)
+        finding.fixes = fill_fixes(finding.fixes, lr, bs if isinstance(bs, int) else None)
 
     # ---------------------------------------------------------------------------------------- fit start
     def on_fit_start(self, trainer: Trainer) -> None:
@@ -155,10 +163,7 @@ class Doctor(Callback):
                 self.halted = True
         if self.facts is None:
             self.facts = Facts(loss_kind=loss_kind(trainer.loss_fn), task=self.task)
-        order = [n for n in self.facts.layer_order if n in dict(self._layers)]
-        if order:  # follow the forward order (registration order can differ in custom modules)
-            pos = {n: i for i, n in enumerate(order)}
-            self._layers.sort(key=lambda np_: pos.get(np_[0], len(pos)))
+        self._sort_layers()
         # the gradient we check every step: the output layer's bias (a handful of numbers) or its weight
         params = dict(model.named_parameters())
         last = self.facts.layer_order[-1] if self.facts.layer_order else None
@@ -170,6 +175,24 @@ class Doctor(Callback):
             self._flag = torch.zeros((), dtype=torch.bool, device=trainer.device)
         self._acts = ActivationStats(model, self.facts.unit_dims)
 
+    def _sort_layers(self) -> None:
+        """Follow the forward order (registration order can differ in custom modules)."""
+        order = [n for n in (self.facts.layer_order if self.facts else []) if n in dict(self._layers)]
+        if order:
+            pos = {n: i for i, n in enumerate(order)}
+            self._layers.sort(key=lambda np_: pos.get(np_[0], len(pos)))
+
+    def _refresh_layers(self, trainer: Trainer) -> None:
+        """Probe the layers that train now: gradual unfreezing (model.unfreeze_after, or a user's callback) turns
+        frozen layers on between epochs. The run then follows a new trajectory, so the probe windows restart."""
+        layers = weight_layers(trainer.model)
+        if {n for n, _ in layers} == {n for n, _ in self._layers}:
+            return
+        self._layers = layers
+        self._sort_layers()
+        self.records.clear()
+        self._probe_base = trainer.step
+
     # ---------------------------------------------------------------------------------------- every step
     def _is_probe(self, step: int) -> bool:
         every = self.cfg.probe_every
@@ -179,6 +202,8 @@ class Doctor(Callback):
     def on_batch_start(self, trainer: Trainer) -> None:
         if self._probe_base < 0:
             self._probe_base = trainer.step
+        if trainer.batch_in_epoch == 0 and trainer.epoch > 0:  # after on_epoch_start, where unfreezing happens
+            self._refresh_layers(trainer)
         if self._is_probe(trainer.step) and self._layers:
             from gradwise.recipes.optim import no_decay_parameter_names
 
@@ -309,7 +334,7 @@ class Doctor(Callback):
             self.report(trainer, f)
         if not (self.cfg.repair and self.repairs < self.cfg.max_repairs):
             return
-        by = {f.code: f for f in found}
+        by = {f.code: f for f in found if f.severity != "info"}
         # the probe windows restart after every repair, so a finding here is about the current settings.
         # Exploding gradients with clipping already on are bounded: a diverging loss or a NaN decides then.
         if "exploding_gradients" in by and trainer.clip_grad is None:

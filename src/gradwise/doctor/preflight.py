@@ -70,6 +70,12 @@ class Facts:
     unit_dims: dict[str, int] = field(default_factory=dict)
     train_eval_modules: bool = False  # BatchNorm/Dropout: train and eval mode compute different functions
     dropout_max: float = 0.0
+    # the narrowest hidden layer (a Linear/Conv before the output layer): its name and width
+    narrowest: tuple[str, int] | None = None
+    # how often a training row's nearest neighbour in input space has the same label, and how often two random
+    # rows do (chance): labels that depend on the inputs score well above chance on almost any real data
+    neighbour_agreement: float | None = None
+    label_chance: float | None = None
 
     @property
     def scale(self) -> float | None:
@@ -148,6 +154,19 @@ def subsample(n: int, k: int) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------- helpers
+
+
+def _narrowest(model: nn.Module, layer_order: list[str]) -> tuple[str, int] | None:
+    """The hidden Linear/Conv layer with the fewest output units (the output layer itself excluded)."""
+    owners = {f"{m_name}.weight" if m_name else "weight": m for m_name, m in model.named_modules()}
+    widths = []
+    for name in layer_order[:-1]:
+        m = owners.get(name)
+        if isinstance(m, nn.Linear):
+            widths.append((name.removesuffix(".weight"), m.out_features))
+        elif isinstance(m, nn.modules.conv._ConvNd):
+            widths.append((name.removesuffix(".weight"), m.out_channels))
+    return min(widths, key=lambda w: w[1]) if widths else None
 
 
 def _classes(y: torch.Tensor) -> torch.Tensor | None:
@@ -265,11 +284,14 @@ class Preflight:
                 return  # the loop will raise the real error with its own message
             out = trace.output
             self.facts.layer_order = trace.layer_order
+            self.facts.narrowest = _narrowest(model, trace.layer_order)
             self.facts.unit_dims = trace.unit_dims
             self.facts.n_outputs = int(out.shape[-1]) if out.ndim > 1 else 1
             self.check_labels(y, out)
             if self.halt:
                 return
+            self.check_order(y)
+            self.measure_neighbours(x, y)
             ysub = y[subsample(len(y), 20000).to(y.device)].to(self.device)
             self.facts.baseline, self.facts.zero_loss = constant_losses(self.loss_fn, self.facts.loss_kind,
                                                                         out.detach(), ysub)
@@ -403,6 +425,70 @@ class Preflight:
                      ["loss='mse' on class labels"],
                      ["loss=cross_entropy with one output per class", "loss.name=cross_entropy"])
 
+    def measure_neighbours(self, x: torch.Tensor, y: torch.Tensor, rows: int = 1500, dims: int = 256) -> None:
+        """1-nearest-neighbour label agreement on standardized inputs, for a later no_learning verdict:
+        a model that learns nothing from data whose neighbours share labels no more often than chance is fed
+        labels unrelated to the inputs. Wide inputs are randomly projected to `dims` features first."""
+        if self.facts.loss_kind not in _CE:
+            return
+        cls = _classes(y)
+        if cls is None or len(cls) < 50 or not x.is_floating_point() or x.ndim < 2:
+            return
+        idx = subsample(len(cls), rows)
+        xs = x[idx.to(x.device)].reshape(len(idx), -1).double().cpu()
+        ys = cls[idx.to(cls.device)].cpu()
+        if not bool(torch.isfinite(xs).all()):
+            return
+        xs = (xs - xs.mean(0)) / xs.std(0).clamp_min(1e-8)
+        if xs.shape[1] > dims:  # Johnson-Lindenstrauss: distances survive a random Gaussian projection
+            proj = torch.randn(xs.shape[1], dims, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+            xs = xs @ proj / dims ** 0.5
+        # brute force on <= 1500 rows is one (1500 x 1500) distance matrix: ~20 ms, no index structure needed
+        d = torch.cdist(xs.float(), xs.float())
+        d.fill_diagonal_(math.inf)
+        other = d.argmin(1)
+        p = torch.bincount(ys).double() / len(ys)
+        self.facts.neighbour_agreement = float((ys[other] == ys).double().mean())
+        self.facts.label_chance = float((p * p).sum())
+
+    def check_order(self, y: torch.Tensor) -> None:
+        """Batches of one class each: a loader that does not shuffle rows stored sorted by label. SGD then sees one
+        class at a time (each batch pulls the model towards its class) and BatchNorm's batch statistics carry the
+        label in training, which the running statistics of eval mode do not."""
+        loader = self.train
+        if self.facts.loss_kind not in _CE or getattr(loader, "weights", None) is not None:
+            return
+        inner = getattr(loader, "loader", None) or loader  # gradwise's wrapper around a DataLoader
+        sampler = getattr(inner, "sampler", None)
+        if sampler is None:
+            ordered = getattr(loader, "shuffle", True) is False  # gradwise's in-memory loader
+        else:  # a DataLoader: shuffle=False gives a SequentialSampler; gradwise's own sampler has .shuffle
+            ordered = isinstance(sampler, torch.utils.data.SequentialSampler) or \
+                getattr(sampler, "shuffle", None) is False
+        if not ordered:
+            return  # shuffled, weighted, or an order of the user's own making
+        bs = getattr(loader, "batch_size", None)
+        cls = _classes(y)
+        if cls is None or not isinstance(bs, int) or bs < 4 or len(cls) < 4 * bs:
+            return
+        counts = torch.bincount(cls.cpu())
+        if int((counts > 0).sum()) < 2 or float(counts.max()) / len(cls) > 0.5:
+            return
+        batches = cls[: len(cls) // bs * bs].cpu().reshape(-1, bs)
+        pure = float((batches == batches[:, :1]).all(1).float().mean())
+        if pure < 0.5:
+            return
+        bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules())
+        self.add("train_eval_mismatch" if bn else "class_imbalance", "warning",
+                 f"{pure:.0%} of the training batches hold a single class: the rows are sorted by label and the "
+                 "loader does not shuffle them" + (", so BatchNorm's batch statistics in training carry the label "
+                                                   "and its running statistics in eval do not" if bn else
+                                                   ", so every step pulls the model towards one class"),
+                 {"single_class_batches": pure, "batch_size": bs, "batches": len(batches), "batchnorm": bn},
+                 ["a DataLoader built with shuffle=False (the default) over data stored class by class"],
+                 ["DataLoader(dataset, batch_size=..., shuffle=True)", "or pass (X, y) arrays to fit(): gradwise "
+                  "shuffles them every epoch"])
+
     def _imbalance(self, counts: list[int], binary: bool = False) -> None:
         if len(counts) < 2:
             return
@@ -484,6 +570,15 @@ class Preflight:
                      f"are {'probabilities' if softmax else 'raw scores'}: the loss can fall without bound", ev,
                      ["NLLLoss without a final LogSoftmax"], ["loss=cross_entropy on raw logits",
                                                               "end the model with nn.LogSoftmax(dim=1)"])
+        elif kind in ("ce", "bce") and not softmax and not sigmoid and self._clipped_at_zero(final, out):
+            # logits that cannot go below 0: a class whose logit is clipped gets no gradient through it (the
+            # ReLU's zero side), and the model can only express "less likely" by driving other logits up
+            self.add("loss_output_mismatch", "warning", f"the model's outputs pass through a ReLU-like activation "
+                     f"({where}; {float((out == 0).float().mean()):.0%} of them exactly 0) before "
+                     f"{'cross-entropy' if kind == 'ce' else 'BCE-with-logits'}, which expects raw logits of any "
+                     "sign: clipped logits get no gradient", ev,
+                     ["an activation left on the output layer (nn.ReLU after the last nn.Linear)"],
+                     ["remove the final activation: the loss expects raw logits"])
         elif kind == "bce" and sigmoid:
             self.add("loss_output_mismatch", "warning", f"the model ends in a sigmoid ({where}) and "
                      "BCEWithLogits applies sigmoid again: outputs stuck in (0.27, 0.73) and weak gradients", ev,
@@ -497,6 +592,14 @@ class Preflight:
                      ["an activation left out of nn.Sequential"],
                      [f"put an activation between {a} and {b}, e.g. nn.ReLU()", "model.activation=relu"])
             break
+
+    @staticmethod
+    def _clipped_at_zero(final: tuple[str, nn.Module] | None, out: torch.Tensor) -> bool:
+        """The output layer is a ReLU-like clip at 0 (by type, or: no negative output and many exact zeros)."""
+        m = final[1] if final else None
+        if isinstance(m, nn.ReLU | nn.ReLU6):
+            return True
+        return out.numel() >= 16 and bool((out >= 0).all()) and float((out == 0).float().mean()) > 0.1
 
     def _check_range(self, final: tuple[str, nn.Module] | None, out: torch.Tensor, y: torch.Tensor,
                      ev: dict[str, Any]) -> None:

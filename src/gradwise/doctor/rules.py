@@ -40,6 +40,10 @@ class Thresholds:
     # "matters on the scale S" bar the divergence rule uses (diverge_rise).
     osc_abs: float = 0.1
     osc_moves: int = 3  # >= 3 such moves, >= 2 of them rises, changing direction >= 2 times
+    # or, where the loss is far from its floor (>= 0.2·S on both sides of a move), moves of >= 20% and >= 0.05·S:
+    # >= 4 of them in the window, >= 2 rises, >= 3 changes of direction
+    osc_abs_high: float = 0.05
+    osc_level: float = 0.2
     plateau_epochs: int = 4  # the best L improved < 1% over this many epochs ...
     plateau_gain: float = 0.01
     high_loss: float = 0.6  # ... while L >= 0.6·S (less than 40% of the loss explained)
@@ -71,6 +75,8 @@ class Thresholds:
     # the peak LR, the same placement is ~3e-4.
     update_low: float = 3e-4
     update_healthy: float = 1e-3  # the low end of the healthy range on that window (steps_look_healthy)
+    # lr_too_high is info while the loss on its probe steps falls to <= this share of the first probe's loss
+    lr_high_progress: float = 0.5
     lr_active: float = 0.3  # LR rules only look at steps whose LR is >= 30% of the peak (not warmup/decay tails)
     # lr_too_low ignores the first optimizer steps: momentum builds up over ~1/(1-β) = 10 steps and RAdam
     # rectifies its variance with deliberately tiny steps for its first ~5; step 8 is the first probe after
@@ -82,6 +88,13 @@ class Thresholds:
     explode_depth: float = 1e2  # ... or (‖g‖/‖W‖) first layer / last layer >= 100
     vanish_depth: float = 1e-3  # (‖g‖/‖W‖) first layer / last layer
     reg_ratio: float = 1.0  # regularization force / data force (median of the first probes)
+    # 1-NN label agreement <= chance + 10% of what is left above chance: labels unrelated to the inputs (real
+    # data sits far above: digits 0.98 vs chance 0.10, breast_cancer 0.92 vs 0.53, MNIST-1D ~0.5 vs 0.10)
+    neighbour_margin: float = 0.1
+    # underfitting with a cause (a bottleneck, over-regularization): the final L >= 0.25·S and the eval-mode loss
+    # on training rows >= 0.85x the validation loss (no generalization gap left)
+    under_low: float = 0.25
+    under_gap: float = 0.85
     min_probes: int = 3
     # activations on the fixed probe batch, at epoch ends
     dead_share: float = 0.5  # >= 50% of a ReLU layer's units never fire, 2 epochs in a row
@@ -159,29 +172,55 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
             out.append(_f("diverging_loss", "warning", f"the training loss rose to {L[i]:.4g} in epoch {ep[i]}, "
                           f"{L[i] / best:.3g}x its best ({best:.4g})",
                           {"epoch": ep[i], "train_loss": L[i], "best": best, "factor": L[i] / best,
-                           "threshold": t.diverge_factor, "loss_scale": S},
+                           "threshold": t.diverge_factor, "loss_scale": S,
+                           # it came back down later: a bouncing loss (then oscillating_loss is no mere symptom)
+                           "recovered": any(L[j] < t.diverge_factor * best for j in range(i + 1, n))},
                           ["learning rate too high for this model and batch size", "no gradient clipping",
                            "a warmup that ends at too high an LR"],
                           ["optim.lr=<lr*0.1>", "train.clip_grad=1.0", "doctor.repair=true"], ep[i], step[i]))
+            # A loss that learned and then blew up at (near) the run's peak LR says the LR is too high, whatever
+            # the update/weight probes saw (a blow-up can build up between two probes). Not during a warmup's
+            # first epochs at a small LR, nor when the LR was cut before (then it is something else).
+            lrs = [v for v in lr[:i + 1] if _finite(v)]
+            if lrs and _finite(lr[i]) and lr[i] >= t.lr_active * max(lrs) and max(lrs) > 0:
+                out.append(_f("lr_too_high", "warning", f"the loss diverged at LR {lr[i]:.3g} (epoch {ep[i]}, "
+                              f"{L[i] / best:.3g}x its best): the steps are too large for this model",
+                              {"epoch": ep[i], "lr": lr[i], "peak_lr": max(lrs), "train_loss": L[i], "best": best,
+                               "rule": "diverged"},
+                              ["learning rate too high for this model and batch size", "no gradient clipping"],
+                              ["optim.lr=<lr*0.1>", "train.clip_grad=1.0"], ep[i], step[i]))
             break
 
     # oscillating: the loss jumps up and down by large relative amounts, again and again
     w = t.osc_window
     for end in range(w, n + 1):
         seg = L[end - w:end]
-        moves = []
+        moves, small = [], []
         for x0, x1 in zip(seg, seg[1:], strict=False):
             d = x1 - x0
             if abs(d) >= t.osc_rel * min(x0, x1) and abs(d) >= t.osc_abs * S:
                 moves.append(1 if d > 0 else -1)
+            # smaller moves count where the loss is still far from its floor (both ends >= osc_level·S): there a
+            # 20% swing of an epoch's mean is the model jumping around, not noise near a small number
+            if (abs(d) >= t.osc_rel * min(x0, x1) and abs(d) >= t.osc_abs_high * S
+                    and min(x0, x1) >= t.osc_level * S):
+                small.append(1 if d > 0 else -1)
         flips = sum(1 for m0, m1 in zip(moves, moves[1:], strict=False) if m0 != m1)
+        flips_small = sum(1 for m0, m1 in zip(small, small[1:], strict=False) if m0 != m1)
+        if not (len(moves) >= t.osc_moves and moves.count(1) >= 2 and flips >= 2):
+            # the second tier asks for more: nearly every epoch a swing, alternating
+            if len(small) >= t.osc_moves + 1 and small.count(1) >= 2 and flips_small >= 3:
+                moves, flips = small, flips_small
+                abs_used = t.osc_abs_high
+        else:
+            abs_used = t.osc_abs
         if len(moves) >= t.osc_moves and moves.count(1) >= 2 and flips >= 2:
             i = end - 1
             out.append(_f("oscillating_loss", "warning", f"the training loss jumped up {moves.count(1)} times and "
-                          f"down {moves.count(-1)} times by >= {t.osc_rel:.0%} (and >= {t.osc_abs:.0%} of the "
+                          f"down {moves.count(-1)} times by >= {t.osc_rel:.0%} (and >= {abs_used:.0%} of the "
                           f"know-nothing loss {S:.4g}) over epochs {ep[end - w]}-{ep[i]}",
                           {"epochs": [ep[end - w], ep[i]], "train_loss": seg, "rises": moves.count(1),
-                           "falls": moves.count(-1), "threshold": t.osc_rel, "threshold_abs": t.osc_abs,
+                           "falls": moves.count(-1), "threshold": t.osc_rel, "threshold_abs": abs_used,
                            "loss_scale": S},
                           ["learning rate too high (steps overshoot the valley)", "batch too small for the LR",
                            "unscaled inputs"],
@@ -252,6 +291,21 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
                       ["a wider/deeper model (model.widths=[256, 256])", "optim.weight_decay=0.01 and no heavy "
                        "dropout", f"train.epochs={2 * (planned_epochs or n)}"], ep[-1], step[-1]))
 
+    # underfitting from a bottleneck: a hidden layer narrower than the classes it must tell apart limits the
+    # logits to a low-rank map, and the run ends fitting its training rows hardly better than new ones
+    narrow = facts.narrowest if facts is not None else None
+    classes = facts.n_outputs if facts is not None and facts.loss_kind in ("ce", "nll", "hinge") else None
+    if (final and stuck is None and n >= 4 and narrow and classes and classes >= 3 and narrow[1] < classes - 1
+            and L[-1] >= t.under_low * S and L[-1] >= 0.9 * L[-4] and L[-1] < t.high_loss * S
+            and _fits_no_better(history, t)):
+        out.append(_f("underfitting", "warning", f"the final training loss {L[-1]:.4g} is {L[-1] / S:.0%} of the "
+                      f"know-nothing loss and the model fits its training rows hardly better than new ones: layer "
+                      f"{narrow[0]} has {narrow[1]} units for {classes} classes, a bottleneck",
+                      {"train_loss": L[-1], "loss_scale": S, "ratio": L[-1] / S, "layer": narrow[0],
+                       "units": narrow[1], "classes": classes, **_gap_evidence(history)},
+                      ["a hidden layer narrower than the number of classes"],
+                      [f"widen {narrow[0]} to at least {classes} units (model.widths=[256, 256])"], ep[-1], step[-1]))
+
     if any(v is not None for v in V):
         idx = [i for i in range(n) if _finite(V[i])]
         # labels that do not generalize: train learns, val never beats knowing nothing
@@ -260,15 +314,27 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
         fits = [E[i] for i in idx if _finite(E[i])]
         best_v = min(V[i] for i in idx) if idx else math.inf
         fit = min(idx, key=lambda j: L[j]) if idx else None  # the epoch that fits the training rows best
-        if (len(idx) >= 5 and min(L) <= t.label_train * S and best_v >= t.label_val * Sv
-                and fit is not None and V[fit] / Sv - L[fit] / S >= t.label_gap
-                and (not fits or min(fits) <= t.label_train * S)):
+        memorized = (len(idx) >= 5 and min(L) <= t.label_train * S and best_v >= t.label_val * Sv
+                     and fit is not None and V[fit] / Sv - L[fit] / S >= t.label_gap
+                     and (not fits or min(fits) <= t.label_train * S))
+        # or: the inputs' nearest neighbours share labels at chance level (measured before training) and the
+        # model learned nothing usable -- the validation loss never beat knowing nothing, or the training loss
+        # did not move (no_learning) -- two independent signs
+        learned_nothing = (len(idx) >= 3 and best_v >= t.label_val * Sv) or stuck is not None
+        random_labels = labels_look_random(facts, t) if learned_nothing else None
+        if memorized or random_labels:
             i = idx[-1]
-            out.append(_f("label_problem", "warning", f"the training loss fell to {min(L):.4g} but the validation "
-                          f"loss never beat the know-nothing loss ({min(V[j] for j in idx):.4g} vs {Sv:.4g}): the "
-                          "labels do not carry over to new rows",
+            out.append(_f("label_problem", "warning", (
+                f"the training loss fell to {min(L):.4g} but the validation loss never beat the know-nothing loss "
+                f"({min(V[j] for j in idx):.4g} vs {Sv:.4g}): the labels do not carry over to new rows"
+                if memorized else
+                f"the model learned nothing usable (best validation loss {min(V[j] for j in idx):.4g}, know-nothing "
+                f"{Sv:.4g}; best training loss {min(L):.4g} of {S:.4g}) and a training row's nearest neighbour has "
+                f"the same label in {random_labels['neighbour_label_agreement']:.0%} of rows, about what two "
+                f"random rows share ({random_labels['chance_agreement']:.0%}): the labels look unrelated to the "
+                "inputs"),
                           {"best_train_loss": min(L), "best_val_loss": min(V[j] for j in idx), "loss_scale": S,
-                           "val_know_nothing_loss": Sv, "threshold": t.label_val},
+                           "val_know_nothing_loss": Sv, "threshold": t.label_val, **(random_labels or {})},
                           ["shuffled or misaligned labels (X and y sorted differently)", "validation labels from "
                            "another encoding", "pure noise targets"],
                           ["check that X[i] and y[i] describe the same example", "use the same label encoding for "
@@ -367,15 +433,16 @@ SUPERSEDES: dict[str, tuple[str, ...]] = {
 def _covers(root: Finding, symptom: Finding) -> bool:
     if symptom.code not in SUPERSEDES.get(root.code, ()):
         return False
+    if root.code == "diverging_loss" and symptom.code == "oscillating_loss":  # up and back down, again and again
+        return not root.evidence.get("recovered", False)
     if symptom.code == "exploding_gradients":  # growth or non-finite values are a blow-up of their own
         return not symptom.evidence.get("growing", True)
     return True
 
 
 def supersede(found: list[Finding]) -> list[Finding]:
-    codes = {f.code for f in found}
-    hidden = {c for root, covered in SUPERSEDES.items() if root in codes for c in covered}
-    return [f for f in found if f.code not in hidden]
+    roots = [f for f in found if f.code in SUPERSEDES]
+    return [f for f in found if not any(r.code != f.code and _covers(r, f) for r in roots)]
 
 
 def explained(found: list[Finding]) -> list[Finding]:
@@ -423,6 +490,20 @@ def _cached(fn: Any) -> Any:
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
     return wrapper
+
+
+def _blew_up(losses: list[Any], factor: float = 2.0) -> bool:
+    """Some loss is >= `factor` times the lowest loss before it (non-finite values count as a blow-up)."""
+    low = math.inf
+    for v in losses:
+        if v is None:
+            continue
+        if not _finite(v):
+            return True
+        if low < math.inf and v >= factor * low and v - low > 0:
+            return True
+        low = min(low, v)
+    return False
 
 
 @_cached
@@ -529,13 +610,29 @@ def probe_findings(records: list[ProbeRecord], facts: Facts | None, history: lis
     # raising the LR would make them worse
     was_high = sum(1 for r in records if r.step >= 1 and r.lr >= t.lr_active * peak_low
                    and _finite(update_ratio(r, ref)) and update_ratio(r, ref) >= t.update_high) >= t.min_probes
+    # ... nor after the loss blew up (a probe's loss or an epoch's mean loss far above what came before): a blow-up
+    # between two probes leaves dead or saturated units whose small steps are damage, not a low LR
+    was_high = was_high or _blew_up([r.loss for r in records]) or _blew_up([h.get("train_loss") for h in history])
     if init_ok:
         med = _median(ur) if len(ur) >= t.min_probes else None
         if med is not None and med >= t.update_high and not reg_dominates:
-            out.append(_f("lr_too_high", "warning", f"each step changes the weights by {med:.1%} of their norm "
-                          f"(median of {len(ur)} probes; healthy is ~0.1-1%, the limit {t.update_high:.0%})",
+            # Large relative steps are harmless while they pay off: a freshly initialized layer (a new head on a
+            # frozen backbone, a high fan-in layer with small weights) takes steps that are large next to its
+            # small weights, and the loss falls fast. A too-high LR instead leaves the loss where it started or
+            # throws it up. So: a warning unless the loss on these very steps fell to half its first value
+            # without ever rising above it; then info, and a later window re-judges it.
+            losses = [r.loss for r in active if r.loss is not None and math.isfinite(r.loss)]
+            first_loss = ref.loss if ref.loss is not None and math.isfinite(ref.loss) else None
+            productive = (first_loss is not None and first_loss > 0 and len(losses) >= t.min_probes
+                          and losses[-1] <= t.lr_high_progress * first_loss
+                          and max(losses) <= 1.1 * first_loss)
+            msg = (f"each step changes the weights by {med:.1%} of their norm (median of {len(ur)} probes; healthy "
+                   f"is ~0.1-1%, the limit {t.update_high:.0%})")
+            if productive:
+                msg += f", but the loss fell from {first_loss:.3g} to {losses[-1]:.3g} over those steps"
+            out.append(_f("lr_too_high", "info" if productive else "warning", msg,
                           {"update_to_weight": med, "threshold": t.update_high, "steps": [r.step for r in active],
-                           "lr": last.lr},
+                           "lr": last.lr, "probe_losses": losses, "first_loss": first_loss, "productive": productive},
                           ["learning rate about a decade too high", "Adam-family optimizer with an SGD-sized LR"],
                           ["optim.lr=<lr*0.1>", "schedule.name=warmup_cosine"], ep, last.step))
         elif (med_low is not None and med_low <= t.update_low and not was_high and not reg_dominates_low
@@ -650,6 +747,17 @@ def activation_findings(rows: list[dict[str, dict[str, float]]], epoch: int | No
     return out
 
 
+def labels_look_random(facts: Facts | None, t: Thresholds = DEFAULT) -> dict[str, float] | None:
+    """The inputs' nearest neighbours share a label hardly more often than two random rows do (evidence), or
+    None when they share it clearly more often or it was not measured."""
+    if facts is None or facts.neighbour_agreement is None or facts.label_chance is None:
+        return None
+    a, c = facts.neighbour_agreement, facts.label_chance
+    if a - c > t.neighbour_margin * (1 - c):
+        return None
+    return {"neighbour_label_agreement": a, "chance_agreement": c, "threshold": c + t.neighbour_margin * (1 - c)}
+
+
 def steps_look_healthy(records: list[ProbeRecord], order: list[str], t: Thresholds = DEFAULT) -> bool:
     """The optimizer is doing its job: on the recent probes past the start-up steps the update/weight ratio lies
     in the healthy range (update_healthy .. update_high), no layer's gradient is out of scale and the first layer's
@@ -672,6 +780,25 @@ def _first_reg_ratio(records: list[ProbeRecord], t: Thresholds = DEFAULT) -> flo
     return _median(ratios) if len(ratios) >= t.min_probes else None
 
 
+def _gap_evidence(history: list[dict[str, Any]]) -> dict[str, Any]:
+    last = history[-1] if history else {}
+    e = last.get("train_loss_eval_mode")
+    return {"train_loss_eval_mode": e if _finite(e) else None, "val_loss": last.get("val_loss")}
+
+
+def _fits_no_better(history: list[dict[str, Any]], t: Thresholds = DEFAULT) -> bool:
+    """At the end, the model fits its training rows about as badly as new ones: the eval-mode loss on training rows
+    (the train-mode mean when not measured) is >= under_gap x the validation loss. A model with capacity to spare
+    ends below its validation loss; this one has nothing left that regularization or more data would fix."""
+    if not history:
+        return False
+    last = history[-1]
+    v = last.get("val_loss")
+    e = last.get("train_loss_eval_mode")
+    e = e if _finite(e) else last.get("train_loss")
+    return _finite(v) and _finite(e) and v > 0 and e >= t.under_gap * v
+
+
 def over_regularization(records: list[ProbeRecord], facts: Facts | None, history: list[dict[str, Any]],
                         config: Any, t: Thresholds = DEFAULT, dropout: float = 0.0) -> list[Finding]:
     """The regularizer out-pulls the data: its force exceeds the data gradient's on the first probes, and the
@@ -682,7 +809,8 @@ def over_regularization(records: list[ProbeRecord], facts: Facts | None, history
     if not L or S is None:
         return out
     med = _first_reg_ratio(records, t)
-    high = L[-1] >= 0.5 * S
+    # the run underfits: half the know-nothing loss left, or a quarter of it with no generalization gap
+    high = L[-1] >= 0.5 * S or (L[-1] >= t.under_low * S and _fits_no_better(history, t))
     oc = getattr(config, "optim", None)
     wd = oc.resolved_weight_decay() if hasattr(oc, "resolved_weight_decay") else getattr(oc, "weight_decay", None)
     knobs = {"weight_decay": wd, "l1": getattr(oc, "l1", None),
@@ -700,5 +828,12 @@ def over_regularization(records: list[ProbeRecord], facts: Facts | None, history
                       f"{L[-1] / S:.0%} of the know-nothing loss", {"dropout": dropout, "train_loss": L[-1],
                                                                    "loss_scale": S},
                       ["dropout too strong for the model's width"], ["model.dropout=0.2"],
+                      history[-1].get("epoch"), history[-1].get("step")))
+    if out and L[-1] < t.high_loss * S:  # (above high_loss the curve rule reports underfitting itself)
+        out.append(_f("underfitting", "warning", f"the final training loss {L[-1]:.4g} is {L[-1] / S:.0%} of the "
+                      "know-nothing loss and the model fits its training rows hardly better than new ones: the "
+                      "regularization holds it back", {"train_loss": L[-1], "loss_scale": S, "ratio": L[-1] / S,
+                                                        **_gap_evidence(history), **knobs},
+                      ["too much regularization (see over_regularization)"], list(out[0].fixes),
                       history[-1].get("epoch"), history[-1].get("step")))
     return out
