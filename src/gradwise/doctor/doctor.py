@@ -13,6 +13,7 @@ Cost model (the doctor must stay within ~5% of a run's time):
 
 from __future__ import annotations
 
+import json
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from gradwise.doctor.probes import (
     preserved,
     weight_layers,
 )
+from gradwise.train.checkpoint import json_default
 from gradwise.train.events import Callback
 
 if TYPE_CHECKING:
@@ -76,6 +78,7 @@ class Doctor(Callback):
         self._cuda = False
         self._probe_base = 0  # probes restart densely (0, 1, 2, 4, ...) after a repair changes the run
         self._cut_lr = False  # a repair has lowered the LR in this run
+        self._facts_json: tuple[Any, Any] | None = None
         self.halted = False
 
     # ---------------------------------------------------------------------------------------- reporting
@@ -439,14 +442,20 @@ class Doctor(Callback):
 
     # ---------------------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        return {"findings": [f.to_dict() for f in self._findings], "repairs": self.repairs,
-                "facts": self.facts.to_dict() if self.facts is not None else None}
+        # one JSON string: a checkpoint is written every epoch and pickling costs per object (the facts hold
+        # lists of layer names and class counts). The facts do not change after the pre-flight: encoded once.
+        if self._facts_json is None or self._facts_json[0] is not self.facts:
+            self._facts_json = (self.facts, self.facts.to_dict() if self.facts is not None else None)
+        return {"json": json.dumps({"findings": [f.to_dict() for f in self._findings], "repairs": self.repairs,
+                                    "facts": self._facts_json[1]}, default=json_default)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self._rolling_back:
             # a rollback the doctor asked for: keep what it has seen and done since that checkpoint
             self._rolling_back = False
             return
+        if "json" in state:
+            state = json.loads(state["json"])
         self._findings = [Finding.from_dict(d) for d in state.get("findings", [])]
         self._seen = {f.code: f.rank for f in self._findings}
         self.repairs = state.get("repairs", 0)

@@ -425,7 +425,7 @@ class Preflight:
                      ["loss='mse' on class labels"],
                      ["loss=cross_entropy with one output per class", "loss.name=cross_entropy"])
 
-    def measure_neighbours(self, x: torch.Tensor, y: torch.Tensor, rows: int = 1500, dims: int = 256) -> None:
+    def measure_neighbours(self, x: torch.Tensor, y: torch.Tensor, rows: int = 600, dims: int = 256) -> None:
         """1-nearest-neighbour label agreement on standardized inputs, for a later no_learning verdict:
         a model that learns nothing from data whose neighbours share labels no more often than chance is fed
         labels unrelated to the inputs. Wide inputs are randomly projected to `dims` features first."""
@@ -435,16 +435,16 @@ class Preflight:
         if cls is None or len(cls) < 50 or not x.is_floating_point() or x.ndim < 2:
             return
         idx = subsample(len(cls), rows)
-        xs = x[idx.to(x.device)].reshape(len(idx), -1).double().cpu()
+        xs = x[idx.to(x.device)].reshape(len(idx), -1).float().cpu()
         ys = cls[idx.to(cls.device)].cpu()
         if not bool(torch.isfinite(xs).all()):
             return
         xs = (xs - xs.mean(0)) / xs.std(0).clamp_min(1e-8)
         if xs.shape[1] > dims:  # Johnson-Lindenstrauss: distances survive a random Gaussian projection
-            proj = torch.randn(xs.shape[1], dims, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+            proj = torch.randn(xs.shape[1], dims, generator=torch.Generator().manual_seed(7))
             xs = xs @ proj / dims ** 0.5
-        # brute force on <= 1500 rows is one (1500 x 1500) distance matrix: ~20 ms, no index structure needed
-        d = torch.cdist(xs.float(), xs.float())
+        # brute force on <= 600 rows is one (600 x 600) distance matrix: a few ms, no index structure needed
+        d = torch.cdist(xs, xs)
         d.fill_diagonal_(math.inf)
         other = d.argmin(1)
         p = torch.bincount(ys).double() / len(ys)

@@ -203,6 +203,10 @@ class ActivationStats:
         self.default_dim = 1 if any(isinstance(m, CHANNEL_FIRST) for m in model.modules()) else -1
         self.stats: dict[str, dict[str, Any]] = {}
         self._calls: dict[str, int] = {}
+        # whether the forward calls activations as functions (F.relu in forward()); None until the first measure.
+        # The probe batch and eval mode are the same every time, so is the path through forward(): when the first
+        # pass found none, later passes skip the function mode and the per-module hooks that name the callers.
+        self.functional: bool | None = None
 
     def _hook(self, name: str, kind: str) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
@@ -228,6 +232,12 @@ class ActivationStats:
     def measure(self, model: nn.Module, x: Any, forward: Callable | None) -> tuple[Any, dict[str, dict[str, Any]]]:
         self.stats, self._calls = {}, {}
         handles = [m.register_forward_hook(self._hook(n, k)) for n, m, k in self.modules]
+        if self.functional is False:
+            try:
+                return run_forward(model, x, forward), self.stats
+            finally:
+                for h in handles:
+                    h.remove()
         # activations called as functions (F.relu(x) in a forward) have no module to hook: a function mode sees
         # them, and a stack of the modules being run names the module whose forward called them
         stack: list[tuple[str, nn.Module]] = []
@@ -244,9 +254,13 @@ class ActivationStats:
         for name, m in model.named_modules():
             handles.append(m.register_forward_pre_hook(functools.partial(_call_with_name, enter, name)))
             handles.append(m.register_forward_hook(functools.partial(_call_with_name, leave, name)))
+        self.functional = False  # record_functional sets it
         try:
             with _FunctionalActivations(self, stack, finished):
                 out = run_forward(model, x, forward)
+        except BaseException:
+            self.functional = None  # judge again next time
+            raise
         finally:
             for h in handles:
                 h.remove()
@@ -254,6 +268,7 @@ class ActivationStats:
 
     def record_functional(self, after: str, kind: str, label: str, out: torch.Tensor) -> None:
         """Statistics of one functional activation call, keyed by what it follows: 'F.relu after fc1'."""
+        self.functional = True
         key = f"{label} after {after}" if after else f"{label} (model input)"
         calls = self._calls[key] = self._calls.get(key, 0) + 1
         key = key if calls == 1 else f"{key}#{calls}"
