@@ -108,6 +108,16 @@ def test_repair_recovers_the_suite_nan_case(tmp_path: Path) -> None:
     assert res.repaired, f"repaired run {res.status}, best val {res.best_val}, actions {res.actions}"
 
 
+def test_repair_retrains_units_killed_by_large_steps(tmp_path: Path) -> None:
+    # SGD at LR 1.0 kills most ReLUs within two epochs; the repair restarts from the initial weights with the LR that
+    # brings the largest probed step to the target size, and the run ends about as well as one trained at LR 0.05
+    case = CASES["dead_relu_high_lr"]
+    res = run_case(case, tmp_path, repair=True, reference=run_reference(case, tmp_path))
+    act = next(a for a in res.actions if a["changes"].get("finding") == "dead_units")
+    assert act["restored"] == "start" and act["changes"]["lr_factor"] < 0.3
+    assert res.repaired, f"repaired run {res.status}, best val {res.best_val}, actions {res.actions}"
+
+
 def test_repair_is_bounded_and_off_by_default(tmp_path: Path) -> None:
     case = CASES["iris_sgd_lr_diverging"]  # LR 50x too high: the doctor acts at most max_repairs times
     kw = case.build()

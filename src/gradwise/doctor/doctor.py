@@ -388,15 +388,16 @@ class Doctor(Callback):
             return
         self._epoch_probe(trainer, logs)
         history = [*trainer.history, logs]
-        for f in rules.activation_findings(self.activations, logs.get("epoch"), trainer.step, self.t,
-                                           coupled_decay=_coupled_decay(trainer.optimizer)):
+        acts = rules.activation_findings(self.activations, logs.get("epoch"), trainer.step, self.t,
+                                         coupled_decay=_coupled_decay(trainer.optimizer))
+        for f in acts:
             self.report(trainer, f)
-        found = rules.curve_findings(history, self.facts, planned_epochs=trainer.epochs, t=self.t,
-                                     early_stopping=_keeps_best(trainer))
+        found = acts + rules.curve_findings(history, self.facts, planned_epochs=trainer.epochs, t=self.t,
+                                            early_stopping=_keeps_best(trainer))
         found += rules.probe_findings(self.records, self.facts, history, self.t, epoch_end=True,
                                       clipping=trainer.clip_grad is not None)
         now = logs.get("epoch")
-        for f in found:
+        for f in found[len(acts):]:
             self.report(trainer, f)
         fresh = {f.code: f for f in found if f.epoch == now}
         # never checkpoint a diverged state; once the loss is back near its best, checkpoints are good again
@@ -406,10 +407,31 @@ class Doctor(Callback):
         if "diverging_loss" in fresh:
             self._repair(trainer, "diverging_loss", f"diverging loss in epoch {now}", lr_factor=0.1,
                          clip_grad=trainer.clip_grad or 1.0, to="best", now=True)
+        elif ("dead_units" in fresh and fresh["dead_units"].severity != "info" and not self._cut_lr
+              and not (self.facts is not None and self.facts.init_abnormal)
+              and "bad_initialization" not in self._seen):
+            # units that died during training after steps above the healthy size (a probe near the peak LR at
+            # >= dead_repair_step): the large steps pushed their pre-activations below zero for good. Retrain from
+            # the initial weights with the LR that brings the largest step to the target size.
+            big = self._largest_step()
+            if big is not None and big >= self.t.dead_repair_step:
+                factor = float(f"{min(0.3, max(1e-3, LR_TARGET_RATIO / big)):.3g}")
+                self._repair(trainer, "dead_units", f"units died after steps of {big:.0%} of the weights", to="start",
+                             lr_factor=factor, now=True)
         elif "plateau" in fresh and fresh["plateau"].evidence.get("early") and not _saturation_plateau(found):
             small = [rules.update_ratio(r, self.records[0]) for r in self.records[-3:]]
             if small and max(small) < 0.01:  # steps are small: a larger LR can help (not when it bounces)
                 self._repair(trainer, "plateau", f"early plateau in epoch {now}", lr_factor=3.0, restore=False)
+
+    def _largest_step(self) -> float | None:
+        """The largest update/weight ratio probed at >= lr_active of the peak LR (after step 0), if any."""
+        if not self.records:
+            return None
+        peak = max(r.lr for r in self.records)
+        ref = self.records[0]
+        ratios = [rules.update_ratio(r, ref) for r in self.records if r.step >= 1 and r.lr >= self.t.lr_active * peak]
+        ratios = [u for u in ratios if math.isfinite(u)]
+        return max(ratios) if ratios else None
 
     def _diverged(self, history: list[dict[str, Any]]) -> bool:
         L = [r.get("train_loss") for r in history]

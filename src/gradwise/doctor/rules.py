@@ -75,6 +75,9 @@ class Thresholds:
     # the peak LR, the same placement is ~3e-4.
     update_low: float = 3e-4
     update_healthy: float = 1e-3  # the low end of the healthy range on that window (steps_look_healthy)
+    # repair of dead units: the largest probed step near the peak LR was above what healthy runs take there (their
+    # first probes at the peak LR show 2e-2 .. 6e-2), so the LR is cut and the run restarts from its initial weights
+    dead_repair_step: float = 0.05
     # lr_too_high is info while the loss on its probe steps falls to <= this share of the first probe's loss
     lr_high_progress: float = 0.5
     lr_active: float = 0.3  # LR rules only look at steps whose LR is >= 30% of the peak (not warmup/decay tails)
