@@ -450,6 +450,9 @@ class Doctor(Callback):
         for f in rules.over_regularization(self.records, self.facts, trainer.history, trainer.config, self.t,
                                            dropout=self.facts.dropout_max if self.facts else 0.0):
             self.report(trainer, f)
+        for f in rules.probe_findings(self.records, self.facts, trainer.history, self.t, epoch_end=True,
+                                      clipping=trainer.clip_grad is not None, final=True):
+            self.report(trainer, f)
         self._outcomes(trainer)
 
     def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:

@@ -22,7 +22,9 @@ from gradwise.doctor.probes import (
     TRAIN_EVAL_DIFFERENT,
     ActivationStats,
     Trace,
+    first_tensor,
     preserved,
+    run_forward,
     trace_model,
 )
 from gradwise.train.checkpoint import rng_state, set_rng_state
@@ -76,6 +78,7 @@ class Facts:
     # rows do (chance): labels that depend on the inputs score well above chance on almost any real data
     neighbour_agreement: float | None = None
     label_chance: float | None = None
+    linear_model: bool = False  # a single Linear layer (linear / logistic regression)
 
     @property
     def scale(self) -> float | None:
@@ -285,6 +288,10 @@ class Preflight:
             out = trace.output
             self.facts.layer_order = trace.layer_order
             self.facts.narrowest = _narrowest(model, trace.layer_order)
+            # one Linear layer and nothing else with weights: linear / logistic regression
+            owner = trace.layer_order[0].rpartition(".")[0] if len(trace.layer_order) == 1 else None
+            self.facts.linear_model = owner is not None and isinstance(dict(model.named_modules()).get(owner),
+                                                                       nn.Linear)
             self.facts.unit_dims = trace.unit_dims
             self.facts.n_outputs = int(out.shape[-1]) if out.ndim > 1 else 1
             self.check_labels(y, out)
@@ -295,6 +302,7 @@ class Preflight:
             ysub = y[subsample(len(y), 20000).to(y.device)].to(self.device)
             self.facts.baseline, self.facts.zero_loss = constant_losses(self.loss_fn, self.facts.loss_kind,
                                                                         out.detach(), ysub)
+            self.check_reduction(out.detach(), ysub)
             vt = split_tensors(self.val)
             if vt is not None:
                 vy = vt[1][subsample(len(vt[1]), 20000).to(vt[1].device)].to(self.device)
@@ -303,6 +311,7 @@ class Preflight:
                 self.facts.target_rms = float(ysub.float().pow(2).mean().sqrt())
             self.check_inputs(x, trace)
             self.check_wiring(trace, y)
+            self.check_eval_determinism(out.detach())
             self.check_leakage(x)
             loss = self.initial_loss(out, py)
             self.check_init(trace, loss)
@@ -450,6 +459,50 @@ class Preflight:
         p = torch.bincount(ys).double() / len(ys)
         self.facts.neighbour_agreement = float((ys[other] == ys).double().mean())
         self.facts.label_chance = float((p * p).sum())
+
+    def check_reduction(self, out: torch.Tensor, y: torch.Tensor) -> None:
+        """A loss summed over the batch (reduction='sum') instead of averaged: its value and gradient grow with the
+        batch size. The know-nothing scale the curve rules use is then the loss of one training batch."""
+        bs = getattr(self.train, "batch_size", None)
+        base = self.facts.baseline
+        if base is None or not isinstance(bs, int) or len(y) < 4 or base <= 0:
+            return
+        half, _ = constant_losses(self.loss_fn, self.facts.loss_kind, out, y[: len(y) // 2])
+        if half is None or half <= 0 or not 1.7 <= base / half <= 2.3:
+            return
+        scale = bs / len(y)
+        self.facts.baseline = base * scale
+        self.facts.zero_loss = self.facts.zero_loss * scale if self.facts.zero_loss is not None else None
+        self.facts.val_baseline = None  # evaluation sums over its own, larger batches
+        self.add("loss_output_mismatch", "info", f"the loss is summed over the batch (reduction='sum'): its value "
+                 f"and its gradient grow with the batch size ({bs} rows here), so an LR tuned for a mean-reduced "
+                 "loss is about that many times too large", {"batch_size": bs, "loss_per_batch_know_nothing":
+                                                              self.facts.baseline},
+                 ["reduction='sum' in the loss"], ["use the default reduction='mean'", "or divide the LR by the batch "
+                                                   "size"])
+
+    def check_eval_determinism(self, out: torch.Tensor) -> None:
+        """Eval mode must be deterministic: two eval-mode passes over the same rows giving different outputs mean
+        dropout or noise stays on at evaluation (a forward() that calls self.train(), F.dropout(training=True))."""
+        model = self.model
+        with preserved(model, mode=False), torch.no_grad():
+            try:
+                again = first_tensor(run_forward(model, self.probe_x, self.forward))
+            except Exception:
+                return
+        if again is None or again.shape != out.shape or not again.is_floating_point():
+            return
+        diff = float((again.float() - out.float()).abs().max())
+        scale = float(out.float().abs().max()) or 1.0
+        if math.isfinite(diff) and diff > 1e-4 * scale:
+            self.add("train_eval_mismatch", "warning", f"two eval-mode passes over the same rows give different "
+                     f"outputs (largest difference {diff:.3g}): randomness such as dropout stays on at evaluation, so "
+                     "validation metrics are noisy and worse than the model", {"max_abs_difference": diff,
+                                                                                "output_scale": scale},
+                     ["forward() calls self.train() or F.dropout(x, training=True)", "noise added in forward() "
+                      "without checking self.training"],
+                     ["use nn.Dropout modules or F.dropout(x, training=self.training)",
+                      "ignore this for deliberate sampling at evaluation (MC dropout, a VAE's latent sample)"])
 
     def check_order(self, y: torch.Tensor) -> None:
         """Batches of one class each: a loader that does not shuffle rows stored sorted by label. SGD then sees one

@@ -136,6 +136,7 @@ def trace_model(model: nn.Module, x: Any, forward: Callable | None) -> Trace:
     unit_dims: dict[str, int] = {}
     input_rms: dict[str, float] = {}
     last: list[tuple[str, nn.Module, torch.Tensor]] = []
+    affine_node: dict[str, Any] = {}  # Linear/Conv -> the autograd node of its output
 
     def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
         name = leaves[module]
@@ -154,6 +155,7 @@ def trace_model(model: nn.Module, x: Any, forward: Callable | None) -> Trace:
             if src is not None and src != name and (src, name) not in collapsed:
                 collapsed.append((src, name))
             affine_src[out.data_ptr()] = name
+            affine_node.setdefault(name, out.grad_fn)
         elif isinstance(module, PASS_AFFINE) and src is not None:
             affine_src[out.data_ptr()] = src
         if isinstance(module, RELU_LIKE + SIGMOID_LIKE + TANH_LIKE + (nn.RNN,)):
@@ -181,7 +183,29 @@ def trace_model(model: nn.Module, x: Any, forward: Callable | None) -> Trace:
             break
     params_of = {n: [pn for pn, p in m.named_parameters(prefix=n) if p.ndim >= 2] for m, n in leaves.items()}
     layer_order = [pn for n in order for pn in params_of.get(n, [])]
+    if collapsed and output.grad_fn is not None:
+        # a layer whose output is also read elsewhere (a residual stream: h = inp(x); h + block(h)) adds capacity
+        # even when one of its readers is linear: only a pure chain collapses
+        uses = _node_uses(output.grad_fn)
+        collapsed = [(a, b) for a, b in collapsed if uses.get(affine_node.get(a), 0) <= 1]
     return Trace(output, order, final, collapsed, unit_dims, layer_order, input_rms)
+
+
+def _node_uses(root: Any) -> dict[Any, int]:
+    """How many autograd nodes read each node's output, over the graph that produced `root`."""
+    uses: dict[Any, int] = {}
+    seen = {root}
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        for nxt, _ in getattr(node, "next_functions", ()):
+            if nxt is None:
+                continue
+            uses[nxt] = uses.get(nxt, 0) + 1
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return uses
 
 
 # --------------------------------------------------------------------------------------------- activations

@@ -32,6 +32,9 @@ class Thresholds:
     # curves (epoch means of the training loss L, validation loss V; S = know-nothing loss)
     diverge_factor: float = 2.0  # L >= 2x its running minimum ...
     diverge_rise: float = 0.1  # ... and the rise >= 0.1·S, for 2 epochs in a row (or 1 when above the start)
+    # ... or a collapse: the loss had reached <= 0.85·S and is back at >= 0.95·S (what was learned is lost)
+    collapse_best: float = 0.85
+    collapse_level: float = 0.95
     osc_window: int = 6  # epochs looked at for oscillation
     osc_rel: float = 0.2  # a move counts when it changes L by >= 20% (of the lower of the two epochs) ...
     # ... and by >= 10% of S. Once a model fits well, its epoch-mean loss is a small number whose relative
@@ -45,6 +48,8 @@ class Thresholds:
     osc_abs_high: float = 0.05
     osc_level: float = 0.2
     plateau_epochs: int = 4  # the best L improved < 1% over this many epochs ...
+    lr_stopped: float = 1e-3  # ... or: the schedule has cut the LR below 1e-3 of its peak ...
+    lr_stopped_left: float = 0.3  # ... with >= 30% of the planned epochs to go
     plateau_gain: float = 0.01
     high_loss: float = 0.6  # ... while L >= 0.6·S (less than 40% of the loss explained)
     no_learning: float = 0.98  # after 5 epochs the best L is still >= 0.98·min(start, S), flat for 3 epochs
@@ -169,7 +174,10 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
         best = min(L[:i])
 
         def up(j: int, best: float = best) -> bool:
-            return L[j] >= t.diverge_factor * best and L[j] - best >= t.diverge_rise * S
+            # far above its best, or -- after it had learned something (best <= collapse_best·S) -- back at the
+            # know-nothing loss: a collapse loses what was learned without the loss doubling
+            return L[j] - best >= t.diverge_rise * S and (
+                L[j] >= t.diverge_factor * best or (best <= t.collapse_best * S and L[j] >= t.collapse_level * S))
 
         if up(i) and ((i >= 2 and up(i - 1) and min(L[:i - 1]) == best) or L[i] >= 1.5 * max(L[0], S)):
             out.append(_f("diverging_loss", "warning", f"the training loss rose to {L[i]:.4g} in epoch {ep[i]}, "
@@ -237,7 +245,18 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
         # no better than knowing nothing and flat for the last 3 epochs (a run still learning the class prior of
         # imbalanced data, or an RNN leaving its initial plateau, is moving: not stuck)
         flat = max(L[-3:]) - min(L[-3:]) <= 0.02 * S
-        if min(L) >= t.no_learning * min(start, S) and flat:
+        if min(L) >= t.no_learning * min(start, S) and flat and facts is not None and facts.linear_model:
+            # a linear / logistic regression whose gradients reach its only layer: the classes are not linearly
+            # separable in these features (or the LR is far too low)
+            stuck = n - 1
+            out.append(_f("underfitting", "warning", f"after {n} epochs a linear model (one Linear layer) is no "
+                          f"better ({L[-1]:.4g}) than a model that knows nothing ({S:.4g}): these targets are not "
+                          "a linear function of the inputs", {"epochs": n, "best_train_loss": min(L),
+                                                             "know_nothing_loss": S, "linear_model": True},
+                          ["a linear model on data that is not linearly separable", "learning rate far too low"],
+                          ["add a hidden layer with a nonlinearity (model.name=mlp)", "or features that make the "
+                           "classes separable", "optim.lr=<lr*10>"], ep[-1], step[-1]))
+        elif min(L) >= t.no_learning * min(start, S) and flat:
             stuck = n - 1
             out.append(_f("no_learning", "warning", f"after {n} epochs the training loss ({L[-1]:.4g}) is no better "
                           f"than a model that knows nothing ({S:.4g})",
@@ -282,6 +301,25 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
                               ["optim.lr=<lr*3> (or doctor.repair=true)", "schedule.name=warmup_cosine",
                                "model.init=he_normal"], ep[i], step[i]))
                 break
+        # a schedule that has all but stopped the training early: the LR is below 1e-3 of its peak with >= 30% of
+        # the planned epochs to go, and the loss (not yet near 0) stopped moving -- a cosine or linear decay only
+        # gets that low in its last few percent, a too-fast step/exponential decay much sooner
+        if planned_epochs and not any(f.code == "plateau" for f in out):
+            for i in range(p, n):
+                window = L[i - p + 1:i + 1]
+                if (_finite(lr[i]) and peaks[i] > 0 and lr[i] < t.lr_stopped * peaks[i]
+                        and ep[i] <= (1 - t.lr_stopped_left) * planned_epochs and L[i] >= t.osc_abs * S
+                        and max(window) - min(window) < t.plateau_gain * min(window)):
+                    out.append(_f("plateau", "warning", f"the training loss stopped at {L[i]:.4g} after the "
+                                  f"schedule cut the LR to {lr[i]:.2g} ({lr[i] / peaks[i]:.0e} of its peak) with "
+                                  f"{planned_epochs - ep[i]} of {planned_epochs} epochs still to run",
+                                  {"epoch": ep[i], "train_loss": L[i], "lr": lr[i], "peak_lr": peaks[i],
+                                   "planned_epochs": planned_epochs, "loss_scale": S, "rule": "lr_decayed_early"},
+                                  ["a step/exponential schedule that decays far too fast (gamma too small, step "
+                                   "too short)"],
+                                  ["schedule.name=warmup_cosine", "a larger gamma or a longer step_size"],
+                                  ep[i], step[i]))
+                    break
 
     # underfitting: at the end the model still explains little of the training data
     # (only once the loss has settled: still falling >= 10% over the last 3 epochs means "train longer")
@@ -570,9 +608,11 @@ def _loss_falling(records: list[ProbeRecord], facts: Facts | None, history: list
 
 
 def probe_findings(records: list[ProbeRecord], facts: Facts | None, history: list[dict[str, Any]],
-                   t: Thresholds = DEFAULT, epoch_end: bool = False, clipping: bool = False) -> list[Finding]:
+                   t: Thresholds = DEFAULT, epoch_end: bool = False, clipping: bool = False,
+                   final: bool = False) -> list[Finding]:
     """Rules over the sampled steps: learning rate (update/weight ratio), exploding and vanishing gradients.
-    `clipping`: the run clips the gradient norm (the size of a step is bounded whatever the gradient's)."""
+    `clipping`: the run clips the gradient norm (the size of a step is bounded whatever the gradient's).
+    `final`: the run is over; one too short to reach lr_too_low's burn-in is judged on all its steps."""
     out: list[Finding] = []
     if len(records) < t.min_probes:
         return out
@@ -598,7 +638,10 @@ def probe_findings(records: list[ProbeRecord], facts: Facts | None, history: lis
     # (steps counted from the first record: after a repair the doctor clears its records and the new trajectory
     # -- restored weights, a cut LR -- starts up again)
     start = records[0].step
-    active_low = [r for r in records if r.lr >= t.lr_active * peak_low and r.step - start >= t.lr_low_burn_in][-5:]
+    burn_in = t.lr_low_burn_in
+    if final and sum(1 for r in records if r.step - start >= burn_in) < t.min_probes:
+        burn_in = 1  # a finished run of a handful of steps (full-batch training): its steps are all there is
+    active_low = [r for r in records if r.lr >= t.lr_active * peak_low and r.step - start >= burn_in][-5:]
     ur_low = [u for u in (update_ratio(r, ref) for r in active_low) if _finite(u)]
     med_low = _median(ur_low) if len(ur_low) >= t.min_probes else None
     # as for lr_too_high, no LR verdict where the decay sets the step size: now, or on the first steps (the
@@ -616,6 +659,10 @@ def probe_findings(records: list[ProbeRecord], facts: Facts | None, history: lis
     # ... nor after the loss blew up (a probe's loss or an epoch's mean loss far above what came before): a blow-up
     # between two probes leaves dead or saturated units whose small steps are damage, not a low LR
     was_high = was_high or _blew_up([r.loss for r in records]) or _blew_up([h.get("train_loss") for h in history])
+    # ... nor after the loss lost ground it had won (the epoch loss now >= its best + 0.1·S): small steps then come
+    # from a collapse (dead or saturated units), not from a low LR
+    Lh = [h.get("train_loss") for h in history if _finite(h.get("train_loss"))]
+    was_high = was_high or (S is not None and len(Lh) >= 2 and Lh[-1] - min(Lh) >= t.diverge_rise * S)
     if init_ok:
         med = _median(ur) if len(ur) >= t.min_probes else None
         if med is not None and med >= t.update_high and not reg_dominates:
