@@ -23,17 +23,10 @@ Exit status 0 when every expected code was found and no healthy run raised a war
 
 from __future__ import annotations
 
-import argparse
-import functools
-import math
 import sys
-import tempfile
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+import doctor_harness as harness
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -44,44 +37,8 @@ SEED = 7  # every split, initialization and batch order below derives from it (t
 # --------------------------------------------------------------------------------------------- data (offline only)
 
 
-@functools.cache
-def _sklearn(name: str) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn import datasets
-
-    loader = {"digits": datasets.load_digits, "wine": datasets.load_wine, "iris": datasets.load_iris,
-              "breast_cancer": datasets.load_breast_cancer, "diabetes": datasets.load_diabetes}[name]
-    x, y = loader(return_X_y=True)
-    return x.astype(np.float32), y
-
-
-@functools.cache
-def _mnist1d() -> tuple[np.ndarray, ...]:
-    """MNIST-1D's predefined split (4000 train / 1000 test signals of length 40), generated locally."""
-    from gradwise.data.datasets import load_mnist1d
-
-    src = load_mnist1d({})
-    return (np.asarray(src.x, np.float32), np.asarray(src.y, np.int64),
-            np.asarray(src.test[0], np.float32), np.asarray(src.test[1], np.int64))
-
-
-@functools.cache
-def _fashion() -> tuple[np.ndarray, ...]:
-    """Fashion-MNIST (uint8 pixels 0-255, shape (N, 1, 28, 28)) from /usr/share/datasets/fashion-mnist."""
-    from gradwise.data.datasets import load_fashion_mnist
-
-    src = load_fashion_mnist({})
-    return src.x, src.y, src.test[0], src.test[1]
-
-
-def _standardize(xt: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    """Per-feature standardization with the training split's statistics (what a careful user does)."""
-    mu, sd = xt.mean(0), xt.std(0)
-    sd = np.where(sd < 1e-6, 1.0, sd)
-    return [(a - mu) / sd for a in (xt, *others)]
-
-
-def _t(a: np.ndarray, long: bool = False) -> torch.Tensor:
-    return torch.tensor(np.ascontiguousarray(a), dtype=torch.long if long else torch.float32)
+_sklearn, _mnist1d, _fashion = harness.sklearn_data, harness.mnist1d_data, harness.fashion_data
+_standardize, _t = harness.standardize, harness.tensor
 
 
 def tabular(name: str, *, val_share: float = 0.3, scale: bool = True, seed: int | None = None
@@ -266,31 +223,9 @@ def mlp(n_in: int, n_out: int, widths: tuple[int, ...], final: nn.Module | None 
 # --------------------------------------------------------------------------------------------- the runs
 
 
-@dataclass
-class HoldoutRun:
-    name: str
-    data: str
-    arch: str
-    optim: str
-    fault: str  # what the user did wrong ("" for a healthy run)
-    expect: tuple[str, ...]  # codes a careful expert would expect (as warning or error); () for healthy
-    build: Callable[[], dict[str, Any]]  # model, train, val, and the other gradwise.fit keywords
-    note: str = ""  # how the label was decided (e.g. a relabel after checking the fault's real effect)
-
-    @property
-    def healthy(self) -> bool:
-        return not self.expect
-
-
+HoldoutRun = harness.HeldOutRun
 RUNS: list[HoldoutRun] = []
-
-
-def holdout(name: str, data: str, arch: str, optim: str, fault: str = "", expect: tuple[str, ...] = (),
-            note: str = "") -> Callable[[Callable[[], dict[str, Any]]], Callable[[], dict[str, Any]]]:
-    def wrap(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
-        RUNS.append(HoldoutRun(name, data, arch, optim, fault, expect, fn, note))
-        return fn
-    return wrap
+holdout = harness.registrar(RUNS)
 
 
 def _kw(d: tuple[torch.Tensor, ...], **kw: Any) -> dict[str, Any]:
@@ -552,124 +487,15 @@ RUN_BY_NAME: dict[str, HoldoutRun] = {r.name: r for r in RUNS}
 # --------------------------------------------------------------------------------------------- running
 
 
-@dataclass
-class Result:
-    name: str
-    expect: tuple[str, ...]
-    found: dict[str, str]  # code -> most severe severity
-    status: str
-    seconds: float
-    epochs: int
-    metrics: dict[str, Any] = field(default_factory=dict)
-    dir: str = ""
-
-    @property
-    def alarms(self) -> dict[str, str]:
-        return {c: s for c, s in self.found.items() if s in ("warning", "error")}
-
-    @property
-    def missing(self) -> list[str]:
-        return [c for c in self.expect if c not in self.alarms]
-
-    @property
-    def unexpected(self) -> list[str]:
-        return [c for c in self.alarms if c not in self.expect]
+execute = harness.execute
 
 
-def execute(r: HoldoutRun, out: str | Path | None = None) -> Result:
-    """Train one held-out run through gradwise.fit (doctor on, its defaults) and collect the findings."""
-    import gradwise
-
-    torch.set_num_threads(1)
-    kw = r.build()
-    model, train = kw.pop("model"), kw.pop("train")
-    path = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix=f"holdout-{r.name}-"))
-    t0 = time.perf_counter()
-    run = gradwise.fit(model, train, out=path, progress="none", **kw)
-    seconds = time.perf_counter() - t0
-    found: dict[str, str] = {}
-    rank = {"info": 0, "warning": 1, "error": 2}
-    for f in run.findings:
-        if f.code not in found or rank[f.severity] > rank[found[f.code]]:
-            found[f.code] = f.severity
-    h = run.history
-    vals = [x.get("val_loss") for x in h if isinstance(x.get("val_loss"), float)]
-    metrics: dict[str, Any] = {"train_loss": h[-1].get("train_loss") if h else None,
-                               "best_val_loss": min(vals) if vals else None}
-    for key in ("val_accuracy", "val_r2"):
-        got = [x[key] for x in h if isinstance(x.get(key), float)]
-        if got:
-            metrics[f"best_{key}"] = max(got)
-    facts = (run.summary.get("doctor") or {}).get("facts") or {}
-    metrics["know_nothing"] = facts.get("baseline") or facts.get("zero_loss")
-    return Result(r.name, r.expect, found, run.status, seconds, len(h), metrics, str(path))
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.3g}" if isinstance(v, float) and math.isfinite(v) else str(v)
-
-
-def report(results: list[Result]) -> dict[str, Any]:
-    print(f"{'':5s}{'run':40s} {'arch':12s} expected -> found (severity)")
-    for res in results:
-        r = RUN_BY_NAME[res.name]
-        if r.healthy:
-            mark = "FA  " if res.alarms else "ok  "
-        else:
-            mark = "MISS" if res.missing else "hit "
-        exp = ",".join(res.expect) or "(healthy)"
-        found = ", ".join(f"{c}:{s}" for c, s in res.found.items()) or "-"
-        m = res.metrics
-        acc = m.get("best_val_accuracy", m.get("best_val_r2"))
-        print(f"{mark} {res.name:40s} {r.arch:12s} {exp} -> {found}")
-        print(f"{'':5s}{'':40s} {res.status}, {res.epochs} epochs, {res.seconds:.1f}s, train_loss "
-              f"{_fmt(m.get('train_loss'))}, best val_loss {_fmt(m.get('best_val_loss'))}"
-              f"{'' if acc is None else f', best val acc/r2 {_fmt(acc)}'}, know-nothing {_fmt(m.get('know_nothing'))}")
-    faulty = [x for x in results if RUN_BY_NAME[x.name].expect]
-    healthy = [x for x in results if not RUN_BY_NAME[x.name].expect]
-    expected = sum(len(x.expect) for x in faulty)
-    hit = sum(len(x.expect) - len(x.missing) for x in faulty)
-    false_alarms = {x.name: x.alarms for x in healthy if x.alarms}
-    unexpected = {x.name: {c: x.found[c] for c in x.unexpected} for x in faulty if x.unexpected}
-    misses = {x.name: x.missing for x in faulty if x.missing}
-    print()
-    print(f"faulty runs: {len(faulty)}, healthy runs: {len(healthy)}")
-    if expected:
-        print(f"recall over expected codes: {hit}/{expected} = {hit / expected:.0%}"
-              + (f"; missed: {misses}" if misses else ""))
-    print(f"false alarms (warning/error on a healthy run): {len(false_alarms)}/{len(healthy)} {false_alarms or ''}")
-    print(f"unexpected warnings/errors on faulty runs (not counted): {unexpected or 'none'}")
-    print(f"total training time {sum(x.seconds for x in results):.0f}s")
-    return {"recall": hit / max(expected, 1), "expected": expected, "hit": hit, "misses": misses,
-            "false_alarms": false_alarms, "unexpected": unexpected}
+def report(results: list[harness.Result]) -> dict[str, Any]:
+    return harness.report(results, RUN_BY_NAME)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="", help="comma-separated run names (or substrings of them)")
-    ap.add_argument("--keep", default="", help="write the run directories here instead of a temporary folder")
-    ap.add_argument("--list", action="store_true", help="list the runs and exit")
-    ap.add_argument("--seed", type=int, default=SEED, help=f"re-draw splits, inits, batch orders ({SEED}: as written)")
-    args = ap.parse_args(argv)
-    use_seed(args.seed)
-    torch.set_num_threads(1)
-    if args.list:
-        for r in RUNS:
-            print(f"{r.name:40s} {'healthy' if r.healthy else ','.join(r.expect):40s} {r.fault}"
-                  + (f"  [{r.note}]" if r.note else ""))
-        return 0
-    wanted = [w for w in args.only.split(",") if w]
-    chosen = [r for r in RUNS if not wanted or any(w == r.name or w in r.name for w in wanted)]
-    if not chosen:
-        print(f"no run matches {args.only!r}; --list shows them", file=sys.stderr)
-        return 2
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="holdout-") as tmp:
-        base = Path(args.keep) if args.keep else Path(tmp)
-        results = [execute(r, base / r.name) for r in chosen]
-        s = report(results)
-    print(f"wall time {time.perf_counter() - t0:.0f}s")
-    return 0 if not s["misses"] and not s["false_alarms"] else 1
+    return harness.main(argv, doc=__doc__ or "", runs=RUNS, seed=SEED, use_seed=use_seed)
 
 
 if __name__ == "__main__":
