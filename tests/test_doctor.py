@@ -455,3 +455,19 @@ def test_labels_unrelated_to_the_inputs_are_named_when_nothing_is_learned(tmp_pa
     # the true labels: the same neighbours agree on 98% of rows, and the doctor stays quiet
     ok = gradwise.fit(mlp(64, 10, (64,)), (xt, yt), val=(xv, yv), out=tmp_path / "true", **kw)
     assert not [f for f in ok.findings if f.severity != "info"]
+
+
+def test_a_symptom_of_a_reported_root_is_info_with_the_roots_fix(tmp_path: Path) -> None:
+    # SGD at LR 1.0 on a CNN: large steps (lr_too_high), then dead units, then a flat loss. "No learning" alone would
+    # advise a 10x higher LR; as a symptom of the too-high LR it is info, live and in findings.jsonl, with that fix.
+    case = CASES["cnn_sgd_lr_too_high"]
+    kw = case.build()
+    model, train = kw.pop("model"), kw.pop("train")
+    run = gradwise.fit(model, train, out=tmp_path / "r", **kw)
+    by = {f.code: f for f in run.findings}
+    assert by["lr_too_high"].severity == "warning"
+    stall = by["no_learning"]
+    assert stall.severity == "info" and stall.evidence["explained_by"] in ("lr_too_high", "dead_units")
+    assert stall.fixes == by[stall.evidence["explained_by"]].fixes
+    live = [json.loads(line) for line in (tmp_path / "r" / "findings.jsonl").read_text().splitlines()]
+    assert [d["severity"] for d in live if d["code"] == "no_learning"] == ["info"]

@@ -99,6 +99,10 @@ class Doctor(Callback):
             if old is not None and old.rank == finding.rank and old.epoch == finding.epoch:
                 old.evidence = {**old.evidence, **finding.evidence}
             return False
+        if finding.epoch != 0:  # a symptom of a root cause reported before is shown as info, with the root's fix
+            finding = rules.explained([*self._findings, finding])[-1]
+            if seen is not None and seen >= finding.rank:
+                return False
         self._fill(trainer, finding)
         self._labels_first(finding)
         self._findings = [f for f in self._findings if f.code != finding.code]

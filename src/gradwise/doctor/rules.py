@@ -455,6 +455,10 @@ SUPERSEDES: dict[str, tuple[str, ...]] = {
     "diverging_loss": ("plateau", "underfitting", "overfitting", "oscillating_loss", "train_eval_mismatch",
                        "no_learning"),
     "no_learning": ("plateau", "underfitting"),
+    # steps too large for the weights, and the units they killed, stall a run: raising its LR (no_learning's and
+    # plateau's advice) would make it worse
+    "lr_too_high": ("no_learning", "plateau"),
+    "dead_units": ("no_learning", "plateau"),
     # shuffled labels: the training loss creeps down slowly and stalls high ('underfitting', 'plateau', early on
     # 'no_learning'); none of those fixes (a bigger model, more epochs, a higher LR) helps
     "label_problem": ("overfitting", "plateau", "underfitting", "no_learning"),
@@ -499,8 +503,10 @@ def explained(found: list[Finding]) -> list[Finding]:
         if root is None:
             out.append(f)
             continue
+        # the symptom's own advice can contradict the root's (no_learning says "raise the LR", lr_too_high "lower
+        # it"): what to change is the root's fix
         out.append(Finding(f.code, "info", f"{f.message} (explained by {root.code})",
-                           {**f.evidence, "explained_by": root.code}, list(f.causes), list(f.fixes),
+                           {**f.evidence, "explained_by": root.code}, list(f.causes), list(root.fixes),
                            step=f.step, epoch=f.epoch))
     return out
 
