@@ -471,3 +471,57 @@ def test_a_symptom_of_a_reported_root_is_info_with_the_roots_fix(tmp_path: Path)
     assert stall.fixes == by[stall.evidence["explained_by"]].fixes
     live = [json.loads(line) for line in (tmp_path / "r" / "findings.jsonl").read_text().splitlines()]
     assert [d["severity"] for d in live if d["code"] == "no_learning"] == ["info"]
+
+
+def test_rows_with_ignored_labels_do_not_break_the_preflight(tmp_path: Path) -> None:
+    # ignore_index=-100 rows (e.g. unlabelled padding) in a plain and in an unshuffled DataLoader
+    xt, yt, xv, yv = data("digits")
+    y = yt.clone()
+    y[::10] = -100
+    loss = nn.CrossEntropyLoss(ignore_index=-100)
+    run = gradwise.fit(mlp(64, 10, (32,)), (xt, y), val=(xv, yv), loss=loss, epochs=2, out=tmp_path / "a", **QUIET)
+    assert run.status == "completed"
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xt, y), batch_size=32, shuffle=False)
+    run = gradwise.fit(mlp(64, 10, (32,)), loader, val=(xv, yv), loss=loss, epochs=2, out=tmp_path / "b", **QUIET)
+    assert run.status == "completed"
+
+
+def test_a_mean_loss_over_rows_stored_class_by_class_is_not_taken_for_a_sum(tmp_path: Path) -> None:
+    xt, yt, xv, yv = data("digits")
+    order = torch.argsort(yt, stable=True)  # stored sorted by class; gradwise shuffles the batches itself
+    run = gradwise.fit(mlp(64, 10, (64,)), (xt[order], yt[order]), val=(xv, yv), loss="cross_entropy", epochs=3,
+                       out=tmp_path / "sorted", **QUIET)
+    facts = run.summary["doctor"]["facts"]
+    assert facts["baseline"] == pytest.approx(math.log(10), rel=0.05)
+    assert not [f for f in run.findings if f.severity != "info"]
+    # a real sum: the know-nothing loss is one batch's
+    summed = gradwise.fit(mlp(64, 10, (64,)), (xt, yt), val=(xv, yv), loss=nn.CrossEntropyLoss(reduction="sum"),
+                          optimizer="sgd", lr=1e-3, epochs=2, batch_size=32, out=tmp_path / "sum", **QUIET)
+    assert summed.summary["doctor"]["facts"]["baseline"] == pytest.approx(32 * math.log(10), rel=0.05)
+
+
+def test_the_bottleneck_rule_reads_the_classifier_not_conv_channels() -> None:
+    from gradwise.doctor.preflight import _narrowest
+
+    lenet = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(16, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    order = [f"{i}.weight" for i in (0, 3, 6, 8, 10)]
+    assert _narrowest(lenet, order) == ("8", 84)
+    assert _narrowest(nn.Sequential(nn.Linear(784, 2), nn.ReLU(), nn.Linear(2, 10)), ["0.weight", "2.weight"]) == \
+        ("0", 2)
+
+
+def test_a_doctor_restart_from_scratch_on_a_resumed_run_goes_back_to_the_best_checkpoint(tmp_path: Path) -> None:
+    case = CASES["dead_relu_high_lr"]
+    kw = case.build()
+    model, train = kw.pop("model"), kw.pop("train")
+    kw.update(schedule="constant", repair=True)
+    first = gradwise.fit(model, train, out=tmp_path / "r", **{**kw, "epochs": 1})
+    assert first.status == "completed"
+    kw2 = case.build()
+    model2, train2 = kw2.pop("model"), kw2.pop("train")
+    kw2.update(schedule="constant", repair=True)
+    run = gradwise.fit(model2, train2, out=tmp_path / "r", resume=tmp_path / "r", **kw2)
+    assert run.status == "completed"
+    acts = [a for a in run.summary["actions"] if a["changes"].get("finding") == "dead_units"]
+    assert acts and acts[0]["restored"] in ("best", "last")

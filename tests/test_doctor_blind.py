@@ -1,6 +1,6 @@
-"""The doctor on the runs of bench/doctor_blind.py and bench/doctor_blind2.py (each written blind by another
-engineer, then used to revise the doctor; see their docstrings): the quickest runs on every test run, every other run
-the doctor gets right under -m slow."""
+"""The doctor on the runs of bench/doctor_blind.py, doctor_blind2.py and doctor_blind3.py (each written blind by
+another engineer, then used to revise the doctor; see their docstrings): the quickest runs on every test run, every
+other run the doctor gets right under -m slow."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import doctor_blind as blind  # noqa: E402
 import doctor_blind2 as blind2  # noqa: E402
+import doctor_blind3 as blind3  # noqa: E402
 
 # under a second each on one thread; each found by a rule one of the blind sets prompted
 QUICK = [
@@ -33,11 +34,17 @@ QUICK = [
     (blind2, "digits_sum_reduction_ce_torch_sgd"),  # diverging_loss on a loss summed over the batch
     (blind2, "resmlp_default_init_digits_adamw"),  # healthy: a Linear feeding a residual stream is no collapse
     (blind2, "breast_cancer_dropout_mlp_adamw"),  # healthy
+    (blind3, "digits_float_onehot_targets_ce"),  # healthy: float one-hot targets are valid for cross-entropy
+    (blind3, "digits_sigmoid_output_then_ce"),  # loss_output_mismatch: a sigmoid before 10-class cross-entropy
+    (blind3, "wine_final_layer_std10"),  # bad_initialization
 ]
 # not asserted: the doctor's answer differs from the label (see each file's docstring)
 NOT_ASSERTED = {(blind, "diabetes_raw_target_units_adam"), (blind2, "digits_40pct_label_noise"),
-                (blind2, "circles_batch4_torch_sgd_lr_0.1")}
-SLOW = [(m, r.name) for m in (blind, blind2) for r in m.RUNS if (m, r.name) not in QUICK + list(NOT_ASSERTED)]
+                (blind2, "circles_batch4_torch_sgd_lr_0.1"), (blind3, "mnist1d_gru512_torch_sgd_lr_3"),
+                (blind3, "classif_label_plus_noise_feature"), (blind3, "classif_relu_torch_adagrad_lr_10"),
+                (blind3, "classif_adamw_weight_decay_5"), (blind3, "mnist1d_cnn_dropout_0.95"),
+                (blind3, "tanh_rnn_cue_at_start_of_200_steps"), (blind3, "friedman_mse_broadcast_n1_vs_n")}
+SLOW = [(m, r.name) for m in (blind, blind2, blind3) for r in m.RUNS if (m, r.name) not in QUICK + list(NOT_ASSERTED)]
 
 
 def _id(item: tuple[ModuleType, str]) -> str:

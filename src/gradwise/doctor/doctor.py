@@ -96,7 +96,10 @@ class Doctor(Callback):
             # the same event judged again with more of the run behind it (e.g. whether a diverged loss came back
             # down): keep the fuller evidence, without reporting it twice
             old = next((f for f in self._findings if f.code == finding.code), None)
-            if old is not None and old.rank == finding.rank and old.epoch == finding.epoch:
+            same_event = (old is not None and old.rank == finding.rank and old.epoch == finding.epoch != 0
+                          and old.evidence.get("epoch") is not None
+                          and old.evidence.get("epoch") == finding.evidence.get("epoch"))
+            if same_event:
                 old.evidence = {**old.evidence, **finding.evidence}
             return False
         if finding.epoch != 0:  # a symptom of a root cause reported before is shown as info, with the root's fix
@@ -309,6 +312,9 @@ class Doctor(Callback):
         self.activations.clear()
         self._probe_base = -1  # the next step (after the rollback, if any) restarts the dense probe schedule
         self._seen.pop(code, None)  # a recurrence after the repair is news
+        for f in self._findings:  # ... and the repaired finding explains no symptom that comes after it
+            if f.code == code:
+                f.evidence = {**f.evidence, "repaired": True}
         if now:
             trainer.request_rollback(reason, lr_factor=lr_factor, clip_grad=clip_grad, extra=extra, restore=restore,
                                      to=to)
@@ -413,7 +419,8 @@ class Doctor(Callback):
                          clip_grad=trainer.clip_grad or 1.0, to="best", now=True)
         elif ("dead_units" in fresh and fresh["dead_units"].severity != "info" and not self._cut_lr
               and not (self.facts is not None and self.facts.init_abnormal)
-              and "bad_initialization" not in self._seen):
+              and "bad_initialization" not in self._seen
+              and trainer.epoch < max(3, trainer.epochs // 4)):  # early: a late run is not thrown away
             # units that died during training after steps above the healthy size (a probe near the peak LR at
             # >= dead_repair_step): the large steps pushed their pre-activations below zero for good. Retrain from
             # the initial weights with the LR that brings the largest step to the target size.
@@ -428,12 +435,14 @@ class Doctor(Callback):
                 self._repair(trainer, "plateau", f"early plateau in epoch {now}", lr_factor=3.0, restore=False)
 
     def _largest_step(self) -> float | None:
-        """The largest update/weight ratio probed at >= lr_active of the peak LR (after step 0), if any."""
+        """The largest update/weight ratio probed at >= lr_active of the peak LR after the optimizer's start-up
+        steps (Adam's first steps are ~lr per coordinate whatever the gradient), if any."""
         if not self.records:
             return None
         peak = max(r.lr for r in self.records)
         ref = self.records[0]
-        ratios = [rules.update_ratio(r, ref) for r in self.records if r.step >= 1 and r.lr >= self.t.lr_active * peak]
+        ratios = [rules.update_ratio(r, ref) for r in self.records
+                  if r.step - ref.step >= self.t.lr_low_burn_in and r.lr >= self.t.lr_active * peak]
         ratios = [u for u in ratios if math.isfinite(u)]
         return max(ratios) if ratios else None
 
@@ -443,7 +452,9 @@ class Doctor(Callback):
             return False
         scale = (self.facts.scale if self.facts else None) or L[0]
         best = min(L[:-1])
-        return L[-1] >= self.t.diverge_factor * best and L[-1] - best >= self.t.diverge_rise * scale
+        t = self.t
+        collapsed = best <= t.collapse_best * scale and L[-1] >= t.collapse_level * scale  # back at knowing nothing
+        return L[-1] - best >= t.diverge_rise * scale and (L[-1] >= t.diverge_factor * best or collapsed)
 
     def on_train_end(self, trainer: Trainer) -> None:
         if self.halted:
@@ -456,7 +467,8 @@ class Doctor(Callback):
             self.report(trainer, f)
         for f in rules.probe_findings(self.records, self.facts, trainer.history, self.t, epoch_end=True,
                                       clipping=trainer.clip_grad is not None, final=True):
-            self.report(trainer, f)
+            if not (f.code == "lr_too_low" and self._cut_lr):  # never advise undoing the doctor's own LR cut
+                self.report(trainer, f)
         self._outcomes(trainer)
 
     def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
@@ -476,7 +488,7 @@ class Doctor(Callback):
         if self._facts_json is None or self._facts_json[0] is not self.facts:
             self._facts_json = (self.facts, self.facts.to_dict() if self.facts is not None else None)
         return {"json": json.dumps({"findings": [f.to_dict() for f in self._findings], "repairs": self.repairs,
-                                    "facts": self._facts_json[1]}, default=json_default)}
+                                    "cut_lr": self._cut_lr, "facts": self._facts_json[1]}, default=json_default)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self._rolling_back:
@@ -488,6 +500,7 @@ class Doctor(Callback):
         self._findings = [Finding.from_dict(d) for d in state.get("findings", [])]
         self._seen = {f.code: f.rank for f in self._findings}
         self.repairs = state.get("repairs", 0)
+        self._cut_lr = bool(state.get("cut_lr", False))
         if state.get("facts"):
             self.facts = Facts.from_dict(state["facts"])
 

@@ -9,6 +9,7 @@ rows against the training rows. Nothing here changes the model, the optimizer or
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 from dataclasses import asdict, dataclass, field
@@ -79,6 +80,7 @@ class Facts:
     neighbour_agreement: float | None = None
     label_chance: float | None = None
     linear_model: bool = False  # a single Linear layer (linear / logistic regression)
+    sum_reduced: bool = False  # the loss sums over its rows: validation losses (other batch sizes) do not compare
 
     @property
     def scale(self) -> float | None:
@@ -94,7 +96,10 @@ class Facts:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Facts:
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
+        facts = cls(**{k: v for k, v in d.items() if k in known})
+        if facts.narrowest is not None:  # JSON has no tuples
+            facts.narrowest = (str(facts.narrowest[0]), int(facts.narrowest[1]))
+        return facts
 
 
 def loss_kind(loss_fn: Any) -> str:
@@ -162,13 +167,12 @@ def subsample(n: int, k: int) -> torch.Tensor:
 def _narrowest(model: nn.Module, layer_order: list[str]) -> tuple[str, int] | None:
     """The hidden Linear/Conv layer with the fewest output units (the output layer itself excluded)."""
     owners = {f"{m_name}.weight" if m_name else "weight": m for m_name, m in model.named_modules()}
-    widths = []
-    for name in layer_order[:-1]:
-        m = owners.get(name)
-        if isinstance(m, nn.Linear):
-            widths.append((name.removesuffix(".weight"), m.out_features))
-        elif isinstance(m, nn.modules.conv._ConvNd):
-            widths.append((name.removesuffix(".weight"), m.out_channels))
+    mods = [(name, owners.get(name)) for name in layer_order[:-1]]
+    # only the Linear layers after the last convolution: a conv's channels are not the classifier's width (LeNet's
+    # 6-channel conv1 is no bottleneck), and layers inside conv blocks (squeeze-and-excitation) are side paths
+    last_conv = max((i for i, (_, m) in enumerate(mods) if isinstance(m, nn.modules.conv._ConvNd)), default=-1)
+    widths = [(name.removesuffix(".weight"), m.out_features) for name, m in mods[last_conv + 1:]
+              if isinstance(m, nn.Linear)]
     return min(widths, key=lambda w: w[1]) if widths else None
 
 
@@ -259,6 +263,13 @@ class Preflight:
         self.probe_x: Any = None  # the fixed probe batch (training rows) later epoch-end checks reuse
         self.probe_y: Any = None
         self.halt = False  # a check found something that makes training pointless or impossible
+        self._sum_rows = 0  # the loss sums over its rows: the training batch size (0: a mean)
+
+    @staticmethod
+    def _guarded(check: Any, *args: Any) -> None:
+        """Run a check whose failure must not stop the training (it only loses that check's verdict)."""
+        with contextlib.suppress(Exception):
+            check(*args)
 
     def add(self, code: str, severity: str, message: str, evidence: dict[str, Any], causes: list[str],
             fixes: list[str]) -> None:
@@ -297,21 +308,22 @@ class Preflight:
             self.check_labels(y, out)
             if self.halt:
                 return
-            self.check_order(y)
-            self.measure_neighbours(x, y)
+            self._guarded(self.check_order, y)
+            self._guarded(self.check_norm_batch)
+            self._guarded(self.measure_neighbours, x, y)
             ysub = y[subsample(len(y), 20000).to(y.device)].to(self.device)
             self.facts.baseline, self.facts.zero_loss = constant_losses(self.loss_fn, self.facts.loss_kind,
                                                                         out.detach(), ysub)
-            self.check_reduction(out.detach(), ysub)
             vt = split_tensors(self.val)
             if vt is not None:
                 vy = vt[1][subsample(len(vt[1]), 20000).to(vt[1].device)].to(self.device)
                 self.facts.val_baseline, _ = constant_losses(self.loss_fn, self.facts.loss_kind, out.detach(), vy)
+            self._guarded(self.check_reduction, out.detach(), ysub)
             if self.facts.loss_kind in ("mse", "mae", "huber") and y.is_floating_point():
                 self.facts.target_rms = float(ysub.float().pow(2).mean().sqrt())
             self.check_inputs(x, trace)
             self.check_wiring(trace, y)
-            self.check_eval_determinism(out.detach())
+            self._guarded(self.check_eval_determinism)
             self.check_leakage(x)
             loss = self.initial_loss(out, py)
             self.check_init(trace, loss)
@@ -379,7 +391,7 @@ class Preflight:
                 return
             cls = _classes(y)
             if cls is None:
-                if not (y.is_floating_point() and y.shape == out.shape):  # soft targets are fine
+                if not (y.is_floating_point() and y.shape[1:] == out.shape[1:]):  # soft targets are fine
                     self.add("label_problem", "error", f"{kind} needs integer class labels but the targets are "
                              f"{y.dtype} with shape {tuple(y.shape)}", {"dtype": str(y.dtype), "shape": list(y.shape)},
                              ["regression targets given to a classification loss"],
@@ -434,6 +446,14 @@ class Preflight:
                      ["loss='mse' on class labels"],
                      ["loss=cross_entropy with one output per class", "loss.name=cross_entropy"])
 
+    def _labelled(self, cls: torch.Tensor) -> torch.Tensor:
+        """Indices of the rows with a real class label (not negative, not the loss's ignore_index)."""
+        ignore = getattr(self.loss_fn, "ignore_index", None)
+        ok = cls >= 0
+        if ignore is not None:
+            ok &= cls != ignore
+        return ok.nonzero().flatten().cpu()
+
     def measure_neighbours(self, x: torch.Tensor, y: torch.Tensor, rows: int = 600, dims: int = 256) -> None:
         """1-nearest-neighbour label agreement on standardized inputs, for a later no_learning verdict:
         a model that learns nothing from data whose neighbours share labels no more often than chance is fed
@@ -443,14 +463,20 @@ class Preflight:
         cls = _classes(y)
         if cls is None or len(cls) < 50 or not x.is_floating_point() or x.ndim < 2:
             return
-        idx = subsample(len(cls), rows)
+        keep = self._labelled(cls)
+        idx = keep[subsample(len(keep), rows)]
+        if len(idx) < 50:
+            return
         xs = x[idx.to(x.device)].reshape(len(idx), -1).float().cpu()
         ys = cls[idx.to(cls.device)].cpu()
         if not bool(torch.isfinite(xs).all()):
             return
+        gen = torch.Generator().manual_seed(7)
+        if xs.shape[1] > 16 * dims:  # very wide inputs (images): a random subset of the features first
+            xs = xs[:, torch.randperm(xs.shape[1], generator=gen)[:16 * dims]]
         xs = (xs - xs.mean(0)) / xs.std(0).clamp_min(1e-8)
         if xs.shape[1] > dims:  # Johnson-Lindenstrauss: distances survive a random Gaussian projection
-            proj = torch.randn(xs.shape[1], dims, generator=torch.Generator().manual_seed(7))
+            proj = torch.randn(xs.shape[1], dims, generator=gen)
             xs = xs @ proj / dims ** 0.5
         # brute force on <= 600 rows is one (600 x 600) distance matrix: a few ms, no index structure needed
         d = torch.cdist(xs, xs)
@@ -467,10 +493,15 @@ class Preflight:
         base = self.facts.baseline
         if base is None or not isinstance(bs, int) or len(y) < 4 or base <= 0:
             return
-        half, _ = constant_losses(self.loss_fn, self.facts.loss_kind, out, y[: len(y) // 2])
-        if half is None or half <= 0 or not 1.7 <= base / half <= 2.3:
+        # the same rows twice: a mean gives the same loss, a sum twice it (whatever order the rows are in)
+        half = y[: len(y) // 2]
+        one, _ = constant_losses(self.loss_fn, self.facts.loss_kind, out, half)
+        two, _ = constant_losses(self.loss_fn, self.facts.loss_kind, out, torch.cat([half, half]))
+        if one is None or two is None or one <= 0 or not 1.9 <= two / one <= 2.1:
             return
         scale = bs / len(y)
+        self._sum_rows = bs
+        self.facts.sum_reduced = True
         self.facts.baseline = base * scale
         self.facts.zero_loss = self.facts.zero_loss * scale if self.facts.zero_loss is not None else None
         self.facts.val_baseline = None  # evaluation sums over its own, larger batches
@@ -481,16 +512,19 @@ class Preflight:
                  ["reduction='sum' in the loss"], ["use the default reduction='mean'", "or divide the LR by the batch "
                                                    "size"])
 
-    def check_eval_determinism(self, out: torch.Tensor) -> None:
+    def check_eval_determinism(self) -> None:
         """Eval mode must be deterministic: two eval-mode passes over the same rows giving different outputs mean
         dropout or noise stays on at evaluation (a forward() that calls self.train(), F.dropout(training=True))."""
         model = self.model
-        with preserved(model, mode=False), torch.no_grad():
-            try:
-                again = first_tensor(run_forward(model, self.probe_x, self.forward))
-            except Exception:
-                return
-        if again is None or again.shape != out.shape or not again.is_floating_point():
+        outs = []
+        # both passes alike (grad mode included: some modules take another path without grad), one after the other
+        # so that any randomness draws fresh numbers; the RNG streams are put back afterwards
+        with preserved(model), torch.no_grad():
+            for _ in range(2):
+                model.eval()
+                outs.append(first_tensor(run_forward(model, self.probe_x, self.forward)))
+        out, again = outs
+        if out is None or again is None or again.shape != out.shape or not again.is_floating_point():
             return
         diff = float((again.float() - out.float()).abs().max())
         scale = float(out.float().abs().max()) or 1.0
@@ -504,6 +538,21 @@ class Preflight:
                      ["use nn.Dropout modules or F.dropout(x, training=self.training)",
                       "ignore this for deliberate sampling at evaluation (MC dropout, a VAE's latent sample)"])
 
+    def check_norm_batch(self, smallest: int = 8) -> None:
+        """BatchNorm on tiny batches: its batch statistics (what training normalizes with) are too noisy to match
+        the running statistics eval mode uses, and each row's output depends on its few batch mates."""
+        bs = getattr(self.train, "batch_size", None)
+        bns = [n for n, m in self.model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not bns or not isinstance(bs, int) or bs >= smallest:
+            return
+        self.add("train_eval_mismatch", "warning", f"BatchNorm ({bns[0]}{' and others' if len(bns) > 1 else ''}) with "
+                 f"batches of {bs} rows: batch statistics that noisy make training compute another function than "
+                 "evaluation (running statistics)", {"batch_size": bs, "batchnorm_layers": bns[:10],
+                                                      "threshold": smallest},
+                 ["a batch size below ~8 with BatchNorm (memory limits, a tiny dataset)"],
+                 [f"train.batch_size={4 * smallest}", "model.norm=layer or GroupNorm (no batch statistics)",
+                  "or gradient accumulation (train.accumulate) with a larger micro-batch"])
+
     def check_order(self, y: torch.Tensor) -> None:
         """Batches of one class each: a loader that does not shuffle rows stored sorted by label. SGD then sees one
         class at a time (each batch pulls the model towards its class) and BatchNorm's batch statistics carry the
@@ -511,7 +560,8 @@ class Preflight:
         loader = self.train
         if self.facts.loss_kind not in _CE or getattr(loader, "weights", None) is not None:
             return
-        inner = getattr(loader, "loader", None) or loader  # gradwise's wrapper around a DataLoader
+        inner = getattr(loader, "loader", None)  # gradwise's wrapper around a DataLoader
+        inner = loader if inner is None else inner
         sampler = getattr(inner, "sampler", None)
         if sampler is None:
             ordered = getattr(loader, "shuffle", True) is False  # gradwise's in-memory loader
@@ -522,8 +572,8 @@ class Preflight:
             return  # shuffled, weighted, or an order of the user's own making
         bs = getattr(loader, "batch_size", None)
         cls = _classes(y)
-        if cls is None or not isinstance(bs, int) or bs < 4 or len(cls) < 4 * bs:
-            return
+        if cls is None or not isinstance(bs, int) or bs < 4 or len(cls) < 4 * bs or bool((cls < 0).any()):
+            return  # (negative labels, e.g. ignore_index=-100 rows: batches are not one class each then)
         counts = torch.bincount(cls.cpu())
         if int((counts > 0).sum()) < 2 or float(counts.max()) / len(cls) > 0.5:
             return
@@ -632,6 +682,14 @@ class Preflight:
                      "sign: clipped logits get no gradient", ev,
                      ["an activation left on the output layer (nn.ReLU after the last nn.Linear)"],
                      ["remove the final activation: the loss expects raw logits"])
+        elif kind == "ce" and sigmoid and out.ndim == 2 and out.shape[1] >= 3:
+            c = out.shape[1]
+            floor = math.log(1 + (c - 1) / math.e)  # the target's logit at 1, every other at 0
+            self.add("loss_output_mismatch", "warning", f"the model's outputs are squashed into (0, 1) by a sigmoid "
+                     f"({where}) before cross-entropy, which expects raw logits: with {c} classes the loss cannot "
+                     f"fall below {floor:.3g} and the gradients are weak", {**ev, "loss_floor": floor},
+                     ["nn.Sigmoid left at the end of a multi-class model"],
+                     ["remove the final sigmoid: cross_entropy expects raw logits"])
         elif kind == "bce" and sigmoid:
             self.add("loss_output_mismatch", "warning", f"the model ends in a sigmoid ({where}) and "
                      "BCEWithLogits applies sigmoid again: outputs stuck in (0.27, 0.73) and weak gradients", ev,
@@ -639,12 +697,32 @@ class Preflight:
                      ["remove the final sigmoid: bce_with_logits expects raw logits"])
         if kind in ("mse", "mae", "huber") and y.is_floating_point():
             self._check_range(final, out, y, ev)
+            self._guarded(self._check_broadcast, out, y, ev)
         for a, b in trace.collapsed:
             self.add("underfitting", "warning", f"{a} feeds {b} with no nonlinearity between them: the two collapse "
                      "into one linear map, so the extra layer adds no capacity", {"layers": [a, b]},
                      ["an activation left out of nn.Sequential"],
                      [f"put an activation between {a} and {b}, e.g. nn.ReLU()", "model.activation=relu"])
             break
+
+    def _check_broadcast(self, out: torch.Tensor, y: torch.Tensor, ev: dict[str, Any]) -> None:
+        """(N, 1) outputs against (N,) targets (or the reverse) broadcast to an N x N comparison in torch's own
+        regression losses: every output is pulled towards the mean target and the model learns nothing."""
+        n = min(len(out), len(y), 64)
+        o, t = out[:n].float(), y[:n].to(out.device).float()
+        if o.shape == t.shape or o.numel() != t.numel():
+            return
+        with torch.no_grad():
+            as_given = float(self.loss_fn(o, t))
+            aligned = float(self.loss_fn(o.reshape(t.shape), t))
+        if math.isfinite(as_given) and math.isfinite(aligned) and abs(as_given - aligned) > 1e-4 * max(aligned, 1e-8):
+            self.add("loss_output_mismatch", "warning", f"the outputs have shape {tuple(out.shape[1:])} per row and "
+                     f"the targets {tuple(y.shape[1:])}: the loss broadcasts them against each other (every output "
+                     "compared with every target), so the model can only learn the mean",
+                     {**ev, "output_shape": list(out.shape), "target_shape": list(y.shape)},
+                     ["a (N, 1) output and (N,) targets given to nn.MSELoss / F.mse_loss"],
+                     ["make the shapes equal: y = y.reshape(-1, 1), or out.squeeze(1) in forward()",
+                      "or use loss='mse' (gradwise's loss aligns them)"])
 
     @staticmethod
     def _clipped_at_zero(final: tuple[str, nn.Module] | None, out: torch.Tensor) -> bool:
@@ -688,6 +766,8 @@ class Preflight:
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             return None
         value = float(loss.detach())
+        if self._sum_rows:  # a summed loss: on the scale of one training batch, like the know-nothing loss
+            value *= self._sum_rows / max(len(y), 1)
         self.facts.initial_loss = value if math.isfinite(value) else None
         return loss
 

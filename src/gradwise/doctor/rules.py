@@ -49,7 +49,8 @@ class Thresholds:
     osc_level: float = 0.2
     plateau_epochs: int = 4  # the best L improved < 1% over this many epochs ...
     lr_stopped: float = 1e-3  # ... or: the schedule has cut the LR below 1e-3 of its peak ...
-    lr_stopped_left: float = 0.3  # ... with >= 30% of the planned epochs to go
+    lr_stopped_left: float = 0.3  # ... with >= 30% of the planned epochs to go ...
+    lr_stopped_loss: float = 0.1  # ... and the loss still >= 0.1·S (not a model that has nothing left to learn)
     plateau_gain: float = 0.01
     high_loss: float = 0.6  # ... while L >= 0.6·S (less than 40% of the loss explained)
     no_learning: float = 0.98  # after 5 epochs the best L is still >= 0.98·min(start, S), flat for 3 epochs
@@ -147,7 +148,8 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
     if not history:
         return out
     L = [r.get("train_loss") for r in history]
-    V = [r.get("val_loss") for r in history]
+    # a loss summed over its rows: validation losses are sums over other batch sizes and do not compare with L
+    V = [None if facts is not None and facts.sum_reduced else r.get("val_loss") for r in history]
     E = [r.get("train_loss_eval_mode") for r in history]
     ep = [int(r.get("epoch", i + 1)) for i, r in enumerate(history)]
     step = [r.get("step") for r in history]
@@ -181,21 +183,21 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
 
         if up(i) and ((i >= 2 and up(i - 1) and min(L[:i - 1]) == best) or L[i] >= 1.5 * max(L[0], S)):
             out.append(_f("diverging_loss", "warning", f"the training loss rose to {L[i]:.4g} in epoch {ep[i]}, "
-                          f"{L[i] / best:.3g}x its best ({best:.4g})",
-                          {"epoch": ep[i], "train_loss": L[i], "best": best, "factor": L[i] / best,
+                          f"{L[i] / max(best, 1e-12):.3g}x its best ({best:.4g})",
+                          {"epoch": ep[i], "train_loss": L[i], "best": best, "factor": L[i] / max(best, 1e-12),
                            "threshold": t.diverge_factor, "loss_scale": S,
                            # it came back down later: a bouncing loss (then oscillating_loss is no mere symptom)
                            "recovered": any(L[j] < t.diverge_factor * best for j in range(i + 1, n))},
                           ["learning rate too high for this model and batch size", "no gradient clipping",
                            "a warmup that ends at too high an LR"],
                           ["optim.lr=<lr*0.1>", "train.clip_grad=1.0", "doctor.repair=true"], ep[i], step[i]))
-            # A loss that learned and then blew up at (near) the run's peak LR says the LR is too high, whatever
-            # the update/weight probes saw (a blow-up can build up between two probes). Not during a warmup's
-            # first epochs at a small LR, nor when the LR was cut before (then it is something else).
+            # A loss that learned and then blew up at (near) the highest LR the run has used so far says the LR is
+            # too high, whatever the update/weight probes saw (a blow-up can build up between two probes). Not
+            # after the LR was cut well below that (a decayed or repaired LR: then it is something else).
             lrs = [v for v in lr[:i + 1] if _finite(v)]
             if lrs and _finite(lr[i]) and lr[i] >= t.lr_active * max(lrs) and max(lrs) > 0:
                 out.append(_f("lr_too_high", "warning", f"the loss diverged at LR {lr[i]:.3g} (epoch {ep[i]}, "
-                              f"{L[i] / best:.3g}x its best): the steps are too large for this model",
+                              f"{L[i] / max(best, 1e-12):.3g}x its best): the steps are too large for this model",
                               {"epoch": ep[i], "lr": lr[i], "peak_lr": max(lrs), "train_loss": L[i], "best": best,
                                "rule": "diverged"},
                               ["learning rate too high for this model and batch size", "no gradient clipping"],
@@ -207,6 +209,7 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
     for end in range(w, n + 1):
         seg = L[end - w:end]
         moves, small = [], []
+        abs_used = t.osc_abs
         for x0, x1 in zip(seg, seg[1:], strict=False):
             d = x1 - x0
             if abs(d) >= t.osc_rel * min(x0, x1) and abs(d) >= t.osc_abs * S:
@@ -218,13 +221,11 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
                 small.append(1 if d > 0 else -1)
         flips = sum(1 for m0, m1 in zip(moves, moves[1:], strict=False) if m0 != m1)
         flips_small = sum(1 for m0, m1 in zip(small, small[1:], strict=False) if m0 != m1)
-        if not (len(moves) >= t.osc_moves and moves.count(1) >= 2 and flips >= 2):
-            # the second tier asks for more: nearly every epoch a swing, alternating
-            if len(small) >= t.osc_moves + 1 and small.count(1) >= 2 and flips_small >= 3:
-                moves, flips = small, flips_small
-                abs_used = t.osc_abs_high
-        else:
-            abs_used = t.osc_abs
+        first_tier = len(moves) >= t.osc_moves and moves.count(1) >= 2 and flips >= 2
+        # the second tier asks for more: nearly every epoch a swing, alternating
+        if not first_tier and len(small) >= t.osc_moves + 1 and small.count(1) >= 2 and flips_small >= 3:
+            moves, flips = small, flips_small
+            abs_used = t.osc_abs_high
         if len(moves) >= t.osc_moves and moves.count(1) >= 2 and flips >= 2:
             i = end - 1
             out.append(_f("oscillating_loss", "warning", f"the training loss jumped up {moves.count(1)} times and "
@@ -304,11 +305,15 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
         # a schedule that has all but stopped the training early: the LR is below 1e-3 of its peak with >= 30% of
         # the planned epochs to go, and the loss (not yet near 0) stopped moving -- a cosine or linear decay only
         # gets that low in its last few percent, a too-fast step/exponential decay much sooner
-        if planned_epochs and not any(f.code == "plateau" for f in out):
+        # (a schedule that cuts the LR because the loss stalled -- reduce_on_plateau -- is not one: the loss must
+        # still have been falling, by >= plateau_gain, over the epochs before the LR first fell below 1e-2 of peak)
+        cut = next((j for j in range(1, n) if _finite(lr[j]) and peaks[j] > 0 and lr[j] < 1e-2 * peaks[j]), None)
+        falling = cut is not None and cut >= 2 and L[cut - 2] - L[cut] >= t.plateau_gain * L[cut - 2]
+        if planned_epochs and falling and not any(f.code == "plateau" for f in out):
             for i in range(p, n):
                 window = L[i - p + 1:i + 1]
                 if (_finite(lr[i]) and peaks[i] > 0 and lr[i] < t.lr_stopped * peaks[i]
-                        and ep[i] <= (1 - t.lr_stopped_left) * planned_epochs and L[i] >= t.osc_abs * S
+                        and ep[i] <= (1 - t.lr_stopped_left) * planned_epochs and L[i] >= t.lr_stopped_loss * S
                         and max(window) - min(window) < t.plateau_gain * min(window)):
                     out.append(_f("plateau", "warning", f"the training loss stopped at {L[i]:.4g} after the "
                                   f"schedule cut the LR to {lr[i]:.2g} ({lr[i] / peaks[i]:.0e} of its peak) with "
@@ -478,6 +483,8 @@ SUPERSEDES: dict[str, tuple[str, ...]] = {
 def _covers(root: Finding, symptom: Finding) -> bool:
     if symptom.code not in SUPERSEDES.get(root.code, ()):
         return False
+    if root.evidence.get("repaired") and (symptom.step or 0) > (root.step or 0):
+        return False  # a root the doctor repaired explains nothing that came after the repair
     if root.code == "diverging_loss" and symptom.code == "oscillating_loss":  # up and back down, again and again
         return not root.evidence.get("recovered", False)
     if symptom.code == "exploding_gradients":  # growth or non-finite values are a blow-up of their own

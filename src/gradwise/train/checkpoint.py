@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -122,9 +123,10 @@ def save_checkpoint(path: Path, state: dict[str, Any], also: list[Path] | tuple[
 def atomic_link(src: Path, dst: Path) -> None:
     """Make `dst` a second name for `src`'s current content, replacing `dst` atomically.
 
-    A hard link costs no serialization and no copy. It is safe because checkpoints are never changed in place:
-    the next write of `src` renames a new file over it and `dst` keeps the old content. Where the file system
-    has no hard links, the bytes are copied (atomically, like any other write).
+    A hard link costs no serialization and no copy. It is safe because gradwise never changes a checkpoint in
+    place: the next write of `src` renames a new file over it and `dst` keeps the old content. (Tools that write
+    into an existing file -- `cp new.pt last.pt`, `rsync --inplace` -- change both names; replace the file instead.)
+    Where the file system has no hard links, the bytes are copied (atomically, like any other write).
     """
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".lnk")
     os.close(fd)
@@ -132,8 +134,8 @@ def atomic_link(src: Path, dst: Path) -> None:
     try:
         os.link(src, tmp)
     except OSError:
-        data = src.read_bytes()
-        atomic_write_bytes(dst, lambda f: f.write(data))
+        with open(src, "rb") as source:  # streamed: a large checkpoint is not read into memory
+            atomic_write_bytes(dst, lambda f: shutil.copyfileobj(source, f, 1 << 20))
         return
     try:
         os.replace(tmp, dst)

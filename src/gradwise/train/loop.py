@@ -325,7 +325,8 @@ class Trainer:
         """Ask the loop to restore a good checkpoint and continue with changed settings.
 
         ``to`` names the state to go back to: "last" or "best" (a missing checkpoint falls back to last.pt, then to
-        the state at the start of the fit) or "start" (the state at the start of the fit: a retrain from scratch).
+        the state at the start of the fit) or "start" (the state at the start of the fit: a retrain from scratch; a
+        resumed fit, which does not hold that state, goes back to best.pt).
         ``restore=False`` keeps the current state and only applies the changes (e.g. raising a too-low LR),
         continuing at the very next batch.
         """
@@ -341,6 +342,8 @@ class Trainer:
         if request.get("restore", True):
             to = request.get("to", "last")
             self.checkpoints.flush()
+            if to == "start" and self._initial_state is None:
+                to = "best"  # a resumed fit has no start state in memory: the best checkpoint is the earliest good one
             candidates = [] if to == "start" else [self.run_dir.checkpoints / f"{to}.pt", self.run_dir.last]
             path = next((p for p in candidates if p.exists()), None)
             state = load_checkpoint(path) if path is not None else self._initial_state

@@ -5,6 +5,8 @@
     DIR/findings.jsonl       the doctor's findings, one JSON object each
     DIR/summary.json         status (running|completed|stopped|failed), best/final/test metrics, wall seconds
     DIR/checkpoints/last.pt  the newest good state (model, optimizer, schedule, RNG, ...); best.pt the best one
+                             (a hard link to last.pt when both hold the same epoch: gradwise only ever replaces
+                             these files, so overwrite them by renaming, not by writing into them)
 """
 
 from __future__ import annotations
