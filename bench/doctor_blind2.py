@@ -61,22 +61,11 @@ _standardize, _t = harness.standardize, harness.tensor
 
 
 def _split(x: np.ndarray, y: np.ndarray, val_share: float, offset: int = 0) -> tuple[np.ndarray, ...]:
-    order = np.random.RandomState(SEED + offset).permutation(len(x))
-    x, y = x[order], y[order]
-    n = int(round(len(x) * val_share))
-    return x[n:], y[n:], x[:n], y[:n]
+    return harness.split(x, y, val_share, SEED + offset)
 
 
 def sk_table(name: str, *, val_share: float = 0.25, scale: bool = True) -> tuple[np.ndarray, ...]:
-    """An sklearn table split by SEED, standardized with the training statistics (numpy arrays)."""
-    x, y = _sklearn(name)
-    xt, yt, xv, yv = _split(x, y, val_share)
-    if scale and name == "digits":  # pixels: one mean/std over all of them (some pixels are ~constant in train)
-        mu, sd = xt.mean(), xt.std()
-        xt, xv = (xt - mu) / sd, (xv - mu) / sd
-    elif scale:
-        xt, xv = _standardize(xt, xv)
-    return xt, yt, xv, yv
+    return harness.sk_table(name, SEED, val_share=val_share, scale=scale)
 
 
 def circles(n: int = 1500, noise: float = 0.1, factor: float = 0.5) -> tuple[np.ndarray, ...]:

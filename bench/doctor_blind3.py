@@ -64,19 +64,11 @@ _standardize, _t = harness.standardize, harness.tensor
 
 
 def _split(x: np.ndarray, y: np.ndarray, val_share: float, offset: int = 0) -> tuple[np.ndarray, ...]:
-    order = np.random.RandomState(SEED + offset).permutation(len(x))
-    x, y = x[order], y[order]
-    n = int(round(len(x) * val_share))
-    return x[n:], y[n:], x[:n], y[:n]
+    return harness.split(x, y, val_share, SEED + offset)
 
 
 def sk_table(name: str, *, val_share: float = 0.25, scale: bool = True) -> tuple[np.ndarray, ...]:
-    """An sklearn table split by SEED, standardized per feature with the training statistics (numpy arrays)."""
-    x, y = _sklearn(name)
-    xt, yt, xv, yv = _split(x, y, val_share)
-    if scale:
-        xt, xv = _standardize(xt, xv)
-    return xt, yt, xv, yv
+    return harness.sk_table(name, SEED, val_share=val_share, scale=scale, pooled_pixels=False)
 
 
 def digits_pixels() -> tuple[np.ndarray, ...]:

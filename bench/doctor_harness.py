@@ -69,6 +69,28 @@ def tensor(a: np.ndarray, long: bool = False) -> torch.Tensor:
     return torch.tensor(np.ascontiguousarray(a), dtype=torch.long if long else torch.float32)
 
 
+def split(x: np.ndarray, y: np.ndarray, val_share: float, seed: int) -> tuple[np.ndarray, ...]:
+    """(x_train, y_train, x_val, y_val): a random split drawn from `seed`."""
+    order = np.random.RandomState(seed).permutation(len(x))
+    x, y = x[order], y[order]
+    n = int(round(len(x) * val_share))
+    return x[n:], y[n:], x[:n], y[:n]
+
+
+def sk_table(name: str, seed: int, *, val_share: float = 0.25, scale: bool = True,
+             pooled_pixels: bool = True) -> tuple[np.ndarray, ...]:
+    """An sklearn table split by `seed`, standardized with the training statistics (numpy arrays). Digits' pixels
+    get one mean/std over all of them with `pooled_pixels` (some pixels are ~constant in train), else per feature."""
+    x, y = sklearn_data(name)
+    xt, yt, xv, yv = split(x, y, val_share, seed)
+    if scale and name == "digits" and pooled_pixels:
+        mu, sd = xt.mean(), xt.std()
+        xt, xv = (xt - mu) / sd, (xv - mu) / sd
+    elif scale:
+        xt, xv = standardize(xt, xv)
+    return xt, yt, xv, yv
+
+
 # --------------------------------------------------------------------------------------------- runs
 
 
