@@ -37,13 +37,16 @@ QUICK = [
     (blind3, "digits_float_onehot_targets_ce"),  # healthy: float one-hot targets are valid for cross-entropy
     (blind3, "digits_sigmoid_output_then_ce"),  # loss_output_mismatch: a sigmoid before 10-class cross-entropy
     (blind3, "wine_final_layer_std10"),  # bad_initialization
+    (blind3, "classif_relu_torch_adagrad_lr_10"),  # diverging_loss inside the first epoch (the probe losses)
 ]
 # not asserted: the doctor's answer differs from the label (see each file's docstring)
-NOT_ASSERTED = {(blind, "diabetes_raw_target_units_adam"), (blind2, "digits_40pct_label_noise"),
-                (blind2, "circles_batch4_torch_sgd_lr_0.1"), (blind3, "mnist1d_gru512_torch_sgd_lr_3"),
-                (blind3, "classif_label_plus_noise_feature"), (blind3, "classif_relu_torch_adagrad_lr_10"),
-                (blind3, "classif_adamw_weight_decay_5"), (blind3, "mnist1d_cnn_dropout_0.95"),
-                (blind3, "tanh_rnn_cue_at_start_of_200_steps"), (blind3, "friedman_mse_broadcast_n1_vs_n")}
+NOT_ASSERTED = {
+    (blind, "diabetes_raw_target_units_adam"), (blind2, "digits_40pct_label_noise"),
+    (blind2, "circles_batch4_torch_sgd_lr_0.1"), (blind3, "mnist1d_gru512_torch_sgd_lr_3"),
+    (blind3, "classif_label_plus_noise_feature"), (blind3, "classif_adamw_weight_decay_5"),
+    (blind3, "mnist1d_cnn_dropout_0.95"), (blind3, "tanh_rnn_cue_at_start_of_200_steps"),
+    (blind3, "friedman_mse_broadcast_n1_vs_n"),
+}
 SLOW = [(m, r.name) for m in (blind, blind2, blind3) for r in m.RUNS if (m, r.name) not in QUICK + list(NOT_ASSERTED)]
 
 

@@ -31,6 +31,7 @@ from gradwise.doctor.probes import ProbeRecord
 class Thresholds:
     # curves (epoch means of the training loss L, validation loss V; S = know-nothing loss)
     diverge_factor: float = 2.0  # L >= 2x its running minimum ...
+    probe_blowup: float = 10.0  # or a probe step's loss >= 10x the start (and the know-nothing loss), still >= 2x
     diverge_rise: float = 0.1  # ... and the rise >= 0.1·S, for 2 epochs in a row (or 1 when above the start)
     # ... or a collapse: the loss had reached <= 0.85·S and is back at >= 0.95·S (what was learned is lost)
     collapse_best: float = 0.85
@@ -707,6 +708,21 @@ def probe_findings(records: list[ProbeRecord], facts: Facts | None, history: lis
                                    "train_loss": loss, "loss_scale": S},
                           ["learning rate a decade or more too low", "an SGD-sized LR divided once too often"],
                           ["optim.lr=<lr*10>", "doctor.repair=true (raises the LR on a slow start)"], ep, last.step))
+
+    # diverging within the first epochs: the per-step loss on the probes shot up to >= 10x where it started (and
+    # the know-nothing loss) and the last two probes are still >= 2x it. Epoch means miss a blow-up inside epoch 1:
+    # the first epoch's mean is already huge, so no later epoch rises above it.
+    losses = [(r.step, r.loss) for r in records if r.loss is not None and math.isfinite(r.loss)]
+    base = max(ref.loss if ref.loss is not None and math.isfinite(ref.loss) else 0.0, S or 0.0)
+    if base > 0 and len(losses) >= t.min_probes:
+        peak_step, peak_loss = max(losses, key=lambda sl: sl[1])
+        if peak_loss >= t.probe_blowup * base and all(v >= t.diverge_factor * base for _, v in losses[-2:]):
+            out.append(_f("diverging_loss", "warning", f"the per-step loss shot up from {base:.4g} to {peak_loss:.4g} "
+                          f"(step {peak_step}) and is still {losses[-1][1]:.4g} at step {losses[-1][0]}",
+                          {"start_loss": base, "peak_loss": peak_loss, "peak_step": peak_step,
+                           "latest_loss": losses[-1][1], "threshold": t.probe_blowup, "rule": "probe_losses"},
+                          ["learning rate far too high (the first steps overshoot)", "no gradient clipping"],
+                          ["optim.lr=<lr*0.1>", "train.clip_grad=1.0", "doctor.repair=true"], ep, last.step))
 
     # exploding: a layer's gradient far larger than its weights, the gradient norm grown 100x since the start, or
     # the first layer's relative gradient 100x the last one's -- on most of the recent probes
