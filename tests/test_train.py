@@ -203,6 +203,11 @@ def test_best_pt_is_the_best_epoch_and_old_checkpoints_resume(tmp_path: Path) ->
     # val loss fell every epoch: best.pt was written together with last.pt (one write, two names)
     assert best["epoch"] == last["epoch"] == 3
     assert (ckpts / "best.pt").stat().st_size == (ckpts / "last.pt").stat().st_size
+    # atomic writes go through a private temp file; what lands follows the umask like any other file
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("checkpoints/last.pt", "checkpoints/best.pt", "summary.json"):
+        assert (tmp_path / "a" / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
     # a checkpoint written before history/actions were stored as JSON (plain lists) still resumes
     last["history"] = json.loads(last.pop("history_json"))
     last["actions"] = json.loads(last.pop("actions_json"))

@@ -65,11 +65,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# read once, at import: os.umask can only be read by setting it, which is not safe once writer threads run
+_FILE_MODE = 0o666 & ~_read_umask()
+
+
 def atomic_write_bytes(path: Path, write: Any) -> None:
     """Call write(fileobj) on a temp file next to `path`, fsync, then rename over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _FILE_MODE)  # mkstemp makes the file private (0600); a run directory's files follow the umask
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
