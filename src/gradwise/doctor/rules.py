@@ -344,7 +344,7 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
     classes = facts.n_outputs if facts is not None and facts.loss_kind in ("ce", "nll", "hinge") else None
     if (final and stuck is None and n >= 4 and narrow and classes and classes >= 3 and narrow[1] < classes - 1
             and L[-1] >= t.under_low * S and L[-1] >= 0.9 * L[-4] and L[-1] < t.high_loss * S
-            and _fits_no_better(history, t)):
+            and not facts.sum_reduced and _fits_no_better(history, t)):
         out.append(_f("underfitting", "warning", f"the final training loss {L[-1]:.4g} is {L[-1] / S:.0%} of the "
                       f"know-nothing loss and the model fits its training rows hardly better than new ones: layer "
                       f"{narrow[0]} has {narrow[1]} units for {classes} classes, a bottleneck",
@@ -889,7 +889,8 @@ def over_regularization(records: list[ProbeRecord], facts: Facts | None, history
         return out
     med = _first_reg_ratio(records, t)
     # the run underfits: half the know-nothing loss left, or a quarter of it with no generalization gap
-    high = L[-1] >= 0.5 * S or (L[-1] >= t.under_low * S and _fits_no_better(history, t))
+    no_gap = not (facts is not None and facts.sum_reduced) and _fits_no_better(history, t)
+    high = L[-1] >= 0.5 * S or (L[-1] >= t.under_low * S and no_gap)
     oc = getattr(config, "optim", None)
     wd = oc.resolved_weight_decay() if hasattr(oc, "resolved_weight_decay") else getattr(oc, "weight_decay", None)
     knobs = {"weight_decay": wd, "l1": getattr(oc, "l1", None),
@@ -910,8 +911,9 @@ def over_regularization(records: list[ProbeRecord], facts: Facts | None, history
                       history[-1].get("epoch"), history[-1].get("step")))
     if out and L[-1] < t.high_loss * S:  # (above high_loss the curve rule reports underfitting itself)
         out.append(_f("underfitting", "warning", f"the final training loss {L[-1]:.4g} is {L[-1] / S:.0%} of the "
-                      "know-nothing loss and the model fits its training rows hardly better than new ones: the "
-                      "regularization holds it back", {"train_loss": L[-1], "loss_scale": S, "ratio": L[-1] / S,
+                      "know-nothing loss" + (" and the model fits its training rows hardly better than new ones"
+                                             if no_gap else "") + ": the regularization holds it back",
+                      {"train_loss": L[-1], "loss_scale": S, "ratio": L[-1] / S,
                                                         **_gap_evidence(history), **knobs},
                       ["too much regularization (see over_regularization)"], list(out[0].fixes),
                       history[-1].get("epoch"), history[-1].get("step")))
