@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import doctor_harness as harness
@@ -51,7 +50,7 @@ SEED = 11  # every split, initialization and batch order below derives from it
 # --------------------------------------------------------------------------------------------- data (offline only)
 
 
-_sklearn, _mnist1d, _fashion = harness.sklearn_data, harness.mnist1d_data, harness.fashion_data
+_sklearn, _fashion = harness.sklearn_data, harness.fashion_data
 _standardize, _t = harness.standardize, harness.tensor
 
 
@@ -98,11 +97,7 @@ def fashion(n_train: int, n_val: int, *, flat: bool = False) -> tuple[torch.Tens
 
 def mnist1d(n_train: int | None = None, n_val: int = 1000) -> tuple[torch.Tensor, ...]:
     """MNIST-1D's own train/test split, standardized per time step with the training statistics."""
-    x, y, xv, yv = _mnist1d()
-    if n_train is not None:
-        x, y = x[:n_train], y[:n_train]
-    xv, yv = xv[:n_val], yv[:n_val]
-    x, xv = _standardize(x, xv)
+    x, y, xv, yv = harness.mnist1d_split(n_train, n_val)
     return _t(x), _t(y, True), _t(xv), _t(yv, True)
 
 
@@ -161,24 +156,7 @@ class GroupNormCNN(nn.Module):
         return self.head(self.body(x).flatten(1))
 
 
-def stack(n_in: int, n_out: int, widths: tuple[int, ...], act: Callable[[], nn.Module] = nn.ReLU,
-          final: nn.Module | None = None, dropout: float = 0.0, norm: Callable[[int], nn.Module] | None = None
-          ) -> nn.Sequential:
-    """Linear layers of the given widths, each followed by [norm], the activation and [dropout]."""
-    layers: list[nn.Module] = [nn.Flatten()]
-    d = n_in
-    for w in widths:
-        layers.append(nn.Linear(d, w))
-        if norm is not None:
-            layers.append(norm(w))
-        layers.append(act())
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        d = w
-    layers.append(nn.Linear(d, n_out))
-    if final is not None:
-        layers.append(final)
-    return nn.Sequential(*layers)
+stack = harness.stack
 
 
 def _linears(model: nn.Module) -> list[nn.Linear]:

@@ -56,7 +56,7 @@ SEED = 29  # every split, initialization and batch order below derives from it
 # --------------------------------------------------------------------------------------------- data (offline only)
 
 
-_sklearn, _mnist1d, _fashion = harness.sklearn_data, harness.mnist1d_data, harness.fashion_data
+_sklearn, _fashion = harness.sklearn_data, harness.fashion_data
 _standardize, _t = harness.standardize, harness.tensor
 
 
@@ -126,14 +126,7 @@ def fashion(n_train: int, n_val: int, *, flat: bool = False) -> tuple[torch.Tens
     return _t(xt), _t(yt, True), _t(xv), _t(yv, True)
 
 
-def mnist1d(n_train: int | None = None, n_val: int = 1000) -> tuple[np.ndarray, ...]:
-    """MNIST-1D's own train/test split, standardized per time step with the training statistics (numpy)."""
-    x, y, xv, yv = _mnist1d()
-    if n_train is not None:
-        x, y = x[:n_train], y[:n_train]
-    xv, yv = xv[:n_val], yv[:n_val]
-    x, xv = _standardize(x, xv)
-    return x, y, xv, yv
+mnist1d = harness.mnist1d_split
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -149,20 +142,7 @@ def _seeded(offset: int = 0) -> None:
     torch.manual_seed(SEED * 100 + offset)
 
 
-def stack(n_in: int, n_out: int, widths: tuple[int, ...], act: Callable[[], nn.Module] = nn.ReLU,
-          final: nn.Module | None = None, dropout: float = 0.0) -> nn.Sequential:
-    """Linear layers of the given widths, each followed by the activation and [dropout]."""
-    layers: list[nn.Module] = [nn.Flatten()]
-    d = n_in
-    for w in widths:
-        layers += [nn.Linear(d, w), act()]
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        d = w
-    layers.append(nn.Linear(d, n_out))
-    if final is not None:
-        layers.append(final)
-    return nn.Sequential(*layers)
+stack = harness.stack
 
 
 class PointwiseCNN1d(nn.Module):

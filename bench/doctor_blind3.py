@@ -46,7 +46,6 @@ Exit status 0 when every expected code was found and no healthy run raised a war
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import doctor_harness as harness
@@ -59,7 +58,7 @@ SEED = 53  # every split, initialization and batch order below derives from it
 # --------------------------------------------------------------------------------------------- data (offline only)
 
 
-_sklearn, _mnist1d, _fashion = harness.sklearn_data, harness.mnist1d_data, harness.fashion_data
+_fashion = harness.fashion_data
 _standardize, _t = harness.standardize, harness.tensor
 
 
@@ -119,14 +118,7 @@ def friedman(n: int = 2000) -> tuple[np.ndarray, ...]:
     return xt, ((yt - mu) / sd).astype(np.float32), xv, ((yv - mu) / sd).astype(np.float32)
 
 
-def mnist1d(n_train: int | None = None, n_val: int = 1000) -> tuple[np.ndarray, ...]:
-    """MNIST-1D's own train/test split, standardized per time step with the training statistics (numpy)."""
-    x, y, xv, yv = _mnist1d()
-    if n_train is not None:
-        x, y = x[:n_train], y[:n_train]
-    xv, yv = xv[:n_val], yv[:n_val]
-    x, xv = _standardize(x, xv)
-    return x, y, xv, yv
+mnist1d = harness.mnist1d_split
 
 
 def fashion(n_train: int, n_val: int) -> tuple[torch.Tensor, ...]:
@@ -165,18 +157,7 @@ def _seeded(offset: int = 0) -> None:
     torch.manual_seed(SEED * 100 + offset)
 
 
-def mlp(n_in: int, n_out: int, widths: tuple[int, ...], act: Callable[[], nn.Module] = nn.ReLU,
-        dropout: float = 0.0) -> nn.Sequential:
-    """Linear layers of the given widths, each followed by the activation and [dropout]."""
-    layers: list[nn.Module] = [nn.Flatten()]
-    d = n_in
-    for w in widths:
-        layers += [nn.Linear(d, w), act()]
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        d = w
-    layers.append(nn.Linear(d, n_out))
-    return nn.Sequential(*layers)
+mlp = harness.stack
 
 
 class BNConv1d(nn.Module):

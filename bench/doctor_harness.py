@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 # --------------------------------------------------------------------------------------------- data (offline only)
 
@@ -89,6 +90,41 @@ def sk_table(name: str, seed: int, *, val_share: float = 0.25, scale: bool = Tru
     elif scale:
         xt, xv = standardize(xt, xv)
     return xt, yt, xv, yv
+
+
+def mnist1d_split(n_train: int | None = None, n_val: int = 1000, scale: bool = True) -> tuple[np.ndarray, ...]:
+    """MNIST-1D's own train/test split (first `n_train` / `n_val` rows), standardized per time step with the
+    training statistics unless `scale` is off (numpy arrays)."""
+    x, y, xv, yv = mnist1d_data()
+    if n_train is not None:
+        x, y = x[:n_train], y[:n_train]
+    xv, yv = xv[:n_val], yv[:n_val]
+    if scale:
+        x, xv = standardize(x, xv)
+    return x, y, xv, yv
+
+
+# --------------------------------------------------------------------------------------------- models
+
+
+def stack(n_in: int, n_out: int, widths: tuple[int, ...], act: Callable[[], nn.Module] = nn.ReLU,
+          final: nn.Module | None = None, dropout: float = 0.0, norm: Callable[[int], nn.Module] | None = None
+          ) -> nn.Sequential:
+    """Flatten, then Linear layers of the given widths, each followed by [norm], the activation and [dropout]."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    d = n_in
+    for w in widths:
+        layers.append(nn.Linear(d, w))
+        if norm is not None:
+            layers.append(norm(w))
+        layers.append(act())
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        d = w
+    layers.append(nn.Linear(d, n_out))
+    if final is not None:
+        layers.append(final)
+    return nn.Sequential(*layers)
 
 
 # --------------------------------------------------------------------------------------------- runs

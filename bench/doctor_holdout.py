@@ -37,7 +37,7 @@ SEED = 7  # every split, initialization and batch order below derives from it (t
 # --------------------------------------------------------------------------------------------- data (offline only)
 
 
-_sklearn, _mnist1d, _fashion = harness.sklearn_data, harness.mnist1d_data, harness.fashion_data
+_sklearn, _fashion = harness.sklearn_data, harness.fashion_data
 _standardize, _t = harness.standardize, harness.tensor
 
 
@@ -83,12 +83,7 @@ def fashion(n_train: int, n_val: int, *, raw: bool = False, flat: bool = False, 
 
 def mnist1d(n_train: int | None = None, n_val: int = 1000, *, scale: bool = True) -> tuple[torch.Tensor, ...]:
     """MNIST-1D's own train/test split (the case suite concatenates and re-splits it)."""
-    x, y, xv, yv = _mnist1d()
-    if n_train is not None:
-        x, y = x[:n_train], y[:n_train]
-    xv, yv = xv[:n_val], yv[:n_val]
-    if scale:
-        x, xv = _standardize(x, xv)
+    x, y, xv, yv = harness.mnist1d_split(n_train, n_val, scale)
     return _t(x), _t(y, True), _t(xv), _t(yv, True)
 
 
