@@ -78,7 +78,6 @@ class Doctor(Callback):
         self._cuda = False
         self._probe_base = 0  # probes restart densely (0, 1, 2, 4, ...) after a repair changes the run
         self._cut_lr = False  # a repair has lowered the LR in this run
-        self._facts_json: tuple[Any, Any] | None = None
         self.halted = False
 
     # ---------------------------------------------------------------------------------------- reporting
@@ -484,11 +483,10 @@ class Doctor(Callback):
     # ---------------------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
         # one JSON string: a checkpoint is written every epoch and pickling costs per object (the facts hold
-        # lists of layer names and class counts). The facts do not change after the pre-flight: encoded once.
-        if self._facts_json is None or self._facts_json[0] is not self.facts:
-            self._facts_json = (self.facts, self.facts.to_dict() if self.facts is not None else None)
+        # lists of layer names and class counts)
+        facts = self.facts.to_dict() if self.facts is not None else None
         return {"json": json.dumps({"findings": [f.to_dict() for f in self._findings], "repairs": self.repairs,
-                                    "cut_lr": self._cut_lr, "facts": self._facts_json[1]}, default=json_default)}
+                                    "cut_lr": self._cut_lr, "facts": facts}, default=json_default)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self._rolling_back:
