@@ -163,6 +163,8 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     full_rows = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in full_rows]
+    # the killed epoch's train loss too: its first 4 step losses came back from the mid-epoch checkpoint
+    assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in full_rows]
 
 
 def test_sigterm_saves_checkpoint_and_stops_cleanly(tmp_path: Path) -> None:
