@@ -311,3 +311,29 @@ def test_background_checkpoint_writes_keep_the_state_of_the_moment_and_report_fa
     with pytest.raises(CheckpointError, match="b.pt"):
         writer.flush()
     writer.close()
+
+
+@pytest.mark.parametrize("fold", [3, 1024])
+def test_epoch_train_loss_is_the_sample_weighted_mean_of_the_step_losses(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fold: int) -> None:
+    from gradwise.train import loop
+
+    monkeypatch.setattr(loop, "_FOLD", fold)  # 3: sums are folded mid-epoch too; 1024: only at the epoch end
+    x, y, xv, yv = digits()
+    steps: list[list[tuple[float, int]]] = [[]]
+
+    class Record(gradwise.Callback):
+        def on_batch_end(self, trainer: loop.Trainer) -> None:
+            steps[-1].append((float(trainer.last_loss), len(trainer.last_batch[1])))
+
+        def on_epoch_end(self, trainer: loop.Trainer, logs: dict) -> None:
+            steps.append([])
+
+    # 1000 rows in batches of 96: ten full batches and a short one of 40 rows, which must weigh 40/1000
+    run = gradwise.fit(mlp(), (x[:1000], y[:1000]), val=(xv, yv), loss="cross_entropy", epochs=2, batch_size=96,
+                       out=tmp_path / "r", callbacks=[Record()], doctor=False, **QUIET)
+    assert len(run.history) == 2
+    for logs, epoch in zip(run.history, steps, strict=False):
+        assert [n for _, n in epoch] == [96] * 10 + [40]
+        expected = sum(v * n for v, n in epoch) / 1000
+        assert logs["train_loss"] == pytest.approx(expected, rel=1e-12)
