@@ -1,0 +1,580 @@
+"""A fourth blind held-out set for the doctor: 21 faulty runs (28 expected codes) and 8 healthy runs, written by
+a fifth engineer who did not read the doctor's code, its tests, the case suite, the README's doctor section or the
+runs of the other held-out sets (only the shared harness, the public API and the config schema).
+
+Every run goes through the public API, `gradwise.fit(...)`, on offline data (scikit-learn's bundled tables and
+generators, MNIST-1D, Fashion-MNIST from local disk). The setups avoid those the earlier sets use: wrong label
+codings (UCI's 1..3 wine classes, -1/+1 targets for BCE), a double sigmoid under bce_with_logits, an optimizer
+built on a discarded copy of the model, Adam at lr 1.0, features in kilo-units, an unscaled validation split,
+BatchNorm with a Keras-style momentum, jittered copies split across train/val, SGD weight decay 0.1, N(0, 0.01)
+and 3x-He inits, Hardtanh on raw features, a weight-tied residual block unrolled 24 times, a 92/5/3 long tail,
+float16 overflow, a 2-unit bottleneck, NAdam at 2e-6, biases initialized to -1, a 1024-wide MLP on 120 rows under
+the multi-margin (hinge) loss, and MAE under constant-LR SGD. Healthy runs: PReLU/NAdam, Huber/RAdam, hinge/SGD
+Nesterov, Softplus + BCE with reduce_on_plateau, a pixel-value embedding model, a LayerNorm Mish MLP, a
+depthwise-separable Conv1d and an MAE regression.
+
+How the labels were decided: each faulty run's `expect` holds the code(s) of the mistake itself, as a careful
+practitioner would name it, plus `no_learning` where the training loss never leaves its chance value for the whole
+run. Symptoms that follow from a named cause (the underfitting a too-low LR or tiny inputs leave behind) are not
+added. Every label was checked against the run's own curves with the doctor OFF (`harness.execute(run,
+doctor=False)`) and, where useful, a healthy twin (the same run without the mistake) or a direct measurement
+(gradient norms, saturated or dead fractions, non-finite cells); the numbers are in each run's `note`. Faults that
+did not show in the curves were changed (weight decay 0.5 -> 0.1, inputs x1e-4 -> x1e-3, bottleneck on digits ->
+MNIST-1D) or dropped (Adam betas (0.5, 0.5): no oscillation; a forward that detaches the body: no clear code).
+All labels were fixed before the doctor was first run on this set. Healthy runs have standardized inputs (the
+embedding model takes digits' raw 0-16 values as tokens), sensible LRs and early stopping, and reach 0.96-0.99
+accuracy or R2 0.98+; they must raise no warning or error (info is fine).
+
+First scored run (seed 71, doctor on, labels unchanged since): recall 17/28 expected codes (61%), false alarms
+3/8 healthy runs. Missed: val_not_standardized (train_eval_mismatch; found label_problem), augment_then_split
+(data_leakage; nothing found), tiny_init_deep_relu (bad_initialization, and no_learning only as info),
+huge_init_prelu (exploding_gradients only as info), hardtanh_raw_features (saturated_units), tied_residual_x24
+(exploding_gradients and diverging_loss; found nonfinite_values and bad_initialization), width_two_bottleneck
+(underfitting; nothing found), wide_mlp_120_rows (overfitting; found label_problem), mae_sgd_constant_lr_0.3
+(lr_too_high; found oscillating_loss and dead_units). False alarms: loss_output_mismatch on the Softplus + BCE run,
+unnormalized_inputs on the pixel-embedding run (raw 0-16 token values), underfitting on the separable Conv1d
+(val acc 0.98).
+
+    OMP_NUM_THREADS=1 python bench/doctor_blind4.py [--only a,b] [--keep DIR] [--list]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import doctor_harness as harness  # noqa: E402
+
+SEED = 71
+
+
+def use_seed(seed: int) -> None:
+    """Every split, initialization and batch order below is drawn from this seed."""
+    global SEED
+    SEED = seed
+
+
+RUNS: list[harness.HeldOutRun] = []
+blind = harness.registrar(RUNS)
+
+
+def init() -> None:
+    """Seed torch right before a model is built, so its initial weights follow SEED."""
+    torch.manual_seed(SEED)
+
+
+def fit_kw(**kw: Any) -> dict[str, Any]:
+    """The gradwise.fit keywords of a run, with fit's own seed (batch order, dropout) tied to SEED."""
+    kw.setdefault("seed", SEED)
+    return kw
+
+
+def synth_split(x: np.ndarray, y: np.ndarray, val_share: float = 0.25, scale: bool = True) -> list[np.ndarray]:
+    """A random train/val split drawn from SEED, standardized with the training statistics unless `scale` is off."""
+    xt, yt, xv, yv = harness.split(x.astype(np.float32), y, val_share, SEED)
+    if scale:
+        xt, xv = harness.standardize(xt, xv)
+    return [xt, yt, xv, yv]
+
+
+# --------------------------------------------------------------------------------------------- faulty runs
+
+
+@blind("wine_labels_1_to_3", "wine", "PReLU MLP 64-64", "adamw 3e-3",
+       "labels kept as UCI's 1..3 (the original file's class column) for a 3-output classifier",
+       expect=("label_problem",),
+       note="checked doctor off: the first training step raises IndexError 'Target 3 is out of bounds' (labels "
+            "1..3, 3 outputs); nothing else can be said about the run")
+def _wine_labels_1_to_3() -> dict[str, Any]:
+    xt, yt, xv, yv = harness.sk_table("wine", SEED)
+    init()
+    model = harness.stack(13, 3, (64, 64), act=nn.PReLU)
+    return fit_kw(model=model, train=(xt, yt + 1), val=(xv, yv + 1), loss="cross_entropy", epochs=40,
+                  batch_size=32)
+
+
+@blind("bce_minus_one_labels", "breast_cancer", "Softplus MLP 32", "adam 1e-3",
+       "binary labels coded -1/+1 (SVM convention) fed to bce_with_logits",
+       expect=("label_problem",),
+       note="checked doctor off: trains one epoch on targets -1/+1 (BCE of a -1 target is unbounded below), then "
+            "the evaluation raises 'Detected values [-1, 1] in target, expected [0, 1]'")
+def _bce_minus_one_labels() -> dict[str, Any]:
+    xt, yt, xv, yv = harness.sk_table("breast_cancer", SEED)
+    init()
+    model = nn.Sequential(nn.Linear(30, 32), nn.Softplus(), nn.Linear(32, 1), nn.Flatten(0))
+    pm = lambda y: (2.0 * y - 1.0).astype(np.float32)  # noqa: E731
+    return fit_kw(model=model, train=(xt, pm(yt)), val=(xv, pm(yv)), loss="bce_with_logits", optimizer="adam",
+                  lr=1e-3, epochs=40, batch_size=32)
+
+
+@blind("double_sigmoid_bce", "make_classification binary", "MLP 64-64 + Sigmoid", "adamw 3e-3",
+       "model ends in nn.Sigmoid and is trained with bce_with_logits (sigmoid applied twice)",
+       expect=("loss_output_mismatch",),
+       note="checked doctor off: train loss floors at 0.523 (twin without the Sigmoid: 0.058), best val acc 0.729 "
+            "(twin 0.936); the double sigmoid keeps every output >= 0.5")
+def _double_sigmoid_bce() -> dict[str, Any]:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(3000, 20, n_informative=8, n_redundant=4, random_state=SEED)
+    xt, yt, xv, yv = synth_split(x, y.astype(np.float32))
+    init()
+    model = nn.Sequential(*harness.stack(20, 1, (64, 64)), nn.Sigmoid(), nn.Flatten(0))
+    return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="bce_with_logits", epochs=30, batch_size=64)
+
+
+@blind("stale_optimizer", "digits", "MLP 128", "adam instance 1e-3",
+       "the Adam instance was built on a first copy of the model; a second copy (re-instantiated) is trained",
+       expect=("no_learning",),
+       note="checked doctor off: train loss 2.295 and val acc 0.187 identical at every epoch (12, early stop); "
+            "the weights never change")
+def _stale_optimizer() -> dict[str, Any]:
+    xt, yt, xv, yv = harness.sk_table("digits", SEED)
+    init()
+    first = harness.stack(64, 10, (128,))
+    opt = torch.optim.Adam(first.parameters(), lr=1e-3)
+    model = harness.stack(64, 10, (128,))  # "reset the model before training"
+    return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", optimizer=opt, epochs=25,
+                  batch_size=64)
+
+
+@blind("adam_lr_one", "MNIST-1D", "LayerNorm MLP 256-256", "adam lr 1.0",
+       "Adam at lr 1.0 (an SGD-style learning rate)",
+       expect=("lr_too_high",),
+       note="checked doctor off: epoch-1 train loss 2.91 (> ln 10 = 2.30), final train loss 1.54, best val acc "
+            "0.315; twin at Adam 3e-3: train 0.036, best val acc 0.591")
+def _adam_lr_one() -> dict[str, Any]:
+    xt, yt, xv, yv = harness.mnist1d_split(2000, 1000)
+    init()
+    model = harness.stack(40, 10, (256, 256), norm=nn.LayerNorm)
+    return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", optimizer="adam", lr=1.0,
+                  epochs=20, batch_size=64)
+
+
+@blind("inputs_in_kilo_units", "make_classification 4-class", "MLP 64-64", "adamw 3e-3",
+       "features recorded in kilo-units (std ~1e-3) and fed unscaled",
+       expect=("unnormalized_inputs",),
+       note="checked doctor off: loss flat at ln 4 = 1.386 for ~10 epochs, then 1.273 after 30, best val acc "
+            "0.445; same data at unit scale: train 0.170, best val acc 0.855 (x1e-2: 0.88 / 0.62)")
+def _inputs_tiny() -> dict[str, Any]:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(2400, 16, n_informative=10, n_classes=4, n_clusters_per_class=2,
+                               random_state=SEED)
+    xt, yt, xv, yv = synth_split(x, y)
+    init()
+    model = harness.stack(16, 4, (64, 64))
+    return fit_kw(model=model, train=(xt * 1e-3, yt), val=(xv * 1e-3, yv), loss="cross_entropy", epochs=30,
+                  batch_size=64)
+
+
+@blind("val_not_standardized", "breast_cancer", "MLP 64-32", "adamw 3e-3",
+       "the scaler was fitted and applied to train; the validation features were passed raw",
+       expect=("train_eval_mismatch",),
+       note="checked doctor off: train loss 0.67 -> 0.022 while val loss 23 -> 745 and val acc fixed at 0.352 "
+            "(the minority share) from epoch 1")
+def _val_not_standardized() -> dict[str, Any]:
+    x, y = harness.sklearn_data("breast_cancer")
+    xt, yt, xv, yv = harness.split(x, y, 0.25, SEED)
+    (xt_s,) = harness.standardize(xt)
+    init()
+    model = harness.stack(30, 2, (64, 32))
+    return fit_kw(model=model, train=(xt_s, yt), val=(xv, yv), loss="cross_entropy", epochs=30, batch_size=32)
+
+
+@blind("bn_momentum_keras", "Fashion-MNIST 3000", "MLP 256-128 + BatchNorm(momentum=0.001)", "adamw 3e-3",
+       "BatchNorm momentum 0.001 (a Keras-style 0.999 decay) in a 376-step run: running stats stay near 0/1",
+       expect=("train_eval_mismatch",),
+       note="checked doctor off: train loss 0.139 but val loss 0.799 / acc 0.799 (twin with default momentum 0.1: "
+            "val 0.486 / 0.844); the final model on its own training rows: loss 0.615 in eval mode vs 0.120 in "
+            "train mode (twin 0.128 vs 0.123)")
+def _bn_momentum_keras() -> dict[str, Any]:
+    x, y, xv, yv = harness.fashion_data()
+    x, y, xv, yv = x[:3000] / 255.0, y[:3000], xv[:1000] / 255.0, yv[:1000]
+    init()
+    model = harness.stack(784, 10, (256, 128), norm=lambda w: nn.BatchNorm1d(w, momentum=0.001))
+    return fit_kw(model=model, train=(x.astype(np.float32), y), val=(xv.astype(np.float32), yv),
+                  loss="cross_entropy", epochs=8, batch_size=64)
+
+
+@blind("augment_then_split", "MNIST-1D 500 x 6 jittered copies", "MLP 256-256", "adamw 3e-3",
+       "each signal jittered into 6 copies before the random train/val split: copies of one signal on both sides",
+       expect=("data_leakage",),
+       note="checked doctor off: val acc 1.000 and val loss 0.0016 by epoch 30; the same model on MNIST-1D's real "
+            "test signals (same standardization): acc 0.339")
+def _augment_then_split() -> dict[str, Any]:
+    x, y, _, _ = harness.mnist1d_split(None, 10, scale=False)
+    rng = np.random.RandomState(SEED)
+    x, y = x[:500], y[:500]
+    xs = np.concatenate([x + 0.03 * rng.randn(*x.shape).astype(np.float32) for _ in range(6)])
+    ys = np.concatenate([y] * 6)
+    xt, yt, xv, yv = synth_split(xs, ys, 0.2)
+    init()
+    model = harness.stack(40, 10, (256, 256))
+    return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", epochs=30, batch_size=64)
+
+
+@blind("sgd_weight_decay_0.1", "digits", "MLP 128-64", "sgd 0.05 momentum 0.9, weight_decay 0.1",
+       "SGD weight_decay 1e-1 (meant 1e-4)",
+       expect=("over_regularization",),
+       note="checked doctor off: train loss only down to 0.76, best val acc 0.831; twin at weight_decay 5e-4: train "
+            "0.006, val acc 0.976 (weight_decay 0.5 learned nothing at all, so 0.1 was kept)")
+def _sgd_weight_decay() -> dict[str, Any]:
+    xt, yt, xv, yv = harness.sk_table("digits", SEED)
+    init()
+    model = harness.stack(64, 10, (128, 64))
+    return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", optimizer="sgd", lr=0.05,
+                  momentum=0.9, weight_decay=0.1, epochs=30, batch_size=64)
+
+
+def _normal_init(model: nn.Module, std: float, bias: float = 0.0) -> nn.Module:
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, std)
+            nn.init.constant_(m.bias, bias)
+    return model
+
+
+@blind("tiny_init_deep_relu", "digits", "10-layer ReLU MLP 256, init N(0, 0.01)", "sgd 0.01 momentum 0.9",
+       "weights drawn N(0, 0.01) (an old tutorial's init) in a 10-layer ReLU net: the signal shrinks ~9x a layer",
+       expect=("bad_initialization", "vanishing_gradients", "no_learning"),
+       note="checked doctor off: activation std falls 4.9e-2 -> 1.4e-10 over the 10 layers, every weight gradient "
+            "norm ~2e-10 at init; loss 2.302-2.303 (= ln 10) and val acc 0.076 for all 12 epochs; He-init twin: "
+            "first-layer gradient 1.0, val acc 0.969")
+def _tiny_init_deep_relu() -> dict[str, Any]:
+    xt, yt, xv, yv = harness.sk_table("digits", SEED)
+    init()
+    model = _normal_init(harness.stack(64, 10, (256,) * 10), 0.01)
+    return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", optimizer="sgd", lr=0.01,
+                  momentum=0.9, epochs=25, batch_size=64)
+
+
+def _scaled_kaiming(model: nn.Module, gain: float) -> nn.Module:
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            m.weight.data.mul_(gain)
+            nn.init.zeros_(m.bias)
+    return model
+
+
+@blind("huge_init_prelu", "wine", "10-layer PReLU MLP 128, init 3x He", "adamw 1e-3",
+       "He init multiplied by 3 ('bigger weights learn faster'): activations grow ~3x a layer",
+       expect=("bad_initialization", "exploding_gradients"),
+       note="checked doctor off: initial loss 1.45e5 (ln 3 = 1.1), weight gradient norms 4.6e4 (first) to 4.4e5 "
+            "(last) at init vs 0.7-5.0 for the plain-He twin; epoch-1 train loss 1.1e5, val loss in the thousands "
+            "all run (twin: val loss 0.0009, acc 1.0)")
+def _huge_init_prelu() -> dict[str, Any]:
+    xt, yt, xv, yv = harness.sk_table("wine", SEED)
+    init()
+    model = _scaled_kaiming(harness.stack(13, 3, (128,) * 10, act=nn.PReLU), 3.0)
+    return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", lr=1e-3, epochs=30,
+                  batch_size=32)
+
+
+@blind("hardtanh_raw_features", "breast_cancer (raw)", "Hardtanh MLP 64-64", "adamw 3e-3",
+       "raw features (areas in the thousands) into Hardtanh units: almost every unit clipped at +-1",
+       expect=("unnormalized_inputs", "saturated_units"),
+       note="checked doctor off: 99.3% of the first Hardtanh layer's outputs at +-1 at init, 99.8% at the end "
+            "(twin on standardized inputs: 9% / 20%); train loss 0.28 vs twin 0.03, best val acc 0.965 vs 0.993")
+def _hardtanh_raw_features() -> dict[str, Any]:
+    xt, yt, xv, yv = harness.sk_table("breast_cancer", SEED, scale=False)
+    init()
+    model = harness.stack(30, 2, (64, 64), act=nn.Hardtanh)
+    return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", epochs=30, batch_size=32)
+
+
+class TiedDeep(nn.Module):
+    """One Linear layer applied `depth` times with a residual connection (weights shared across depth)."""
+
+    def __init__(self, n_in: int, n_out: int, width: int, depth: int) -> None:
+        super().__init__()
+        self.inp, self.block, self.out, self.depth = nn.Linear(n_in, width), nn.Linear(width, width), \
+            nn.Linear(width, n_out), depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.inp(x))
+        for _ in range(self.depth):
+            h = h + torch.relu(self.block(h))
+        return self.out(h)
+
+
+@blind("tied_residual_x24", "MNIST-1D", "one tied residual Linear block applied 24 times", "sgd 0.05 momentum 0.9",
+       "a weight-tied residual block unrolled 24 times with no normalization, SGD without clipping",
+       expect=("exploding_gradients", "diverging_loss"),
+       note="checked doctor off: step 0 loss 1429 with gradient norm 3.8e4, step 1 loss 4.7e21 (gradient inf), "
+            "then inf and NaN; the run halts with a non-finite loss in epoch 1 (depth 8 or 12 trains, so the "
+            "depth is the fault)")
+def _tied_residual() -> dict[str, Any]:
+    xt, yt, xv, yv = harness.mnist1d_split(2000, 1000)
+    init()
+    model = TiedDeep(40, 10, 128, 24)
+    return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", optimizer="sgd", lr=0.05,
+                  momentum=0.9, clip_grad=None, epochs=15, batch_size=64)
+
+
+@blind("long_tail_three_class", "make_classification 92/5/3", "MLP 64-64", "adamw 3e-3",
+       "three classes at 92/5/3 percent, plain cross-entropy, accuracy as the metric",
+       expect=("class_imbalance",),
+       note="checked doctor off: val acc 0.919 (= the majority share) for epochs 1-3, best 0.957; per-class val "
+            "recall 0.997 / 0.537 / 0.444; with balanced class weights 0.827 / 0.778 / 0.704")
+def _long_tail() -> dict[str, Any]:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(4000, 12, n_informative=3, n_redundant=0, n_classes=3, n_clusters_per_class=1,
+                               weights=[0.92, 0.05, 0.03], class_sep=0.5, flip_y=0.0, random_state=SEED)
+    xt, yt, xv, yv = synth_split(x, y)
+    init()
+    model = harness.stack(12, 3, (64, 64))
+    return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", epochs=30, batch_size=128)
+
+
+@blind("float16_poly_features", "breast_cancer + squared features", "MLP 64", "adamw 3e-3",
+       "raw features and their squares stored as float16 (squares of areas overflow to inf), then standardized",
+       expect=("nonfinite_values",),
+       note="checked: the squared area columns overflow float16 to inf, so standardizing turns two whole columns "
+            "(854 train cells, 286 val cells) into NaN; doctor off, the loss is NaN in epoch 1 and the run halts")
+def _float16_poly() -> dict[str, Any]:
+    x, y = harness.sklearn_data("breast_cancer")
+    with np.errstate(over="ignore"):
+        poly = np.concatenate([x, x ** 2], axis=1).astype(np.float16).astype(np.float32)
+    xt, yt, xv, yv = harness.split(poly, y, 0.25, SEED)
+    with np.errstate(invalid="ignore"):
+        xt, xv = harness.standardize(xt, xv)
+    init()
+    model = harness.stack(60, 2, (64,))
+    return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", epochs=20, batch_size=32)
+
+
+@blind("width_two_bottleneck", "MNIST-1D 3000", "Mish MLP 128-2-128", "adamw 3e-3",
+       "a 2-unit hidden layer (left from a 2-D visualization experiment) in a 10-class classifier",
+       expect=("underfitting",),
+       note="checked doctor off: train loss 1.08 at the end, best val acc 0.493; twin with a 64-unit middle "
+            "layer: train 0.18, best val acc 0.638")
+def _width_two() -> dict[str, Any]:
+    xt, yt, xv, yv = harness.mnist1d_split(3000, 1000)
+    init()
+    model = harness.stack(40, 10, (128, 2, 128), act=nn.Mish)
+    return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", epochs=40, batch_size=64)
+
+
+@blind("nadam_lr_2e-6_huber", "make_friedman1", "MLP 128-128", "nadam 2e-6",
+       "NAdam at lr 2e-6 (a fine-tuning LR on a model trained from scratch), Huber loss",
+       expect=("lr_too_low",),
+       note="checked doctor off: train loss 0.444 -> 0.423 in 30 epochs, falling steadily all run; val R2 0.032 "
+            "at the end (the healthy Huber run on the same data reaches 0.987)")
+def _nadam_tiny_lr() -> dict[str, Any]:
+    from sklearn.datasets import make_friedman1
+
+    x, y = make_friedman1(3000, 10, noise=0.5, random_state=SEED)
+    xt, yt, xv, yv = synth_split(x, y)
+    mu, sd = yt.mean(), yt.std()
+    init()
+    model = nn.Sequential(*harness.stack(10, 1, (128, 128)), nn.Flatten(0))
+    return fit_kw(model=model, train=(xt, ((yt - mu) / sd).astype(np.float32)),
+                  val=(xv, ((yv - mu) / sd).astype(np.float32)), loss="huber", optimizer="nadam", lr=2e-6,
+                  epochs=30, batch_size=64)
+
+
+@blind("negative_bias_init", "digits", "ReLU MLP 128-128-128, biases -1", "adamw 3e-3",
+       "every bias initialized to -1 ('sparse activations'): pre-activations negative for nearly every input",
+       expect=("dead_units", "no_learning"),
+       note="checked doctor off: units never active on any training row: 34% of layer 1, 100% of layers 2 and 3, "
+            "at init and at the end; loss 2.302-2.303 and val acc 0.076 for all 12 epochs (bias 0 twin: acc 0.98; "
+            "bias -0.5 also learns nothing)")
+def _negative_bias() -> dict[str, Any]:
+    xt, yt, xv, yv = harness.sk_table("digits", SEED)
+    init()
+    model = harness.stack(64, 10, (128, 128, 128))
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.constant_(m.bias, -1.0)
+    return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", epochs=30, batch_size=64)
+
+
+@blind("wide_mlp_120_rows", "make_classification 120 rows, 300 features", "MLP 1024-1024", "adam 1e-3",
+       "120 training rows with 300 features (10 informative) for a 1.3M-parameter MLP, 60 epochs, no early stop",
+       expect=("overfitting",),
+       note="checked doctor off: train hinge loss 0 from epoch 6; val loss 0.601 at epoch 3 rising to 0.850 "
+            "by epoch 15 and staying there, val acc ~0.42 (3 classes)")
+def _wide_mlp_small_data() -> dict[str, Any]:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(620, 300, n_informative=10, n_redundant=0, n_classes=3, random_state=SEED)
+    xt, yt, xv, yv = synth_split(x, y, 500 / 620)
+    init()
+    model = harness.stack(300, 3, (1024, 1024))
+    return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="hinge", optimizer="adam", lr=1e-3,
+                  epochs=60, batch_size=32, early_stopping=False)
+
+
+def _friedman2() -> list[np.ndarray]:
+    """make_friedman2 (4 features, no noise), inputs and target standardized with the training statistics."""
+    from sklearn.datasets import make_friedman2
+
+    x, y = make_friedman2(3000, noise=0.0, random_state=SEED)
+    xt, yt, xv, yv = synth_split(x, y)
+    mu, sd = yt.mean(), yt.std()
+    return [xt, ((yt - mu) / sd).astype(np.float32), xv, ((yv - mu) / sd).astype(np.float32)]
+
+
+@blind("mae_sgd_constant_lr_0.3", "make_friedman2", "MLP 64-64", "sgd 0.3 momentum 0.9, constant schedule",
+       "MAE regression with SGD at a constant lr 0.3: the L1 gradient never shrinks, so the steps never do",
+       expect=("oscillating_loss", "lr_too_high"),
+       note="checked doctor off: val loss jumps between 0.12 and 0.55 epoch to epoch (val R2 0.51-0.98), train "
+            "loss 0.22-0.41 with no trend after epoch 3, early stop at 19; twin (AdamW 3e-3, cosine, same MAE): "
+            "val loss falls smoothly to 0.011, R2 0.9998")
+def _mae_sgd_constant() -> dict[str, Any]:
+    xt, yt, xv, yv = _friedman2()
+    init()
+    model = nn.Sequential(*harness.stack(4, 1, (64, 64)), nn.Flatten(0))
+    return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="mae", optimizer="sgd", lr=0.3, momentum=0.9,
+                  schedule="constant", epochs=30, batch_size=64)
+
+
+# --------------------------------------------------------------------------------------------- healthy runs
+
+
+@blind("healthy_prelu_nadam_digits", "digits", "PReLU MLP 128-64, dropout 0.1", "nadam 2e-3",
+       note="checked doctor off: best val acc 0.976, val loss 0.107 at epoch 11, early stop at 17")
+def _healthy_prelu_nadam() -> dict[str, Any]:
+    xt, yt, xv, yv = harness.sk_table("digits", SEED)
+    init()
+    model = harness.stack(64, 10, (128, 64), act=nn.PReLU, dropout=0.1)
+    return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", optimizer="nadam", lr=2e-3,
+                  epochs=40, batch_size=64, patience=5)
+
+
+@blind("healthy_huber_radam_friedman1", "make_friedman1", "SiLU MLP 128-128", "radam 3e-3",
+       note="checked doctor off: val loss falls smoothly to 0.0064 (train 0.0056), val R2 0.987")
+def _healthy_huber_radam() -> dict[str, Any]:
+    from sklearn.datasets import make_friedman1
+
+    x, y = make_friedman1(3000, 10, noise=0.5, random_state=SEED)
+    xt, yt, xv, yv = synth_split(x, y)
+    mu, sd = yt.mean(), yt.std()
+    init()
+    model = nn.Sequential(*harness.stack(10, 1, (128, 128), act=nn.SiLU), nn.Flatten(0))
+    return fit_kw(model=model, train=(xt, ((yt - mu) / sd).astype(np.float32)),
+                  val=(xv, ((yv - mu) / sd).astype(np.float32)), loss="huber", optimizer="radam", lr=3e-3,
+                  epochs=40, batch_size=64, patience=5)
+
+
+@blind("healthy_hinge_sgd_wine", "wine", "ReLU MLP 32", "sgd 0.02 nesterov",
+       note="checked doctor off: val acc 0.977 from epoch 4, val hinge loss 0.016, early stop at 27")
+def _healthy_hinge_wine() -> dict[str, Any]:
+    xt, yt, xv, yv = harness.sk_table("wine", SEED)
+    init()
+    model = harness.stack(13, 3, (32,))
+    return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="hinge", optimizer="sgd", lr=0.02, momentum=0.9,
+                  nesterov=True, epochs=40, batch_size=16, patience=5)
+
+
+@blind("healthy_softplus_bce_plateau", "breast_cancer", "Softplus MLP 32-16", "adam 1e-3, reduce_on_plateau",
+       note="checked doctor off: val acc 0.993, val loss 0.067 (train 0.053), stop at 26")
+def _healthy_softplus_bce() -> dict[str, Any]:
+    xt, yt, xv, yv = harness.sk_table("breast_cancer", SEED)
+    init()
+    model = nn.Sequential(*harness.stack(30, 1, (32, 16), act=nn.Softplus), nn.Flatten(0))
+    return fit_kw(model=model, train=(xt, yt.astype(np.float32)), val=(xv, yv.astype(np.float32)),
+                  loss="bce_with_logits", optimizer="adam", lr=1e-3, weight_decay=1e-4,
+                  schedule="reduce_on_plateau", epochs=40, batch_size=32, patience=6)
+
+
+class PixelEmbedding(nn.Module):
+    """Digits' 0-16 pixel intensities as tokens: a value embedding plus a position embedding, flattened, then
+    an MLP head with dropout."""
+
+    def __init__(self, dim: int = 4, p: float = 0.2) -> None:
+        super().__init__()
+        self.value, self.pos = nn.Embedding(17, dim), nn.Parameter(torch.zeros(64, dim))
+        self.head = nn.Sequential(nn.Flatten(), nn.LayerNorm(64 * dim), nn.Dropout(p), nn.Linear(64 * dim, 128),
+                                  nn.GELU(), nn.Dropout(p), nn.Linear(128, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.value(x.long().clamp(0, 16)) + self.pos)
+
+
+@blind("healthy_pixel_embedding_digits", "digits (raw 0-16 values as tokens)", "value+position embedding, MLP",
+       "adamw 3e-3, weight_decay 0.05",
+       note="checked doctor off: best val acc 0.962, val loss 0.145 at epoch 18, stop at 24")
+def _healthy_pixel_embedding() -> dict[str, Any]:
+    xt, yt, xv, yv = harness.sk_table("digits", SEED, scale=False)
+    init()
+    return fit_kw(model=PixelEmbedding(), train=(xt, yt), val=(xv, yv), loss="cross_entropy", epochs=30,
+                  batch_size=64, patience=5, weight_decay=0.05)
+
+
+@blind("healthy_layernorm_mish_5class", "make_classification 5-class", "Mish MLP 128-128 + LayerNorm, dropout 0.2",
+       "adamw 2e-3",
+       note="checked doctor off: val acc 0.976, val loss 0.109 (train 0.083), stop at 19")
+def _healthy_layernorm_mish() -> dict[str, Any]:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(5000, 20, n_informative=12, n_redundant=4, n_classes=5, n_clusters_per_class=1,
+                               class_sep=1.5, random_state=SEED)
+    xt, yt, xv, yv = synth_split(x, y)
+    init()
+    model = harness.stack(20, 5, (128, 128), act=nn.Mish, norm=nn.LayerNorm, dropout=0.2)
+    return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", lr=2e-3, epochs=30,
+                  batch_size=128, patience=5)
+
+
+class SeparableConv1d(nn.Module):
+    """Depthwise-separable 1-D CNN: per channel conv, pointwise mix, BatchNorm, ReLU; global average pool."""
+
+    def __init__(self, channels: tuple[int, ...] = (32, 64, 64), n_out: int = 10) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv1d(1, channels[0], 5, padding=2), nn.BatchNorm1d(channels[0]), nn.ReLU()]
+        for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
+            layers += [nn.Conv1d(c_in, c_in, 5, padding=2, groups=c_in), nn.Conv1d(c_in, c_out, 1),
+                       nn.BatchNorm1d(c_out), nn.ReLU(), nn.MaxPool1d(2)]
+        self.features, self.head = nn.Sequential(*layers), nn.Linear(channels[-1], n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x.unsqueeze(1)).mean(-1))
+
+
+@blind("healthy_separable_conv1d_mnist1d", "MNIST-1D 4000", "depthwise-separable Conv1d 32-64-64 + BatchNorm",
+       "adamw 3e-3",
+       note="checked doctor off: best val acc 0.980, val loss 0.081 at 25 epochs (8 s)")
+def _healthy_separable_conv() -> dict[str, Any]:
+    xt, yt, xv, yv = harness.mnist1d_split(None, 1000)
+    init()
+    return fit_kw(model=SeparableConv1d(), train=(xt, yt), val=(xv, yv), loss="cross_entropy", epochs=25,
+                  batch_size=64, patience=5)
+
+
+@blind("healthy_mae_adamw_friedman2", "make_friedman2", "MLP 64-64", "adamw 3e-3",
+       note="checked doctor off: val MAE loss 0.011 (train 0.009), val R2 0.9998")
+def _healthy_mae_friedman2() -> dict[str, Any]:
+    xt, yt, xv, yv = _friedman2()
+    init()
+    model = nn.Sequential(*harness.stack(4, 1, (64, 64)), nn.Flatten(0))
+    return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="mae", epochs=30, batch_size=64, patience=5)
+
+
+
+# --------------------------------------------------------------------------------------------- run and score
+
+RUN_BY_NAME = {r.name: r for r in RUNS}
+
+
+execute = harness.execute
+
+
+def report(results: list[harness.Result]) -> dict[str, Any]:
+    return harness.report(results, RUN_BY_NAME)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return harness.main(argv, doc=__doc__ or "", runs=RUNS, seed=SEED, use_seed=use_seed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
