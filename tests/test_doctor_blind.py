@@ -1,6 +1,6 @@
-"""The doctor on the runs of bench/doctor_blind.py, doctor_blind2.py and doctor_blind3.py (each written blind by
-another engineer, then used to revise the doctor; see their docstrings): the quickest runs on every test run, every
-other run the doctor gets right under -m slow."""
+"""The doctor on the runs of bench/doctor_blind.py, doctor_blind2.py, doctor_blind3.py and doctor_blind4.py (each
+written blind by another engineer, then used to revise the doctor; see their docstrings): the quickest runs on every
+test run, every other run the doctor gets right under -m slow."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import doctor_blind as blind  # noqa: E402
 import doctor_blind2 as blind2  # noqa: E402
 import doctor_blind3 as blind3  # noqa: E402
+import doctor_blind4 as blind4  # noqa: E402
 
 # under a second each on one thread; each found by a rule one of the blind sets prompted
 QUICK = [
@@ -38,6 +39,11 @@ QUICK = [
     (blind3, "digits_sigmoid_output_then_ce"),  # loss_output_mismatch: a sigmoid before 10-class cross-entropy
     (blind3, "wine_final_layer_std10"),  # bad_initialization
     (blind3, "classif_relu_torch_adagrad_lr_10"),  # diverging_loss inside the first epoch (the probe losses)
+    (blind4, "val_not_standardized"),  # train_eval_mismatch: val inputs left in their units
+    (blind4, "hardtanh_raw_features"),  # saturated_units on Hardtanh
+    (blind4, "width_two_bottleneck"),  # underfitting behind a 2-unit layer, with a modest train/val gap
+    (blind4, "healthy_softplus_bce_plateau"),  # healthy: a logit head whose outputs start inside (0, 1)
+    (blind4, "healthy_pixel_embedding_digits"),  # healthy: raw values read as embedding indices
 ]
 # not asserted: the doctor's answer differs from the label (see each file's docstring)
 NOT_ASSERTED = {
@@ -45,9 +51,11 @@ NOT_ASSERTED = {
     (blind2, "circles_batch4_torch_sgd_lr_0.1"), (blind3, "mnist1d_gru512_torch_sgd_lr_3"),
     (blind3, "classif_label_plus_noise_feature"), (blind3, "classif_adamw_weight_decay_5"),
     (blind3, "mnist1d_cnn_dropout_0.95"), (blind3, "tanh_rnn_cue_at_start_of_200_steps"),
-    (blind3, "friedman_mse_broadcast_n1_vs_n"),
+    (blind3, "friedman_mse_broadcast_n1_vs_n"), (blind4, "augment_then_split"), (blind4, "tiny_init_deep_relu"),
+    (blind4, "huge_init_prelu"), (blind4, "tied_residual_x24"), (blind4, "mae_sgd_constant_lr_0.3"),
 }
-SLOW = [(m, r.name) for m in (blind, blind2, blind3) for r in m.RUNS if (m, r.name) not in QUICK + list(NOT_ASSERTED)]
+SLOW = [(m, r.name) for m in (blind, blind2, blind3, blind4) for r in m.RUNS
+        if (m, r.name) not in QUICK + list(NOT_ASSERTED)]
 
 
 def _id(item: tuple[ModuleType, str]) -> str:

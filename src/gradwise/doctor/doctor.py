@@ -78,6 +78,7 @@ class Doctor(Callback):
         self._cuda = False
         self._probe_base = 0  # probes restart densely (0, 1, 2, 4, ...) after a repair changes the run
         self._cut_lr = False  # a repair has lowered the LR in this run
+        self._loss_range: list[float] | None = None  # [first, highest] finite step loss since the start or a repair
         self.halted = False
 
     # ---------------------------------------------------------------------------------------- reporting
@@ -253,7 +254,13 @@ class Doctor(Callback):
                 self._flag |= ~torch.isfinite(trainer.last_loss)  # type: ignore[operator]
                 bad = probe and bool(self._flag)
             else:
-                bad = not math.isfinite(float(trainer.last_loss)) or self._nan_where is not None
+                v = float(trainer.last_loss)  # read every step anyway: keep the first and highest finite loss
+                bad = not math.isfinite(v) or self._nan_where is not None
+                if math.isfinite(v):
+                    if self._loss_range is None:
+                        self._loss_range = [v, v]
+                    elif v > self._loss_range[1]:
+                        self._loss_range[1] = v
             if bad and "nonfinite_values" in self._seen and not self.cfg.repair and not self.cfg.halt_on_error:
                 bad = False  # reported already; the user asked to go on regardless
             if bad:
@@ -289,6 +296,18 @@ class Doctor(Callback):
             causes=["learning rate too high", "exploding gradients", "log of zero / division by zero in the loss"],
             fixes=["optim.lr=<lr*0.1>", "train.clip_grad=1.0", "doctor.repair=true"],
             step=trainer.step, epoch=trainer.epoch + 1))
+        grown = self._loss_range
+        if not math.isfinite(loss) and grown is not None and grown[1] >= self.t.nan_growth * max(grown[0], 1e-12):
+            # the loss grew by orders of magnitude before it overflowed: the run diverged (the NaN is its end,
+            # not a bad value in the data or a log(0) in the loss)
+            self.report(trainer, Finding(
+                "diverging_loss", "error", f"the training loss grew from {grown[0]:.4g} to {grown[1]:.4g} and then "
+                f"overflowed to {loss} at step {trainer.step}: the updates blew the weights up",
+                evidence={"step": trainer.step, "first_loss": grown[0], "highest_finite_loss": grown[1],
+                          "threshold_growth": self.t.nan_growth, "lr": lr},
+                causes=["learning rate too high", "exploding gradients (no clipping)", "a too-large initialization"],
+                fixes=["optim.lr=<lr*0.1>", "train.clip_grad=1.0", "doctor.repair=true"],
+                step=trainer.step, epoch=trainer.epoch + 1))
         if self.cfg.repair and self.repairs < self.cfg.max_repairs:
             self._repair(trainer, "nonfinite_values", f"non-finite loss at step {trainer.step}", lr_factor=0.1,
                          clip_grad=trainer.clip_grad or 1.0, now=True)
@@ -310,6 +329,7 @@ class Doctor(Callback):
         self.records.clear()  # what follows is a different trajectory: judge it afresh
         self.activations.clear()
         self._probe_base = -1  # the next step (after the rollback, if any) restarts the dense probe schedule
+        self._loss_range = None
         self._seen.pop(code, None)  # a recurrence after the repair is news
         for f in self._findings:  # ... and the repaired finding explains no symptom that comes after it
             if f.code == code:

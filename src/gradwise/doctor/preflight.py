@@ -24,6 +24,7 @@ from gradwise.doctor.probes import (
     ActivationStats,
     Trace,
     first_tensor,
+    last_op,
     preserved,
     run_forward,
     trace_model,
@@ -43,12 +44,16 @@ INIT_GAIN_HIGH = 5.0  # std·√fan_in; He normal is 1.41, PyTorch's default 0.5
 # layer: single matrices legitimately sit lower (an LSTM's input matrix at its default has gain ~0.2).
 INIT_GAIN_LOW = 0.15
 SIGNAL_COLLAPSE = 0.01
+SIGNAL_GONE = 1e-6  # PyTorch's default init shrinks a 10-layer ReLU stack's signal ~1e-4; He keeps it ~1
 INIT_LOSS_RATIO = 3.0  # initial loss / loss of an all-zero output (ln C for cross-entropy)
 IMBALANCE_RATIO = 10.0  # largest class count / smallest class count
 LEAK_WARN = 0.05  # share of validation/test rows identical to a training row
 LEAK_INFO = 0.01
 DEAD_AT_INIT = 0.9  # share of a ReLU layer's units that never fire on the probe batch at initialization
 NO_GRAD_SHARE = 0.5  # share of trainable parameters whose first gradient is None or exactly zero
+SPLIT_SHIFT = 3.0  # a feature's val mean this many training standard deviations away is off ...
+SPLIT_SCALE = 5.0  # ... and so is a val spread this many times wider or narrower ...
+SPLIT_SHARE = 0.5  # ... and when most features are off, the splits were preprocessed differently
 RANGE_MISS = 0.05  # share of regression targets the final activation cannot reach
 PROBE_ROWS = 128  # the fixed batch of training rows the pre-flight and every epoch-end probe run on
 
@@ -325,6 +330,7 @@ class Preflight:
             self.check_wiring(trace, y)
             self._guarded(self.check_eval_determinism)
             self.check_leakage(x)
+            self._guarded(self.check_split_scale, x)
             loss = self.initial_loss(out, py)
             self.check_init(trace, loss)
             if loss is not None and loss.requires_grad:
@@ -362,6 +368,8 @@ class Preflight:
                     "std": float(std[worst]), "median_feature_rms": float(rms.median()),
                     "threshold": INPUT_LARGE}
         first = self.model.get_submodule(trace.order[0]) if trace.order else None
+        if isinstance(first, nn.Embedding | nn.EmbeddingBag):
+            return  # the inputs are indices into a table (stored as floats): their scale means nothing
         normalized_first = isinstance(first, nn.modules.batchnorm._BatchNorm | nn.LayerNorm | nn.GroupNorm)
         severity = "info" if normalized_first else "warning"
         fixes = ["data.scale=standard", "fit(): standardize with the training split's mean and std, e.g. "
@@ -639,6 +647,43 @@ class Preflight:
                      ["deduplicate before splitting (e.g. pandas drop_duplicates)",
                       "oversample only the training split, after splitting"])
 
+    def check_split_scale(self, x: torch.Tensor) -> None:
+        """Validation/test inputs on another scale than the training inputs: most features shifted by several
+        training standard deviations, or spread several times wider or narrower. Random splits of one data set never
+        do that; preprocessing applied to one split only (a scaler fitted and applied to train) does."""
+        if not x.is_floating_point() or len(x) < 20:
+            return
+        t = x[subsample(len(x), 5000).to(x.device)].float()
+        t = t.reshape(len(t), -1)
+        mean, std = t.mean(0), t.std(0)
+        varies = std > 1e-6 * (std.max() + 1e-12)  # columns constant in training say nothing about scale
+        if int(varies.sum()) == 0:
+            return
+        for split, loader in (("val", self.val), ("test", self.test)):
+            other = split_tensors(loader, max_rows=5000)
+            if other is None or other[0].shape[1:] != x.shape[1:] or len(other[0]) < 20 \
+                    or not other[0].is_floating_point():
+                continue
+            o = other[0].to(t.device).float().reshape(len(other[0]), -1)
+            z = ((o.mean(0) - mean).abs() / std)[varies]
+            ratio = (o.std(0) / std)[varies]
+            off = (z > SPLIT_SHIFT) | (ratio > SPLIT_SCALE) | (ratio < 1 / SPLIT_SCALE)
+            share = float(off.float().mean())
+            if share < SPLIT_SHARE:
+                continue
+            self.add("train_eval_mismatch", "warning", f"the {split} inputs are on another scale than the training "
+                     f"inputs: {share:.0%} of the features are shifted by more than {SPLIT_SHIFT:g} training "
+                     f"standard deviations or spread {SPLIT_SCALE:g}x wider or narrower (median shift "
+                     f"{float(z.median()):.3g} sd, median spread ratio {float(ratio.median()):.3g}); scores on "
+                     f"{split} say little about the trained model",
+                     {"split": split, "share_off": share, "median_shift_sd": float(z.median()),
+                      "median_std_ratio": float(ratio.median()), "features": int(varies.sum()),
+                      "threshold_shift": SPLIT_SHIFT, "threshold_scale": SPLIT_SCALE, "threshold_share": SPLIT_SHARE},
+                     ["preprocessing (standardization, scaling) applied to the training split only",
+                      "splits read from differently processed files"],
+                     ["apply the same preprocessing to every split: fit the scaler on train, then transform train, "
+                      "val and test with it (data.scale=standard does this)"])
+
     # -- model and loss ----------------------------------------------------------------------------------
     def check_wiring(self, trace: Trace, y: torch.Tensor) -> None:
         kind = self.facts.loss_kind
@@ -655,8 +700,11 @@ class Preflight:
             softmax = True
         if isinstance(final[1] if final else None, nn.LogSoftmax):
             log_softmax = True
-        sigmoid = isinstance(final[1] if final else None, nn.Sigmoid) or (
-            not softmax and n >= 16 and bool(((out > 0) & (out < 1)).all()))
+        # A sigmoid is known by the op that made the output; values in (0, 1) alone are no evidence (a fresh
+        # single-logit head on positive features often starts there). Only without a graph do values decide.
+        op = last_op(trace.output)
+        sigmoid = isinstance(final[1] if final else None, nn.Sigmoid) or (op or "").startswith("Sigmoid") or (
+            op is None and not softmax and n >= 16 and bool(((out > 0) & (out < 1)).all()))
         ev = {"final_module": where, "loss": kind, "output_min": float(out.min()), "output_max": float(out.max())}
         if kind == "ce" and softmax:
             self.add("loss_output_mismatch", "warning", f"the model ends in a softmax ({where}) and cross-entropy "
@@ -839,7 +887,7 @@ class Preflight:
         gains = {n: float(named[n].detach().float().std()) * math.sqrt(_fan_in(named[n])) for n in hidden
                  if named[n].numel() > 1}
         small = [n for n, g in gains.items() if g < INIT_GAIN_LOW]
-        if not gains or 2 * len(small) <= len(gains):
+        if not gains:
             return None
         owner = [n.rsplit(".", 1)[0] if "." in n else "" for n in weights]
         first = next((trace.input_rms[o] for o in owner if o in trace.input_rms), None)
@@ -847,7 +895,9 @@ class Preflight:
         if first is None or last is None or first <= 0:
             return None
         signal = last / first
-        if signal >= SIGNAL_COLLAPSE:
+        # small weights in most layers and a collapsed signal; or a signal gone altogether (a millionth of the
+        # input's scale reaches the last layer), whatever the weights look like one by one
+        if signal >= SIGNAL_COLLAPSE or (2 * len(small) <= len(gains) and signal >= SIGNAL_GONE):
             return None
         return {"hidden": len(gains), "small": len(small), "min_gain": min(gains.values()),
                 "gains": {n: gains[n] for n in small[:6]}, "signal_ratio": signal, "threshold_gain": INIT_GAIN_LOW,

@@ -23,7 +23,7 @@ from gradwise.train.checkpoint import rng_state, set_rng_state
 
 RELU_LIKE = (nn.ReLU, nn.ReLU6)  # units that output exactly 0 over a half-line: they can die
 SIGMOID_LIKE = (nn.Sigmoid,)
-TANH_LIKE = (nn.Tanh,)
+TANH_LIKE = (nn.Tanh, nn.Hardtanh, nn.Softsign)  # Hardtanh at its default range only (see activation_modules)
 NONLINEAR = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
              nn.Mish, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Softsign, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid,
              nn.LogSigmoid, nn.Tanhshrink, nn.Softmax, nn.LogSoftmax, nn.GLU, nn.Threshold, nn.MultiheadAttention,
@@ -103,8 +103,8 @@ def activation_modules(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
             out.append((name, m, "relu"))
         elif isinstance(m, SIGMOID_LIKE):
             out.append((name, m, "sigmoid"))
-        elif isinstance(m, TANH_LIKE):
-            out.append((name, m, "tanh"))
+        elif isinstance(m, TANH_LIKE) and not (isinstance(m, nn.Hardtanh) and (m.min_val, m.max_val) != (-1, 1)):
+            out.append((name, m, "tanh"))  # (a Hardtanh clipping elsewhere than at +-1 is not measured as one)
         elif isinstance(m, nn.RNN):  # its output is the hidden state, i.e. the nonlinearity's output
             out.append((name, m, "relu" if m.nonlinearity == "relu" else "tanh"))
     return out
@@ -152,7 +152,8 @@ def trace_model(model: nn.Module, x: Any, forward: Callable | None) -> Trace:
         # every output is kept alive in `last`, so a data_ptr names one tensor for the whole trace
         affine_src.pop(out.data_ptr(), None)
         if isinstance(module, AFFINE):
-            if src is not None and src != name and (src, name) not in collapsed:
+            if src is not None and src != name and (src, name) not in collapsed \
+                    and not _factorizes(model.get_submodule(src), module):
                 collapsed.append((src, name))
             affine_src[out.data_ptr()] = name
             affine_node.setdefault(name, out.grad_fn)
@@ -189,6 +190,31 @@ def trace_model(model: nn.Module, x: Any, forward: Callable | None) -> Trace:
         uses = _node_uses(output.grad_fn)
         collapsed = [(a, b) for a, b in collapsed if uses.get(affine_node.get(a), 0) <= 1]
     return Trace(output, order, final, collapsed, unit_dims, layer_order, input_rms)
+
+
+def _factorizes(a: nn.Module, b: nn.Module) -> bool:
+    """Two affine layers in a row that are a deliberate factorization of one map, not a forgotten activation: a
+    grouped/depthwise conv followed by another (a depthwise-separable conv), or a width below both ends (a low-rank
+    map: it has fewer parameters than the one layer it equals, and its rank is the point)."""
+    if getattr(a, "groups", 1) > 1:
+        return True
+    mid = getattr(a, "out_features", getattr(a, "out_channels", None))
+    ends = (getattr(a, "in_features", getattr(a, "in_channels", None)),
+            getattr(b, "out_features", getattr(b, "out_channels", None)))
+    return mid is not None and None not in ends and mid < min(ends)  # type: ignore[type-var]
+
+
+def last_op(t: torch.Tensor) -> str | None:
+    """The name of the autograd op that made `t`, looking through ops that only change its shape (view, flatten,
+    squeeze, permute, ...): "SigmoidBackward0" for a model ending in sigmoid then flatten. None without a graph."""
+    node = t.grad_fn
+    while node is not None and type(node).__name__.startswith(_SHAPE_OPS):
+        node = next((n for n, _ in node.next_functions if n is not None), None)
+    return type(node).__name__ if node is not None else None
+
+
+_SHAPE_OPS = ("View", "UnsafeView", "Reshape", "Squeeze", "Unsqueeze", "Permute", "Transpose", "TBackward", "Clone",
+              "Expand", "Select", "Slice", "AsStrided")
 
 
 def _node_uses(root: Any) -> dict[Any, int]:

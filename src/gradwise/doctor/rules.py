@@ -101,10 +101,13 @@ class Thresholds:
     # 1-NN label agreement <= chance + 10% of what is left above chance: labels unrelated to the inputs (real
     # data sits far above: digits 0.98 vs chance 0.10, breast_cancer 0.92 vs 0.53, MNIST-1D ~0.5 vs 0.10)
     neighbour_margin: float = 0.1
+    nan_growth: float = 100.0  # a loss that grew this many times before turning non-finite: a divergence
     # underfitting with a cause (a bottleneck, over-regularization): the final L >= 0.25·S and the eval-mode loss
     # on training rows >= 0.85x the validation loss (no generalization gap left)
     under_low: float = 0.25
     under_gap: float = 0.85
+    # behind a layer narrower than the classes the layers before it still memorize a little: a modest gap remains
+    under_gap_bottleneck: float = 0.7
     min_probes: int = 3
     # activations on the fixed probe batch, at epoch ends
     dead_share: float = 0.5  # >= 50% of a ReLU layer's units never fire, 2 epochs in a row
@@ -344,7 +347,7 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
     classes = facts.n_outputs if facts is not None and facts.loss_kind in ("ce", "nll", "hinge") else None
     if (final and stuck is None and n >= 4 and narrow and classes and classes >= 3 and narrow[1] < classes - 1
             and L[-1] >= t.under_low * S and L[-1] >= 0.9 * L[-4] and L[-1] < t.high_loss * S
-            and not facts.sum_reduced and _fits_no_better(history, t)):
+            and not facts.sum_reduced and _fits_no_better(history, t, t.under_gap_bottleneck)):
         out.append(_f("underfitting", "warning", f"the final training loss {L[-1]:.4g} is {L[-1] / S:.0%} of the "
                       f"know-nothing loss and the model fits its training rows hardly better than new ones: layer "
                       f"{narrow[0]} has {narrow[1]} units for {classes} classes, a bottleneck",
@@ -369,7 +372,23 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
         # did not move (no_learning) -- two independent signs
         learned_nothing = (len(idx) >= 3 and best_v >= t.label_val * Sv) or stuck is not None
         random_labels = labels_look_random(facts, t) if learned_nothing else None
-        if memorized or random_labels:
+        # memorized, yet something carries over: a row's neighbours share its label well above chance and the model
+        # predicts new rows better than the majority class -- the labels are fine, the data is too little for the
+        # model (a wide net on a hundred rows): overfitting at its most extreme, not a label problem
+        carries = memorized and not random_labels and _beats_majority(history, facts, t)
+        if carries:
+            i = idx[-1]
+            out.append(_f("overfitting", "warning", (
+                f"the model memorized its training rows (training loss {min(L):.4g} of {S:.4g}) but the validation "
+                f"loss never beat the know-nothing loss ({best_v:.4g} vs {Sv:.4g}), although it predicts new rows "
+                f"better than the majority class ({carries['best_val_accuracy']:.0%} vs "
+                f"{carries['majority_share']:.0%}): far too little data for the model's size"),
+                {"best_train_loss": min(L), "best_val_loss": best_v, "loss_scale": S, "val_know_nothing_loss": Sv,
+                 **carries, "neighbour_label_agreement": facts.neighbour_agreement if facts else None},
+                ["a model with far more parameters than training rows", "no regularization or early stopping"],
+                ["more training data, or a smaller model (model.widths=[64])", "optim.weight_decay=0.05 and "
+                 "model.dropout=0.3", "train.early_stopping.patience=5"], ep[i], step[i]))
+        elif memorized or random_labels:
             i = idx[-1]
             out.append(_f("label_problem", "warning", (
                 f"the training loss fell to {min(L):.4g} but the validation loss never beat the know-nothing loss "
@@ -826,6 +845,20 @@ def activation_findings(rows: list[dict[str, dict[str, float]]], epoch: int | No
     return out
 
 
+def _beats_majority(history: list[dict[str, Any]], facts: Facts | None, t: Thresholds = DEFAULT
+                    ) -> dict[str, float] | None:
+    """The best validation accuracy clears the majority class's share by a clear margin (evidence), else None
+    (also when the neighbour check did not run: without it, what carries over is not known)."""
+    if facts is None or not facts.class_counts or facts.neighbour_agreement is None:
+        return None
+    counts = facts.class_counts
+    majority = max(counts) / max(sum(counts), 1)
+    accs = [h["val_accuracy"] for h in history if _finite(h.get("val_accuracy"))]
+    if not accs or max(accs) < majority + max(0.05, t.neighbour_margin * (1 - majority)):
+        return None
+    return {"best_val_accuracy": max(accs), "majority_share": majority}
+
+
 def labels_look_random(facts: Facts | None, t: Thresholds = DEFAULT) -> dict[str, float] | None:
     """The inputs' nearest neighbours share a label hardly more often than two random rows do (evidence), or
     None when they share it clearly more often or it was not measured."""
@@ -865,7 +898,7 @@ def _gap_evidence(history: list[dict[str, Any]]) -> dict[str, Any]:
     return {"train_loss_eval_mode": e if _finite(e) else None, "val_loss": last.get("val_loss")}
 
 
-def _fits_no_better(history: list[dict[str, Any]], t: Thresholds = DEFAULT) -> bool:
+def _fits_no_better(history: list[dict[str, Any]], t: Thresholds = DEFAULT, gap: float | None = None) -> bool:
     """At the end, the model fits its training rows about as badly as new ones: the eval-mode loss on training rows
     (the train-mode mean when not measured) is >= under_gap x the validation loss. A model with capacity to spare
     ends below its validation loss; this one has nothing left that regularization or more data would fix."""
@@ -875,7 +908,7 @@ def _fits_no_better(history: list[dict[str, Any]], t: Thresholds = DEFAULT) -> b
     v = last.get("val_loss")
     e = last.get("train_loss_eval_mode")
     e = e if _finite(e) else last.get("train_loss")
-    return _finite(v) and _finite(e) and v > 0 and e >= t.under_gap * v
+    return _finite(v) and _finite(e) and v > 0 and e >= (t.under_gap if gap is None else gap) * v
 
 
 def over_regularization(records: list[ProbeRecord], facts: Facts | None, history: list[dict[str, Any]],
