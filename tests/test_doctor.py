@@ -537,14 +537,18 @@ def _alarms(run: Any) -> dict[str, str]:
 def test_a_sigmoid_is_known_by_its_op_not_by_outputs_that_happen_to_lie_in_0_1(tmp_path: Path) -> None:
     xt, yt, xv, yv = data("breast_cancer")
     kw = {"loss": "bce_with_logits", "epochs": 1, "batch_size": 64, **QUIET}
-    for name, end in (("logit", []), ("sigmoid", [nn.Sigmoid()])):
+    class Clamped(nn.Module):  # a sigmoid clamped away from 0 and 1: the op that made the output is the clamp
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(z).clamp(1e-6, 1 - 1e-6)
+
+    for name, end in (("logit", []), ("sigmoid", [nn.Sigmoid()]), ("clamped sigmoid", [Clamped()])):
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(30, 16), nn.Softplus(), nn.Linear(16, 1), *end, nn.Flatten(0))
         with torch.no_grad():  # a fresh logit head whose every output starts inside (0, 1)
             model[2].weight.mul_(0.01)
             model[2].bias.fill_(0.5)
         run = gradwise.fit(model, (xt, yt.float()), val=(xv, yv.float()), out=tmp_path / name, **kw)
-        assert ("loss_output_mismatch" in _alarms(run)) == (name == "sigmoid"), name
+        assert ("loss_output_mismatch" in _alarms(run)) == (name != "logit"), name
 
 
 class _PixelTokens(nn.Module):
@@ -592,6 +596,14 @@ def test_validation_inputs_left_in_their_units_are_a_split_mismatch(tmp_path: Pa
     assert mismatch.severity == "warning" and mismatch.evidence["share_off"] > 0.5
     same = gradwise.fit(mlp(30, 2), (xt, yt), val=(xv, yv), out=tmp_path / "same", **kw)
     assert "train_eval_mismatch" not in {f.code for f in same.findings}
+    # one-hot columns of a 100-level category: a small split misses rare levels (their spread there is 0)
+    g = torch.Generator().manual_seed(0)
+    levels = torch.randint(0, 100, (1060, 3), generator=g)
+    onehot = torch.cat([nn.functional.one_hot(levels[:, i], 100) for i in range(3)], 1).float()
+    y = (levels[:, 0] % 2).long()
+    run = gradwise.fit(mlp(300, 2), (onehot[:1000], y[:1000]), val=(onehot[1000:], y[1000:]),
+                       out=tmp_path / "onehot", **kw)
+    assert "train_eval_mismatch" not in {f.code for f in run.findings}
 
 
 def run_findings(run: Any) -> list[Finding]:
@@ -618,6 +630,8 @@ def test_memorizing_rows_whose_labels_carry_over_is_overfitting_not_a_label_prob
     # new rows at the majority class's rate, or neighbours at chance: the labels do not carry over
     assert "label_problem" in judged(0.34, 0.45) and "overfitting" not in judged(0.34, 0.45)
     assert "label_problem" in judged(0.45, 0.34)
+    # new rows predicted far worse than the inputs' neighbours agree: the val labels speak another encoding
+    assert "label_problem" in judged(0.71, 0.98) and "overfitting" not in judged(0.71, 0.98)
 
 
 def test_a_loss_that_grows_by_orders_of_magnitude_then_overflows_is_a_divergence(tmp_path: Path) -> None:
@@ -651,6 +665,11 @@ def test_a_signal_that_is_gone_by_the_last_layer_is_bad_initialization(tmp_path:
         runs[name] = gradwise.fit(model, (xt, yt), val=(xv, yv), out=tmp_path / name, **kw)
     assert _alarms(runs["n0.01"]).get("bad_initialization") == "warning"
     assert "bad_initialization" not in _alarms(runs["default"])  # PyTorch's default shrinks it ~1e-4: not flagged
+    # raw features in the thousands squashed by a tanh: a small signal after the first layer, not a bad init
+    xr, yr, xrv, yrv = data("breast_cancer", scale=False)
+    raw = gradwise.fit(mlp(30, 2, (64,) * 4, act=nn.Tanh), (xr, yr), val=(xrv, yrv), out=tmp_path / "raw",
+                       **{**kw, "loss": "cross_entropy"})
+    assert "bad_initialization" not in _alarms(raw)
 
 
 def test_hardtanh_units_clipped_by_raw_features_are_saturated(tmp_path: Path) -> None:

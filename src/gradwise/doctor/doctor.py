@@ -13,6 +13,7 @@ Cost model (the doctor must stay within ~5% of a run's time):
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ LR_TARGET_RATIO = 5e-3
 # median: a repaired run starts late (step ~32), so aiming at the lower half of the range leaves it short.
 LR_LOW_TARGET_RATIO = 1e-2
 MAX_RECORDS = 400  # probe records kept (the rules look at recent windows and at the first probes)
+RECENT_LOSSES = 20  # a NaN after the loss grew this many steps before it is a divergence (not an old spike)
 
 
 class Doctor(Callback):
@@ -78,7 +80,9 @@ class Doctor(Callback):
         self._cuda = False
         self._probe_base = 0  # probes restart densely (0, 1, 2, 4, ...) after a repair changes the run
         self._cut_lr = False  # a repair has lowered the LR in this run
-        self._loss_range: list[float] | None = None  # [first, highest] finite step loss since the start or a repair
+        # the first positive step loss since the start or a repair, and the last finite ones (CPU: read every step)
+        self._loss_first: float | None = None
+        self._loss_recent: collections.deque[float] = collections.deque(maxlen=RECENT_LOSSES)
         self.halted = False
 
     # ---------------------------------------------------------------------------------------- reporting
@@ -257,10 +261,9 @@ class Doctor(Callback):
                 v = float(trainer.last_loss)  # read every step anyway: keep the first and highest finite loss
                 bad = not math.isfinite(v) or self._nan_where is not None
                 if math.isfinite(v):
-                    if self._loss_range is None:
-                        self._loss_range = [v, v]
-                    elif v > self._loss_range[1]:
-                        self._loss_range[1] = v
+                    if self._loss_first is None:
+                        self._loss_first = v
+                    self._loss_recent.append(v)
             if bad and "nonfinite_values" in self._seen and not self.cfg.repair and not self.cfg.halt_on_error:
                 bad = False  # reported already; the user asked to go on regardless
             if bad:
@@ -296,8 +299,15 @@ class Doctor(Callback):
             causes=["learning rate too high", "exploding gradients", "log of zero / division by zero in the loss"],
             fixes=["optim.lr=<lr*0.1>", "train.clip_grad=1.0", "doctor.repair=true"],
             step=trainer.step, epoch=trainer.epoch + 1))
-        grown = self._loss_range
-        if not math.isfinite(loss) and grown is not None and grown[1] >= self.t.nan_growth * max(grown[0], 1e-12):
+        start = self._loss_first
+        recent = list(self._loss_recent) or [r.loss for r in self.records[-RECENT_LOSSES:]
+                                             if r.loss is not None and math.isfinite(r.loss)]
+        if start is None and self.records and self.records[0].loss is not None:
+            start = self.records[0].loss  # GPU: the step losses are not read every step, the probes' are
+        # growth is a ratio of positive losses: a loss that can be 0 or negative (a Gaussian NLL, an ELBO) says nothing
+        positive = start is not None and start > 0 and all(v > 0 for v in recent)
+        grown = [start, max(recent)] if positive and recent else None
+        if not math.isfinite(loss) and grown is not None and grown[1] >= self.t.nan_growth * grown[0]:
             # the loss grew by orders of magnitude before it overflowed: the run diverged (the NaN is its end,
             # not a bad value in the data or a log(0) in the loss)
             self.report(trainer, Finding(
@@ -329,7 +339,8 @@ class Doctor(Callback):
         self.records.clear()  # what follows is a different trajectory: judge it afresh
         self.activations.clear()
         self._probe_base = -1  # the next step (after the rollback, if any) restarts the dense probe schedule
-        self._loss_range = None
+        self._loss_first = None
+        self._loss_recent.clear()
         self._seen.pop(code, None)  # a recurrence after the repair is news
         for f in self._findings:  # ... and the repaired finding explains no symptom that comes after it
             if f.code == code:

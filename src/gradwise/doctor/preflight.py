@@ -20,6 +20,7 @@ from torch import nn
 
 from gradwise.doctor.findings import Finding
 from gradwise.doctor.probes import (
+    LOGIT_OPS,
     TRAIN_EVAL_DIFFERENT,
     ActivationStats,
     Trace,
@@ -54,6 +55,7 @@ NO_GRAD_SHARE = 0.5  # share of trainable parameters whose first gradient is Non
 SPLIT_SHIFT = 3.0  # a feature's val mean this many training standard deviations away is off ...
 SPLIT_SCALE = 5.0  # ... and so is a val spread this many times wider or narrower ...
 SPLIT_SHARE = 0.5  # ... and when most features are off, the splits were preprocessed differently
+SPLIT_MIN_ROWS = 50  # fewer rows in a split: its means and spreads are too noisy to compare
 RANGE_MISS = 0.05  # share of regression targets the final activation cannot reach
 PROBE_ROWS = 128  # the fixed batch of training rows the pre-flight and every epoch-end probe run on
 
@@ -368,8 +370,9 @@ class Preflight:
                     "std": float(std[worst]), "median_feature_rms": float(rms.median()),
                     "threshold": INPUT_LARGE}
         first = self.model.get_submodule(trace.order[0]) if trace.order else None
-        if isinstance(first, nn.Embedding | nn.EmbeddingBag):
-            return  # the inputs are indices into a table (stored as floats): their scale means nothing
+        if isinstance(first, nn.Embedding | nn.EmbeddingBag) and trace.input_numel.get(trace.order[0]) == \
+                self.probe_x.numel():
+            return  # the whole input is indices into a table (stored as floats): their scale means nothing
         normalized_first = isinstance(first, nn.modules.batchnorm._BatchNorm | nn.LayerNorm | nn.GroupNorm)
         severity = "info" if normalized_first else "warning"
         fixes = ["data.scale=standard", "fit(): standardize with the training split's mean and std, e.g. "
@@ -651,25 +654,32 @@ class Preflight:
         """Validation/test inputs on another scale than the training inputs: most features shifted by several
         training standard deviations, or spread several times wider or narrower. Random splits of one data set never
         do that; preprocessing applied to one split only (a scaler fitted and applied to train) does."""
-        if not x.is_floating_point() or len(x) < 20:
+        if not x.is_floating_point() or len(x) < SPLIT_MIN_ROWS:
             return
         t = x[subsample(len(x), 5000).to(x.device)].float()
         t = t.reshape(len(t), -1)
         mean, std = t.mean(0), t.std(0)
-        varies = std > 1e-6 * (std.max() + 1e-12)  # columns constant in training say nothing about scale
+        # only columns that vary in training and take more than two values: a one-hot or binary column's spread
+        # in a small split depends on which rare levels it happens to hold
+        lo, hi = t.amin(0), t.amax(0)
+        two_valued = ((t == lo) | (t == hi)).all(0)
+        varies = (std > 0) & ~two_valued
         if int(varies.sum()) == 0:
             return
         for split, loader in (("val", self.val), ("test", self.test)):
-            other = split_tensors(loader, max_rows=5000)
-            if other is None or other[0].shape[1:] != x.shape[1:] or len(other[0]) < 20 \
-                    or not other[0].is_floating_point():
+            other = split_tensors(loader)
+            if other is None or other[0].shape[1:] != x.shape[1:] or len(other[0]) < SPLIT_MIN_ROWS:
                 continue
-            o = other[0].to(t.device).float().reshape(len(other[0]), -1)
+            o = other[0][subsample(len(other[0]), 5000).to(other[0].device)].to(t.device).float()
+            o = o.reshape(len(o), -1)
             z = ((o.mean(0) - mean).abs() / std)[varies]
-            ratio = (o.std(0) / std)[varies]
-            off = (z > SPLIT_SHIFT) | (ratio > SPLIT_SCALE) | (ratio < 1 / SPLIT_SCALE)
+            vstd = o.std(0)[varies]
+            ratio = vstd / std[varies]
+            off = (z > SPLIT_SHIFT) | (ratio > SPLIT_SCALE) | ((ratio < 1 / SPLIT_SCALE) & (vstd > 0))
             share = float(off.float().mean())
-            if share < SPLIT_SHARE:
+            # most columns off, and the typical column too (not a few heavy tails in a small split)
+            typical = float(z.median()) > SPLIT_SHIFT or not 1 / SPLIT_SCALE < float(ratio.median()) < SPLIT_SCALE
+            if share <= SPLIT_SHARE or not typical:
                 continue
             self.add("train_eval_mismatch", "warning", f"the {split} inputs are on another scale than the training "
                      f"inputs: {share:.0%} of the features are shifted by more than {SPLIT_SHIFT:g} training "
@@ -702,9 +712,9 @@ class Preflight:
             log_softmax = True
         # A sigmoid is known by the op that made the output; values in (0, 1) alone are no evidence (a fresh
         # single-logit head on positive features often starts there). Only without a graph do values decide.
-        op = last_op(trace.output)
-        sigmoid = isinstance(final[1] if final else None, nn.Sigmoid) or (op or "").startswith("Sigmoid") or (
-            op is None and not softmax and n >= 16 and bool(((out > 0) & (out < 1)).all()))
+        op = last_op(trace.output) or ""
+        sigmoid = isinstance(final[1] if final else None, nn.Sigmoid) or op.startswith("Sigmoid") or (
+            not op.startswith(LOGIT_OPS) and not softmax and n >= 16 and bool(((out > 0) & (out < 1)).all()))
         ev = {"final_module": where, "loss": kind, "output_min": float(out.min()), "output_max": float(out.max())}
         if kind == "ce" and softmax:
             self.add("loss_output_mismatch", "warning", f"the model ends in a softmax ({where}) and cross-entropy "
@@ -895,10 +905,15 @@ class Preflight:
         if first is None or last is None or first <= 0:
             return None
         signal = last / first
-        # small weights in most layers and a collapsed signal; or a signal gone altogether (a millionth of the
-        # input's scale reaches the last layer), whatever the weights look like one by one
-        if signal >= SIGNAL_COLLAPSE or (2 * len(small) <= len(gains) and signal >= SIGNAL_GONE):
+        if signal >= SIGNAL_COLLAPSE:
             return None
+        if 2 * len(small) <= len(gains):
+            # the weights look fine one by one: only a signal gone altogether says otherwise -- a millionth of its
+            # scale after the first layer reaching the last one (measured from the first layer's output: raw inputs
+            # squashed by a tanh or a norm would otherwise look like a collapse)
+            second = next((trace.input_rms[o] for o in owner[1:] if o in trace.input_rms), None)
+            if second is None or second <= 0 or last / second >= SIGNAL_GONE:
+                return None
         return {"hidden": len(gains), "small": len(small), "min_gain": min(gains.values()),
                 "gains": {n: gains[n] for n in small[:6]}, "signal_ratio": signal, "threshold_gain": INIT_GAIN_LOW,
                 "threshold_signal": SIGNAL_COLLAPSE}

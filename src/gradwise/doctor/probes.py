@@ -124,6 +124,7 @@ class Trace:
     unit_dims: dict[str, int]  # activation module -> the dimension that indexes its units
     layer_order: list[str]  # weight parameter names in the order their modules ran
     input_rms: dict[str, float] = field(default_factory=dict)  # leaf module -> RMS of its (first, float) input
+    input_numel: dict[str, int] = field(default_factory=dict)  # leaf module -> size of its first input
 
 
 def trace_model(model: nn.Module, x: Any, forward: Callable | None) -> Trace:
@@ -137,6 +138,8 @@ def trace_model(model: nn.Module, x: Any, forward: Callable | None) -> Trace:
     input_rms: dict[str, float] = {}
     last: list[tuple[str, nn.Module, torch.Tensor]] = []
     affine_node: dict[str, Any] = {}  # Linear/Conv -> the autograd node of its output
+    by_name = {n: m for m, n in leaves.items()}
+    input_numel: dict[str, int] = {}
 
     def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
         name = leaves[module]
@@ -146,6 +149,8 @@ def trace_model(model: nn.Module, x: Any, forward: Callable | None) -> Trace:
         inp = first_tensor(inputs)
         if name not in input_rms and inp is not None and inp.is_floating_point() and inp.numel():
             input_rms[name] = float(inp.detach().float().pow(2).mean().sqrt())
+        if inp is not None:
+            input_numel.setdefault(name, inp.numel())
         if out is None:
             return
         src = affine_src.get(inp.data_ptr()) if inp is not None and inp.numel() else None
@@ -153,7 +158,7 @@ def trace_model(model: nn.Module, x: Any, forward: Callable | None) -> Trace:
         affine_src.pop(out.data_ptr(), None)
         if isinstance(module, AFFINE):
             if src is not None and src != name and (src, name) not in collapsed \
-                    and not _factorizes(model.get_submodule(src), module):
+                    and not _factorizes(by_name[src], module):
                 collapsed.append((src, name))
             affine_src[out.data_ptr()] = name
             affine_node.setdefault(name, out.grad_fn)
@@ -189,7 +194,7 @@ def trace_model(model: nn.Module, x: Any, forward: Callable | None) -> Trace:
         # even when one of its readers is linear: only a pure chain collapses
         uses = _node_uses(output.grad_fn)
         collapsed = [(a, b) for a, b in collapsed if uses.get(affine_node.get(a), 0) <= 1]
-    return Trace(output, order, final, collapsed, unit_dims, layer_order, input_rms)
+    return Trace(output, order, final, collapsed, unit_dims, layer_order, input_rms, input_numel)
 
 
 def _factorizes(a: nn.Module, b: nn.Module) -> bool:
@@ -214,7 +219,11 @@ def last_op(t: torch.Tensor) -> str | None:
 
 
 _SHAPE_OPS = ("View", "UnsafeView", "Reshape", "Squeeze", "Unsqueeze", "Permute", "Transpose", "TBackward", "Clone",
-              "Expand", "Select", "Slice", "AsStrided")
+              "Expand", "Select", "Slice", "AsStrided", "ToCopy")
+# ops whose output is an affine function of their inputs (a logit): an output made by one is no sigmoid, whatever
+# its values; any other op (clamp, reciprocal, ...) leaves the question to the values
+LOGIT_OPS = ("Addmm", "Mm", "Bmm", "Linear", "Convolution", "MkldnnConvolution", "CudnnConvolution", "Add", "Sub",
+             "Mul", "Matmul")
 
 
 def _node_uses(root: Any) -> dict[Any, int]:

@@ -101,6 +101,7 @@ class Thresholds:
     # 1-NN label agreement <= chance + 10% of what is left above chance: labels unrelated to the inputs (real
     # data sits far above: digits 0.98 vs chance 0.10, breast_cancer 0.92 vs 0.53, MNIST-1D ~0.5 vs 0.10)
     neighbour_margin: float = 0.1
+    carry_gap: float = 0.2  # val accuracy this far below the neighbours' label agreement: the val labels disagree
     nan_growth: float = 100.0  # a loss that grew this many times before turning non-finite: a divergence
     # underfitting with a cause (a bottleneck, over-regularization): the final L >= 0.25·S and the eval-mode loss
     # on training rows >= 0.85x the validation loss (no generalization gap left)
@@ -855,6 +856,10 @@ def _beats_majority(history: list[dict[str, Any]], facts: Facts | None, t: Thres
     majority = max(counts) / max(sum(counts), 1)
     accs = [h["val_accuracy"] for h in history if _finite(h.get("val_accuracy"))]
     if not accs or max(accs) < majority + max(0.05, t.neighbour_margin * (1 - majority)):
+        return None
+    # ... and about as well as the inputs' neighbours predict each other: far below that, the validation labels
+    # disagree with what the inputs say (another encoding in that split), which is a label problem
+    if max(accs) < facts.neighbour_agreement - t.carry_gap:
         return None
     return {"best_val_accuracy": max(accs), "majority_share": majority}
 

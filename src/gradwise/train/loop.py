@@ -175,9 +175,12 @@ class Trainer:
     def _fold_losses(self) -> None:
         """Add the kept step losses, weighted by their samples, to the epoch's float64 sum."""
         if self._step_losses:
-            losses = torch.cat([v.reshape(-1).double() for v in self._step_losses])
-            sizes = torch.tensor(self._step_sizes, dtype=torch.float64, device=losses.device)
-            self._loss_sum += (losses * sizes).sum()
+            try:  # one op for the lot (a reshape per loss would cost as much as the per-step sum it replaces)
+                losses = torch.stack(self._step_losses).double().reshape(-1)
+            except RuntimeError:  # losses of shape (1,) next to 0-dim ones restored from a checkpoint
+                losses = torch.cat([v.reshape(-1).double() for v in self._step_losses])
+            sizes = torch.tensor(self._step_sizes, dtype=torch.float64).to(self._loss_sum.device, non_blocking=True)
+            self._loss_sum += (losses.to(self._loss_sum.device) * sizes).sum()
             self._loss_count += sum(self._step_sizes)
             self._step_losses, self._step_sizes = [], []
 
@@ -297,7 +300,7 @@ class Trainer:
             "loss_sum": self._loss_sum.item(), "loss_count": self._loss_count,
             # steps since the last fold (only a mid-epoch checkpoint has any), as exact float64 values
             "step_losses": (torch.cat([v.reshape(-1).double() for v in self._step_losses]).tolist()
-                            if self._step_losses else []),
+                            if self._step_losses else []),  # (mid-epoch checkpoints only: rare)
             "step_sizes": list(self._step_sizes),
             # One JSON string, not a list of dicts: pickling costs per object, and the history grows every epoch
             # (at 30 epochs its ~450 objects were 40% of a checkpoint's serialization time).
@@ -319,9 +322,9 @@ class Trainer:
         self.epoch, self.step, self.batch_in_epoch = state["epoch"], state["step"], state["batch_in_epoch"]
         self._loss_sum.fill_(state["loss_sum"])
         self._loss_count = state["loss_count"]
-        # one float64 tensor for the kept losses: folding it gives the same sum as the uninterrupted epoch's
+        # the kept losses as exact float64 scalars: folding them gives the same sum as the uninterrupted epoch's
         kept = state.get("step_losses", [])
-        self._step_losses = [torch.tensor(kept, dtype=torch.float64, device=self.device)] if kept else []
+        self._step_losses = list(torch.tensor(kept, dtype=torch.float64, device=self.device).unbind()) if kept else []
         self._step_sizes = list(state.get("step_sizes", []))
         # checkpoints written before the JSON encoding hold the lists themselves
         self.history = json.loads(state["history_json"]) if "history_json" in state else list(state["history"])
