@@ -103,8 +103,11 @@ def activation_modules(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
             out.append((name, m, "relu"))
         elif isinstance(m, SIGMOID_LIKE):
             out.append((name, m, "sigmoid"))
-        elif isinstance(m, TANH_LIKE) and not (isinstance(m, nn.Hardtanh) and (m.min_val, m.max_val) != (-1, 1)):
-            out.append((name, m, "tanh"))  # (a Hardtanh clipping elsewhere than at +-1 is not measured as one)
+        elif isinstance(m, nn.Hardtanh):  # saturated only where it clips: its gradient is 1 up to +-1
+            if (m.min_val, m.max_val) == (-1, 1):  # (one clipping elsewhere is not measured)
+                out.append((name, m, "hardtanh"))
+        elif isinstance(m, TANH_LIKE):
+            out.append((name, m, "tanh"))
         elif isinstance(m, nn.RNN):  # its output is the hidden state, i.e. the nonlinearity's output
             out.append((name, m, "relu" if m.nonlinearity == "relu" else "tanh"))
     return out
@@ -284,7 +287,10 @@ class ActivationStats:
             if kind == "relu":
                 self.stats[key] = {"kind": kind, "units": units, "dead": out.amax(dim=dims) <= 0}  # never fires
             else:
-                sat = (out < SIGMOID_SAT) | (out > 1 - SIGMOID_SAT) if kind == "sigmoid" else out.abs() > TANH_SAT
+                if kind == "sigmoid":
+                    sat = (out < SIGMOID_SAT) | (out > 1 - SIGMOID_SAT)
+                else:
+                    sat = out.abs() >= 1 if kind == "hardtanh" else out.abs() > TANH_SAT
                 self.stats[key] = {"kind": kind, "units": units, "saturated": sat.float().mean(dim=dims)}
         return hook
 
