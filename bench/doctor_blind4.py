@@ -41,10 +41,11 @@ conv or a low-rank pair of layers is a factorization (not a forgotten activation
 scale than the training inputs are a train_eval_mismatch, memorized rows whose labels still carry over (neighbours
 and val accuracy above chance) are overfitting, a loss that grew 100x before it overflowed is also a divergence, a
 signal a millionth of its input's scale by the last layer is bad_initialization whatever the weights, Hardtanh and
-Softsign units are watched for saturation, and the bottleneck rule allows a modest train/val gap. Now: 23/28 with
-no false alarm (0/8). Still missed: data_leakage from augmented copies split across train and val (near-duplicates,
-not identical rows), exploding_gradients after a blow-up at init (reported as bad_initialization and divergence),
-lr_too_high behind an oscillating MAE run, and no_learning shown as info under its root cause.
+Softsign units are watched for saturation, the bottleneck rule allows a modest train/val gap, and validation rows
+whose nearest training row is far closer than their other neighbours are near-copies (data_leakage). Now: 24/28
+with no false alarm (0/8; at seed 1: 0/8 too). Still missed: exploding_gradients after a blow-up at init (reported
+as bad_initialization and divergence), lr_too_high behind an oscillating MAE run, and no_learning shown as info
+under its root cause.
 
     OMP_NUM_THREADS=1 python bench/doctor_blind4.py [--only a,b] [--keep DIR] [--list]
 """

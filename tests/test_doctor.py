@@ -677,3 +677,22 @@ def test_hardtanh_units_clipped_by_raw_features_are_saturated(tmp_path: Path) ->
     run = gradwise.fit(mlp(30, 2, (64, 64), act=nn.Hardtanh), (xt, yt), val=(xv, yv), loss="cross_entropy",
                        epochs=6, batch_size=32, out=tmp_path / "hardtanh", **QUIET)
     assert _alarms(run).get("saturated_units") == "warning"
+
+
+def test_augmented_copies_split_across_train_and_val_are_leakage(tmp_path: Path) -> None:
+    xt, yt, _, _ = data("digits")
+    g = torch.Generator().manual_seed(0)
+    # each image jittered into 4 copies *before* a random split: most val rows have siblings in train
+    x = torch.cat([xt + 0.05 * torch.randn(xt.shape, generator=g) for _ in range(4)])
+    y = yt.repeat(4)
+    order = torch.randperm(len(x), generator=g)
+    x, y = x[order], y[order]
+    n = len(x) * 3 // 4
+    kw = {"loss": "cross_entropy", "epochs": 1, "batch_size": 64, **QUIET}
+    leaky = gradwise.fit(mlp(64, 10), (x[:n], y[:n]), val=(x[n:], y[n:]), out=tmp_path / "leaky", **kw)
+    leak = next(f for f in leaky.findings if f.code == "data_leakage")
+    assert leak.severity == "warning" and leak.evidence["share_near_copies"] > 0.5
+    # the same rows split before augmenting: no row of val has a sibling in train
+    m = len(xt) * 3 // 4
+    clean = gradwise.fit(mlp(64, 10), (xt[:m], yt[:m]), val=(xt[m:], yt[m:]), out=tmp_path / "clean", **kw)
+    assert "data_leakage" not in {f.code for f in clean.findings}

@@ -55,6 +55,11 @@ NO_GRAD_SHARE = 0.5  # share of trainable parameters whose first gradient is Non
 SPLIT_SHIFT = 3.0  # a feature's val mean this many training standard deviations away is off ...
 SPLIT_SCALE = 5.0  # ... and so is a val spread this many times wider or narrower ...
 SPLIT_SHARE = 0.5  # ... and when most features are off, the splits were preprocessed differently
+# nearest / 10th-nearest training distance below this: a near-copy (real data with >= 4 features: medians 0.4-0.8,
+# a few % of rows below 0.2; with 1-3 features the ratio is small by geometry -- (1/10)^(1/d) -- so those are skipped)
+NEAR_COPY = 0.2
+NEAR_COPY_SHARE = 0.5  # ... for this share of the validation rows
+NEAR_COPY_BUDGET = 3e8  # val rows x training rows x features compared at most (~10-20 ms on one core)
 SPLIT_MIN_ROWS = 50  # fewer rows in a split: its means and spreads are too noisy to compare
 RANGE_MISS = 0.05  # share of regression targets the final activation cannot reach
 PROBE_ROWS = 128  # the fixed batch of training rows the pre-flight and every epoch-end probe run on
@@ -332,6 +337,7 @@ class Preflight:
             self.check_wiring(trace, y)
             self._guarded(self.check_eval_determinism)
             self.check_leakage(x)
+            self._guarded(self.check_near_copies, x)
             self._guarded(self.check_split_scale, x)
             loss = self.initial_loss(out, py)
             self.check_init(trace, loss)
@@ -649,6 +655,41 @@ class Preflight:
                      ["duplicated rows or oversampling before the split", "the same file used for two splits"],
                      ["deduplicate before splitting (e.g. pandas drop_duplicates)",
                       "oversample only the training split, after splitting"])
+
+    def check_near_copies(self, x: torch.Tensor) -> None:
+        """Validation rows with a near-copy among the training rows: augmented copies (or overlapping windows) made
+        before the split. A row's nearest training row is then far closer than its other neighbours (nearest / 10th
+        nearest distance below NEAR_COPY); on real data without copies that ratio sits around 0.4-0.8. Identical
+        rows are check_leakage's; only splits small enough to compare against every training row are checked."""
+        if self.val is None or not x.is_floating_point() or len(x) < 20 or any(
+                f.code == "data_leakage" for f in self.findings):
+            return
+        other = split_tensors(self.val)
+        if other is None or other[0].shape[1:] != x.shape[1:] or not other[0].is_floating_point():
+            return
+        t = x.reshape(len(x), -1).float()
+        if t.shape[1] < 4:
+            return
+        v = other[0][subsample(len(other[0]), 200).to(other[0].device)].to(t.device).float().reshape(-1, t.shape[1])
+        if len(v) < 20 or len(v) * len(t) * t.shape[1] > NEAR_COPY_BUDGET:
+            return
+        d = torch.cdist(v, t).topk(min(10, len(t)), largest=False).values
+        d = d[d[:, 0] > 0]  # rows with an identical twin are check_leakage's business
+        if len(d) < 20:
+            return
+        ratio = d[:, 0] / d[:, -1].clamp_min(1e-12)
+        share = float((ratio < NEAR_COPY).float().mean())
+        if share < NEAR_COPY_SHARE:
+            return
+        self.add("data_leakage", "warning", f"{share:.0%} of the validation rows have a near-copy among the training "
+                 f"rows (median distance to the nearest training row {float(ratio.median()):.2g} of that to the 10th "
+                 "nearest): the validation score measures recall of rows the model trained on, not new data",
+                 {"split": "val", "share_near_copies": share, "median_nearest_to_10th": float(ratio.median()),
+                  "rows_checked": len(d), "threshold": NEAR_COPY, "threshold_share": NEAR_COPY_SHARE},
+                 ["augmentation (jitter, crops, noise) applied before the split, so copies of one example land in "
+                  "both", "overlapping windows of one series split at random", "the same source recorded twice"],
+                 ["split first, then augment the training split only", "split by source/group (sklearn "
+                  "GroupShuffleSplit) or by time, not by row"])
 
     def check_split_scale(self, x: torch.Tensor) -> None:
         """Validation/test inputs on another scale than the training inputs: most features shifted by several
