@@ -670,7 +670,7 @@ class Preflight:
         t = x.reshape(len(x), -1).float()
         if t.shape[1] < 4:
             return
-        v = other[0][subsample(len(other[0]), 200).to(other[0].device)].to(t.device).float().reshape(-1, t.shape[1])
+        v = other[0][subsample(len(other[0]), 128).to(other[0].device)].to(t.device).float().reshape(-1, t.shape[1])
         if len(v) < 20 or len(v) * len(t) * t.shape[1] > NEAR_COPY_BUDGET:
             return
         d = torch.cdist(v, t).topk(min(10, len(t)), largest=False).values
