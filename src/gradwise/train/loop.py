@@ -300,7 +300,7 @@ class Trainer:
             "loss_sum": self._loss_sum.item(), "loss_count": self._loss_count,
             # steps since the last fold (only a mid-epoch checkpoint has any), as exact float64 values
             "step_losses": (torch.cat([v.reshape(-1).double() for v in self._step_losses]).tolist()
-                            if self._step_losses else []),  # (mid-epoch checkpoints only: rare)
+                            if self._step_losses else []),
             "step_sizes": list(self._step_sizes),
             # One JSON string, not a list of dicts: pickling costs per object, and the history grows every epoch
             # (at 30 epochs its ~450 objects were 40% of a checkpoint's serialization time).
