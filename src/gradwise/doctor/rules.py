@@ -825,7 +825,9 @@ def activation_findings(rows: list[dict[str, dict[str, float]]], epoch: int | No
                        **({"coupled_weight_decay": coupled_decay} if coupled_decay > 0 else {})},
                       causes, fixes, epoch, step))
 
-    def saturated(v: dict[str, float]) -> bool:
+    def saturated(v: dict[str, Any]) -> bool:
+        if v.get("kind") == "hardtanh":  # a clipped output is a ReLU's zero: only units clipped on nearly every row
+            return v.get("saturated", 0.0) >= t.sat_share  # are stuck (half the outputs clipped is normal work)
         return v.get("saturated", 0.0) >= t.sat_share or v.get("sat_mean", 0.0) >= t.sat_layer
 
     sat = {k: v for k, v in b.items() if "saturated" in v and v["units"] >= 2 and k in a and saturated(a[k])
