@@ -27,6 +27,15 @@ and diverging_loss; read as nonfinite_values error + lr_too_high), deep_plain_re
 vanishing_gradients was hit), linear_model_on_moons (underfitting; nothing raised), adam_lr_0_05_relu (lr_too_high;
 dead_units was hit).
 
+Revised after that run, with general rules and the same thresholds for every run: an output activation is also
+known by the op that made the output (a ReLU behind a Flatten cannot reach negative targets), a model whose
+validation accuracy stays 8 points below how often a row's nearest training row shares its label, and that fits its
+training rows no better, lacks capacity (underfitting), and a train-mode loss 4x the eval-mode loss on the same rows
+is a train_eval_mismatch (dropout on the logits). Now: 14/22, no false alarm (0/8). Still missed: an L1 penalty
+as over_regularization, lr_too_low from a schedule that decayed the LR to ~0 (reported as plateau), a leaked
+label-plus-noise feature, validation columns in another order (reported as label_problem), exploding gradients
+before a NaN within ten steps, no_learning as info under its root, lr_too_high behind dead units.
+
 Usage:
     OMP_NUM_THREADS=1 python bench/doctor_blind5.py [--only a,b] [--keep DIR] [--list] [--seed N]
 """

@@ -696,3 +696,42 @@ def test_augmented_copies_split_across_train_and_val_are_leakage(tmp_path: Path)
     m = len(xt) * 3 // 4
     clean = gradwise.fit(mlp(64, 10), (xt[:m], yt[:m]), val=(xt[m:], yt[m:]), out=tmp_path / "clean", **kw)
     assert "data_leakage" not in {f.code for f in clean.findings}
+
+
+# --- rules revised after the fifth blind set (bench/doctor_blind5.py) ----------------------------------------------
+
+
+def test_a_relu_head_behind_a_flatten_cannot_reach_negative_targets(tmp_path: Path) -> None:
+    xt, yt, xv, yv = data("diabetes")  # the target standardized: half of it below 0
+    model = nn.Sequential(*mlp(10, 1, (32,)), nn.ReLU(), nn.Flatten(0))
+    run = gradwise.fit(model, (xt, yt.float()), val=(xv, yv.float()), loss="mse", epochs=1, out=tmp_path / "r",
+                       **QUIET)
+    mismatch = next(f for f in run.findings if f.code == "loss_output_mismatch")
+    assert mismatch.severity == "warning" and mismatch.evidence["reachable"][0] == 0.0
+
+
+def test_a_linear_model_far_below_its_nearest_neighbours_is_underfitting(tmp_path: Path) -> None:
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(1600, noise=0.1, random_state=0)
+    x = ((x - x[:1200].mean(0)) / x[:1200].std(0)).astype("float32")
+    kw = {"loss": "cross_entropy", "epochs": 30, "batch_size": 64, **QUIET}
+    torch.manual_seed(0)
+    linear = gradwise.fit(nn.Linear(2, 2), (x[:1200], y[:1200]), val=(x[1200:], y[1200:]), out=tmp_path / "lin", **kw)
+    under = next(f for f in linear.findings if f.code == "underfitting")
+    assert under.severity == "warning"
+    assert under.evidence["neighbour_label_agreement"] - under.evidence["best_val_accuracy"] >= 0.08
+    deep = gradwise.fit(mlp(2, 2, (64, 64)), (x[:1200], y[:1200]), val=(x[1200:], y[1200:]), out=tmp_path / "mlp",
+                        **kw)
+    assert "underfitting" not in _alarms(deep)
+
+
+def test_dropout_on_the_logits_is_a_train_eval_mismatch(tmp_path: Path) -> None:
+    xt, yt, xv, yv = data("digits")
+    kw = {"loss": "cross_entropy", "epochs": 8, "batch_size": 64, **QUIET}
+    torch.manual_seed(0)
+    on_logits = nn.Sequential(*mlp(64, 10, (128,)), nn.Dropout(0.5))
+    run = gradwise.fit(on_logits, (xt, yt), val=(xv, yv), out=tmp_path / "logits", **kw)
+    assert _alarms(run).get("train_eval_mismatch") == "warning"
+    hidden = gradwise.fit(mlp(64, 10, (128,), dropout=0.5), (xt, yt), val=(xv, yv), out=tmp_path / "hidden", **kw)
+    assert "train_eval_mismatch" not in _alarms(hidden)

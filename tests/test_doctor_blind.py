@@ -1,6 +1,6 @@
-"""The doctor on the runs of bench/doctor_blind.py, doctor_blind2.py, doctor_blind3.py and doctor_blind4.py (each
-written blind by another engineer, then used to revise the doctor; see their docstrings): the quickest runs on every
-test run, every other run the doctor gets right under -m slow."""
+"""The doctor on the runs of bench/doctor_blind.py .. doctor_blind5.py (each written blind by another engineer, then
+used to revise the doctor; see their docstrings): the quickest runs on every test run, every other run the doctor
+gets right under -m slow."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import doctor_blind as blind  # noqa: E402
 import doctor_blind2 as blind2  # noqa: E402
 import doctor_blind3 as blind3  # noqa: E402
 import doctor_blind4 as blind4  # noqa: E402
+import doctor_blind5 as blind5  # noqa: E402
 
 # under a second each on one thread; each found by a rule one of the blind sets prompted
 QUICK = [
@@ -45,6 +46,9 @@ QUICK = [
     (blind4, "healthy_softplus_bce_plateau"),  # healthy: a logit head whose outputs start inside (0, 1)
     (blind4, "healthy_pixel_embedding_digits"),  # healthy: raw values read as embedding indices
     (blind4, "augment_then_split"),  # data_leakage: augmented near-copies on both sides of the split
+    (blind5, "dropout_after_output"),  # train_eval_mismatch: train-mode loss many times the eval-mode loss
+    (blind5, "linear_model_on_moons"),  # underfitting: far below what the nearest neighbours agree on
+    (blind5, "wine_celu_class_weights"),  # healthy
 ]
 # not asserted: the doctor's answer differs from the label (see each file's docstring)
 NOT_ASSERTED = {
@@ -54,8 +58,11 @@ NOT_ASSERTED = {
     (blind3, "mnist1d_cnn_dropout_0.95"), (blind3, "tanh_rnn_cue_at_start_of_200_steps"),
     (blind3, "friedman_mse_broadcast_n1_vs_n"), (blind4, "tiny_init_deep_relu"),
     (blind4, "huge_init_prelu"), (blind4, "tied_residual_x24"), (blind4, "mae_sgd_constant_lr_0.3"),
+    (blind5, "l1_penalty_huge"), (blind5, "steplr_gamma_001_each_epoch"), (blind5, "future_proxy_feature"),
+    (blind5, "val_columns_permuted"), (blind5, "squared_activation"), (blind5, "deep_plain_relu_30"),
+    (blind5, "adam_lr_0_05_relu"),
 }
-SLOW = [(m, r.name) for m in (blind, blind2, blind3, blind4) for r in m.RUNS
+SLOW = [(m, r.name) for m in (blind, blind2, blind3, blind4, blind5) for r in m.RUNS
         if (m, r.name) not in QUICK + list(NOT_ASSERTED)]
 
 

@@ -91,6 +91,7 @@ class Facts:
     # rows do (chance): labels that depend on the inputs score well above chance on almost any real data
     neighbour_agreement: float | None = None
     label_chance: float | None = None
+    val_rows: int | None = None  # rows in the validation split
     linear_model: bool = False  # a single Linear layer (linear / logistic regression)
     sum_reduced: bool = False  # the loss sums over its rows: validation losses (other batch sizes) do not compare
 
@@ -330,6 +331,7 @@ class Preflight:
             if vt is not None:
                 vy = vt[1][subsample(len(vt[1]), 20000).to(vt[1].device)].to(self.device)
                 self.facts.val_baseline, _ = constant_losses(self.loss_fn, self.facts.loss_kind, out.detach(), vy)
+                self.facts.val_rows = len(vt[1])
             self._guarded(self.check_reduction, out.detach(), ysub)
             if self.facts.loss_kind in ("mse", "mae", "huber") and y.is_floating_point():
                 self.facts.target_rms = float(ysub.float().pow(2).mean().sqrt())
@@ -795,7 +797,7 @@ class Preflight:
                      ["nn.Sigmoid at the end of a model trained with BCEWithLogitsLoss"],
                      ["remove the final sigmoid: bce_with_logits expects raw logits"])
         if kind in ("mse", "mae", "huber") and y.is_floating_point():
-            self._check_range(final, out, y, ev)
+            self._check_range(final, out, y, ev, op)
             self._guarded(self._check_broadcast, out, y, ev)
         for a, b in trace.collapsed:
             self.add("underfitting", "warning", f"{a} feeds {b} with no nonlinearity between them: the two collapse "
@@ -832,15 +834,17 @@ class Preflight:
         return out.numel() >= 16 and bool((out >= 0).all()) and float((out == 0).float().mean()) > 0.1
 
     def _check_range(self, final: tuple[str, nn.Module] | None, out: torch.Tensor, y: torch.Tensor,
-                     ev: dict[str, Any]) -> None:
+                     ev: dict[str, Any], op: str = "") -> None:
+        """The output's activation (its module, or the op that made the output when a Flatten/view follows it)
+        cannot reach the targets."""
         m = final[1] if final else None
         lo, hi = -math.inf, math.inf
-        if isinstance(m, nn.Sigmoid | nn.Softmax):
+        if isinstance(m, nn.Sigmoid | nn.Softmax) or op.startswith(("Sigmoid", "Softmax")):
             lo, hi = 0.0, 1.0
-        elif isinstance(m, nn.Tanh | nn.Hardtanh | nn.Softsign):
+        elif isinstance(m, nn.Tanh | nn.Hardtanh | nn.Softsign) or op.startswith("Tanh"):
             lo, hi = -1.0, 1.0
-        elif isinstance(m, nn.ReLU | nn.ReLU6 | nn.Softplus) or (bool((out >= 0).all()) and
-                                                                 float((out == 0).float().mean()) > 0.1):
+        elif isinstance(m, nn.ReLU | nn.ReLU6 | nn.Softplus) or op.startswith(("Relu", "Softplus")) or (
+                bool((out >= 0).all()) and float((out == 0).float().mean()) > 0.1):
             lo = 0.0
             if isinstance(m, nn.ReLU6):
                 hi = 6.0

@@ -73,6 +73,7 @@ class Thresholds:
     label_gap: float = 0.1
     mismatch_rel: float = 1.25  # eval-mode loss on training rows >= 1.25x the train-mode loss ...
     mismatch_abs: float = 0.15  # ... and higher by >= 0.15·S, 2 epochs in a row
+    mismatch_train_rel: float = 4.0  # or the train-mode loss >= 4x the eval-mode loss (dropout pays ~1.5-3x)
     # sampled steps
     update_high: float = 0.1  # median ‖ΔW‖/‖W‖ over layers and over the last probes (~1e-3 is healthy)
     # lr_too_low's limit, on the window it is judged on (steps >= lr_low_burn_in at >= 30% of the schedule's real
@@ -101,6 +102,7 @@ class Thresholds:
     # 1-NN label agreement <= chance + 10% of what is left above chance: labels unrelated to the inputs (real
     # data sits far above: digits 0.98 vs chance 0.10, breast_cancer 0.92 vs 0.53, MNIST-1D ~0.5 vs 0.10)
     neighbour_margin: float = 0.1
+    nn_capacity_gap: float = 0.08  # val accuracy this far below the neighbours' label agreement: too little capacity
     carry_gap: float = 0.2  # val accuracy this far below the neighbours' label agreement: the val labels disagree
     nan_growth: float = 100.0  # a loss that grew this many times before turning non-finite: a divergence
     # underfitting with a cause (a bottleneck, over-regularization): the final L >= 0.25·S and the eval-mode loss
@@ -342,6 +344,28 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
                       ["a wider/deeper model (model.widths=[256, 256])", "optim.weight_decay=0.01 and no heavy "
                        "dropout", f"train.epochs={2 * (planned_epochs or n)}"], ep[-1], step[-1]))
 
+    # underfitting against a nearest-neighbour lookup: a row's nearest training row shares its label far more often
+    # than the model gets new rows right, and the model fits its own training rows no better -- it lacks capacity
+    # (a linear model on curved classes, too small, too constrained). Needs a validation split big enough for its
+    # accuracy to be measured to a few points.
+    accs = [h["val_accuracy"] for h in history if _finite(h.get("val_accuracy"))]
+    nn_agree = facts.neighbour_agreement if facts is not None else None
+    if (final and stuck is None and n >= 4 and accs and nn_agree is not None and (facts.val_rows or 0) >= 100
+            and max(accs) <= nn_agree - t.nn_capacity_gap and L[-1] >= 0.9 * L[-4] and not facts.sum_reduced
+            and not any(f.code == "underfitting" for f in out)
+            and _fits_no_better(history, t, t.under_gap_bottleneck)):
+        out.append(_f("underfitting", "warning", f"a row's nearest training row has the same label in "
+                      f"{nn_agree:.0%} of rows, but the model gets only {max(accs):.0%} of the validation rows right "
+                      "and fits its training rows hardly better: it lacks the capacity for these classes",
+                      {"best_val_accuracy": max(accs), "neighbour_label_agreement": nn_agree,
+                       "threshold_gap": t.nn_capacity_gap, "train_loss": L[-1], "loss_scale": S,
+                       **_gap_evidence(history)},
+                      ["a linear model on classes that are not linearly separable", "a model too small for the "
+                       "task", "too much regularization (weight decay, L1/L2 penalty, dropout)"],
+                      ["add hidden layers with a nonlinearity, or widen them (model.widths=[256, 256])",
+                       "lower the regularization (optim.weight_decay, optim.l1, optim.l2, model.dropout)"],
+                      ep[-1], step[-1]))
+
     # underfitting from a bottleneck: a hidden layer narrower than the classes it must tell apart limits the
     # logits to a low-rank map, and the run ends fitting its training rows hardly better than new ones
     narrow = facts.narrowest if facts is not None else None
@@ -454,13 +478,27 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
 
     # train/eval mismatch: the same training rows score much worse in eval mode than in train mode (only for
     # models that compute differently in eval: elsewhere a gap only means the weights moved within the epoch)
+    # The reverse, far stronger than dropout's usual price: the train-mode loss many times the eval-mode loss on
+    # the same rows (noise injected where it cannot be learned around: dropout on the logits or the output)
     run = 0
     for i in range(n if facts is None or facts.train_eval_modules else 0):
         e = E[i]
         if not _finite(e):
             continue  # an epoch without the check (the probe runs every few epochs on long runs of short epochs)
-        bad = e - L[i] >= t.mismatch_abs * S and e >= t.mismatch_rel * L[i]
-        run = run + 1 if bad else 0
+        worse_eval = e - L[i] >= t.mismatch_abs * S and e >= t.mismatch_rel * L[i]
+        worse_train = L[i] - e >= t.mismatch_abs * S and L[i] >= t.mismatch_train_rel * e
+        run = run + 1 if worse_eval or worse_train else 0
+        if run >= 2 and worse_train:
+            out.append(_f("train_eval_mismatch", "warning", f"on training rows the train-mode loss is {L[i]:.4g} "
+                          f"but the eval-mode loss is {e:.4g}: something active only in training (dropout after the "
+                          "last layer?) adds noise the model cannot learn around",
+                          {"epoch": ep[i], "eval_mode_loss": e, "train_mode_loss": L[i], "loss_scale": S,
+                           "threshold": t.mismatch_train_rel},
+                          ["nn.Dropout after the output layer", "noise or augmentation applied to the outputs or "
+                           "targets in training only"],
+                          ["move the dropout before the last Linear layer", "remove the training-only transform of "
+                           "the outputs"], ep[i], step[i]))
+            break
         if run >= 2:
             out.append(_f("train_eval_mismatch", "warning", f"on training rows the eval-mode loss is {e:.4g} but the "
                           f"train-mode loss is {L[i]:.4g}: the model computes a different function at evaluation",
