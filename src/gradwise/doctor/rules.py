@@ -480,15 +480,16 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
     # models that compute differently in eval: elsewhere a gap only means the weights moved within the epoch)
     # The reverse, far stronger than dropout's usual price: the train-mode loss many times the eval-mode loss on
     # the same rows (noise injected where it cannot be learned around: dropout on the logits or the output)
-    run = 0
+    run = run_train = 0
     for i in range(n if facts is None or facts.train_eval_modules else 0):
         e = E[i]
         if not _finite(e):
             continue  # an epoch without the check (the probe runs every few epochs on long runs of short epochs)
         worse_eval = e - L[i] >= t.mismatch_abs * S and e >= t.mismatch_rel * L[i]
         worse_train = L[i] - e >= t.mismatch_abs * S and L[i] >= t.mismatch_train_rel * e
-        run = run + 1 if worse_eval or worse_train else 0
-        if run >= 2 and worse_train:
+        run = run + 1 if worse_eval else 0
+        run_train = run_train + 1 if worse_train else 0
+        if run_train >= 2:
             out.append(_f("train_eval_mismatch", "warning", f"on training rows the train-mode loss is {L[i]:.4g} "
                           f"but the eval-mode loss is {e:.4g}: something active only in training (dropout after the "
                           "last layer?) adds noise the model cannot learn around",
