@@ -89,10 +89,7 @@ def fit_kw(**kw: Any) -> dict[str, Any]:
 
 def synth_split(x: np.ndarray, y: np.ndarray, val_share: float = 0.25, scale: bool = True) -> list[np.ndarray]:
     """A random train/val split drawn from SEED, standardized with the training statistics unless `scale` is off."""
-    xt, yt, xv, yv = harness.split(x.astype(np.float32), y, val_share, SEED)
-    if scale:
-        xt, xv = harness.standardize(xt, xv)
-    return [xt, yt, xv, yv]
+    return list(harness.split(x.astype(np.float32), y, val_share, SEED, scale=scale))
 
 
 # --------------------------------------------------------------------------------------------- faulty runs

@@ -70,12 +70,16 @@ def tensor(a: np.ndarray, long: bool = False) -> torch.Tensor:
     return torch.tensor(np.ascontiguousarray(a), dtype=torch.long if long else torch.float32)
 
 
-def split(x: np.ndarray, y: np.ndarray, val_share: float, seed: int) -> tuple[np.ndarray, ...]:
-    """(x_train, y_train, x_val, y_val): a random split drawn from `seed`."""
+def split(x: np.ndarray, y: np.ndarray, val_share: float, seed: int, scale: bool = False) -> tuple[np.ndarray, ...]:
+    """(x_train, y_train, x_val, y_val): a random split drawn from `seed`; `scale` standardizes the features with
+    the training split's statistics."""
     order = np.random.RandomState(seed).permutation(len(x))
     x, y = x[order], y[order]
     n = int(round(len(x) * val_share))
-    return x[n:], y[n:], x[:n], y[:n]
+    xt, yt, xv, yv = x[n:], y[n:], x[:n], y[:n]
+    if scale:
+        xt, xv = standardize(xt.astype(np.float32), xv.astype(np.float32))
+    return xt, yt, xv, yv
 
 
 def sk_table(name: str, seed: int, *, val_share: float = 0.25, scale: bool = True,

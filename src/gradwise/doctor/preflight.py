@@ -273,6 +273,7 @@ class Preflight:
         self.sampler_weights = sampler_weights
         self.facts = Facts(loss_kind=loss_kind(loss_fn), task=task)
         self.findings: list[Finding] = []
+        self._splits: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor] | None] = {}
         self.probe_x: Any = None  # the fixed probe batch (training rows) later epoch-end checks reuse
         self.probe_y: Any = None
         self.halt = False  # a check found something that makes training pointless or impossible
@@ -287,6 +288,14 @@ class Preflight:
     def add(self, code: str, severity: str, message: str, evidence: dict[str, Any], causes: list[str],
             fixes: list[str]) -> None:
         self.findings.append(Finding(code, severity, message, evidence, causes, fixes, step=0, epoch=0))  # type: ignore[arg-type]
+
+    def split(self, loader: Any, max_rows: int = 20000) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """split_tensors, read once per split: several checks look at the validation rows, and a Dataset loader
+        would be iterated again for each."""
+        key = (id(loader), max_rows)
+        if key not in self._splits:
+            self._splits[key] = split_tensors(loader, max_rows)
+        return self._splits[key]
 
     def run(self) -> None:
         tr = split_tensors(self.train)
@@ -327,7 +336,7 @@ class Preflight:
             ysub = y[subsample(len(y), 20000).to(y.device)].to(self.device)
             self.facts.baseline, self.facts.zero_loss = constant_losses(self.loss_fn, self.facts.loss_kind,
                                                                         out.detach(), ysub)
-            vt = split_tensors(self.val)
+            vt = self.split(self.val)
             if vt is not None:
                 vy = vt[1][subsample(len(vt[1]), 20000).to(vt[1].device)].to(self.device)
                 self.facts.val_baseline, _ = constant_losses(self.loss_fn, self.facts.loss_kind, out.detach(), vy)
@@ -639,7 +648,7 @@ class Preflight:
         train_set = set(train_keys)
         unique_share = len(train_set) / max(len(train_keys), 1)
         for split, loader in (("val", self.val), ("test", self.test)):
-            t = split_tensors(loader, max_rows=100_000)
+            t = self.split(loader, max_rows=100_000)
             if t is None or t[0].shape[1:] != x.shape[1:]:
                 continue
             other = t[0].reshape(len(t[0]), -1).detach().cpu().numpy()
@@ -666,7 +675,7 @@ class Preflight:
         if self.val is None or not x.is_floating_point() or len(x) < 20 or any(
                 f.code == "data_leakage" for f in self.findings):
             return
-        other = split_tensors(self.val)
+        other = self.split(self.val)
         if other is None or other[0].shape[1:] != x.shape[1:] or not other[0].is_floating_point():
             return
         t = x.reshape(len(x), -1).float()
@@ -710,7 +719,7 @@ class Preflight:
         if int(varies.sum()) == 0:
             return
         for split, loader in (("val", self.val), ("test", self.test)):
-            other = split_tensors(loader)
+            other = self.split(loader)
             if other is None or other[0].shape[1:] != x.shape[1:] or len(other[0]) < SPLIT_MIN_ROWS:
                 continue
             o = other[0][subsample(len(other[0]), 5000).to(other[0].device)].to(t.device).float()
