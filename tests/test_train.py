@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from torch import nn
 import gradwise
 from gradwise.data.loaders import epoch_generator
 from gradwise.errors import ConfigError, TrainingError
-from gradwise.train.checkpoint import load_checkpoint, save_checkpoint
+from gradwise.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from gradwise.train.metrics import task_metrics
 
 QUIET = {"progress": "none"}
@@ -210,6 +211,8 @@ def test_best_pt_is_the_best_epoch_and_old_checkpoints_resume(tmp_path: Path) ->
     os.umask(umask)
     for name in ("checkpoints/last.pt", "checkpoints/best.pt", "summary.json"):
         assert (tmp_path / "a" / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+    # the history is encoded row by row and cached between checkpoints: it must still be the whole history
+    assert json.loads(last["history_json"]) == run.history and last["history_json"] == json.dumps(run.history)
     # a checkpoint written before history/actions were stored as JSON (plain lists) still resumes
     last["history"] = json.loads(last.pop("history_json"))
     last["actions"] = json.loads(last.pop("actions_json"))
@@ -220,6 +223,19 @@ def test_best_pt_is_the_best_epoch_and_old_checkpoints_resume(tmp_path: Path) ->
     # best.pt is whichever epoch early stopping calls best; last.pt moved on without touching it
     assert load_checkpoint(ckpts / "best.pt")["epoch"] == resumed.summary["best"]["epoch"]
     assert load_checkpoint(ckpts / "last.pt")["epoch"] == 5
+
+
+def test_rng_state_follows_draws_between_checkpoints() -> None:
+    # the Python RNG's converted state is reused while it is unchanged: a draw in between must still show
+    random.seed(1)
+    before = rng_state()
+    drawn = [random.random(), float(np.random.rand()), float(torch.rand(()))]
+    after = rng_state()
+    assert not torch.equal(before["python"][1], after["python"][1])
+    set_rng_state(before)
+    assert [random.random(), float(np.random.rand()), float(torch.rand(()))] == drawn
+    set_rng_state(after)
+    assert rng_state()["python"][1].tolist() == after["python"][1].tolist()
 
 
 def test_nonfinite_loss_is_caught(tmp_path: Path) -> None:
@@ -245,8 +261,8 @@ def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     path = tmp_path / "ck" / "last.pt"
     save_checkpoint(path, {"step": 1, "w": torch.ones(3)})
 
-    def broken_save(obj: object, f: object) -> None:
-        f.write(b"partial")  # type: ignore[attr-defined]
+    def broken_save(obj: object, f: str) -> None:
+        Path(f).write_bytes(b"partial")  # a write cut short: the temp file holds garbage
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
