@@ -93,11 +93,15 @@ class ClassificationLoss(GradwiseLoss):
         return f"name={self.name!r}, weight={w}, label_smoothing={self.label_smoothing}"
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if (self.name == "cross_entropy" and self.weight is None and output.dtype == torch.float32
-                and target.dtype == torch.long and output.ndim == 2 and target.shape == output.shape[:1]
-                and target.device == output.device):
-            # the common case goes straight to torch: this runs every step, the checks below cost ~10 us
-            return F.cross_entropy(output, target, label_smoothing=self.label_smoothing)
+        if (output.dtype is torch.float32 and target.dtype is torch.int64 and output.ndim == 2 and target.ndim == 1
+                and self.name == "cross_entropy" and self.weight is None):
+            # The common case goes straight to torch: this runs every step, and the checks below cost ~10 us.
+            # Torch checks the batch sizes and devices itself; when they differ, the path below explains (or
+            # moves the target to the output's device).
+            try:
+                return F.cross_entropy(output, target, label_smoothing=self.label_smoothing)
+            except (RuntimeError, ValueError):
+                pass
         dt = _compute_dtype(output)
         output = output.to(dt)
         weight = None if self.weight is None else self.weight.to(device=output.device, dtype=dt)

@@ -127,6 +127,7 @@ class Trainer:
         self._rollback: dict[str, Any] | None = None
         self._initial_state: dict[str, Any] | None = None
         self.actions: list[dict[str, Any]] = []  # what repair did (rollback + changes), for the summary
+        self._batches_on_device = False  # set by fit() once the loaders are on the device
         self.checkpoints = CheckpointWriter()  # written on a background thread; flushed before any is read
 
     # ------------------------------------------------------------------------------------------- the step
@@ -135,10 +136,10 @@ class Trainer:
         model, opt = self.model, self.optimizer
         # Weight each micro-batch by its share of the window's samples, so an accumulated step equals one big
         # batch even when the last micro-batch is short (a per-micro-batch mean would over-weight it).
-        n_total = sum(len(b[1]) for b in window)
+        n_total = len(window[0][1]) if len(window) == 1 else sum(len(b[1]) for b in window)
         step_loss: torch.Tensor | None = None
         for batch in window:
-            x, y = to_device(batch, self.device)
+            x, y = (batch[0], batch[1]) if self._batches_on_device else to_device(batch, self.device)
             if self.augment is not None:
                 x = self.augment(x)
             with self.autocast():
@@ -192,6 +193,8 @@ class Trainer:
         for loader in (self.train_loader, self.val_loader, self.test_loader):
             if loader is not None and hasattr(loader, "to"):
                 loader.to(self.device)
+        # in-memory tensor loaders now yield batches on the device; other loaders' batches are moved per step
+        self._batches_on_device = hasattr(self.train_loader, "to")
         if resume_state is not None:
             self._load_state(resume_state)
             self.resumed = True
