@@ -497,6 +497,15 @@ def test_regression_shapes_do_not_broadcast() -> None:
         bce(torch.randn(8, 2), torch.randint(0, 2, (8,)))
 
 
+def test_cross_entropy_fast_path_still_explains_mismatches() -> None:
+    ce = build_loss(LossConfig(name="cross_entropy"), "classification", 3)
+    out, y = torch.randn(8, 3), torch.randint(0, 3, (8,))
+    torch.testing.assert_close(ce(out, y), F.cross_entropy(out, y))
+    # a batch-size mismatch reaches torch's check first; the user still gets gradwise's message, not torch's
+    with pytest.raises(ModelError, match=r"class indices of shape \(8,\).*\(5,\)"):
+        ce(out, y[:5])
+
+
 def test_classification_target_forms() -> None:
     logits, labels = torch.randn(8, 3), torch.randint(0, 3, (8,))
     fn = build_loss(LossConfig(name="cross_entropy"), "classification", 3)
