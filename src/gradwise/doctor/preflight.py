@@ -58,6 +58,14 @@ SPLIT_SHARE = 0.5  # ... and when most features are off, the splits were preproc
 # nearest / 10th-nearest training distance below this: a near-copy (real data with >= 4 features: medians 0.4-0.8,
 # a few % of rows below 0.2; with 1-3 features the ratio is small by geometry -- (1/10)^(1/d) -- so those are skipped)
 NEAR_COPY = 0.2
+# one input column that alone predicts the label: its nearest class median is right for >= 99% of the validation
+# rows (and closes >= 90% of the gap between the majority class and perfect), or it correlates >= 0.995 with a
+# regression target. Real features sit far below (breast_cancer's best single column ~0.92, iris's ~0.95, digits'
+# ~0.3; diabetes' best |r| ~0.59): a column that holds the answer was recorded after the outcome.
+LABEL_COLUMN_ACC = 0.99
+LABEL_COLUMN_GAP = 0.9
+LABEL_COLUMN_R = 0.995
+LABEL_COLUMN_BEAT = 0.05  # ... and beats each row's nearest training row by the other columns by 5 points
 NEAR_COPY_SHARE = 0.5  # ... for this share of the validation rows
 NEAR_COPY_BUDGET = 3e8  # val rows x training rows x features compared at most (~10-20 ms on one core)
 SPLIT_MIN_ROWS = 50  # fewer rows in a split: its means and spreads are too noisy to compare
@@ -350,6 +358,7 @@ class Preflight:
             self.check_leakage(x)
             self._guarded(self.check_near_copies, x)
             self._guarded(self.check_split_scale, x)
+            self._guarded(self.check_label_column, x, y)
             loss = self.initial_loss(out, py)
             self.check_init(trace, loss)
             if loss is not None and loss.requires_grad:
@@ -701,6 +710,84 @@ class Preflight:
                   "both", "overlapping windows of one series split at random", "the same source recorded twice"],
                  ["split first, then augment the training split only", "split by source/group (sklearn "
                   "GroupShuffleSplit) or by time, not by row"])
+
+    def check_label_column(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One input column that alone gives away the label (a field recorded after the outcome: a refund flag, a
+        diagnosis code, the label itself plus noise). Judged on validation rows against class medians taken from
+        the training rows, so a column must carry the label in both splits; tables of 3 or more columns only."""
+        if x.ndim != 2 or x.shape[1] < 3 or not x.is_floating_point() or len(x) < 50 or any(
+                f.code == "data_leakage" for f in self.findings):
+            return
+        other = self.split(self.val)
+        if other is None or other[0].ndim != 2 or other[0].shape[1] != x.shape[1] or len(other[0]) < 100:
+            return
+        ti = subsample(len(x), 20000).to(x.device)
+        vi = subsample(len(other[0]), 2000).to(other[0].device)
+        xt, yt = x[ti].float().cpu(), y[ti].cpu()
+        xv, yv = other[0][vi].float().cpu(), other[1][vi].cpu()
+        if not (bool(torch.isfinite(xt).all()) and bool(torch.isfinite(xv).all())):
+            return
+        kind = self.facts.loss_kind
+        # What the other columns tell: the label of each validation row's nearest training row, the suspect column
+        # left out (standardized columns). A legitimately decisive column (well-separated clusters) is matched by
+        # the other columns; a leaked one beats them, because it also "predicts" the label noise no feature can.
+        mu, sd = xt.mean(0), xt.std(0).clamp_min(1e-8)
+        zt, zv = (xt[:5000] - mu) / sd, (xv[:500] - mu) / sd
+
+        def nearest_without(col: int) -> torch.Tensor:
+            keep = torch.arange(zt.shape[1]) != col
+            return torch.cdist(zv[:, keep], zt[:, keep]).argmin(dim=1)
+
+        evidence: dict[str, Any]
+        if kind in (*_CE, "bce", "bce_prob"):  # class indices, or one 0/1 column
+            ct, cv = _classes(yt), _classes(yv)
+            if ct is None or cv is None:
+                return
+            labels = torch.unique(ct)
+            if len(labels) < 2 or len(labels) > 100:
+                return
+            med = torch.stack([xt[ct == c].median(dim=0).values for c in labels])  # (classes, columns)
+            guess = labels[(xv[None, :, :] - med[:, None, :]).abs().argmin(dim=0)]  # (rows, columns)
+            acc = (guess == cv[:, None]).float().mean(dim=0)
+            majority = float(torch.bincount(cv - int(cv.min())).max()) / len(cv)
+            order = acc.argsort(descending=True)
+            best, col = float(acc[order[0]]), int(order[0])
+            second = float(acc[order[1]])
+            if best < max(LABEL_COLUMN_ACC, majority + LABEL_COLUMN_GAP * (1 - majority)):
+                return
+            nn_acc = float((ct[:5000][nearest_without(col)] == cv[:500]).float().mean())
+            if best < nn_acc + LABEL_COLUMN_BEAT:
+                return
+            what = (f"column {col} alone predicts the class of {best:.1%} of the validation rows, where a row's "
+                    f"nearest training row by the other columns gets {nn_acc:.1%}")
+            evidence = {"column": col, "single_column_accuracy": best, "next_best_column_accuracy": second,
+                        "nearest_row_accuracy": nn_acc, "majority_share": majority, "threshold": LABEL_COLUMN_ACC}
+        elif kind in ("mse", "mae", "huber") and yt.is_floating_point() and yt.ndim == 1 and yv.ndim == 1:
+            def corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+                a, b = a - a.mean(0), b - b.mean()
+                return (a * b[:, None]).sum(0) / (a.norm(dim=0) * b.norm()).clamp_min(1e-12)
+
+            r = torch.minimum(corr(xt, yt.float()).abs(), corr(xv, yv.float()).abs())
+            order = r.argsort(descending=True)
+            best, col, second = float(r[order[0]]), int(order[0]), float(r[order[1]])
+            if best < LABEL_COLUMN_R:
+                return
+            nn_r = float(corr(yt[:5000][nearest_without(col)].float()[:, None], yv[:500].float()).abs()[0])
+            if best < nn_r + LABEL_COLUMN_BEAT:
+                return
+            what = (f"column {col} alone correlates {best:.4f} with the target (training and validation rows), "
+                    f"the target of a row's nearest training row by the other columns {nn_r:.2f}")
+            evidence = {"column": col, "abs_correlation": best, "next_best_column": second,
+                        "nearest_row_correlation": nn_r, "threshold": LABEL_COLUMN_R}
+        else:
+            return
+        self.add("data_leakage", "warning", f"{what}; the next best column reaches {second:.2g}. A column that holds "
+                 "the answer is usually recorded after the outcome: the model leans on it, and the validation score "
+                 "says nothing about data where it is not known yet", evidence,
+                 ["a field filled in after the outcome (a refund, a diagnosis, a status) kept among the inputs",
+                  "the target (or a transform of it) joined back into the features"],
+                 [f"drop column {col} from the inputs if it is not known when the model must predict",
+                  "if it is legitimately known, the task may not need a network"])
 
     def check_split_scale(self, x: torch.Tensor) -> None:
         """Validation/test inputs on another scale than the training inputs: most features shifted by several

@@ -108,6 +108,7 @@ class Thresholds:
     # underfitting with a cause (a bottleneck, over-regularization): the final L >= 0.25·S and the eval-mode loss
     # on training rows >= 0.85x the validation loss (no generalization gap left)
     under_low: float = 0.25
+    under_low_reg: float = 0.1  # ... 0.1·S when the regularizer out-pulls the data on the first steps
     under_gap: float = 0.85
     # behind a layer narrower than the classes the layers before it still memorize a little: a modest gap remains
     under_gap_bottleneck: float = 0.7
@@ -331,6 +332,17 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
                                    "too short)"],
                                   ["schedule.name=warmup_cosine", "a larger gamma or a longer step_size"],
                                   ep[i], step[i]))
+                    # the cause, by its name: the LR the schedule left is far too low to train with (the LR the
+                    # run started with was fine: the loss was falling when the schedule cut it)
+                    out.append(_f("lr_too_low", "warning", f"the schedule left an LR of {lr[i]:.2g}, "
+                                  f"{lr[i] / peaks[i]:.0e} of the {peaks[i]:.2g} the loss was falling with, for "
+                                  f"the remaining {planned_epochs - ep[i]} epochs: too low to train",
+                                  {"epoch": ep[i], "lr": lr[i], "peak_lr": peaks[i], "cut_epoch": ep[cut],
+                                   "loss_before_cut": L[cut - 2], "loss_at_cut": L[cut], "train_loss": L[i],
+                                   "rule": "lr_decayed_early"},
+                                  ["a step/exponential schedule that decays far too fast"],
+                                  ["schedule.name=warmup_cosine (decays over the whole run)",
+                                   "a larger gamma or a longer step_size"], ep[i], step[i]))
                     break
 
     # underfitting: at the end the model still explains little of the training data
@@ -967,9 +979,13 @@ def over_regularization(records: list[ProbeRecord], facts: Facts | None, history
     if not L or S is None:
         return out
     med = _first_reg_ratio(records, t)
-    # the run underfits: half the know-nothing loss left, or a quarter of it with no generalization gap
+    # the run underfits: half the know-nothing loss left, or a quarter of it with no generalization gap -- or, when
+    # the regularizer out-pulled the data from the first steps, a tenth of it with no gap: a model that can fit
+    # nothing better than new rows while a force stronger than the data's holds its weights down is held back by
+    # that force (healthy runs start with the regularizer at ~1e-3..1e-1 of the data gradient)
     no_gap = not (facts is not None and facts.sum_reduced) and _fits_no_better(history, t)
-    high = L[-1] >= 0.5 * S or (L[-1] >= t.under_low * S and no_gap)
+    dominant = med is not None and med >= t.reg_ratio
+    high = L[-1] >= 0.5 * S or (L[-1] >= (t.under_low_reg if dominant else t.under_low) * S and no_gap)
     oc = getattr(config, "optim", None)
     wd = oc.resolved_weight_decay() if hasattr(oc, "resolved_weight_decay") else getattr(oc, "weight_decay", None)
     knobs = {"weight_decay": wd, "l1": getattr(oc, "l1", None),
@@ -979,7 +995,8 @@ def over_regularization(records: list[ProbeRecord], facts: Facts | None, history
                       f"gradient on the first steps and the training loss stays at {L[-1] / S:.0%} of the "
                       "know-nothing loss", {"reg_to_data": med, "threshold": t.reg_ratio, **knobs,
                                              "train_loss": L[-1], "loss_scale": S},
-                      ["weight decay / L2 a decade or more too strong"],
+                      ["weight decay / L2 / L1 a decade or more too strong"],
+                      ["optim.l1=0 (or 1e-6)"] if knobs["l1"] else
                       ["optim.weight_decay=0.01 (AdamW) or 5e-4 (SGD)", "optim.l2=0"],
                       history[-1].get("epoch"), history[-1].get("step")))
     elif dropout >= 0.7 and high:
