@@ -788,3 +788,18 @@ def test_a_column_that_holds_the_label_is_leakage(tmp_path: Path) -> None:
     # well-separated clusters: one column may decide the class, but so do the others -- not a leak
     xb, yb = make_blobs(1600, n_features=6, centers=4, cluster_std=1.0, random_state=0)
     assert "data_leakage" not in {f.code for f in fit(xb, yb, "blobs").findings}
+
+
+def test_units_killed_by_large_steps_blame_the_lr(tmp_path: Path) -> None:
+    xt, yt, xv, yv = data("mnist1d", n_train=2000)
+    kw = {"loss": "cross_entropy", "optimizer": "adam", "epochs": 8, "batch_size": 64, **QUIET}
+    torch.manual_seed(0)
+    # Adam at 0.02: steps of ~10% of the weights kill most units of the second layer (at 0.05 the step-size probes
+    # already call the LR too high by themselves)
+    fast = gradwise.fit(mlp(40, 10, (256, 256)), (xt, yt), val=(xv, yv), lr=0.02, out=tmp_path / "fast", **kw)
+    assert _alarms(fast).get("dead_units") == "warning"
+    high = next(f for f in fast.findings if f.code == "lr_too_high")
+    assert high.evidence["rule"] == "dead_after_large_steps" and high.evidence["largest_update_to_weight"] >= 0.05
+    torch.manual_seed(0)
+    calm = gradwise.fit(mlp(40, 10, (256, 256)), (xt, yt), val=(xv, yv), lr=3e-3, out=tmp_path / "calm", **kw)
+    assert "lr_too_high" not in _alarms(calm) and "dead_units" not in _alarms(calm)

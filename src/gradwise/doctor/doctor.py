@@ -439,6 +439,7 @@ class Doctor(Callback):
         now = logs.get("epoch")
         for f in found[len(acts):]:
             self.report(trainer, f)
+        self._dead_by_large_steps(trainer, acts)
         fresh = {f.code: f for f in found if f.epoch == now}
         # never checkpoint a diverged state; once the loss is back near its best, checkpoints are good again
         trainer.state_is_good = not self._diverged(history)
@@ -463,6 +464,30 @@ class Doctor(Callback):
             small = [rules.update_ratio(r, self.records[0]) for r in self.records[-3:]]
             if small and max(small) < 0.01:  # steps are small: a larger LR can help (not when it bounces)
                 self._repair(trainer, "plateau", f"early plateau in epoch {now}", lr_factor=3.0, restore=False)
+
+    def _dead_by_large_steps(self, trainer: Trainer, acts: list[Finding]) -> None:
+        """Units that died during training after steps far above the healthy size: the LR killed them. Not when
+        they were dead from the start (pre-flight) or the init is abnormal: then the steps did not do it."""
+        dead = next((f for f in acts if f.code == "dead_units" and f.severity == "warning"), None)
+        if (dead is None or "lr_too_high" in self._seen or "bad_initialization" in self._seen
+                or dead.evidence.get("coupled_weight_decay")  # Adam's L2 decay kills them: another cause
+                or (self.facts is not None and self.facts.init_abnormal)
+                or any(f.code == "dead_units" and f.epoch == 0 for f in self._findings)):
+            return
+        big = self._largest_step()
+        if big is None or big < self.t.dead_repair_step:
+            return
+        layers = dead.evidence.get("layers") or {}
+        worst = max(layers, key=layers.get) if layers else "a layer"
+        self.report(trainer, Finding(
+            "lr_too_high", "warning", f"{layers.get(worst, 0):.0%} of {worst}'s units died after update steps of up "
+            f"to {big:.1%} of the weights per step (healthy steps are ~0.1-1%): the LR is too high for this model, "
+            "and units pushed below zero for every input do not come back",
+            evidence={"largest_update_to_weight": big, "threshold": self.t.dead_repair_step, "dead_layers": layers,
+                      "rule": "dead_after_large_steps"},
+            causes=["learning rate too high for this model and optimizer"],
+            fixes=["optim.lr=<lr*0.1>", "doctor.repair=true (retrains from the start with a lower LR)"],
+            step=trainer.step, epoch=trainer.epoch + 1))
 
     def _largest_step(self) -> float | None:
         """The largest update/weight ratio probed at >= lr_active of the peak LR after the optimizer's start-up
