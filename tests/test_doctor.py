@@ -803,3 +803,28 @@ def test_units_killed_by_large_steps_blame_the_lr(tmp_path: Path) -> None:
     torch.manual_seed(0)
     calm = gradwise.fit(mlp(40, 10, (256, 256)), (xt, yt), val=(xv, yv), lr=3e-3, out=tmp_path / "calm", **kw)
     assert "lr_too_high" not in _alarms(calm) and "dead_units" not in _alarms(calm)
+
+
+def test_a_gradient_spike_just_before_a_nan_is_exploding_gradients(tmp_path: Path) -> None:
+    xt, yt, xv, yv = data("diabetes")
+    kw = {"loss": "mse", "optimizer": "sgd", "lr": 1.0, "momentum": 0.9, "clip_grad": None, "epochs": 3,
+          "batch_size": 32, **QUIET}
+    # SGD at LR 1 without clipping: the gradients grow by orders of magnitude within a few steps, then overflow
+    blown = gradwise.fit(nn.Sequential(*mlp(10, 1, (64, 64), seed=0), nn.Flatten(0)), (xt, yt), val=(xv, yv),
+                         out=tmp_path / "blown", **kw)
+    assert _alarms(blown).get("nonfinite_values") == "error"
+    spike = next(f for f in blown.findings if f.code == "exploding_gradients")
+    assert spike.severity == "error" and spike.evidence["rule"] == "spike_before_nonfinite"
+    assert spike.evidence["spike_grad_norm"] >= 100 * spike.evidence["start_grad_norm"]
+    assert spike.evidence["spike_step"] < spike.evidence["nonfinite_step"]
+    # a NaN out of the blue (a log of 0 on one batch) after calm steps: no explosion came first
+    calls = [0]
+
+    def loss_with_a_hole(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        mse = torch.nn.functional.mse_loss(out, y)
+        return mse + torch.log(torch.zeros(())) * 0 if calls[0] == 30 else mse
+
+    hole = gradwise.fit(nn.Sequential(*mlp(10, 1, (64, 64), seed=0), nn.Flatten(0)), (xt, yt), val=(xv, yv),
+                        out=tmp_path / "hole", **{**kw, "lr": 0.01, "loss": loss_with_a_hole})
+    assert "nonfinite_values" in _alarms(hole) and "exploding_gradients" not in _alarms(hole)

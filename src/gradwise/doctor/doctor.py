@@ -49,6 +49,7 @@ LR_TARGET_RATIO = 5e-3
 LR_LOW_TARGET_RATIO = 1e-2
 MAX_RECORDS = 400  # probe records kept (the rules look at recent windows and at the first probes)
 RECENT_LOSSES = 20  # a NaN after the loss grew this many steps before it is a divergence (not an old spike)
+SPIKE_WINDOW = 50  # a probed gradient norm >= explode_growth x the first probes' this few steps before a NaN
 
 
 class Doctor(Callback):
@@ -318,6 +319,22 @@ class Doctor(Callback):
                 causes=["learning rate too high", "exploding gradients (no clipping)", "a too-large initialization"],
                 fixes=["optim.lr=<lr*0.1>", "train.clip_grad=1.0", "doctor.repair=true"],
                 step=trainer.step, epoch=trainer.epoch + 1))
+        spike = self._gradient_spike(trainer.step)
+        if spike is not None:
+            # the gradients blew up shortly before the values did: the NaN is the end of an explosion (an
+            # activation that amplifies, a too-high LR without clipping), not a bad value in the data
+            hot, g0 = spike
+            self.report(trainer, Finding(
+                "exploding_gradients", "error", f"the gradient norm jumped to {hot.grad_norm:.4g} at step {hot.step}, "
+                f"{hot.grad_norm / g0:.3g}x its size on the first steps ({g0:.3g}), {trainer.step - hot.step} steps "
+                f"before the loss became {loss}", evidence={"spike_step": hot.step, "spike_grad_norm": hot.grad_norm,
+                                                            "start_grad_norm": g0, "nonfinite_step": trainer.step,
+                                                            "threshold_growth": self.t.explode_growth,
+                                                            "growing": True, "rule": "spike_before_nonfinite"},
+                causes=["no gradient clipping", "an activation or residual path that amplifies (x**2, exp, a block "
+                        "applied many times)", "learning rate too high"],
+                fixes=["train.clip_grad=1.0", "optim.lr=<lr*0.1>", "doctor.repair=true"],
+                step=trainer.step, epoch=trainer.epoch + 1))
         if self.cfg.repair and self.repairs < self.cfg.max_repairs:
             self._repair(trainer, "nonfinite_values", f"non-finite loss at step {trainer.step}", lr_factor=0.1,
                          clip_grad=trainer.clip_grad or 1.0, now=True)
@@ -464,6 +481,17 @@ class Doctor(Callback):
             small = [rules.update_ratio(r, self.records[0]) for r in self.records[-3:]]
             if small and max(small) < 0.01:  # steps are small: a larger LR can help (not when it bounces)
                 self._repair(trainer, "plateau", f"early plateau in epoch {now}", lr_factor=3.0, restore=False)
+
+    def _gradient_spike(self, step: int) -> tuple[ProbeRecord, float] | None:
+        """The probe within SPIKE_WINDOW steps before `step` whose gradient norm is largest, with the first probes'
+        median norm, when it is >= explode_growth times that median (or not finite)."""
+        first = [r.grad_norm for r in self.records[:3] if 0 < r.grad_norm < math.inf]
+        recent = [r for r in self.records if 0 <= step - r.step <= SPIKE_WINDOW and not math.isnan(r.grad_norm)]
+        if not first or not recent:
+            return None
+        g0 = rules._median(first)
+        hot = max(recent, key=lambda r: r.grad_norm)
+        return (hot, g0) if hot.grad_norm >= self.t.explode_growth * g0 else None
 
     def _dead_by_large_steps(self, trainer: Trainer, acts: list[Finding]) -> None:
         """Units that died during training after steps far above the healthy size: the LR killed them. Not when
