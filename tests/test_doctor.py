@@ -828,3 +828,15 @@ def test_a_gradient_spike_just_before_a_nan_is_exploding_gradients(tmp_path: Pat
     hole = gradwise.fit(nn.Sequential(*mlp(10, 1, (64, 64), seed=0), nn.Flatten(0)), (xt, yt), val=(xv, yv),
                         out=tmp_path / "hole", **{**kw, "lr": 0.01, "loss": loss_with_a_hole})
     assert "nonfinite_values" in _alarms(hole) and "exploding_gradients" not in _alarms(hole)
+
+
+def test_validation_columns_in_another_order_are_a_train_eval_mismatch(tmp_path: Path) -> None:
+    xt, yt, xv, yv = data("wine")  # each split standardized: per-column scales cannot tell the orders apart
+    kw = {"loss": "cross_entropy", "epochs": 1, "batch_size": 16, **QUIET}
+    flipped = gradwise.fit(mlp(13, 3), (xt, yt), val=(xv.flip(1), yv), out=tmp_path / "flipped", **kw)
+    mismatch = next(f for f in flipped.findings if f.code == "train_eval_mismatch")
+    assert mismatch.severity == "warning" and mismatch.evidence["share"] >= 0.1
+    i, j = mismatch.evidence["example_columns"]
+    assert abs(mismatch.evidence["train_correlation"] - mismatch.evidence["val_correlation"]) > 0.5, (i, j)
+    in_order = gradwise.fit(mlp(13, 3), (xt, yt), val=(xv, yv), out=tmp_path / "in_order", **kw)
+    assert "train_eval_mismatch" not in {f.code for f in in_order.findings}

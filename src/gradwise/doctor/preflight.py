@@ -62,6 +62,12 @@ NEAR_COPY = 0.2
 # rows (and closes >= 90% of the gap between the majority class and perfect), or it correlates >= 0.995 with a
 # regression target. Real features sit far below (breast_cancer's best single column ~0.92, iris's ~0.95, digits'
 # ~0.3; diabetes' best |r| ~0.59): a column that holds the answer was recorded after the outcome.
+# val/test columns that relate to each other differently than the training columns: a column pair's correlation
+# differs by >= 4 standard errors (Fisher z) for >= 10% of the pairs (and >= 3 pairs). Random splits of one data set
+# leave ~1e-4 of the pairs there; columns in another order, or transformed in one split only, move many.
+STRUCTURE_Z = 4.0
+STRUCTURE_SHARE = 0.1
+STRUCTURE_MIN_ROWS = 30
 LABEL_COLUMN_ACC = 0.99
 LABEL_COLUMN_GAP = 0.9
 LABEL_COLUMN_R = 0.995
@@ -359,6 +365,7 @@ class Preflight:
             self._guarded(self.check_near_copies, x)
             self._guarded(self.check_split_scale, x)
             self._guarded(self.check_label_column, x, y)
+            self._guarded(self.check_split_structure, x)
             loss = self.initial_loss(out, py)
             self.check_init(trace, loss)
             if loss is not None and loss.requires_grad:
@@ -832,6 +839,61 @@ class Preflight:
                       "splits read from differently processed files"],
                      ["apply the same preprocessing to every split: fit the scaler on train, then transform train, "
                       "val and test with it (data.scale=standard does this)"])
+
+    def check_split_structure(self, x: torch.Tensor) -> None:
+        """Validation/test columns whose correlations with each other differ from the training columns' far beyond
+        sampling noise: the columns come in another order (a table built by position, not by name), or a transform
+        reached one split only. Per-column scales can match (each split standardized on its own) and still the
+        model reads feature j where it learned feature i. Tables of 3-512 columns; splits of 30 rows or more."""
+        if x.ndim != 2 or not 3 <= x.shape[1] <= 512 or not x.is_floating_point() or len(x) < STRUCTURE_MIN_ROWS or any(
+                f.code == "train_eval_mismatch" for f in self.findings):
+            return
+
+        def corr(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            a = a.double()
+            a = a - a.mean(0)
+            sd = a.norm(dim=0)
+            return (a.T @ a) / (sd[:, None] * sd[None, :]).clamp_min(1e-300), sd > 1e-12 * (1 + a.abs().amax(0))
+
+        t = x[subsample(len(x), 20000).to(x.device)].cpu()
+        if not bool(torch.isfinite(t).all()):
+            return
+        ct, live_t = corr(t)
+        for split, loader in (("val", self.val), ("test", self.test)):
+            other = self.split(loader)
+            if other is None or other[0].shape[1:] != x.shape[1:] or len(other[0]) < STRUCTURE_MIN_ROWS:
+                continue
+            o = other[0][subsample(len(other[0]), 20000).to(other[0].device)].cpu()
+            if not bool(torch.isfinite(o).all()):
+                continue
+            co, live_o = corr(o)
+            live = live_t & live_o
+            pairs = torch.triu(live[:, None] & live[None, :], diagonal=1)
+            if int(pairs.sum()) < 3:
+                continue
+            zt = torch.atanh(ct.clamp(-0.999999, 0.999999))
+            zo = torch.atanh(co.clamp(-0.999999, 0.999999))
+            se = (1 / (len(t) - 3) + 1 / (len(o) - 3)) ** 0.5
+            dz = ((zo - zt).abs() / se)[pairs]
+            moved = dz >= STRUCTURE_Z
+            share = float(moved.float().mean())
+            if share < STRUCTURE_SHARE or int(moved.sum()) < 3:
+                continue
+            ii, jj = torch.nonzero(pairs, as_tuple=True)
+            k = int(dz.argmax())
+            i, j = int(ii[k]), int(jj[k])
+            self.add("train_eval_mismatch", "warning", f"the {split} columns relate to each other differently than "
+                     f"the training columns: {int(moved.sum())} of {len(dz)} column pairs ({share:.0%}) changed their "
+                     f"correlation far beyond sampling noise (columns {i} and {j}: {float(ct[i, j]):.2f} in training, "
+                     f"{float(co[i, j]):.2f} in {split}); the model reads the {split} columns as features they are not",
+                     {"split": split, "pairs_moved": int(moved.sum()), "pairs": len(dz), "share": share,
+                      "example_columns": [i, j], "train_correlation": float(ct[i, j]),
+                      f"{split}_correlation": float(co[i, j]), "threshold_z": STRUCTURE_Z,
+                      "threshold_share": STRUCTURE_SHARE},
+                     ["the columns of one split in another order (a table built by position, not by column name)",
+                      "a transform or feature step applied to one split only", "splits read from different sources"],
+                     ["build every split with the same pipeline and select columns by name "
+                      "(pandas: df[train_columns])"])
 
     # -- model and loss ----------------------------------------------------------------------------------
     def check_wiring(self, trace: Trace, y: torch.Tensor) -> None:
