@@ -40,9 +40,11 @@ Revised again (session 5), with general rules: a regularizer that out-pulls the 
 run as held back from a tenth of the know-nothing loss (with no generalization gap), not a quarter; a schedule that
 cut the LR to ~0 while the loss was still falling is also lr_too_low; one input column that predicts the label for
 >= 99% of the validation rows, better than the other columns' nearest rows do, is data_leakage; units that die after
-update steps above 5% of the weights also report lr_too_high. Now: 18/22, no false alarm (0/8). Still missed:
-validation columns in another order (read as label_problem), exploding gradients and a divergence within ten steps
-before a NaN (squared activation), no_learning as info under vanishing gradients (30 plain ReLU layers).
+update steps above 5% of the weights also report lr_too_high; a probed gradient norm 100x the first steps' within
+50 steps before a NaN is exploding_gradients; validation column pairs whose correlations moved far beyond sampling
+noise (Fisher z >= 4 on >= 10% of the pairs) are a train_eval_mismatch. Now: 20/22 (18/22 at seed 1), no false
+alarm (0/8 at both seeds). Still missed: a diverging_loss next to the NaN of the squared activation (the loss spiked
+once, 1.1 -> 5.7 -> 1.1, then overflowed), no_learning as info under vanishing gradients (30 plain ReLU layers).
 
 Usage:
     OMP_NUM_THREADS=1 python bench/doctor_blind5.py [--only a,b] [--keep DIR] [--list] [--seed N]
