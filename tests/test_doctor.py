@@ -776,18 +776,33 @@ def test_a_column_that_holds_the_label_is_leakage(tmp_path: Path) -> None:
     proxy = y + np.random.RandomState(0).normal(0, 0.05, len(y))  # recorded after the outcome: flips included
     kw = {"loss": "cross_entropy", "epochs": 1, "batch_size": 64, **QUIET}
 
-    def fit(x: Any, y: Any, name: str) -> Any:
-        x = ((x - x[:1200].mean(0)) / x[:1200].std(0)).astype("float32")
-        return gradwise.fit(mlp(x.shape[1], 2 if y.max() == 1 else 4), (x[:1200], y[:1200]),
-                            val=(x[1200:], y[1200:]), out=tmp_path / name, **kw)
+    def fit(x: Any, y: Any, name: str, n: int = 1200) -> Any:
+        x = ((x - x[:n].mean(0)) / x[:n].std(0)).astype("float32")
+        return gradwise.fit(mlp(x.shape[1], 2 if y.max() == 1 else 4), (x[:n], y[:n]), val=(x[n:], y[n:]),
+                            out=tmp_path / name, **kw)
 
     leak = next(f for f in fit(np.column_stack([x, proxy]), y, "leak").findings if f.code == "data_leakage")
     assert leak.evidence["column"] == 12 and leak.evidence["single_column_accuracy"] > 0.99
     assert leak.evidence["nearest_row_accuracy"] < 0.95  # the other columns cannot know the flipped labels
     assert "data_leakage" not in {f.code for f in fit(x, y, "clean").findings}
-    # well-separated clusters: one column may decide the class, but so do the others -- not a leak
+    # well-separated clusters: one column may decide the class, but so do the others -- not a leak, also when the
+    # training rows are stored sorted by class
     xb, yb = make_blobs(1600, n_features=6, centers=4, cluster_std=1.0, random_state=0)
     assert "data_leakage" not in {f.code for f in fit(xb, yb, "blobs").findings}
+    xb, yb = make_blobs(8000, n_features=6, centers=4, cluster_std=1.0, random_state=0)
+    order = np.argsort(yb[:7000], kind="stable")  # more rows than the check compares, stored class by class
+    xs, ys = np.concatenate([xb[:7000][order], xb[7000:]]), np.concatenate([yb[:7000][order], yb[7000:]])
+    assert "data_leakage" not in {f.code for f in fit(xs, ys, "blobs_sorted", n=7000).findings}
+    # a regression column that tracks the target (the last value of a smooth series) may be legitimate: info only
+    rs = np.random.RandomState(0)
+    series = 10 * np.sin(np.arange(1601) / 40) + rs.normal(0, 0.1, 1601)
+    xr = np.column_stack([series[:-1], rs.normal(0, 1, (1600, 3))]).astype("float32")
+    yr = ((series[1:] - series[1:1201].mean()) / series[1:1201].std()).astype("float32")
+    xr = (xr - xr[:1200].mean(0)) / xr[:1200].std(0)
+    lag = gradwise.fit(nn.Sequential(*mlp(4, 1), nn.Flatten(0)), (xr[:1200], yr[:1200]), val=(xr[1200:], yr[1200:]),
+                       loss="mse", epochs=1, out=tmp_path / "lag", **QUIET)
+    found = next(f for f in lag.findings if f.code == "data_leakage")
+    assert found.severity == "info" and found.evidence["abs_correlation"] >= 0.995
 
 
 def test_units_killed_by_large_steps_blame_the_lr(tmp_path: Path) -> None:

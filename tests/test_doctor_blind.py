@@ -59,7 +59,7 @@ NOT_ASSERTED = {
     (blind2, "circles_batch4_torch_sgd_lr_0.1"), (blind3, "mnist1d_gru512_torch_sgd_lr_3"),
     (blind3, "classif_adamw_weight_decay_5"), (blind3, "mnist1d_cnn_dropout_0.95"),
     (blind3, "tanh_rnn_cue_at_start_of_200_steps"), (blind3, "friedman_mse_broadcast_n1_vs_n"),
-    (blind4, "tiny_init_deep_relu"), (blind4, "huge_init_prelu"), (blind4, "tied_residual_x24"),
+    (blind4, "tiny_init_deep_relu"), (blind4, "huge_init_prelu"),
     (blind5, "squared_activation"), (blind5, "deep_plain_relu_30"),
 }
 SLOW = [(m, r.name) for m in (blind, blind2, blind3, blind4, blind5) for r in m.RUNS

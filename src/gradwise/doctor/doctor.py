@@ -455,7 +455,8 @@ class Doctor(Callback):
                                       clipping=trainer.clip_grad is not None)
         now = logs.get("epoch")
         for f in found[len(acts):]:
-            self.report(trainer, f)
+            if not (f.code == "lr_too_low" and self._cut_lr):  # never blame the doctor's own LR cut on the schedule
+                self.report(trainer, f)
         self._dead_by_large_steps(trainer, acts)
         fresh = {f.code: f for f in found if f.epoch == now}
         # never checkpoint a diverged state; once the loss is back near its best, checkpoints are good again
@@ -495,12 +496,12 @@ class Doctor(Callback):
 
     def _dead_by_large_steps(self, trainer: Trainer, acts: list[Finding]) -> None:
         """Units that died during training after steps far above the healthy size: the LR killed them. Not when
-        they were dead from the start (pre-flight) or the init is abnormal: then the steps did not do it."""
+        they were dead from the start (pre-flight reports that as bad_initialization) or the init is abnormal: then
+        the steps did not do it."""
         dead = next((f for f in acts if f.code == "dead_units" and f.severity == "warning"), None)
         if (dead is None or "lr_too_high" in self._seen or "bad_initialization" in self._seen
                 or dead.evidence.get("coupled_weight_decay")  # Adam's L2 decay kills them: another cause
-                or (self.facts is not None and self.facts.init_abnormal)
-                or any(f.code == "dead_units" and f.epoch == 0 for f in self._findings)):
+                or (self.facts is not None and self.facts.init_abnormal)):
             return
         big = self._largest_step()
         if big is None or big < self.t.dead_repair_step:

@@ -722,14 +722,14 @@ class Preflight:
         """One input column that alone gives away the label (a field recorded after the outcome: a refund flag, a
         diagnosis code, the label itself plus noise). Judged on validation rows against class medians taken from
         the training rows, so a column must carry the label in both splits; tables of 3 or more columns only."""
-        if x.ndim != 2 or x.shape[1] < 3 or not x.is_floating_point() or len(x) < 50 or any(
+        if x.ndim != 2 or not 3 <= x.shape[1] <= 1024 or not x.is_floating_point() or len(x) < 50 or any(
                 f.code == "data_leakage" for f in self.findings):
-            return
+            return  # (wider inputs are pixels or embeddings, not fields a table may have picked up)
         other = self.split(self.val)
         if other is None or other[0].ndim != 2 or other[0].shape[1] != x.shape[1] or len(other[0]) < 100:
             return
-        ti = subsample(len(x), 20000).to(x.device)
-        vi = subsample(len(other[0]), 2000).to(other[0].device)
+        ti = subsample(len(x), 5000).to(x.device)  # class medians and correlations settle long before 5000 rows
+        vi = subsample(len(other[0]), 1000).to(other[0].device)
         xt, yt = x[ti].float().cpu(), y[ti].cpu()
         xv, yv = other[0][vi].float().cpu(), other[1][vi].cpu()
         if not (bool(torch.isfinite(xt).all()) and bool(torch.isfinite(xv).all())):
@@ -739,7 +739,12 @@ class Preflight:
         # left out (standardized columns). A legitimately decisive column (well-separated clusters) is matched by
         # the other columns; a leaked one beats them, because it also "predicts" the label noise no feature can.
         mu, sd = xt.mean(0), xt.std(0).clamp_min(1e-8)
-        zt, zv = (xt[:5000] - mu) / sd, (xv[:500] - mu) / sd
+        # random rows, not the first ones: subsample keeps the stored order, and rows sorted by label would leave
+        # the neighbours one class to choose from
+        gen = torch.Generator().manual_seed(11)
+        pick_t = torch.randperm(len(xt), generator=gen)[:5000]
+        pick_v = torch.randperm(len(xv), generator=gen)[:500]
+        zt, zv = (xt[pick_t] - mu) / sd, (xv[pick_v] - mu) / sd
 
         def nearest_without(col: int) -> torch.Tensor:
             keep = torch.arange(zt.shape[1]) != col
@@ -754,15 +759,23 @@ class Preflight:
             if len(labels) < 2 or len(labels) > 100:
                 return
             med = torch.stack([xt[ct == c].median(dim=0).values for c in labels])  # (classes, columns)
-            guess = labels[(xv[None, :, :] - med[:, None, :]).abs().argmin(dim=0)]  # (rows, columns)
+            # nearest class median per (row, column), one class at a time: no (classes, rows, columns) tensor
+            best_d = torch.full_like(xv, math.inf)
+            guess = torch.zeros(xv.shape, dtype=labels.dtype)
+            for c, m in zip(labels, med, strict=True):
+                d = (xv - m).abs_()
+                closer = d < best_d
+                best_d = torch.where(closer, d, best_d)
+                guess[closer] = c
             acc = (guess == cv[:, None]).float().mean(dim=0)
             majority = float(torch.bincount(cv - int(cv.min())).max()) / len(cv)
             order = acc.argsort(descending=True)
             best, col = float(acc[order[0]]), int(order[0])
             second = float(acc[order[1]])
-            if best < max(LABEL_COLUMN_ACC, majority + LABEL_COLUMN_GAP * (1 - majority)):
+            bar = max(LABEL_COLUMN_ACC, majority + LABEL_COLUMN_GAP * (1 - majority))
+            if best < bar or second >= bar:  # one column holds the answer, not several that separate the classes
                 return
-            nn_acc = float((ct[:5000][nearest_without(col)] == cv[:500]).float().mean())
+            nn_acc = float((ct[pick_t][nearest_without(col)] == cv[pick_v]).float().mean())
             if best < nn_acc + LABEL_COLUMN_BEAT:
                 return
             what = (f"column {col} alone predicts the class of {best:.1%} of the validation rows, where a row's "
@@ -777,9 +790,9 @@ class Preflight:
             r = torch.minimum(corr(xt, yt.float()).abs(), corr(xv, yv.float()).abs())
             order = r.argsort(descending=True)
             best, col, second = float(r[order[0]]), int(order[0]), float(r[order[1]])
-            if best < LABEL_COLUMN_R:
+            if best < LABEL_COLUMN_R or second >= LABEL_COLUMN_R:
                 return
-            nn_r = float(corr(yt[:5000][nearest_without(col)].float()[:, None], yv[:500].float()).abs()[0])
+            nn_r = float(corr(yt[pick_t][nearest_without(col)].float()[:, None], yv[pick_v].float()).abs()[0])
             if best < nn_r + LABEL_COLUMN_BEAT:
                 return
             what = (f"column {col} alone correlates {best:.4f} with the target (training and validation rows), "
@@ -788,13 +801,17 @@ class Preflight:
                         "nearest_row_correlation": nn_r, "threshold": LABEL_COLUMN_R}
         else:
             return
-        self.add("data_leakage", "warning", f"{what}; the next best column reaches {second:.2g}. A column that holds "
+        # A regression column this close to the target can be legitimate (the previous value of a smooth series in
+        # one-step forecasting): said as info there; a column that gives away the class is a warning.
+        severity = "info" if "abs_correlation" in evidence else "warning"
+        self.add("data_leakage", severity, f"{what}; the next best column reaches {second:.2g}. A column that holds "
                  "the answer is usually recorded after the outcome: the model leans on it, and the validation score "
                  "says nothing about data where it is not known yet", evidence,
                  ["a field filled in after the outcome (a refund, a diagnosis, a status) kept among the inputs",
                   "the target (or a transform of it) joined back into the features"],
                  [f"drop column {col} from the inputs if it is not known when the model must predict",
-                  "if it is legitimately known, the task may not need a network"])
+                  "if it is legitimately known (a lag of the target in forecasting), nothing is wrong; the task may "
+                  "not need a network"])
 
     def check_split_scale(self, x: torch.Tensor) -> None:
         """Validation/test inputs on another scale than the training inputs: most features shifted by several

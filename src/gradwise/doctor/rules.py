@@ -996,8 +996,8 @@ def over_regularization(records: list[ProbeRecord], facts: Facts | None, history
                       "know-nothing loss", {"reg_to_data": med, "threshold": t.reg_ratio, **knobs,
                                              "train_loss": L[-1], "loss_scale": S},
                       ["weight decay / L2 / L1 a decade or more too strong"],
-                      ["optim.l1=0 (or 1e-6)"] if knobs["l1"] else
-                      ["optim.weight_decay=0.01 (AdamW) or 5e-4 (SGD)", "optim.l2=0"],
+                      (["optim.l1=0 (or 1e-6)"] if (knobs["l1"] or 0) > 1e-5 else [])
+                      + ["optim.weight_decay=0.01 (AdamW) or 5e-4 (SGD)", "optim.l2=0"],
                       history[-1].get("epoch"), history[-1].get("step")))
     elif dropout >= 0.7 and high:
         out.append(_f("over_regularization", "warning", f"dropout p={dropout:g} and the training loss stays at "

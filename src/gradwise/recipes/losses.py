@@ -100,6 +100,8 @@ class ClassificationLoss(GradwiseLoss):
             # moves the target to the output's device).
             try:
                 return F.cross_entropy(output, target, label_smoothing=self.label_smoothing)
+            except torch.OutOfMemoryError:
+                raise
             except (RuntimeError, ValueError):
                 pass
         dt = _compute_dtype(output)

@@ -152,8 +152,10 @@ def save_checkpoint(path: Path, state: dict[str, Any], also: list[Path] | tuple[
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, _FILE_MODE)
-        os.close(fd)
+        try:
+            os.fchmod(fd, _FILE_MODE)
+        finally:
+            os.close(fd)
         # torch.save given a file name writes through its C++ file writer; given a Python file object it calls back
         # into Python for every record (~0.1 ms more per checkpoint with the GIL held, which the loop waits for)
         torch.save(state, tmp)
