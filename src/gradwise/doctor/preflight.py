@@ -735,20 +735,20 @@ class Preflight:
         if not (bool(torch.isfinite(xt).all()) and bool(torch.isfinite(xv).all())):
             return
         kind = self.facts.loss_kind
-        # What the other columns tell: the label of each validation row's nearest training row, the suspect column
-        # left out (standardized columns). A legitimately decisive column (well-separated clusters) is matched by
-        # the other columns; a leaked one beats them, because it also "predicts" the label noise no feature can.
-        mu, sd = xt.mean(0), xt.std(0).clamp_min(1e-8)
-        # random rows, not the first ones: subsample keeps the stored order, and rows sorted by label would leave
-        # the neighbours one class to choose from
+        # Random rows for the neighbour comparison, not the first ones: subsample keeps the stored order, and rows
+        # sorted by label would leave the neighbours one class to choose from.
         gen = torch.Generator().manual_seed(11)
         pick_t = torch.randperm(len(xt), generator=gen)[:5000]
         pick_v = torch.randperm(len(xv), generator=gen)[:500]
-        zt, zv = (xt[pick_t] - mu) / sd, (xv[pick_v] - mu) / sd
 
         def nearest_without(col: int) -> torch.Tensor:
-            keep = torch.arange(zt.shape[1]) != col
-            return torch.cdist(zv[:, keep], zt[:, keep]).argmin(dim=1)
+            """What the other columns tell: each picked validation row's nearest picked training row, `col` left out
+            (standardized columns). A legitimately decisive column (well-separated clusters) is matched by the other
+            columns; a leaked one beats them, because it also "predicts" the label noise no feature can."""
+            keep = torch.arange(xt.shape[1]) != col
+            a, b = xt[pick_t][:, keep], xv[pick_v][:, keep]
+            mu, sd = a.mean(0), a.std(0).clamp_min(1e-8)
+            return torch.cdist((b - mu) / sd, (a - mu) / sd).argmin(dim=1)
 
         evidence: dict[str, Any]
         if kind in (*_CE, "bce", "bce_prob"):  # class indices, or one 0/1 column
@@ -784,15 +784,15 @@ class Preflight:
                         "nearest_row_accuracy": nn_acc, "majority_share": majority, "threshold": LABEL_COLUMN_ACC}
         elif kind in ("mse", "mae", "huber") and yt.is_floating_point() and yt.ndim == 1 and yv.ndim == 1:
             def corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-                a, b = a - a.mean(0), b - b.mean()
-                return (a * b[:, None]).sum(0) / (a.norm(dim=0) * b.norm()).clamp_min(1e-12)
+                """|correlation| of each column of `a` with `b` (0 for a constant column)."""
+                return torch.corrcoef(torch.cat([a.T, b.float()[None]]))[-1, :-1].nan_to_num(0.0).abs()
 
-            r = torch.minimum(corr(xt, yt.float()).abs(), corr(xv, yv.float()).abs())
+            r = torch.minimum(corr(xt, yt), corr(xv, yv))
             order = r.argsort(descending=True)
             best, col, second = float(r[order[0]]), int(order[0]), float(r[order[1]])
             if best < LABEL_COLUMN_R or second >= LABEL_COLUMN_R:
                 return
-            nn_r = float(corr(yt[pick_t][nearest_without(col)].float()[:, None], yv[pick_v].float()).abs()[0])
+            nn_r = float(corr(yt[pick_t][nearest_without(col)].float()[:, None], yv[pick_v])[0])
             if best < nn_r + LABEL_COLUMN_BEAT:
                 return
             what = (f"column {col} alone correlates {best:.4f} with the target (training and validation rows), "
@@ -867,10 +867,9 @@ class Preflight:
             return
 
         def corr(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """The column correlation matrix and which columns vary (a constant column has no correlation)."""
             a = a.double()
-            a = a - a.mean(0)
-            sd = a.norm(dim=0)
-            return (a.T @ a) / (sd[:, None] * sd[None, :]).clamp_min(1e-300), sd > 1e-12 * (1 + a.abs().amax(0))
+            return torch.corrcoef(a.T), a.std(0) > 1e-12 * (1 + a.abs().amax(0))
 
         t = x[subsample(len(x), 20000).to(x.device)].cpu()
         if not bool(torch.isfinite(t).all()):

@@ -29,6 +29,7 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -98,21 +99,37 @@ def _read_umask() -> int:
 _FILE_MODE = 0o666 & ~_read_umask()
 
 
-def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call write(fileobj) on a temp file next to `path`, fsync, then rename over `path`."""
+def atomic_write_file(path: Path, fill: Callable[[str], Any]) -> None:
+    """Call fill(temp_name) to write a temp file next to `path`, fsync it, rename it over `path`, fsync the folder.
+
+    A crash at any point leaves `path` as it was (or as the new content, complete); the temp file never stays."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, _FILE_MODE)  # mkstemp makes the file private (0600); a run directory's files follow the umask
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            os.fchmod(fd, _FILE_MODE)  # mkstemp makes the file private (0600); a run directory's files follow the umask
+        finally:
+            os.close(fd)
+        fill(tmp)
+        fd = os.open(tmp, os.O_RDONLY)  # fsync flushes the file's data whichever descriptor asks
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, write: Callable[[Any], Any]) -> None:
+    """Call write(fileobj) on a temp file next to `path`, fsync, then rename over `path`."""
+    def fill(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            write(f)
+
+    atomic_write_file(path, fill)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -149,26 +166,9 @@ def json_default(o: Any) -> Any:
 
 def save_checkpoint(path: Path, state: dict[str, Any], also: list[Path] | tuple[Path, ...] = ()) -> None:
     """Write `state` to `path` atomically; each path in `also` then names the same content (best.pt = last.pt)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        try:
-            os.fchmod(fd, _FILE_MODE)
-        finally:
-            os.close(fd)
-        # torch.save given a file name writes through its C++ file writer; given a Python file object it calls back
-        # into Python for every record (~0.1 ms more per checkpoint with the GIL held, which the loop waits for)
-        torch.save(state, tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    # torch.save given a file name writes through its C++ file writer; given a Python file object it calls back into
+    # Python for every record (~0.1 ms more per checkpoint with the GIL held, which the loop waits for)
+    atomic_write_file(path, lambda tmp: torch.save(state, tmp))
     for other in also:
         atomic_link(path, other)
 
