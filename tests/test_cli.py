@@ -75,3 +75,113 @@ def test_mnist1d_examples_reproduce_the_paper(tmp_path: Path, name: str, low: fl
     assert proc.returncode == 0, proc.stderr
     acc = json.loads((out / "summary.json").read_text())["test"]["test_accuracy"]
     assert low <= acc <= high, acc
+
+
+# ------------------------------------------------------------------------ command-line mistakes and exit status
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run `gradwise ARGS` in this process: (exit status, stdout, stderr)."""
+    from gradwise.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return int(exit_info.value.code or 0), out, err
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["train", "--epochs", "5"], "train.epochs="),
+    (["eval"], "Missing argument 'RUN_DIR'"),
+    (["foo"], "No such command 'foo'; commands: train, eval, predict"),
+    (["train", "--resume"], "'--resume' requires an argument; see `gradwise train --help`"),
+    (["train", "--quiet", "true"], "Flags such as --quiet take no value"),
+    (["eval", "--split", "everything", "somewhere"], "'everything' is not one of"),
+    (["tune"], "gradwise tune needs a CONFIG"),
+    (["train", "optim.lrr=0.1"], "optim.lr"),
+])
+def test_command_line_mistakes_exit_2_with_one_clear_line(capsys: pytest.CaptureFixture[str], args: list[str],
+                                                          says: str) -> None:
+    code, _, err = cli(capsys, *args)
+    assert code == 2
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: ") and says in err, err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    code, out, _ = cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"gradwise {version('gradwise')}"
+
+
+def test_the_installed_entry_point_answers() -> None:
+    proc = subprocess.run([sys.executable, "-m", "gradwise.cli", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("gradwise "), proc.stderr
+
+
+def test_help_reads_like_a_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "train", "--help")
+    assert code == 0
+    assert "-q, --quiet" in out and "<bool>" not in out and "{" not in out
+    # where to go next: every key, the built-in datasets and models, examples
+    assert "gradwise config" in out and "digits" in out and "transformer" in out and "Examples:" in out
+    code, out, _ = cli(capsys, "eval", "--help")
+    assert code == 0 and "Usage: gradwise eval [OPTIONS] RUN_DIR" in out
+    code, out, _ = cli(capsys)  # a bare `gradwise` is help, not an error
+    assert code == 0 and "Commands:" in out
+
+
+def test_text_in_brackets_is_printed_literally(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "train", "tune.space.model.activation=5")
+    assert code == 2 and "[relu, gelu, tanh]" in err, err
+
+
+def test_a_bug_is_one_line_and_a_saved_traceback(capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import gradwise.config
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise AttributeError("'DataConfig' object has no attribute 'path'")
+
+    monkeypatch.setattr(gradwise.config, "load_config", broken)
+    monkeypatch.delenv("GRADWISE_TRACEBACK", raising=False)
+    code, _, err = cli(capsys, "config")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    saved = Path(err.split("saved in ")[1].split(" (")[0])
+    assert "AttributeError" in saved.read_text()
+    saved.unlink()
+
+
+def test_start_up_line_names_what_is_trained(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = cli(capsys, "train", "data.dataset=iris", "model.name=logreg", "train.epochs=1", "--quiet",
+                       "--out", str(tmp_path / "run"))
+    assert code == 0
+    assert "training logreg on iris" in out and "cnn1d" not in out
+
+
+def test_a_failed_run_and_doctor_errors_exit_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = tmp_path / "nan"
+    code, stdout, _ = cli(capsys, "train", "data.dataset=digits", "model.name=mlp", "optim.name=sgd",
+                          "optim.lr=1000", "train.clip_grad=null", "train.epochs=3", "--quiet", "--out", str(out))
+    assert code == 1 and "status failed" in stdout
+    assert json.loads((out / "summary.json").read_text())["status"] == "failed"
+    code, stdout, _ = cli(capsys, "doctor", str(out))
+    assert code == 1 and "ERROR" in stdout
+
+
+def test_a_run_stopped_by_sigterm_exits_143(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "gradwise.cli", "train", "train.epochs=200", "--quiet", "--out",
+                             str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text()) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "status stopped" in stdout

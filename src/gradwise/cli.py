@@ -1,32 +1,57 @@
 """The command line: `gradwise train|doctor|eval|predict|lr-find|tune|config`.
 
-Errors gradwise raises on purpose are printed as one clear message and exit with status 2, never a traceback.
+Built on click directly. Typer 0.2x vendors its own fork of click whose exception classes and help layout changed
+between minor releases (`--quiet -q <bool>`, `{RUN_DIR}`), which is how a user once met tracebacks here; click is
+the stable base typer itself was made on.
+
+Exit status: 0 completed, 1 the run failed or the doctor found an error, 2 bad input (one clear line on stderr,
+never a traceback), 128+N stopped by signal N (130 for Ctrl-C, 143 for SIGTERM). Everything a user typed or a
+file holds (values, keys, paths, fixes) is printed literally: rich markup never eats text in brackets.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
-import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gradwise.errors import GradwiseError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="gradwise: train deep neural networks well, and say what goes wrong.")
 console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+_FLAG_WORDS = ("true", "false", "yes", "no", "on", "off", "0", "1")
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _split_args(args: list[str] | None) -> tuple[str | None, list[str]]:
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gradwise")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        from gradwise import __version__
+
+        return __version__
+
+
+def _split_args(args: tuple[str, ...] | list[str] | None, command: str = "train") -> tuple[str | None, list[str]]:
     """`train [CONFIG] [key=value ...]`: the first argument is the config unless it is an override."""
     args = list(args or [])
     config = None
     if args and "=" not in args[0]:
         config = args.pop(0)
+        if config.lower() in _FLAG_WORDS and not Path(config).exists():
+            raise GradwiseError(f"'{config}' is not a config file. Flags such as --quiet take no value: write "
+                                f"`gradwise {command} --quiet`, not `--quiet {config}`.")
     bad = [a for a in args if "=" not in a]
     if bad:
         raise GradwiseError(f"'{bad[0]}' is neither a config file (it must come first) nor an override of the form "
@@ -34,15 +59,54 @@ def _split_args(args: list[str] | None) -> tuple[str | None, list[str]]:
     return config, args
 
 
-@app.command(context_settings={"allow_extra_args": False})
-def train(
-    args: list[str] = typer.Argument(None, metavar="[CONFIG] [KEY=VALUE]...",
-                                     help="YAML config (optional) then dotted overrides, e.g. optim.lr=3e-4"),
-    out: Path | None = typer.Option(None, "--out", "-o", help="run directory (default runs/<time>-<name>)"),
-    resume: Path | None = typer.Option(None, "--resume", help="continue the run in this directory"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
-) -> None:
-    """Train a model. With no config: the built-in CNN on MNIST-1D (under a minute on 2 CPU cores)."""
+def _builtins() -> str:
+    from gradwise.data.datasets import BUILTIN_DATASETS
+    from gradwise.models.build import MODELS
+
+    return (f"Built-in datasets (data.dataset=...): {', '.join(BUILTIN_DATASETS)}; or data.path=FILE.csv|.parquet|"
+            f".npz with data.target=COLUMN.\n\nBuilt-in models (model.name=...): {', '.join(MODELS)}.")
+
+
+class _Commands(click.Group):
+    """Commands listed in the order a user meets them, not alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        order = ["train", "eval", "predict", "doctor", "lr-find", "tune", "config"]
+        return sorted(self.commands, key=lambda name: order.index(name) if name in order else len(order))
+
+
+@click.group(cls=_Commands, context_settings=_CONTEXT, invoke_without_command=True)
+@click.version_option(_version(), "--version", "-V", prog_name="gradwise", message="%(prog)s %(version)s")
+@click.pass_context
+def app(ctx: click.Context) -> None:
+    """gradwise: train deep neural networks well, and say what goes wrong.
+
+    Start with `gradwise train` (a built-in default, under a minute on 2 CPU cores), then
+    `gradwise train CONFIG key=value ...`. `gradwise COMMAND --help` explains each command.
+    """
+    if ctx.invoked_subcommand is None:  # a bare `gradwise`: the help, not an error
+        click.echo(ctx.get_help())
+
+
+@app.command(context_settings=_CONTEXT, short_help="Train a model (with no config: a built-in default).",
+             epilog="\b\nExamples:\n"
+             "  gradwise train                                # the built-in default: cnn1d on MNIST-1D\n"
+             "  gradwise train data.dataset=digits model.name=mlp train.epochs=20\n"
+             "  gradwise train examples/mnist1d_cnn.yaml optim.lr=1e-3 --out runs/cnn\n"
+             "  gradwise train --resume runs/cnn              # continue a stopped or killed run\n"
+             "  gradwise config                               # every key with its default")
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+@click.option("--out", "-o", type=click.Path(path_type=Path), metavar="DIR",
+              help="Run directory (default runs/<time>-<name>).")
+@click.option("--resume", type=click.Path(path_type=Path), metavar="DIR",
+              help="Continue the run in this directory (overrides such as train.epochs=40 are allowed).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output, only the final summary.")
+def train(args: tuple[str, ...], out: Path | None, resume: Path | None, quiet: bool) -> int:
+    """Train a model from a YAML config and/or KEY=VALUE overrides.
+
+    With no config: built-in defaults (a 1-D CNN on MNIST-1D) with your overrides applied. Every key and its
+    default: `gradwise config`; a YAML file starts from its output (`gradwise config > my.yaml`).
+    """
     from gradwise.api import train as train_run
 
     config, overrides = _split_args(args)
@@ -54,68 +118,88 @@ def train(
     if quiet:
         overrides.append("train.progress=none")
     if config is None and resume is None:
-        console.print("No config given: training the built-in default (cnn1d on MNIST-1D). "
-                      "See examples/ for more.", style="dim")
+        from gradwise.config import load_config
+
+        cfg = load_config(None, overrides)
+        what = "the built-in default" if len(overrides) == len([o for o in overrides if o.startswith(("out=",
+                                                                   "train.progress="))]) else "defaults + overrides"
+        console.print(f"No config given: training {cfg.model.name} on {cfg.data.dataset} ({what}; "
+                      "`gradwise config` lists every key, examples/ holds configs).", style="dim", markup=False)
     from gradwise.crossval import cross_validate, is_cross_validation, print_result
 
     if is_cross_validation(config, overrides, resume):  # data.folds > 1: one run per fold, then mean ± std
         cv = cross_validate(config, overrides, resume=resume, console=console)
         print_result(cv, console)
-        if cv.status == "failed":
-            raise typer.Exit(1)
-        return
-    run = train_run(config, overrides, resume=resume)
+        return 1 if cv.status == "failed" else 0
+    run = train_run(config, overrides, resume=resume, console=console)
     _print_result(run)
-    if run.status == "failed":
-        raise typer.Exit(1)
+    return _status_code(run.status, run.summary.get("stop_reason"))
+
+
+def _status_code(status: str, stop_reason: str | None) -> int:
+    if status == "failed":
+        return 1
+    if status == "stopped" and stop_reason and stop_reason.startswith("received SIG"):
+        name = stop_reason.split()[1].rstrip(":")
+        return 128 + int(getattr(signal, name, signal.SIGINT))
+    return 0
 
 
 def _print_result(run: Any) -> None:
     s = run.summary
-    console.print(f"[bold]status[/] {s['status']}" + (f"  ({s['stop_reason']})" if s.get("stop_reason") else ""))
+    reason = f"  ({s['stop_reason']})" if s.get("stop_reason") else ""
+    console.print(f"status {s['status']}{reason}", markup=False, style="bold")
     final = s.get("final") or {}
+    kept = s.get("kept") or final
+    if kept and final and kept.get("epoch") != final.get("epoch"):
+        # the weights (and so eval and the test metrics) are the restored best epoch's, not the last one's
+        console.print(f"  kept epoch {kept.get('epoch')} of {final.get('epoch')} (best "
+                      f"{(s.get('best') or {}).get('monitor', 'val_loss')}; its weights were restored)", markup=False)
     for key in ("train_loss", "val_loss", "val_accuracy", "val_mae", "val_r2"):
-        if key in final:
-            console.print(f"  {key:<14} {final[key]:.4f}")
+        if kept.get(key) is not None:
+            console.print(f"  {key:<14} {kept[key]:.4f}", markup=False)
     for key, value in (s.get("test") or {}).items():
-        console.print(f"  [bold]{key:<14} {value:.4f}[/]")
+        console.print(f"  {key:<14} {value:.4f}", markup=False, style="bold")
     if run.findings:
-        console.print(f"  doctor: {len(run.findings)} finding(s): {', '.join(f.code for f in run.findings)}")
-    console.print(f"  wall time      {s['wall_seconds']:.1f} s")
-    console.print(f"run directory: {run.dir}")
+        console.print(f"  doctor: {len(run.findings)} finding(s): {', '.join(f.code for f in run.findings)}",
+                      markup=False)
+    console.print(f"  wall time      {s['wall_seconds']:.1f} s", markup=False)
+    console.print(f"run directory: {run.dir}", markup=False)
 
 
-@app.command("config")
-def show_config(
-    args: list[str] = typer.Argument(None, metavar="[CONFIG] [KEY=VALUE]..."),
-) -> None:
+@app.command("config", context_settings=_CONTEXT, short_help="Print the resolved config (every key with its value).")
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+def show_config(args: tuple[str, ...]) -> int:
     """Print the resolved config (every default filled in), e.g. to start a YAML file from."""
     from gradwise.config import load_config
 
-    config, overrides = _split_args(args)
+    config, overrides = _split_args(args, "config")
     sys.stdout.write(load_config(config, overrides).to_yaml())
+    return 0
 
 
-@app.command("eval")
-def eval_cmd(
-    run_dir: Path = typer.Argument(..., help="a run directory written by gradwise train"),
-    split: str = typer.Option("test", "--split", help="train, val or test"),
-) -> None:
+@app.command("eval", context_settings=_CONTEXT, short_help="Evaluate a trained run on one of its splits.")
+@click.argument("run_dir", type=click.Path(path_type=Path), metavar="RUN_DIR")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]),
+              help="Which split to evaluate.")
+def eval_cmd(run_dir: Path, split: str) -> int:
     """Evaluate a trained run on one of its splits (same data, same stored preprocessing)."""
     from gradwise.inference import evaluate_run
 
     metrics = evaluate_run(run_dir, split)
     for key, value in metrics.items():
-        console.print(f"{split}_{key:<12} {value:.4f}")
+        console.print(f"{split}_{key:<12} {value:.4f}", markup=False)
+    return 0
 
 
-@app.command("predict")
-def predict_cmd(
-    run_dir: Path = typer.Argument(..., help="a run directory written by gradwise train"),
-    inputs: Path = typer.Argument(..., help="new rows: .csv, .parquet, .npy or .npz"),
-    out: Path | None = typer.Option(None, "--out", "-o", help="write predictions here as CSV (default: stdout)"),
-) -> None:
-    """Predict new rows with a trained run: class names (and probabilities) or values, as CSV."""
+@app.command("predict", context_settings=_CONTEXT, short_help="Predict new rows with a trained run.")
+@click.argument("run_dir", type=click.Path(path_type=Path), metavar="RUN_DIR")
+@click.argument("inputs", type=click.Path(path_type=Path), metavar="ROWS")
+@click.option("--out", "-o", type=click.Path(path_type=Path), metavar="FILE",
+              help="Write predictions here as CSV (default: stdout).")
+def predict_cmd(run_dir: Path, inputs: Path, out: Path | None) -> int:
+    """Predict new ROWS (.csv, .parquet, .npy or .npz) with a trained run: class names (and probabilities) or
+    values, as CSV."""
     from gradwise.inference import predict
 
     frame = predict(run_dir, inputs)
@@ -124,84 +208,148 @@ def predict_cmd(
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out, index=False)
-        console.print(f"{len(frame)} predictions written to {out}")
+        console.print(f"{len(frame)} predictions written to {out}", markup=False)
+    return 0
 
 
-@app.command("lr-find")
-def lr_find_cmd(
-    args: list[str] = typer.Argument(None, metavar="[CONFIG] [KEY=VALUE]..."),
-    plot: Path = typer.Option(Path("lr_find.png"), "--plot", help="where to save the loss-vs-LR plot"),
-    steps: int = typer.Option(100, "--steps", min=10, help="mini-batches in the sweep"),
-) -> None:
+@app.command("lr-find", context_settings=_CONTEXT, short_help="LR range test: suggest a learning rate, save a plot.")
+@click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
+@click.option("--plot", type=click.Path(path_type=Path), default=Path("lr_find.png"), show_default=True,
+              metavar="FILE", help="Where to save the loss-vs-LR plot.")
+@click.option("--steps", type=click.IntRange(min=10), default=100, show_default=True,
+              help="Mini-batches in the sweep.")
+def lr_find_cmd(args: tuple[str, ...], plot: Path, steps: int) -> int:
     """LR range test: sweep the LR exponentially, suggest one, save a plot."""
     from gradwise.api import find_lr, prepare
 
-    config, overrides = _split_args(args)
+    config, overrides = _split_args(args, "lr-find")
     cfg, model, loss_fn, loader, device = prepare(config, overrides)
     search = find_lr(cfg, model, loss_fn, loader, device, steps=steps)
     r = search.result
-    console.print(f"steepest descent: {r.suggestion}")
-    console.print(f"valley          : {r.valley}")
-    console.print(f"[bold]suggested optim.lr={search.pick():.3g}[/]" + (f"  ({r.reason})" if r.reason else ""))
-    console.print(f"plot: {r.plot(plot)}")
+    console.print(f"steepest descent: {r.suggestion}", markup=False)
+    console.print(f"valley          : {r.valley}", markup=False)
+    console.print(f"suggested optim.lr={search.pick():.3g}" + (f"  ({r.reason})" if r.reason else ""),
+                  markup=False, style="bold")
+    console.print(f"plot: {r.plot(plot)}", markup=False)
+    return 0
 
 
-@app.command("tune")
-def tune_cmd(
-    args: list[str] = typer.Argument(..., metavar="CONFIG [KEY=VALUE]...",
-                                     help="a config with a tune: section, then dotted overrides"),
-    trials: int | None = typer.Option(None, "--trials", help="total trials (all workers together)"),
-    storage: str | None = typer.Option(None, "--storage", help="postgresql://... to share a study across machines"),
-    study: str | None = typer.Option(None, "--study", help="study name (default: the config's name)"),
-    workers: int | None = typer.Option(None, "--workers", help="processes on this machine"),
-    show: bool = typer.Option(False, "--show", help="print the leaderboard and run nothing"),
-    out: Path | None = typer.Option(None, "--out", "-o", help="study directory (default studies/<name>)"),
-) -> None:
+@app.command("tune", context_settings=_CONTEXT, short_help="Hyperparameter search on Optuna, with pruning.")
+@click.argument("args", nargs=-1, metavar="CONFIG [KEY=VALUE]...")
+@click.option("--trials", type=int, help="Total trials (all workers together).")
+@click.option("--storage", metavar="URL", help="postgresql://... to share a study across machines.")
+@click.option("--study", metavar="NAME", help="Study name (default: the config's name).")
+@click.option("--workers", type=int, help="Processes on this machine.")
+@click.option("--show", is_flag=True, help="Print the leaderboard and run nothing.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), metavar="DIR",
+              help="Study directory (default studies/<name>).")
+def tune_cmd(args: tuple[str, ...], trials: int | None, storage: str | None, study: str | None,
+             workers: int | None, show: bool, out: Path | None) -> int:
     """Hyperparameter search on Optuna (grid, random, tpe, gp, cmaes, nsga2) with pruning."""
     from gradwise.tune.command import tune
 
-    config, overrides = _split_args(args)
+    config, overrides = _split_args(args, "tune")
     if config is None:
         raise GradwiseError("gradwise tune needs a CONFIG with a tune: section first, e.g. "
                             "gradwise tune examples/tune_mnist1d.yaml")
-    code = tune(Path(config), trials=trials, storage=storage, study=study, workers=workers, show=show, out=out,
-                overrides=overrides, console=console)
-    if code:
-        raise typer.Exit(code)
+    return int(tune(Path(config), trials=trials, storage=storage, study=study, workers=workers, show=show, out=out,
+                    overrides=overrides, console=console) or 0)
 
 
-@app.command("doctor")
-def doctor_cmd(run_dir: Path = typer.Argument(..., help="a finished or crashed run directory")) -> None:
-    """Re-analyse a run from its files and print the findings; exit 1 when any is an error."""
+@app.command("doctor", context_settings=_CONTEXT, short_help="Re-analyse a run directory; exit 1 on an error finding.")
+@click.argument("run_dir", type=click.Path(path_type=Path), metavar="RUN_DIR")
+def doctor_cmd(run_dir: Path) -> int:
+    """Re-analyse a finished or crashed run from its files and print the findings; exit 1 when any is an error."""
     from gradwise.doctor.analyze import analyze_run
 
     findings = analyze_run(run_dir)
     if not findings:
         console.print("doctor: no problems found")
     for f in findings:
-        console.print(f.render())
-    if any(f.severity == "error" for f in findings):
-        raise typer.Exit(1)
+        console.print(f.render(), markup=False)
+    return 1 if any(f.severity == "error" for f in findings) else 0
+
+
+train.help = inspect.cleandoc(train.help or "") + "\n\n" + _builtins()
+
+
+def _usage_hint(exc: click.UsageError, argv: list[str]) -> str:
+    """One line that says how to fix a command-line mistake."""
+    ctx = exc.ctx
+    if ctx is not None:
+        command = ctx.command_path
+    else:  # raised by the option parser before the command's context existed: name the command typed
+        command = " ".join(["gradwise", *[a for a in argv[:1] if a in app.commands]])
+    message = exc.format_message().rstrip(".")
+    hint = f"see `{command} --help`"
+    if isinstance(exc, click.NoSuchOption) and ctx is not None and ctx.command.name in ("train", "config", "lr-find"):
+        # `--epochs 5`: settings are dotted overrides, so point at the key the user meant
+        keys = _config_keys()
+        word = exc.option_name.lstrip("-").replace("-", "_")
+        matches = [k for k in keys if k.split(".")[-1] == word] or difflib.get_close_matches(word, keys, n=1)
+        if matches:
+            hint = (f"settings are KEY=VALUE overrides, e.g. `{command} {matches[0]}=...` (`gradwise config` lists "
+                    "every key)")
+    elif "No such command" in message and ctx is not None and isinstance(ctx.command, click.Group):
+        hint = f"commands: {', '.join(ctx.command.list_commands(ctx))} (`gradwise --help`)"
+    return f"{message}; {hint}."
+
+
+def _config_keys() -> list[str]:
+    from gradwise.config import RunConfig
+
+    keys: list[str] = []
+
+    def walk(d: dict[str, Any], prefix: str) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict) and v:
+                walk(v, f"{prefix}{k}.")
+            else:
+                keys.append(f"{prefix}{k}")
+
+    walk(RunConfig().to_dict(), "")
+    return keys
 
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, standalone_mode=False)
+        code = app.main(args=argv, prog_name="gradwise", standalone_mode=False)
     except GradwiseError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        err_console.print(f"error: {exc}", markup=False, style="bold red")
         sys.exit(2)
+    except click.UsageError as exc:
+        err_console.print(f"error: {_usage_hint(exc, list(sys.argv[1:] if argv is None else argv))}", markup=False,
+                          style="bold red")
+        sys.exit(2)
+    except click.ClickException as exc:
+        err_console.print(f"error: {exc.format_message()}", markup=False, style="bold red")
+        sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         err_console.print("interrupted")
         sys.exit(130)
+    except Exception as exc:  # a bug of gradwise's, not the user's input: one line, the traceback kept for a report
+        if os.environ.get("GRADWISE_TRACEBACK"):
+            raise
+        path = _save_traceback(exc)
+        err_console.print(f"error: unexpected {type(exc).__name__}: {exc}. This is a gradwise bug, not your input; "
+                          f"please report it with the traceback saved in {path} (GRADWISE_TRACEBACK=1 prints it).",
+                          markup=False, style="bold red")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
+
+def _save_traceback(exc: BaseException) -> str:
+    import tempfile
+    import traceback
+
+    with tempfile.NamedTemporaryFile("w", prefix="gradwise-traceback-", suffix=".txt", delete=False) as f:
+        f.write("".join(traceback.format_exception(exc)))
+        return f.name
+
+
+__all__ = ["app", "escape", "main"]
 
 if __name__ == "__main__":
     main()
