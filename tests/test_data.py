@@ -656,3 +656,84 @@ def test_report_is_json_serialisable(dirty_csv: Path) -> None:
                       drop_duplicates=True, balance="oversample", subsample=0.9), seed=0)
     text = json.dumps(b.report)
     assert "duplicates_dropped" in text and "class_counts_after_sampling" in text
+
+
+# --------------------------------------------------------------------------------------------- notes and defaults
+
+CUSTOMERS = Path(__file__).resolve().parents[1] / "examples" / "data" / "customers.csv"
+TABULAR_EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tabular_csv.yaml"
+
+
+def _report_after_training(tmp_path: Path, *overrides: str) -> dict[str, Any]:
+    import json
+
+    import gradwise
+
+    run = gradwise.train(TABULAR_EXAMPLE, [f"data.dataset={CUSTOMERS}", "train.epochs=1", "train.progress=none",
+                                           "doctor.enabled=false", f"out={tmp_path / 'run'}", *overrides])
+    return json.loads((run.dir / "data_report.json").read_text())
+
+
+def test_classification_report_has_no_scale_target_note_by_default(tmp_path: Path) -> None:
+    # a default the user never set is not something "ignored": no note on every classification CSV
+    report = _report_after_training(tmp_path)
+    assert report["task"] == "classification"
+    assert not [w for w in report["warnings"] if "scale_target" in w], report["warnings"]
+    assert "target_scaling" not in report
+
+
+@pytest.mark.parametrize("value", ["true", "false"])
+def test_scale_target_set_on_classification_is_noted(tmp_path: Path, value: str) -> None:
+    report = _report_after_training(tmp_path, f"data.scale_target={value}")
+    notes = [w for w in report["warnings"] if "scale_target" in w]
+    assert notes == [f"data.scale_target={value} applies to regression targets only and was ignored for this "
+                     "classification task."]
+
+
+def test_scale_target_auto_scales_regression_only() -> None:
+    assert DataConfig().scale_target == "auto"
+    auto = load_data(cfg(dataset="diabetes"), seed=0)
+    forced = load_data(cfg(dataset="diabetes", scale_target=True), seed=0)
+    assert torch.equal(auto.train[1], forced.train[1]) and "target_scaling" in auto.report
+    assert not [w for w in auto.report["warnings"] if "scale_target" in w]
+    off = load_data(cfg(dataset="diabetes", scale_target=False), seed=0)
+    assert "target_scaling" not in off.report and off.preprocessor.target_mean is None
+
+
+def test_batch_size_auto_on_cpu_is_what_the_docs_say(tmp_path: Path) -> None:
+    """train.batch_size: auto on CPU is min(128, training rows // 16) (an epoch keeps >= 16 steps), as documented."""
+    import yaml
+
+    import gradwise
+    from gradwise.config import TrainConfig
+
+    doc = TrainConfig.model_fields["batch_size"].description or ""
+    assert "on CPU min(128, training rows // 16)" in doc and "GPU only" not in doc
+    sizes = []
+    for dataset in ("iris", "mnist1d"):  # 105 training rows: 6; 2800: the 128 cap
+        run = gradwise.train(None, [f"data.dataset={dataset}", "model.name=logreg", "train.epochs=1",
+                                    "train.batch_size=auto", "train.device=cpu", "train.progress=none",
+                                    "doctor.enabled=false", f"out={tmp_path / dataset}"])
+        rows = len(run.extras["bundle"].train[0])
+        used = yaml.safe_load((run.dir / "config.yaml").read_text())["train"]["batch_size"]
+        assert used == min(128, rows // 16), (dataset, rows, used)
+        sizes.append(used)
+    assert sizes[0] < 128 == sizes[1]  # both sides of the min
+
+
+def test_scale_target_auto_reports_regression_in_original_units(tmp_path: Path) -> None:
+    # the default ("auto") scales the target and every consumer undoes it: training metrics, eval and predict
+    import gradwise
+    from gradwise.inference import evaluate_run, predict
+
+    run = gradwise.train(None, ["data.dataset=diabetes", "model.name=mlp", "train.epochs=3", "train.progress=none",
+                                "doctor.enabled=false", f"out={tmp_path / 'run'}"])
+    assert run.config.data.scale_target == "auto" and "target_scaling" in run.extras["bundle"].report
+    mae = run.summary["test"]["test_mae"]
+    assert mae > 20  # diabetes targets run 25..346: in standard units the MAE would be ~1
+    assert evaluate_run(run.dir)["mae"] == pytest.approx(mae, rel=1e-4)
+    from sklearn.datasets import load_diabetes
+
+    frame = load_diabetes(as_frame=True).frame
+    pred = predict(run.dir, frame.drop(columns=["target"]).head(20))
+    assert 25 < pred["prediction"].mean() < 346

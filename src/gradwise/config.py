@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from gradwise.errors import ConfigError
 
@@ -52,13 +52,26 @@ class DataConfig(Section):
     clean_categories: bool = True
     scale: Literal["none", "standard", "minmax", "robust"] = "standard"
     one_hot: bool = True
-    scale_target: bool = Field(True, description="regression: standardize the target for training (fitted on "
-                               "train); losses are in standard units, MAE/R² and predictions in the original ones")
+    # "auto", not None, as the default: code that asks `if cfg.scale_target` (use the inverse target transform)
+    # must stay true for it, and the transform is the identity whenever no target was scaled.
+    scale_target: bool | Literal["auto"] = Field(
+        "auto", description="regression targets: standardize them for training (fitted on train); losses are in "
+        "standard units, MAE/R² and predictions in the original ones. auto: yes for regression, nothing to do for "
+        "classification; true/false force it on/off (classification ignores it, with a note in data_report.json)")
     balance: Literal["none", "oversample", "undersample", "class_weights", "weighted_sampler"] = "none"
     augment: list[str] = Field(default_factory=list, description="e.g. [flip, rotate, translate, noise, shift, scale]")
     augment_strength: float = Field(1.0, ge=0.0)
     num_workers: int = Field(0, ge=0)
     options: dict[str, Any] = Field(default_factory=dict, description="dataset-specific arguments")
+    # The run's loss section, handed over by RunConfig (not a key of the data section): how class labels become
+    # training targets depends on the loss (bce_with_logits on two classes trains one logit on a 0/1 column), and
+    # load_data sees only this section.
+    _loss: Any = PrivateAttr(default=None)
+
+    @property
+    def loss_name(self) -> str | None:
+        """loss.name of the run this section belongs to (None for a DataConfig built on its own)."""
+        return None if self._loss is None else str(self._loss.name)
 
     @field_validator("val_fraction", "test_fraction")
     @classmethod
@@ -166,7 +179,10 @@ class EarlyStoppingConfig(Section):
 
 class TrainConfig(Section):
     epochs: int = Field(30, ge=1)
-    batch_size: int | Literal["auto"] = Field(128, description="mini-batch size, or 'auto' (GPU only)")
+    batch_size: int | Literal["auto"] = Field(
+        128, description="mini-batch size, or 'auto': on CPU min(128, training rows // 16); on a GPU the largest "
+        "batch that fits (x0.9, a multiple of 8), at most training rows // 16 (16+ steps per epoch), with optim.lr "
+        "scaled from batch 128 (linear for sgd, square root for the others)")
     clip_grad: float | None = Field(1.0, gt=0, description="clip threshold; null turns clipping off")
     clip_mode: Literal["norm", "value"] = "norm"
     accumulate: int = Field(1, ge=1, description="gradient accumulation: micro-batches per optimizer step")
@@ -311,6 +327,13 @@ class RunConfig(Section):
     @classmethod
     def _name_shorthand(cls, value: Any) -> Any:  # the run itself has no shorthand
         return value
+
+    @model_validator(mode="after")
+    def _link_loss(self) -> RunConfig:
+        # the data section encodes class targets for the run's loss (see DataConfig._loss); the object itself, so
+        # that a later `cfg.loss.name = ...` is seen too
+        self.data._loss = self.loss
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

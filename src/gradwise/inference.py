@@ -40,7 +40,9 @@ def load_run(run_dir: str | Path, which: str = "auto") -> LoadedRun:
     if which == "auto":  # the weights the run ended with: best when early stopping restored it, else last
         which = "best" if es.enabled and es.restore_best and (path / "checkpoints" / "best.pt").exists() else "last"
     ckpt = path / "checkpoints" / f"{which}.pt"
-    bundle = load_data(cfg.data, cfg.seed, fold=_fold_of(path) if cfg.data.folds > 1 else None)
+    # the loss decides the target encoding (one 0/1 column for a one-logit bce_with_logits model), so the model is
+    # rebuilt with the width it was trained with
+    bundle = load_data(cfg.data, cfg.seed, fold=_fold_of(path) if cfg.data.folds > 1 else None, loss=cfg.loss.name)
     model = build_model(cfg.model, bundle.input_shape, bundle.n_outputs, bundle.task)
     model.load_state_dict(load_checkpoint(ckpt)["model"])
     model.eval()
@@ -65,7 +67,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test") -> dict[str, float]:
     if data is None:
         raise DataError(f"this run has no {split} split (its data.{split}_fraction is 0); use another --split.")
     loss_fn = build_loss(run.config.loss, run.bundle.task, run.bundle.n_outputs, run.bundle.class_counts)
-    transform = run.preprocessor.inverse_target if run.config.data.scale_target else None
+    # the identity when no target was scaled (classification, data.scale_target=false)
+    transform = run.preprocessor.inverse_target
     return evaluate(run.model, TensorLoader(*data, 256, shuffle=False), loss_fn, torch.device("cpu"), run.bundle.task,
                     contextlib.nullcontext, target_transform=transform)
 
@@ -102,9 +105,9 @@ def predict(run_dir: str | Path, inputs: str | Path | pd.DataFrame | np.ndarray)
         raw)
     out = run.model(x).float()
     if run.bundle.task == "classification":
-        if out.shape[-1] == 1:
+        if out.shape[-1] == 1:  # one logit (bce_with_logits): its sigmoid is the probability of the second class
             p1 = out.reshape(-1).sigmoid()
-            probs = torch.stack([1 - p1, p1], 1)
+            probs = torch.stack([1 - p1, p1], 1)  # the same columns as the softmax path: prob_<class> per class
         else:
             probs = out.softmax(-1)
         idx = probs.argmax(1)
@@ -114,10 +117,7 @@ def predict(run_dir: str | Path, inputs: str | Path | pd.DataFrame | np.ndarray)
         for j, name in enumerate(labels):
             frame[f"prob_{name}"] = probs[:, j].numpy()
         return frame
-    values = out
-    if run.config.data.scale_target:
-        values = run.preprocessor.inverse_target(values)
-    values = values.reshape(len(x), -1).numpy()
+    values = run.preprocessor.inverse_target(out).reshape(len(x), -1).numpy()  # identity when unscaled
     if values.shape[1] == 1:
         return pd.DataFrame({"prediction": values[:, 0]})
     return pd.DataFrame({f"prediction_{i}": values[:, i] for i in range(values.shape[1])})

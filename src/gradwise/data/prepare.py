@@ -29,7 +29,7 @@ from gradwise.data import cleaning
 from gradwise.data.datasets import ArraySource, TableSource, open_source
 from gradwise.data.preprocess import LabelCodec, Preprocessor
 from gradwise.data.sampling import balance_indices, class_weight_vector, split_plan, subsample_count, take
-from gradwise.errors import DataError
+from gradwise.errors import ConfigError, DataError
 
 Split = tuple[torch.Tensor, torch.Tensor]
 MAX_INT_CLASSES = 50  # an integer target with more distinct values than this is treated as regression
@@ -40,9 +40,11 @@ SPLITS = ("train", "val", "test")
 class DataBundle:
     """Everything a run needs from the data, as in-memory tensors.
 
-    ``train``/``val``/``test`` are ``(X float32, y)`` with y int64 class indices (classification) or float32
-    ``(N,)``/``(N, k)`` targets (regression; already scaled when data.scale_target — see
-    ``preprocessor.inverse_target``). ``val``/``test`` are None when there is no such split.
+    ``train``/``val``/``test`` are ``(X float32, y)`` with y int64 class indices (classification), float32 ``(N, 1)``
+    0/1 targets (classification for a one-logit bce_with_logits model: 1 is the second class,
+    ``class_names[1]``), or float32 ``(N,)``/``(N, k)`` targets (regression; already scaled unless
+    data.scale_target=false — see ``preprocessor.inverse_target``). ``val``/``test`` are None when there is no
+    such split. ``n_outputs`` is the width of the model's last layer: classes, 1 for one-logit binary, targets.
     """
 
     name: str
@@ -70,15 +72,31 @@ class DataBundle:
         return f"{self.name}: {self.task}, {what}, input {self.input_shape}, {sizes}"
 
 
-def load_data(cfg: DataConfig, seed: int, fold: int | None = None) -> DataBundle:
+def load_data(cfg: DataConfig, seed: int, fold: int | None = None, *, loss: str | None = None) -> DataBundle:
     """Load, clean, split, preprocess and resample the dataset of ``cfg`` (see the module docstring).
 
-    ``fold`` picks the validation fold when ``cfg.folds > 1`` (default 0). Raises DataError with a fix on bad data.
+    ``fold`` picks the validation fold when ``cfg.folds > 1`` (default 0). ``loss`` is the loss the targets are
+    for (default: the run's loss.name, ``cfg.loss_name``): bce_with_logits on two classes gets one 0/1 float column
+    and a one-logit model. Raises DataError with a fix on bad data.
     """
+    binary = one_logit_loss(loss if loss is not None else cfg.loss_name)
     source = open_source(cfg)
     if isinstance(source, TableSource):
-        return _load_table(cfg, source, seed, fold)
-    return _load_arrays(cfg, source, seed, fold)
+        return _load_table(cfg, source, seed, fold, binary)
+    return _load_arrays(cfg, source, seed, fold, binary)
+
+
+def one_logit_loss(loss: str | None) -> bool:
+    """Whether the loss named ``loss`` trains one logit per row on 0/1 targets (bce_with_logits and its aliases).
+
+    An unknown name is not one: the loss builder rejects it later with its own message.
+    """
+    from gradwise.recipes.losses import canonical_loss_name
+
+    try:
+        return loss is not None and canonical_loss_name(loss) == "bce_with_logits"
+    except ConfigError:
+        return False
 
 
 # --------------------------------------------------------------------------------------------- task / labels
@@ -168,7 +186,7 @@ def _counts_by_name(codes: np.ndarray, codec: LabelCodec) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------- tables
 
 
-def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None) -> DataBundle:
+def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, binary: bool) -> DataBundle:
     notes: list[str] = []
     report: dict[str, Any] = {"dataset": src.name, "kind": "table", "warnings": notes}
     targets = src.targets
@@ -339,13 +357,14 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None) 
     yd = {s: (None if p is None else p[1]) for s, p in parts.items()}
     indices = {s: (None if p is None else p[0].index.to_numpy()) for s, p in parts.items()}
     return _assemble(cfg, seed, src.name, "table", task, pre, xs, yd, indices, report, before,
-                     (len(pre.feature_names),), list(pre.feature_names), fold, split_report)
+                     (len(pre.feature_names),), list(pre.feature_names), fold, split_report, binary,
+                     f"the target column '{targets[0]}' of '{src.name}'")
 
 
 # --------------------------------------------------------------------------------------------- arrays
 
 
-def _load_arrays(cfg: DataConfig, src: ArraySource, seed: int, fold: int | None) -> DataBundle:
+def _load_arrays(cfg: DataConfig, src: ArraySource, seed: int, fold: int | None, binary: bool) -> DataBundle:
     notes: list[str] = []
     report: dict[str, Any] = {"dataset": src.name, "kind": src.kind, "warnings": notes}
     ignored = [k for k, on in (("drop_duplicates", cfg.drop_duplicates), ("missing", cfg.missing != "none"),
@@ -418,7 +437,7 @@ def _load_arrays(cfg: DataConfig, src: ArraySource, seed: int, fold: int | None)
     yd = {s: (None if p is None else p[1]) for s, p in raw.items()}
     indices = {s: (None if p is None else p[2]) for s, p in raw.items()}
     return _assemble(cfg, seed, src.name, src.kind, task, pre, xs, yd, indices, report, before,
-                     tuple(pre.sample_shape), None, fold, split_report)
+                     tuple(pre.sample_shape), None, fold, split_report, binary, f"the labels of '{src.name}'")
 
 
 # --------------------------------------------------------------------------------------------- shared tail
@@ -436,11 +455,21 @@ def _check_finite(pre: Preprocessor, matrix: np.ndarray, split: str) -> None:
                     "the array before training (e.g. numpy.nan_to_num) or remove those samples.")
 
 
+def _check_binary(n_classes: int, names: list[str], target_desc: str) -> None:
+    """bce_with_logits trains one logit, which can tell two classes apart and no more."""
+    if n_classes == 2:
+        return
+    shown = ", ".join(repr(n) for n in names[:10]) + (", ..." if n_classes > 10 else "")
+    raise ConfigError(f"loss.name = 'bce_with_logits' trains one output for two classes, but {target_desc} has "
+                      f"{n_classes} classes ({shown}). Set loss.name=cross_entropy (or auto) to train one output per "
+                      "class, or keep two of them with data.classes=[...].")
+
+
 def _assemble(cfg: DataConfig, seed: int, name: str, kind: str, task: str, pre: Preprocessor,
               xs: dict[str, np.ndarray | None], ys: dict[str, np.ndarray | None],
               indices: dict[str, np.ndarray | None], report: dict[str, Any], before: dict[str, int] | None,
               input_shape: tuple[int, ...], feature_names: list[str] | None, fold: int | None,
-              split_report: dict[str, Any]) -> DataBundle:
+              split_report: dict[str, Any], binary: bool = False, target_desc: str = "the target") -> DataBundle:
     notes: list[str] = report["warnings"]
     for s in SPLITS:
         if xs[s] is not None and len(xs[s]) == 0:  # type: ignore[arg-type]
@@ -479,22 +508,31 @@ def _assemble(cfg: DataConfig, seed: int, name: str, kind: str, task: str, pre: 
         if class_weights is not None:
             report["class_weights"] = {n: float(w) for n, w in zip(codec.names, class_weights, strict=True)}
         n_outputs = n_classes
+        if binary:
+            _check_binary(n_classes, codec.names, target_desc)
+            n_outputs = 1  # one logit: its sigmoid is the probability of the second class
+            report["target_encoding"] = {"loss": "bce_with_logits", "outputs": 1, "negative": codec.names[0],
+                                         "positive": codec.names[1]}
     else:
         if cfg.balance != "none":
             raise DataError(f"data.balance = {cfg.balance} needs class labels but this is a regression task; set "
                             "data.balance=none (or data.options.task=classification if the target is a label).")
-        if cfg.scale_target:
+        if cfg.scale_target in (True, "auto"):
             pre.fit_target(y_tr)
             report["target_scaling"] = {"mean": pre.target_mean.tolist(),  # type: ignore[union-attr]
                                         "scale": pre.target_scale.tolist()}  # type: ignore[union-attr]
         n_outputs = 1 if y_tr.ndim == 1 else int(y_tr.shape[1])
-    if task == "classification" and cfg.scale_target:
-        notes.append("data.scale_target applies to regression only and was ignored.")
+    if task == "classification" and cfg.scale_target != "auto":  # only a value the user set deserves a note
+        notes.append(f"data.scale_target={str(cfg.scale_target).lower()} applies to regression targets only and was "
+                     "ignored for this classification task.")
 
     def to_split(x: np.ndarray | None, y: np.ndarray | None) -> Split | None:
         if x is None or y is None:
             return None
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if task == "classification" and n_outputs == 1:
+            # one logit: bce_with_logits compares it with a 0/1 float column of the same (N, 1) shape
+            return xt, torch.from_numpy(np.array(y, dtype=np.float32).reshape(-1, 1))
         if task == "classification":
             # np.array copies: labels may be views of read-only cached arrays
             return xt, torch.from_numpy(np.array(y, dtype=np.int64))

@@ -192,6 +192,11 @@ def _class_weights(cfg: LossConfig, n_classes: int, class_counts: Sequence[int] 
     return weights
 
 
+def canonical_loss_name(name: str) -> str:
+    """The canonical name of a loss.name value (``bce`` -> ``bce_with_logits``); ConfigError when unknown."""
+    return canonical_name("loss.name", name, LOSSES, "loss", aliases=_ALIASES)
+
+
 def build_loss(cfg: LossConfig, task: str, n_outputs: int, class_counts: list[int] | None = None) -> GradwiseLoss:
     """Build the loss named by ``cfg.name`` for ``task`` (classification, binary, multilabel or regression).
 
@@ -200,7 +205,7 @@ def build_loss(cfg: LossConfig, task: str, n_outputs: int, class_counts: list[in
     is needed for ``class_weights: balanced``.
     """
     task_ = canonical_name("task", task, TASKS, "task", aliases={"multi_label": "multilabel"})
-    name = canonical_name("loss.name", cfg.name, LOSSES, "loss", aliases=_ALIASES)
+    name = canonical_loss_name(cfg.name)
     if name == "auto":
         if task_ == "regression":
             name = "mse"
