@@ -122,7 +122,10 @@ class ModelConfig(Section):
 
 
 class LossConfig(Section):
-    name: str = Field("auto", description="auto, mse, mae, huber, cross_entropy, bce_with_logits, nll, hinge")
+    name: str = Field("auto", description="auto, mse, mae, huber, cross_entropy, bce_with_logits, nll, hinge. "
+                      "auto: mse for regression, cross_entropy for classes (bce_with_logits for a model with one "
+                      "output). bce_with_logits on a dataset: two classes only; the built-in models get one output, "
+                      "the logit of the second class")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     class_weights: list[float] | Literal["balanced"] | None = None
     huber_delta: float = Field(1.0, gt=0)
