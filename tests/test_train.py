@@ -189,8 +189,9 @@ def test_early_stopping_stops_and_restores_best(tmp_path: Path) -> None:
     # min_delta larger than any possible gain: only epoch 1 counts as an improvement
     run = gradwise.fit(mlp(), (x, y), val=(xv, yv), loss="cross_entropy", epochs=20, patience=2, min_delta=100.0,
                        out=tmp_path / "es", **QUIET)
-    assert run.summary["epochs_completed"] == 4
-    assert "early stopping" in run.summary["stop_reason"]
+    # patience 2: stops after 2 epochs without improvement (as Keras and Lightning do): epoch 1, then 2 and 3
+    assert run.summary["epochs_completed"] == 3
+    assert "has not improved for 2 epochs" in run.summary["stop_reason"]
     best = load_checkpoint(tmp_path / "es" / "checkpoints" / "best.pt")
     assert best["epoch"] == 1
     for k, v in run.model.state_dict().items():
@@ -353,3 +354,110 @@ def test_epoch_train_loss_is_the_sample_weighted_mean_of_the_step_losses(
         assert [n for _, n in epoch] == [96] * 10 + [40]
         expected = sum(v * n for v, n in epoch) / 1000
         assert logs["train_loss"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_early_stopping_patience_counts_epochs_without_improvement_across_a_resume(tmp_path: Path) -> None:
+    x, y, xv, yv = digits()
+    kw = {"loss": "cross_entropy", "batch_size": 64, "min_delta": 100.0, **QUIET}  # only epoch 1 improves
+    run = gradwise.fit(mlp(), (x, y), val=(xv, yv), epochs=20, patience=0, out=tmp_path / "p0", **kw)
+    assert run.summary["epochs_completed"] == 2  # patience 0: the first epoch without improvement stops
+    # interrupted after epoch 2 (one epoch without improvement), resumed: stops where the whole run stops
+    gradwise.fit(mlp(), (x, y), val=(xv, yv), epochs=2, patience=2, out=tmp_path / "cut", **kw)
+    resumed = gradwise.fit(mlp(), (x, y), val=(xv, yv), epochs=20, patience=2, resume=tmp_path / "cut", **kw)
+    assert resumed.summary["epochs_completed"] == 3 and "for 2 epochs" in resumed.summary["stop_reason"]
+    # a run that early stopping ended is over: resuming it trains no further epoch
+    again = gradwise.fit(mlp(), (x, y), val=(xv, yv), epochs=20, patience=2, resume=tmp_path / "cut", **kw)
+    assert again.summary["epochs_completed"] == 3 and "early stopping" in again.summary["stop_reason"]
+    assert again.summary["kept"]["epoch"] == 1 and again.summary["restored_epoch"] == 1
+
+
+def test_summary_kept_is_the_row_of_the_weights_the_run_ends_with(tmp_path: Path) -> None:
+    from gradwise.inference import evaluate_run, load_run
+    from gradwise.train.metrics import evaluate
+
+    out = tmp_path / "run"
+    # min_delta beyond any gain: epoch 1 is the best, epochs 2-3 do not improve, best.pt (epoch 1) is restored
+    run = gradwise.train(None, ["data.dataset=digits", "model.name=mlp", "train.epochs=20", "train.batch_size=64",
+                                "train.early_stopping.patience=2", "train.early_stopping.min_delta=100",
+                                "train.progress=none", f"out={out}"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final"]["epoch"] == 3 and summary["final"] == run.history[-1]
+    assert summary["kept"] == run.history[0] and summary["restored_epoch"] == 1
+    assert summary["kept"]["val_loss"] != summary["final"]["val_loss"]
+    # what `gradwise eval --split val` reports for the run is the kept row, not the last epoch's
+    assert evaluate_run(out, "val")["loss"] == pytest.approx(summary["kept"]["val_loss"], abs=1e-6)
+    # and so is the returned model
+    loaded = load_run(out)
+    val = loaded.bundle.val
+    from gradwise.data.loaders import TensorLoader
+    direct = evaluate(run.model, TensorLoader(*val, 256, shuffle=False), run.extras["trainer"].loss_fn,
+                      torch.device("cpu"), "classification", lambda: torch.autocast("cpu", enabled=False))
+    assert direct["loss"] == pytest.approx(summary["kept"]["val_loss"], abs=1e-6)
+    assert direct["accuracy"] == pytest.approx(summary["kept"]["val_accuracy"], abs=1e-6)
+    # without early stopping restoring anything, the kept row is the last one
+    x, y, xv, yv = digits()
+    plain = gradwise.fit(mlp(), (x, y), val=(xv, yv), loss="cross_entropy", epochs=2, early_stopping=False,
+                         out=tmp_path / "plain", **QUIET)
+    assert plain.summary["kept"] == plain.history[-1] and plain.summary["restored_epoch"] is None
+
+    # stopped mid-epoch with nothing restored: the weights are no finished epoch's, and no row claims them
+    class StopMidEpoch(gradwise.Callback):
+        def on_batch_end(self, trainer: gradwise.train.loop.Trainer) -> None:
+            if trainer.epoch == 1 and trainer.batch_in_epoch == 3:
+                trainer.should_stop = True
+
+    cut = gradwise.fit(mlp(), (x, y), val=(xv, yv), loss="cross_entropy", epochs=3, early_stopping=False,
+                       callbacks=[StopMidEpoch()], out=tmp_path / "cut", **QUIET)
+    assert cut.summary["final"]["epoch"] == 1 and cut.summary["kept"] == {}
+
+
+def test_fit_returns_the_model_in_eval_mode(tmp_path: Path) -> None:
+    x, y, xv, yv = digits()
+    run = gradwise.fit(mlp(dropout=0.5), (x, y), val=(xv, yv), loss="cross_entropy", epochs=1,
+                       out=tmp_path / "r", **QUIET)
+    assert not any(m.training for m in run.model.modules())
+    # dropout is off: two forward passes agree
+    with torch.no_grad():
+        assert torch.equal(run.model(xv), run.model(xv))
+
+
+def test_trainer_epoch_is_0_based_and_epochs_done_matches_logs(tmp_path: Path) -> None:
+    x, y, xv, yv = digits()
+    seen: list[tuple[str, int, int, int | None]] = []
+
+    class Watch(gradwise.Callback):
+        def on_epoch_start(self, trainer: gradwise.train.loop.Trainer) -> None:
+            seen.append(("start", trainer.epoch, trainer.epochs_done, None))
+
+        def on_validation_end(self, trainer: gradwise.train.loop.Trainer, logs: dict) -> None:
+            seen.append(("val", trainer.epoch, trainer.epochs_done, logs["epoch"]))
+
+        def on_epoch_end(self, trainer: gradwise.train.loop.Trainer, logs: dict) -> None:
+            seen.append(("end", trainer.epoch, trainer.epochs_done, logs["epoch"]))
+
+    run = gradwise.fit(mlp(), (x, y), val=(xv, yv), loss="cross_entropy", epochs=2, out=tmp_path / "r",
+                       callbacks=[Watch()], **QUIET)
+    assert seen == [("start", 0, 0, None), ("val", 0, 1, 1), ("end", 0, 1, 1),
+                    ("start", 1, 1, None), ("val", 1, 2, 2), ("end", 1, 2, 2)]
+    trainer = run.extras["trainer"]
+    assert trainer.epoch == trainer.epochs_done == 2 == len(run.history)
+
+
+def test_epoch_seconds_include_the_evaluation(tmp_path: Path) -> None:
+    import time
+
+    class SlowEval(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = mlp()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if not self.training:
+                time.sleep(0.1)  # evaluation takes >= 0.1 s per batch, training steps are fast
+            return self.net(x)
+
+    x, y, xv, yv = digits()
+    gradwise.fit(SlowEval(), (x, y), val=(xv, yv), loss="cross_entropy", epochs=2, batch_size=128, doctor=False,
+                 out=tmp_path / "r", **QUIET)
+    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["seconds"] >= 0.1 for r in rows), rows

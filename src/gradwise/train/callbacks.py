@@ -1,4 +1,4 @@
-"""Built-in callbacks: early stopping and the progress display."""
+"""Built-in callbacks: early stopping, gradual unfreezing and the progress display (with the run header)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.nn.parameter import is_lazy
 
 from gradwise.train.events import Callback
 
@@ -19,7 +21,12 @@ _MAXIMIZE = ("accuracy", "r2", "f1", "auc", "precision", "recall")
 
 
 class EarlyStopping(Callback):
-    """Tracks the monitored metric, saves best.pt when it improves, stops after `patience` epochs without."""
+    """Tracks the monitored metric, saves best.pt when it improves, stops after `patience` epochs without.
+
+    `wait` counts the epochs since the last improvement; the run stops at the end of the epoch that makes it
+    `patience` (patience 0: the first epoch without improvement), as Keras and Lightning do. It is checkpointed, so a
+    resumed run stops where the uninterrupted one would, and a run early stopping ended trains no further epoch.
+    """
 
     key = "early_stopping"
     order = 40
@@ -51,10 +58,20 @@ class EarlyStopping(Callback):
             trainer.save_checkpoint("best")
         else:
             self.wait += 1
-            if self.cfg.enabled and self.wait > self.cfg.patience:
-                trainer.should_stop = True
-                trainer.stop_reason = (f"early stopping: {self.cfg.monitor} has not improved for {self.wait} "
-                                       f"epochs (best {self.best:.4g} at epoch {self.best_epoch})")
+            self._maybe_stop(trainer)
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        # resumed from the checkpoint of the epoch that stopped the run (killed before the fit ended, or resumed
+        # with more epochs): it is over, as it would be had it not been interrupted
+        self._maybe_stop(trainer)
+
+    def _maybe_stop(self, trainer: Trainer) -> None:
+        # wait >= 1: an epoch that improved never stops the run, even with patience 0
+        if self.cfg.enabled and self.best is not None and self.wait >= max(self.cfg.patience, 1):
+            trainer.should_stop = True
+            epochs = "epoch" if self.wait == 1 else "epochs"
+            trainer.stop_reason = (f"early stopping: {self.cfg.monitor} has not improved for {self.wait} {epochs} "
+                                   f"(best {self.best:.4g} at epoch {self.best_epoch})")
 
     def on_train_end(self, trainer: Trainer) -> None:
         if self.cfg.enabled and self.cfg.restore_best and self.best_epoch is not None:
@@ -81,6 +98,13 @@ class Unfreeze(Callback):
             unfreeze(trainer.model)
 
 
+# Plain output (not a terminal: CI, nohup, a log file) prints a progress line inside an epoch at most every
+# PLAIN_EVERY_SECONDS and never less than PLAIN_EVERY_FRACTION of the epoch after the previous one, so a long epoch
+# does not leave a log silent for minutes while short epochs print nothing but their own line.
+PLAIN_EVERY_SECONDS = 30.0
+PLAIN_EVERY_FRACTION = 0.1
+
+
 def _fmt(logs: dict[str, Any]) -> str:
     parts = []
     for k in ("train_loss", "val_loss", "val_accuracy", "val_mae", "val_r2"):
@@ -89,8 +113,61 @@ def _fmt(logs: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
+def _seconds(s: float) -> str:
+    return f"{s:.2f}s" if s < 10 else f"{s:.0f}s"
+
+
+def _rows(loader: Any) -> str:
+    if loader is None:
+        return "none"
+    n = getattr(loader, "dataset_size", None)
+    return f"{n:,}" if isinstance(n, int) else "?"
+
+
+def run_header(trainer: Trainer) -> list[str]:
+    """What is about to run, in 4 lines of plain text: where, on what, which data and model, which settings.
+
+    Names, paths and values come from the user: print these lines with markup off (rich would take ``[b]`` in a
+    run name for a style)."""
+    cfg, tc = trainer.config, trainer.config.train
+    where = f"run '{cfg.name}' -> {trainer.run_dir.path}"
+    if trainer.resumed:
+        mid = f", step {trainer.batch_in_epoch}/{trainer.steps_per_epoch} of it" if trainer.batch_in_epoch else ""
+        where += f"  (resumed at epoch {min(trainer.epoch + 1, trainer.epochs)}{mid})"
+    device = str(trainer.device)
+    if trainer.device.type == "cuda":
+        device += f" ({torch.cuda.get_device_name(trainer.device)})"
+    params = [p for p in trainer.model.parameters() if not is_lazy(p)]
+    total = sum(p.numel() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    label = type(trainer.model).__name__
+    if trainer.model_name:
+        label = f"{trainer.model_name} ({label})"
+    lr = cfg.optim.lr if isinstance(cfg.optim.lr, int | float) else trainer.optimizer.param_groups[0]["lr"]
+    batch = getattr(trainer.train_loader, "batch_size", tc.batch_size)
+    if trainer.accumulate > 1:
+        batch = f"{batch} x {trainer.accumulate} accumulated"
+    es = tc.early_stopping
+    stopping = f"early stopping patience {es.patience} on {es.monitor}" if es.enabled else "early stopping off"
+    return [
+        where,
+        f"device {device}  precision {trainer.precision}  torch threads {torch.get_num_threads()}  |  rows train "
+        f"{_rows(trainer.train_loader)} / val {_rows(trainer.val_loader)} / test {_rows(trainer.test_loader)}",
+        f"model {label}: {trainable:,} trainable / {total:,} parameters",
+        f"{cfg.optim.name}  lr {lr:.3g}  batch {batch}  epochs {trainer.epochs}  "
+        f"schedule {getattr(trainer.schedule, 'name', cfg.schedule.name)}  {stopping}",
+    ]
+
+
 class ProgressBar(Callback):
-    """A rich progress bar with loss, metrics and ETA on a terminal; one plain line per epoch otherwise."""
+    """Progress output: a header (`run_header`), then each epoch's metrics once, as a line.
+
+    On a terminal ("bar") a live bar shows the epoch's steps, the mean training loss of the epoch so far, samples/s
+    and the ETA; it is transient, so what stays on screen is the header and the epoch lines. Otherwise ("plain": CI,
+    nohup, a log file) long epochs also get progress lines (see PLAIN_EVERY_SECONDS). The loss shown is read only
+    when the display refreshes (a device sync, a few times a second at most), never every step. samples/s counts
+    the epoch's training steps only (evaluation excluded); an epoch line's seconds are the epoch's `seconds`.
+    """
 
     order = 90
 
@@ -101,41 +178,85 @@ class ProgressBar(Callback):
         self.refresh = refresh_seconds
         self.progress: Progress | None = None
         self._task: Any = None
-        self._last = 0.0
+        self._active = False
+        self._last = 0.0  # the bar's last refresh of its text
         self._epoch_start = 0.0
+        self._last_step = 0.0  # when the epoch's latest step ended
+        self._samples0 = 0  # samples the epoch had seen when this process started it (a resumed epoch has some)
+        self._steps0 = 0  # and its steps
+        self._every_steps = 1
+        self._next_step = 0  # plain progress line: not before this step...
+        self._next_time = 0.0  # ...nor before this time
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        if self.mode == "bar" and trainer.is_main:
+        self._active = trainer.is_main and self.mode != "none"
+        if not self._active:
+            return
+        for line in run_header(trainer):
+            trainer.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        if self.mode == "bar":
+            self._last = 0.0
             self.progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(),
-                                     MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                                     console=trainer.console, transient=False)
+                                     MofNCompleteColumn(), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[info]}", markup=False),
+                                     console=trainer.console, transient=True)
             self.progress.start()
-            self._task = self.progress.add_task("train", total=trainer.steps_per_epoch, epoch=0, info="")
+            self._task = self.progress.add_task("train", total=trainer.steps_per_epoch,
+                                                completed=trainer.batch_in_epoch, epoch=self._label(trainer), info="")
+
+    @staticmethod
+    def _label(trainer: Trainer) -> str:
+        return f"{min(trainer.epoch + 1, trainer.epochs)}/{trainer.epochs}"
 
     def on_epoch_start(self, trainer: Trainer) -> None:
-        self._epoch_start = time.perf_counter()
+        now = time.perf_counter()
+        self._epoch_start = self._last_step = now
+        self._samples0, self._steps0 = trainer.samples_in_epoch, trainer.batch_in_epoch
+        self._every_steps = max(1, math.ceil(PLAIN_EVERY_FRACTION * trainer.steps_per_epoch))
+        self._next_step = trainer.batch_in_epoch + self._every_steps
+        self._next_time = now + PLAIN_EVERY_SECONDS
         if self.progress is not None:
             self.progress.reset(self._task, total=trainer.steps_per_epoch, completed=trainer.batch_in_epoch,
-                                epoch=f"{trainer.epoch + 1}/{trainer.epochs}", info="")
+                                epoch=self._label(trainer), info="")
 
     def on_batch_end(self, trainer: Trainer) -> None:
-        if self.progress is None:
+        if not self._active:
             return
-        now = time.perf_counter()
-        self.progress.update(self._task, completed=trainer.batch_in_epoch)
-        if now - self._last > self.refresh:  # reading the loss syncs the device: only a few times a second
-            self._last = now
-            self.progress.update(self._task, info=f"loss {trainer.last_loss.item():.4f}")
+        now = self._last_step = time.perf_counter()
+        if self.progress is not None:
+            self.progress.update(self._task, completed=trainer.batch_in_epoch)
+            # reading the loss syncs the device: only a few times a second, and at the epoch's last step (the bar
+            # then shows the epoch's whole mean while it is evaluated)
+            if now - self._last > self.refresh or trainer.batch_in_epoch == trainer.steps_per_epoch:
+                self._last = now
+                self.progress.update(self._task, info=self._status(trainer, now))
+        elif (trainer.batch_in_epoch >= self._next_step and now >= self._next_time
+              and trainer.batch_in_epoch < trainer.steps_per_epoch):  # the last step gets the epoch's own line
+            self._next_step = trainer.batch_in_epoch + self._every_steps
+            self._next_time = now + PLAIN_EVERY_SECONDS
+            b, n = trainer.batch_in_epoch, trainer.steps_per_epoch
+            elapsed = now - self._epoch_start
+            left = elapsed / max(b - self._steps0, 1) * (n - b)
+            line = (f"epoch {self._label(trainer)}  step {b}/{n} ({b / n:.0%})  {self._status(trainer, now)}  "
+                    f"{_seconds(elapsed)} elapsed, ~{_seconds(left)} left in the epoch")
+            trainer.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def _status(self, trainer: Trainer, now: float) -> str:
+        elapsed = now - self._epoch_start
+        rate = (trainer.samples_in_epoch - self._samples0) / elapsed if elapsed > 0 else 0.0
+        return f"loss {trainer.epoch_loss():.4f} (epoch mean)  {rate:,.0f} samples/s"
 
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
-        if not trainer.is_main or self.mode == "none":
+        if not self._active:
             return
-        line = f"epoch {logs['epoch']}/{trainer.epochs}  {_fmt(logs)}  lr {logs['lr']:.3g}  {logs['seconds']:.1f}s"
+        train_seconds = self._last_step - self._epoch_start
+        samples = trainer.samples_in_epoch - self._samples0
+        rate = f"  {samples / train_seconds:,.0f} samples/s" if samples > 0 and train_seconds > 0 else ""
+        line = (f"epoch {logs['epoch']}/{trainer.epochs}  {_fmt(logs)}  lr {logs['lr']:.3g}  "
+                f"{_seconds(logs['seconds'])}{rate}")
         if self.progress is not None:
-            self.progress.update(self._task, info=_fmt(logs))
-            self.progress.console.print(line)
-        else:
-            trainer.console.print(line, highlight=False, soft_wrap=True)
+            self.progress.update(self._task, info="")  # the metrics are in the line: not twice on screen
+        trainer.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def on_train_end(self, trainer: Trainer) -> None:
         self._close()

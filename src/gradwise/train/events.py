@@ -14,9 +14,12 @@ The loop calls, in order::
     on_exception                      something raised inside the fit
 
 What a callback can read on the trainer: ``model``, ``optimizer``, ``schedule``, ``loss_fn``, ``config``,
-``device``, ``epoch``, ``step`` (optimizer steps so far), ``batch_in_epoch``, ``steps_per_epoch``,
-``last_loss`` (a detached tensor: reading it as a float costs a device sync), ``last_batch``, ``history``,
-``run_dir``, ``is_main``. What it can change: ``should_stop`` (finish after this epoch/step), ``stop_reason``,
+``device``, ``epoch`` (0-based index of the epoch being trained), ``epochs_done`` (epochs finished; in
+on_validation_end/on_epoch_end it counts the epoch ending there, so it equals ``logs["epoch"]`` and
+``epoch + 1``), ``epochs`` (planned), ``step`` (optimizer steps so far), ``batch_in_epoch``, ``steps_per_epoch``,
+``last_loss`` (the last step's loss, a detached tensor: reading it as a float costs a device sync),
+``epoch_loss()`` (the epoch's mean training loss so far; a device sync), ``samples_in_epoch``, ``last_batch``,
+``history``, ``run_dir``, ``is_main``. What it can change: ``should_stop`` (finish after this epoch/step), ``stop_reason``,
 ``request_rollback(...)`` (restore the last good checkpoint and go on with changed settings).
 
 A callback that keeps state across a resume implements ``state_dict``/``load_state_dict``; the state goes into

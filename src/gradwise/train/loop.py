@@ -69,7 +69,16 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 class Trainer:
-    """Runs epochs of mini-batches over ready-made components and writes the run directory."""
+    """Runs epochs of mini-batches over ready-made components and writes the run directory.
+
+    Counting epochs: ``epoch`` is the 0-based index of the epoch being trained (like Lightning's current_epoch); it
+    moves on once the epoch is committed, after on_epoch_end. ``epochs_done`` is the number of epochs finished: from
+    the end of an epoch's last step (on_validation_end, on_epoch_end) it counts that epoch, so in on_epoch_end
+    ``trainer.epochs_done == logs["epoch"] == trainer.epoch + 1``. After the fit, both equal the epochs trained.
+
+    The fit leaves the model in eval mode (ready for inference), holding the weights of ``weights_epoch``: the best
+    epoch's when early stopping restored them (``restored_epoch``), else the last epoch's.
+    """
 
     def __init__(self, model: nn.Module, train_loader: Any, val_loader: Any | None, test_loader: Any | None, *,
                  config: RunConfig, loss_fn: Callable, optimizer: torch.optim.Optimizer, schedule: Any,
@@ -103,7 +112,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
         # progress of the fit; all of it goes into checkpoints
-        self.epoch = 0  # the epoch being trained (0-based)
+        self.epoch = 0  # the epoch being trained (0-based); see the class docstring and `epochs_done`
         self.step = 0  # optimizer steps taken
         self.batch_in_epoch = 0  # optimizer steps taken in this epoch
         self.history: list[dict[str, Any]] = []
@@ -129,6 +138,16 @@ class Trainer:
         self.actions: list[dict[str, Any]] = []  # what repair did (rollback + changes), for the summary
         self._batches_on_device = False  # set by fit() once the loaders are on the device
         self.checkpoints = CheckpointWriter()  # written on a background thread; flushed before any is read
+        self._epoch_ending = False  # the current epoch's steps are done and it is being evaluated/committed
+        # the epoch (1-based) whose end-of-epoch weights the model holds; None mid-epoch or before the first one
+        self.weights_epoch: int | None = None
+        self.restored_epoch: int | None = None  # the epoch load_weights() put back (early stopping's best.pt)
+        self.model_name: str | None = None  # a display name for the run header (e.g. the config's model.name)
+
+    @property
+    def epochs_done(self) -> int:
+        """Epochs finished so far; in on_validation_end/on_epoch_end it already counts the epoch ending there."""
+        return self.epoch + 1 if self._epoch_ending else self.epoch
 
     # ------------------------------------------------------------------------------------------- the step
     def _train_step(self, window: list[Any]) -> None:
@@ -174,17 +193,34 @@ class Trainer:
         if self.batch_in_epoch % _FOLD == 0:  # at fixed steps of the epoch, so a resumed epoch folds the same way
             self._fold_losses()
 
+    def _kept_sum(self) -> torch.Tensor:
+        """The kept (not yet folded) step losses, weighted by their samples, summed in float64 on the device."""
+        try:  # one op for the lot (a reshape per loss would cost as much as the per-step sum it replaces)
+            losses = torch.stack(self._step_losses).double().reshape(-1)
+        except RuntimeError:  # losses of shape (1,) next to 0-dim ones restored from a checkpoint
+            losses = torch.cat([v.reshape(-1).double() for v in self._step_losses])
+        sizes = torch.tensor(self._step_sizes, dtype=torch.float64).to(self._loss_sum.device, non_blocking=True)
+        return (losses.to(self._loss_sum.device) * sizes).sum()
+
     def _fold_losses(self) -> None:
         """Add the kept step losses, weighted by their samples, to the epoch's float64 sum."""
         if self._step_losses:
-            try:  # one op for the lot (a reshape per loss would cost as much as the per-step sum it replaces)
-                losses = torch.stack(self._step_losses).double().reshape(-1)
-            except RuntimeError:  # losses of shape (1,) next to 0-dim ones restored from a checkpoint
-                losses = torch.cat([v.reshape(-1).double() for v in self._step_losses])
-            sizes = torch.tensor(self._step_sizes, dtype=torch.float64).to(self._loss_sum.device, non_blocking=True)
-            self._loss_sum += (losses.to(self._loss_sum.device) * sizes).sum()
+            self._loss_sum += self._kept_sum()
             self._loss_count += sum(self._step_sizes)
             self._step_losses, self._step_sizes = [], []
+
+    @property
+    def samples_in_epoch(self) -> int:
+        """Training samples this epoch has seen so far (a resumed epoch counts those before the resume). No sync."""
+        return self._loss_count + sum(self._step_sizes)
+
+    def epoch_loss(self) -> float:
+        """The sample-weighted mean training loss of the epoch so far (what its metrics.jsonl row will say).
+
+        Costs a device sync: call it when refreshing a display, not every step. It only reads the sums: folding
+        here, at steps of the caller's choosing, would change the float order an exact resume reproduces."""
+        total = self._loss_sum + self._kept_sum() if self._step_losses else self._loss_sum
+        return (total / max(self.samples_in_epoch, 1)).item()
 
     # ------------------------------------------------------------------------------------------ the fit
     def fit(self, resume_state: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -224,6 +260,7 @@ class Trainer:
         finally:
             self._restore_signal_handlers(handlers)
             self.checkpoints.close()  # every checkpoint is on disk before fit returns (or raises)
+            self.model.eval()  # what fit hands back is ready for inference (dropout off, BatchNorm statistics used)
         self.summary = self._summary(time.perf_counter() - start, test_metrics)
         self.callbacks.fire("on_fit_end", self, self.summary)
         self.run_dir.write_summary(self.summary)
@@ -232,6 +269,7 @@ class Trainer:
     def _run_epoch(self) -> None:
         t0 = time.perf_counter()
         self.model.train()
+        self.weights_epoch = None  # from the first step on, the weights are no finished epoch's
         # A resumed epoch skips the optimizer steps it already took; the order is rebuilt from (seed, epoch).
         self.train_loader.set_epoch(self.epoch, skip_batches=self.batch_in_epoch * self.accumulate)
         if self.batch_in_epoch == 0:
@@ -254,9 +292,16 @@ class Trainer:
                 return
             if every and self.step % every == 0:
                 self.save_checkpoint("last")
-        self._end_epoch(time.perf_counter() - t0)
+        self._end_epoch(t0)
 
-    def _end_epoch(self, seconds: float) -> None:
+    def _end_epoch(self, t0: float) -> None:
+        self._epoch_ending = True  # epochs_done counts this epoch from here (evaluation, on_epoch_end)
+        try:
+            self._commit_epoch(t0)
+        finally:
+            self._epoch_ending = False
+
+    def _commit_epoch(self, t0: float) -> None:
         self._fold_losses()
         train_loss = (self._loss_sum / max(self._loss_count, 1)).item()
         logs: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
@@ -265,8 +310,14 @@ class Trainer:
             val = self._evaluate(self.val_loader)
             logs.update({f"val_{k}": v for k, v in val.items()})
             self.callbacks.fire("on_validation_end", self, logs)
-        logs["seconds"] = round(seconds + 0.0, 4)
         self.schedule.step_epoch(logs)
+        # `seconds`: the epoch's wall time from its start (for an epoch resumed mid-way: from the resume) through its
+        # training steps, the validation pass with its on_validation_end callbacks, and the LR schedule's epoch step.
+        # It is stamped here so that on_epoch_end callbacks (the progress line) can show it; their own time and this
+        # epoch's checkpoint are not in it. The checkpoint cannot be: it holds this row, so its capture (copying the
+        # state to host memory, ~0.1 ms for a small MLP) comes after the row is final; its write runs on a background
+        # thread and overlaps the next epoch.
+        logs["seconds"] = round(time.perf_counter() - t0, 4)
         # A checkpoint asked for in on_epoch_end (best.pt) must hold the committed epoch, so it waits until then.
         self._deferred_saves = []
         try:
@@ -286,7 +337,9 @@ class Trainer:
         self.history.append(logs)
         self.run_dir.append_metrics(logs)
         self.epoch += 1
+        self._epoch_ending = False  # committed: `epoch` now counts it
         self.batch_in_epoch = 0
+        self.weights_epoch = self.epoch
         self.save_checkpoint("last", *deferred)  # best.pt, when asked for, is the same state: one write, two names
 
     def _evaluate(self, loader: Any) -> dict[str, float]:
@@ -335,6 +388,7 @@ class Trainer:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step, self.batch_in_epoch = state["epoch"], state["step"], state["batch_in_epoch"]
+        self.weights_epoch = _epoch_of(state)
         self._loss_sum.fill_(state["loss_sum"])
         self._loss_count = state["loss_count"]
         # the kept losses as exact float64 scalars: folding them gives the same sum as the uninterrupted epoch's
@@ -359,10 +413,15 @@ class Trainer:
         self.checkpoints.save(names[0], self._state(), also=names[1:])
 
     def load_weights(self, which: str = "best") -> None:
+        """Put back the weights of checkpoints/<which>.pt (nothing else), if it exists; sets `restored_epoch`."""
         self.checkpoints.flush()
         path = self.run_dir.checkpoints / f"{which}.pt"
         if path.exists():
-            self._load_state(load_checkpoint(path), weights_only=True)
+            state = load_checkpoint(path)
+            self._load_state(state, weights_only=True)
+            # the checkpoint's own epoch, not the one early stopping remembers: a best state that could not be
+            # saved (a bad state is never checkpointed) leaves an older best.pt, and that is what the model holds
+            self.weights_epoch = self.restored_epoch = _epoch_of(state)
 
     # ---------------------------------------------------------------------------------------- repair
     def request_rollback(self, reason: str, lr_factor: float | None = None, clip_grad: float | None = None,
@@ -446,7 +505,11 @@ class Trainer:
             "epochs_completed": len(self.history),
             "resumed": self.resumed,
             "steps": self.step,
-            "final": self.history[-1] if self.history else {},
+            "final": self.history[-1] if self.history else {},  # the last epoch trained
+            # the epoch whose weights the run ends with (and which test metrics and `gradwise eval` see): the best
+            # epoch when early stopping restored it, else the last; {} when stopped mid-epoch without a restore
+            "kept": self._kept_row(),
+            "restored_epoch": self.restored_epoch,
             "best": ({"monitor": es.cfg.monitor, "value": es.best, "epoch": es.best_epoch} if es else {}),
             "test": {f"test_{k}": v for k, v in test.items()},
             "wall_seconds": round(seconds, 3),
@@ -459,6 +522,16 @@ class Trainer:
         if error is not None:
             summary["error"] = f"{type(error).__name__}: {error}"
         return summary
+
+    def _kept_row(self) -> dict[str, Any]:
+        if self.weights_epoch is None:
+            return {}
+        return next((row for row in reversed(self.history) if row.get("epoch") == self.weights_epoch), {})
+
+
+def _epoch_of(state: dict[str, Any]) -> int | None:
+    """The epoch (1-based) whose end a checkpoint's state is, or None for a mid-epoch checkpoint (or the start)."""
+    return int(state["epoch"]) if state.get("batch_in_epoch", 0) == 0 and state["epoch"] > 0 else None
 
 
 def _tenth(trainer: Trainer) -> str:
