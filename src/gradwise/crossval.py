@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 
 from gradwise.api import Run
 from gradwise.api import train as train_run
@@ -110,7 +111,7 @@ def cross_validate(config: RunConfig | str | Path | None = None, overrides: list
             fdir = fold_dir(root, k)
             if show:
                 assert console is not None
-                console.print(f"[bold]fold {k + 1}/{folds}[/]  {fdir}")
+                console.print(f"[bold]fold {k + 1}/{folds}[/]  {escape(str(fdir))}")
             if resume is not None and (fdir / "config.yaml").exists():
                 run = train_run(None, overrides, resume=fdir, fold=k, callbacks=callbacks, console=console)
             else:
@@ -184,7 +185,8 @@ def print_result(cv: CVResult, console: Console) -> None:
     console.print(f"[bold]cross-validation[/] {s['status']}: {s['folds_completed']}/{s['folds']} folds, "
                   f"{s['wall_seconds']:.1f} s")
     console.print(format_table(s), markup=False)
-    console.print(f"run directory: {cv.dir}  (per-fold runs fold-0 … fold-{s['folds'] - 1}, {SUMMARY_FILE})")
+    console.print(f"run directory: {cv.dir}  (per-fold runs fold-0 … fold-{s['folds'] - 1}, {SUMMARY_FILE})",
+                  markup=False)
 
 
 def format_table(summary: dict[str, Any]) -> str:
