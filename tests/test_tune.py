@@ -181,6 +181,140 @@ def test_median_pruner_and_hopeless_runs_stop_early(tmp_path: Path) -> None:
     assert "pruned" in text
 
 
+def _setup(tmp_path: Path, *overrides: str, **tune_keys: object):  # noqa: ANN202 (a TuneSetup)
+    from gradwise.config import load_config
+    from gradwise.tune.setup import resolve_setup
+
+    config = write_config(tmp_path / "tune.yaml", **tune_keys)
+    return resolve_setup(load_config(config, list(overrides)), config, list(overrides), out=tmp_path / "study")
+
+
+FIVE_KEYS = {"optim.lr": {"low": 1.0e-3, "high": 0.3, "log": True}, "model.activation": ["relu", "tanh"],
+             "model.dropout": {"low": 0.0, "high": 0.5}, "optim.weight_decay": {"low": 1.0e-5, "high": 0.1},
+             "model.widths": [[16], [32, 32]]}
+
+
+@pytest.mark.parametrize(("sampler", "tune_keys", "expected"), [
+    ("tpe", {"trials": 8}, 4),  # 2 keys: at least 5 random, but at most half of 8 (was 2)
+    ("gp", {"trials": 8}, 4),
+    ("tpe", {"trials": 20}, 5),
+    ("tpe", {"trials": 30, "space": FIVE_KEYS}, 6),  # 2 x 5 keys, at most a fifth of 30
+    ("gp", {"trials": 100, "space": FIVE_KEYS}, 10),  # 2 x 5 keys
+    ("tpe", {"trials": None, "timeout": 60.0, "space": FIVE_KEYS}, 10),  # no trial count: 2 per key
+    ("tpe", {"trials": 2}, 1),
+    ("cmaes", {"trials": 30}, 1),  # CMA-ES learns nothing from random trials
+    ("tpe", {"trials": 8, "startup_trials": 6}, 6),  # tune.startup_trials decides
+    ("cmaes", {"trials": 8, "startup_trials": 3}, 3),
+])
+def test_random_startup_trials_before_the_model(tmp_path: Path, sampler: str, tune_keys: dict,
+                                                expected: int) -> None:
+    from gradwise.tune.setup import make_sampler
+
+    if sampler == "cmaes":
+        pytest.importorskip("cmaes", reason="tune.sampler=cmaes needs the cmaes package")
+    setup = _setup(tmp_path, sampler=sampler, **tune_keys)
+    assert make_sampler(setup, 0)._n_startup_trials == expected  # what optuna is given
+
+
+@pytest.mark.parametrize(("trials", "expected"), [(4, 3), (8, 3), (20, 4), (30, 5), (None, 5)])
+def test_median_pruner_waits_for_three_finished_trials(tmp_path: Path, trials: int | None, expected: int) -> None:
+    from gradwise.tune.setup import make_pruner
+
+    setup = _setup(tmp_path, trials=trials, **({"timeout": 60.0} if trials is None else {}))
+    pruner = make_pruner(setup)
+    assert isinstance(pruner, optuna.pruners.MedianPruner) and pruner._n_startup_trials == expected
+
+
+def test_header_shows_the_random_startup(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "tune.yaml", sampler="tpe", trials=1)
+    code, text = run_tune(config, tmp_path / "study", "tune.startup_trials=1")
+    assert code == 0 and "tpe (first 1 trials random)" in text
+
+
+# --------------------------------------------------------------------------------------------- output
+
+# values a user may search that look like rich markup: a style tag, a closing tag, a list of names
+MARKUP_LIKE = ["[bold]x", "[/tmp]", "[relu, tanh]"]
+LEADERBOARD_SPACE = {**FIVE_KEYS, "model.options.tag": MARKUP_LIKE}
+
+
+def _finished_trials(setup) -> list[optuna.trial.FrozenTrial]:  # noqa: ANN001
+    dists = {p.key: p.distribution() for p in setup.space}
+    trials = []
+    for i in range(4):
+        params = {"optim.lr": 0.0123 * (i + 1), "model.activation": ["relu", "tanh"][i % 2], "model.dropout": 0.25,
+                  "optim.weight_decay": 1.0e-4, "model.widths": json.dumps([[16], [32, 32]][i % 2]),
+                  "model.options.tag": MARKUP_LIKE[i % 3]}
+        # two objectives: better accuracy for more parameters, so all four are on the Pareto front
+        values = [0.5 + i / 10] if not setup.multi else [0.5 + i / 10, 1000.0 * (i + 1)]
+        trials.append(optuna.trial.create_trial(params=params, distributions=dists, values=values,
+                                                user_attrs={"epochs": 2}))
+    for i, t in enumerate(trials):
+        t.number = i
+    return trials
+
+
+@pytest.mark.parametrize("metrics", [["val_accuracy"], ["val_accuracy", "parameters"]])
+def test_leaderboard_is_whole_at_80_columns_and_in_a_pipe(tmp_path: Path, metrics: list[str]) -> None:
+    from gradwise.tune.results import leaderboard
+
+    setup = _setup(tmp_path, metrics=metrics, space=LEADERBOARD_SPACE)
+    trials = _finished_trials(setup)
+    for soft_wrap in (True, False):  # the CLI's console soft-wraps; a table must still fit the width
+        buf = io.StringIO()  # not a terminal: what a pipe or a log file gets
+        leaderboard(setup, trials, Console(file=buf, width=80, soft_wrap=soft_wrap, highlight=False))
+        text = buf.getvalue()
+        assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80, text
+        for name in [*metrics, "epochs", "params"]:
+            assert name in text, text
+        # the params column, its wrapped lines joined: a row's parameters wrap between words, never cut one
+        params = " ".join(line.rsplit("│", 1)[1].strip() for line in text.splitlines() if "│" in line)
+        for word in ["lr=0.0492", "activation=tanh", "dropout=0.25", "weight_decay=0.0001", "widths=[32,32]",
+                     "tag=[bold]x", "tag=[/tmp]", "tag=[relu, tanh]"]:
+            assert word in params, text
+    wide = io.StringIO()  # room for a column per searched key
+    leaderboard(setup, trials, Console(file=wide, width=200, highlight=False))
+    header = next(line for line in wide.getvalue().splitlines() if "epochs" in line)
+    for name in [*metrics, "lr", "activation", "dropout", "weight_decay", "widths", "tag"]:
+        assert name in header.replace("┃", " ").split(), header
+    for value in ["[32,32]", *MARKUP_LIKE]:
+        assert value in wide.getvalue()
+    narrow = io.StringIO()  # too narrow for any table: one line per trial, still every name whole
+    leaderboard(setup, trials, Console(file=narrow, width=40, highlight=False))
+    assert "…" not in narrow.getvalue() and all(m in narrow.getvalue() for m in metrics)
+    assert "[relu, tanh]" in " ".join(narrow.getvalue().split())
+
+
+def test_user_text_is_printed_literally(tmp_path: Path) -> None:
+    from gradwise.tune.progress import TrialProgress
+
+    out = tmp_path / "[/x] [bold]study"  # a directory name rich would read as markup (a closing tag: an error)
+    config = write_config(tmp_path / "tune.yaml", sampler="random", pruner="none", trials=2,
+                          space={"optim.lr": [0.05], "name": MARKUP_LIKE})
+    code, text = run_tune(config, out)
+    assert code == 0, text
+    flat = " ".join(text.split())
+    assert str(out) in flat and "name in ['[bold]x', '[/tmp]', '[relu, tanh]']" in flat
+    assert all(f"name={v}" in flat for v in {t.params["name"] for t in load(out)})
+    # every kind of trial line: complete, pruned (the reason), failed (the error)
+    setup = _setup(tmp_path, space={"optim.lr": [0.05], "name": MARKUP_LIKE})
+    dists = {p.key: p.distribution() for p in setup.space}
+    trials = [optuna.trial.create_trial(params={"optim.lr": 0.05, "name": name}, distributions=dists, state=state,
+                                        value=0.5 if state == TrialState.COMPLETE else None,
+                                        user_attrs={"pruned": "[red]why[/]", "error": "bad value [relu, tanh]"})
+              for name, state in zip(MARKUP_LIKE, [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL],
+                                     strict=True)]
+    for i, t in enumerate(trials):
+        t.number = i
+    buf = io.StringIO()
+    progress = TrialProgress(setup, Console(file=buf, width=80, highlight=False), bar=False)
+    progress.start()
+    progress.update(trials)
+    lines = " ".join(buf.getvalue().split())
+    assert "name=[bold]x" in lines and "name=[/tmp]" in lines and "name=[relu, tanh]" in lines
+    assert "[red]why[/]" in lines and "bad value [relu, tanh]" in lines
+
+
 # --------------------------------------------------------------------------------- workers and resuming
 
 

@@ -281,6 +281,9 @@ class TuneConfig(Section):
                                "(default 20; unlimited when only a timeout is given)")
     timeout: float | None = Field(None, gt=0, description="seconds each invocation may start trials for")
     sampler: Literal["grid", "random", "tpe", "gp", "cmaes", "nsga2"] = "tpe"
+    startup_trials: int | None = Field(None, ge=0, description="random trials before tpe, gp or cmaes take over "
+                                       "(default: 2 per searched key, capped at a fifth of the trials, at least "
+                                       "5, at most half the trials; cmaes: 1)")
     pruner: Literal["none", "median", "successive_halving", "hyperband"] = "median"
     storage: str | None = Field(None, description="default: a journal file in the study directory; or "
                                 "sqlite:///study.db, journal:PATH, postgresql://user:pw@host:5432/db")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from gradwise.errors import GradwiseError
 
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return tune(args.config, args.trials, args.storage, args.study, args.workers, args.show, args.out,
                     args.overrides)
     except GradwiseError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")  # paths and values in it are not markup
         return 2
     except KeyboardInterrupt:
         err.print("interrupted: run the same command again to resume the study")

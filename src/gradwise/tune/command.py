@@ -12,12 +12,13 @@ from pathlib import Path
 
 import optuna
 from rich.console import Console
+from rich.markup import escape
 
 from gradwise.config import load_config
 from gradwise.errors import ConfigError
 from gradwise.tune.progress import TrialProgress
 from gradwise.tune.results import best_trial, complete_trials, format_value, leaderboard, params_text, write_results
-from gradwise.tune.setup import TuneSetup, budget_text, resolve_setup
+from gradwise.tune.setup import TuneSetup, budget_text, resolve_setup, startup_trials
 from gradwise.tune.storage import open_storage
 from gradwise.tune.worker import STORAGE_ENV, Outcome, load_existing, run_parallel, run_worker
 
@@ -47,15 +48,20 @@ def tune(config: Path, trials: int | None = None, storage: str | None = None, st
         return 0
 
     setup.dir.mkdir(parents=True, exist_ok=True)
-    console.print(f"[bold]study[/] {setup.name}  [dim]{setup.dir}[/]")
-    console.print(f"  storage   {setup.storage.display}" + (f"  ({setup.workers} workers)" if setup.workers > 1
-                                                            else ""))
-    console.print(f"  objective {setup.label()}   budget {budget_text(setup)}")
+    # names, paths, URLs and values are the user's text: escaped, so that rich markup cannot eat `[relu, tanh]`
+    # or fail on a directory called `[/tmp]`
+    console.print(f"[bold]study[/] {escape(setup.name)}  [dim]{escape(str(setup.dir))}[/]")
+    console.print(f"  storage   {escape(setup.storage.display)}" + (f"  ({setup.workers} workers)"
+                                                                    if setup.workers > 1 else ""))
+    console.print(f"  objective {escape(setup.label())}   budget {budget_text(setup)}")
     pruner = setup.pruner if setup.prunable else ("none" if setup.pruner == "none" else
                                                   f"none ({setup.pruner} needs one per-epoch objective)")
-    console.print(f"  sampler   {setup.sampler}   pruner {pruner} (+ non-finite / doctor-hopeless runs)")
+    sampler = setup.sampler
+    if sampler in ("tpe", "gp", "cmaes"):
+        sampler += f" (first {startup_trials(setup)} trials random)"
+    console.print(f"  sampler   {sampler}   pruner {pruner} (+ non-finite / doctor-hopeless runs)")
     for p in setup.space:
-        console.print(f"  space     {p.describe()}")
+        console.print(f"  space     {escape(p.describe())}")
 
     progress = TrialProgress(setup, console)
     try:
@@ -80,30 +86,30 @@ def _report(setup: TuneSetup, study: optuna.Study, outcome: Outcome, files: dict
         console.print(f"{outcome.recovered} trial(s) left running by a stopped process were marked failed and "
                       "retried with the same parameters.")
     for note in notes:
-        console.print(f"[dim]note: {note}[/]")
+        console.print(f"[dim]note: {escape(note)}[/]")
     best = best_trial(trials, setup)
     if best is not None:
         values = ", ".join(f"{m} {format_value(v)}" for m, v in zip(setup.metrics, best.values, strict=True))
-        console.print(f"[bold]best[/] trial {best.number}: {values}  {params_text(setup, best)}")
+        console.print(f"[bold]best[/] trial {best.number}: {escape(values)}  {escape(params_text(setup, best))}")
     for key in ("best", "trials", "pareto"):
         if key in files:
-            console.print(f"  {files[key].name:<11} {_rel(files[key])}")
+            console.print(f"  {files[key].name:<11} {escape(_rel(files[key]))}")
     plots = [p for k, p in files.items() if k.startswith("plot_")]
     if plots:
-        console.print(f"  plots       {_rel(plots[0].parent)} ({', '.join(p.stem for p in plots)})")
+        console.print(f"  plots       {escape(_rel(plots[0].parent))} ({', '.join(p.stem for p in plots)})")
     if "best" in files:
-        console.print(f"train the best config: gradwise train {_rel(files['best'])}")
+        console.print(f"train the best config: gradwise train {escape(_rel(files['best']))}")
     if outcome.stop == "interrupted":
         console.print("[yellow]interrupted[/]: run the same command again to resume the study.")
         return 130
     if outcome.stop == "timeout":
         console.print(f"time budget of {setup.timeout:g} s used; run the command again to continue the study.")
     if outcome.stop == "failing":
-        console.print(f"[red]stopped[/]: {outcome.error}. Fix the cause and run the command again.")
+        console.print(f"[red]stopped[/]: {escape(outcome.error or '')}. Fix the cause and run the command again.")
         return 1
     if outcome.stop == "worker_died":
         console.print("[yellow]a worker process stopped early[/]: run the same command again to finish the study "
-                      f"(worker logs in {_rel(setup.dir / 'logs')}).")
+                      f"(worker logs in {escape(_rel(setup.dir / 'logs'))}).")
     return 0 if complete_trials(trials) else 1
 
 

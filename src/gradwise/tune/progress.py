@@ -6,6 +6,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gradwise.tune.results import best_trial, format_value, params_text, pareto_front
@@ -33,8 +34,8 @@ class TrialProgress:
                 self._finished.append(t)
         if self.bar:
             self.progress = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), TextColumn("{task.fields[best]}"), console=self.console,
-                                     transient=False)
+                                     TimeElapsedColumn(), TextColumn("{task.fields[best]}", markup=False),
+                                     console=self.console, transient=False)
             self.progress.start()
             self._task = self.progress.add_task("tune", total=self.setup.trials, best="")
         if trials:
@@ -76,14 +77,15 @@ class TrialProgress:
         done = sum(1 for x in self._finished if x.number not in retried)
         head = f"trial {t.number:>3} ({done}{total})"
         secs = t.user_attrs.get("seconds")
-        tail = f"  {params_text(s, t)}" + (f"  {secs:.1f}s" if isinstance(secs, int | float) else "")
+        # parameter values, pruning reasons and errors are plain text inside markup lines: escaped
+        tail = f"  {escape(params_text(s, t))}" + (f"  {secs:.1f}s" if isinstance(secs, int | float) else "")
         if t.number in retried:
             return f"{head}  [yellow]interrupted[/] (its process stopped; retried with the same parameters){tail}"
         if t.state == TrialState.COMPLETE and t.values is not None:
             values = "  ".join(f"{m} {format_value(v)}" for m, v in zip(s.metrics, t.values, strict=True))
-            return f"{head}  [green]complete[/]  {values}  | {self._best_text(self._finished)}{tail}"
+            return f"{head}  [green]complete[/]  {escape(values)}  | {escape(self._best_text(self._finished))}{tail}"
         if t.state == TrialState.PRUNED:
             why = t.user_attrs.get("pruned", "")
-            return f"{head}  [cyan]pruned[/] after {t.user_attrs.get('epochs', '?')} epoch(s): {why}{tail}"
+            return f"{head}  [cyan]pruned[/] after {t.user_attrs.get('epochs', '?')} epoch(s): {escape(str(why))}{tail}"
         error = t.user_attrs.get("error", "the worker process stopped")
-        return f"{head}  [red]failed[/]: {error}{tail}"
+        return f"{head}  [red]failed[/]: {escape(str(error))}{tail}"

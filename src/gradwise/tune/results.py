@@ -20,6 +20,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from gradwise.config import RunConfig, apply_overrides, validate_config
 from gradwise.tune.setup import TuneSetup
@@ -69,8 +70,12 @@ def trial_config(setup: TuneSetup, trial: FrozenTrial) -> RunConfig:
 
 
 def format_value(v: Any) -> str:
+    """A value as the user would write it: 4 significant digits for floats, lists and dicts as JSON with no spaces
+    (`widths=[64,64]` is one word: text wraps between parameters, never inside one, and it is a valid override)."""
     if isinstance(v, float):
         return f"{v:.4g}"
+    if isinstance(v, list | dict):
+        return json.dumps(v, separators=(",", ":"))
     return str(v)
 
 
@@ -80,6 +85,7 @@ def _short(key: str, keys: list[str]) -> str:
 
 
 def params_text(setup: TuneSetup, trial: FrozenTrial) -> str:
+    """`lr=0.01 widths=[64,64]`: plain text, not rich markup (escape it before mixing it into markup)."""
     keys = [p.key for p in setup.space]
     values = trial_overrides(setup.space, trial.params)
     return " ".join(f"{_short(k, keys)}={format_value(values[k])}" for k in keys if k in values)
@@ -199,31 +205,60 @@ def _write_plots(setup: TuneSetup, study: optuna.Study) -> tuple[dict[str, Path]
 
 
 def leaderboard(setup: TuneSetup, trials: list[FrozenTrial], console: Console, top: int = 10) -> None:
+    """The study's state and its best trials (several objectives: the Pareto front).
+
+    One column per searched key when that fits the console; otherwise (an 80-column terminal, or a pipe, which
+    rich gives 80 columns) the parameters share one column that wraps between `key=value` words. Metric names and
+    values are never cut short. Names and values are the user's text: printed as Text, never parsed as markup
+    (`[relu, tanh]` would otherwise vanish as an unknown style tag).
+    """
     retried = retried_numbers(trials)
     counts: dict[str, int] = {}
     for t in trials:
         state = "INTERRUPTED" if t.number in retried else t.state.name
         counts[state] = counts.get(state, 0) + 1
     summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no trials yet"
-    console.print(f"[bold]study[/] {setup.name}  ({summary})  objective: {setup.label()}")
+    console.print(Text.assemble(("study", "bold"), f" {setup.name}  ({summary})  objective: {setup.label()}"))
     rows = pareto_front(trials, setup) if setup.multi else ranked(trials, setup)[:top]
     if not rows:
-        console.print("no completed trial yet")
+        console.print("no completed trial yet", markup=False)
         return
     title = "Pareto front" if setup.multi else f"top {len(rows)} trials"
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    table.add_column("#", justify="right")
-    table.add_column("trial", justify="right")
-    for m in setup.metrics:
-        table.add_column(m, justify="right")
-    table.add_column("epochs", justify="right")
-    keys = [p.key for p in setup.space]
-    for k in keys:
-        table.add_column(_short(k, keys))
+    # measured as if the console were unlimited (measuring at its width reports the squeezed table, not the need)
+    unlimited = console.options.update_width(100_000)
+    wide = _leaderboard_table(setup, rows, title, one_column_per_key=True)
+    if console.measure(wide, options=unlimited).maximum <= console.width:
+        console.print(wide, soft_wrap=False)
+        return
+    narrow = _leaderboard_table(setup, rows, title, one_column_per_key=False)
+    if console.measure(narrow, options=unlimited).minimum <= console.width:
+        console.print(narrow, soft_wrap=False)
+        return
+    # many objectives on a very narrow console: no table can keep every name whole, so one line per trial
+    console.print(title, markup=False)
     for rank, t in enumerate(rows, 1):
-        values = trial_overrides(setup.space, t.params)
-        cells = [json.dumps(values[k]) if isinstance(values.get(k), list | dict) else format_value(values.get(k, ""))
-                 for k in keys]
+        values = "  ".join(f"{m} {format_value(v)}" for m, v in zip(setup.metrics, t.values, strict=True))
+        console.print(Text(f"{rank:>2}. trial {t.number}  {values}  epochs {t.user_attrs.get('epochs', '')}  "
+                           f"{params_text(setup, t)}"), soft_wrap=False)
+
+
+def _leaderboard_table(setup: TuneSetup, rows: list[FrozenTrial], title: str, *, one_column_per_key: bool) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    # numbers and metric names are never wrapped or cut: a column is at least as wide as its header
+    for name in ("#", "trial", *setup.metrics, "epochs"):
+        table.add_column(Text(name), justify="right", no_wrap=True, min_width=len(name))
+    keys = [p.key for p in setup.space]
+    if one_column_per_key:
+        for k in keys:
+            table.add_column(Text(_short(k, keys)), no_wrap=True, min_width=len(_short(k, keys)))
+    else:
+        table.add_column(Text("params"), overflow="fold")
+    for rank, t in enumerate(rows, 1):
+        if one_column_per_key:
+            values = trial_overrides(setup.space, t.params)
+            params = [Text(format_value(values[k]) if k in values else "") for k in keys]
+        else:
+            params = [Text(params_text(setup, t))]
         table.add_row(str(rank), str(t.number), *[format_value(v) for v in t.values],
-                      str(t.user_attrs.get("epochs", "")), *cells)
-    console.print(table)
+                      str(t.user_attrs.get("epochs", "")), *params)
+    return table

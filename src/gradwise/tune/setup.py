@@ -45,6 +45,7 @@ class TuneSetup:
     sampler: str
     pruner: str
     seed: int
+    startup: int | None = None  # tune.startup_trials as given (None: startup_trials() decides)
 
     @property
     def multi(self) -> bool:
@@ -133,7 +134,8 @@ def resolve_setup(cfg: RunConfig, config: Path, overrides: list[str], *, trials:
     base.tune = None
     return TuneSetup(config=Path(config), overrides=list(overrides), base=base, space=space, metrics=metrics,
                      directions=directions, name=name, dir=study_dir.resolve(), storage=spec, trials=budget,
-                     timeout=tc.timeout, workers=n_workers, sampler=tc.sampler, pruner=tc.pruner, seed=cfg.seed)
+                     timeout=tc.timeout, workers=n_workers, sampler=tc.sampler, pruner=tc.pruner, seed=cfg.seed,
+                     startup=tc.startup_trials)
 
 
 # ------------------------------------------------------------------------------------- samplers and pruners
@@ -154,10 +156,37 @@ def sampler_seed(setup: TuneSetup, existing: int, worker: int) -> int:
     return int.from_bytes(hashlib.sha1(salt.encode()).digest()[:4], "big")
 
 
+def startup_trials(setup: TuneSetup) -> int:
+    """Random trials before tpe, gp or cmaes take over (tune.startup_trials, or a default from the space and budget).
+
+    Two random trials (the earlier default for 8 trials) are too few for any model: a GP cannot estimate a length
+    scale per searched key from fewer points than keys, and TPE's "good" and "bad" densities built from a handful
+    of results are mostly its prior, so its picks are no better than random ones. The default is Ax's rule for
+    its random (Sobol) start: twice the searched keys, at most a fifth of the trials, but at least 5 (5 keys and
+    50+ trials: optuna's own default of 10). On top of it, never more than half the trials, so that the sampler
+    asked for still chooses at least half of a small study: 8 trials are 4 random ones, then 4 from the model.
+    CMA-ES is different: it starts from the middle of the space and learns only from its own generations, never
+    from the random trials, so a longer random start only takes trials away from it (optuna's default, 1).
+    gp and cmaes count completed trials only, so with a pruner their random start lasts until that many trials
+    ran to the end; tpe counts pruned trials too.
+    """
+    if setup.startup is not None:
+        return setup.startup
+    if setup.sampler == "cmaes":
+        return 1
+    n = setup.trials
+    startup = 2 * len(setup.space)
+    if n is not None:
+        startup = min(startup, n // 5)
+    startup = max(startup, 5)
+    if n is not None:
+        startup = min(startup, max(1, n // 2))
+    return startup
+
+
 def make_sampler(setup: TuneSetup, seed: int) -> optuna.samplers.BaseSampler:
     n = setup.trials or 100
-    # startup (random) trials: optuna's default of 10 would leave a 12-trial study almost all random
-    startup = max(2, min(10, n // 4))
+    startup = startup_trials(setup)
     name = setup.sampler
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -190,8 +219,10 @@ def make_pruner(setup: TuneSetup) -> optuna.pruners.BasePruner:
         return optuna.pruners.NopPruner()
     n = setup.trials or 100
     if name == "median":
-        # compare against a few finished trials (not 5 of a 10-trial study); skip the noisiest first fifth
-        return optuna.pruners.MedianPruner(n_startup_trials=max(1, min(5, n // 5)), n_warmup_steps=epochs // 5)
+        # n_startup_trials counts finished (not pruned) trials. The median of one or two of them is their luck, not
+        # a median: a lucky first trial would prune most of what follows, an unlucky one nothing (Ray Tune's
+        # median stopping rule also waits for 3). optuna's 5 from 25 trials on; skip the noisiest first fifth.
+        return optuna.pruners.MedianPruner(n_startup_trials=min(5, max(3, n // 5)), n_warmup_steps=epochs // 5)
     if name == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     if name == "hyperband":
