@@ -19,8 +19,8 @@ on_validation_end/on_epoch_end it counts the epoch ending there, so it equals ``
 ``epoch + 1``), ``epochs`` (planned), ``step`` (optimizer steps so far), ``batch_in_epoch``, ``steps_per_epoch``,
 ``last_loss`` (the last step's loss, a detached tensor: reading it as a float costs a device sync),
 ``epoch_loss()`` (the epoch's mean training loss so far; a device sync), ``samples_in_epoch``, ``last_batch``,
-``history``, ``run_dir``, ``is_main``. What it can change: ``should_stop`` (finish after this epoch/step), ``stop_reason``,
-``request_rollback(...)`` (restore the last good checkpoint and go on with changed settings).
+``history``, ``run_dir``, ``is_main``. What it can change: ``should_stop`` (finish after this epoch/step),
+``stop_reason``, ``request_rollback(...)`` (restore the last good checkpoint and go on with changed settings).
 
 A callback that keeps state across a resume implements ``state_dict``/``load_state_dict``; the state goes into
 every checkpoint under the callback's ``key``.
