@@ -23,6 +23,7 @@ from rich.markup import escape
 
 from gradwise.doctor import rules
 from gradwise.doctor.findings import SEVERITY_RANK, Finding, fill_fixes
+from gradwise.doctor.fixes import RunContext
 from gradwise.doctor.preflight import PROBE_ROWS, Facts, Preflight, loss_kind, split_tensors, subsample
 from gradwise.doctor.probes import (
     ActivationStats,
@@ -85,6 +86,7 @@ class Doctor(Callback):
         self._loss_first: float | None = None
         self._loss_recent: collections.deque[float] = collections.deque(maxlen=RECENT_LOSSES)
         self.halted = False
+        self.context: RunContext | None = None  # what the fixes are judged against (set at fit start)
 
     # ---------------------------------------------------------------------------------------- reporting
     @property
@@ -94,17 +96,23 @@ class Doctor(Callback):
         return sorted(rules.explained(self._findings), key=lambda f: -f.rank)
 
     def report(self, trainer: Trainer, finding: Finding) -> bool:
-        """Record, log and print a finding once per code (again when it comes back stronger or after a repair);
-        findings.jsonl keeps every report, `findings` the latest one of each code."""
+        """Record, log and print a finding once per code (again when it comes back stronger or after a repair).
+        During the run findings.jsonl gets every report as it is made (what a crashed run leaves behind); at the
+        end of the fit it is rewritten with `findings`, the latest judgment of each code, as summary.json lists
+        them."""
         seen = self._seen.get(finding.code)
         if seen is not None and seen >= finding.rank:
-            # the same event judged again with more of the run behind it (e.g. whether a diverged loss came back
-            # down): keep the fuller evidence, without reporting it twice
+            # the same event judged again with more of the run behind it (whether a diverged loss came back down,
+            # which epoch is the best one now): take the new judgment whole -- message, evidence and fixes -- so
+            # that the text never states what the evidence has moved past; not printed or logged again (at the
+            # end of the fit findings.jsonl is rewritten with the final findings)
             old = next((f for f in self._findings if f.code == finding.code), None)
             same_event = (old is not None and old.rank == finding.rank and old.epoch == finding.epoch != 0
                           and old.evidence.get("epoch") is not None
                           and old.evidence.get("epoch") == finding.evidence.get("epoch"))
-            if same_event:
+            if same_event and old is not None:
+                self._fill(trainer, finding)
+                old.message, old.causes, old.fixes = finding.message, finding.causes, finding.fixes
                 old.evidence = {**old.evidence, **finding.evidence}
             return False
         if finding.epoch != 0:  # a symptom of a root cause reported before is shown as info, with the root's fix
@@ -140,18 +148,26 @@ class Doctor(Callback):
                 + finding.fixes
             finding.evidence = {**finding.evidence, "steps_and_gradients_healthy": healthy, **(random_labels or {})}
 
-    @staticmethod
-    def _fill(trainer: Trainer, finding: Finding) -> None:
-        """Turn '<lr*0.1>' placeholders in fixes into numbers from this run (the peak LR of the schedule)."""
+    def _fill(self, trainer: Trainer, finding: Finding) -> None:
+        """Turn '<lr*0.1>' placeholders in fixes into numbers from this run (the peak LR of the schedule) and keep
+        only the fixes that change something in this run and apply to its model (see `fixes.RunContext`)."""
         # the largest group's peak LR: with discriminative LRs (model.lr_decay_groups) group 0 holds the earliest
-        # block's reduced LR, while optim.lr is the largest (the head's)
-        lr = max(float(g.get("initial_lr", g["lr"])) for g in trainer.optimizer.param_groups)
+        # block's reduced LR, while optim.lr is the largest (the head's). A schedule keeps its peak in the group:
+        # initial_lr (LambdaLR & co), max_lr (OneCycleLR, whose initial_lr is max_lr / div_factor)
+        lr = max(max(float(v) for v in (g.get("initial_lr"), g.get("max_lr"), g["lr"]) if isinstance(v, int | float))
+                 for g in trainer.optimizer.param_groups)
         bs = trainer.config.train.batch_size
-        finding.fixes = fill_fixes(finding.fixes, lr, bs if isinstance(bs, int) else None)
+        bs = bs if isinstance(bs, int) else None
+        if self.context is None:
+            finding.fixes = fill_fixes(finding.fixes, lr, bs)
+        else:
+            self.context.adapt(finding, lr, bs)
 
     # ---------------------------------------------------------------------------------------- fit start
     def on_fit_start(self, trainer: Trainer) -> None:
         model = trainer.model
+        # first: the pre-flight's findings below are already judged against this run
+        self.context = RunContext.for_run(trainer.config, model, self.bundle, self.task)
         self._cuda = trainer.device.type != "cpu"
         self._layers = weight_layers(model)
         loader_weights = getattr(trainer.train_loader, "weights", None) is not None or \
@@ -557,11 +573,15 @@ class Doctor(Callback):
 
     def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
         summary["findings"] = [f.to_dict() for f in self.findings]
+        # the same final list in findings.jsonl: a finding judged again later (a new best epoch, a symptom whose
+        # root came later) must read the same in every place (`gradwise doctor DIR` reads this file)
+        trainer.run_dir.write_findings(summary["findings"])
         facts = self.facts
         summary["doctor"] = {
             "repairs": self.repairs,
             "facts": facts.to_dict() if facts is not None else None,
             "probes": len(self.records),
+            "run": self.context.to_dict() if self.context is not None else None,
         }
         summary["actions"] = trainer.actions
 

@@ -594,7 +594,7 @@ class Preflight:
                  "evaluation (running statistics)", {"batch_size": bs, "batchnorm_layers": bns[:10],
                                                       "threshold": smallest},
                  ["a batch size below ~8 with BatchNorm (memory limits, a tiny dataset)"],
-                 [f"train.batch_size={4 * smallest}", "model.norm=layer or GroupNorm (no batch statistics)",
+                 [f"train.batch_size={4 * smallest}", "model.norm=layer (LayerNorm or GroupNorm: no batch statistics)",
                   "or gradient accumulation (train.accumulate) with a larger micro-batch"])
 
     def check_order(self, y: torch.Tensor) -> None:
@@ -1102,7 +1102,7 @@ class Preflight:
         self.add("bad_initialization", "warning", "; ".join(parts), ev,
                  ["weights filled with a constant or zeros", "a hand-written init with the wrong std (e.g. normal "
                   "std 1 or 10, or 0.01 in a deep stack)", "a large negative bias"],
-                 ["model.init=he_normal (ReLU) or xavier_uniform (tanh/sigmoid)",
+                 ["model.init=he_normal (ReLU)", "model.init=xavier_uniform (tanh/sigmoid)",
                   "fit(): drop the custom init (PyTorch's default is sane) or use nn.init.kaiming_normal_"])
 
     def _tiny_init(self, trace: Trace, named: dict[str, nn.Parameter]) -> dict[str, Any] | None:
@@ -1159,5 +1159,5 @@ class Preflight:
                   "threshold": NO_GRAD_SHARE},
                  ["all-zero or constant initialization (ReLU units with zero input pass no gradient)",
                   "a layer defined but not used in forward()", ".detach() or torch.no_grad() inside forward()"],
-                 ["use a random init (model.init=he_normal / drop the zero init)",
+                 ["model.init=he_normal (a random init)", "fit(): drop the zero init (PyTorch's default is random)",
                   "remove the unused layer or the detach"])

@@ -287,7 +287,7 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
                       ["an initialization that starts the model far off (saturated units, huge logits) and too few "
                        "or too small steps to undo it", "a loss that does not match the model's output",
                        "labels unrelated to the inputs"],
-                      ["model.init=he_normal (ReLU) or xavier_uniform (tanh/sigmoid)", "optim.lr=<lr*3>",
+                      ["model.init=he_normal (ReLU)", "model.init=xavier_uniform (tanh/sigmoid)", "optim.lr=<lr*3>",
                        "check the loss against the model's last layer"], ep[-1], step[-1]))
     if stuck is None:
         p = t.plateau_epochs
@@ -307,7 +307,7 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
                               {"epoch": ep[i], "train_loss": L[i], "gain_over_window": (before - window) / before,
                                "threshold": t.plateau_gain, "loss_scale": S, "window_epochs": p, "early": early},
                               ["learning rate too low or too high", "saturated or dead units", "a poor initialization"],
-                              ["optim.lr=<lr*3> (or doctor.repair=true)", "schedule.name=warmup_cosine",
+                              ["optim.lr=<lr*3>", "doctor.repair=true", "schedule.name=warmup_cosine",
                                "model.init=he_normal"], ep[i], step[i]))
                 break
         # a schedule that has all but stopped the training early: the LR is below 1e-3 of its peak with >= 30% of
@@ -323,9 +323,10 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
                 if (_finite(lr[i]) and peaks[i] > 0 and lr[i] < t.lr_stopped * peaks[i]
                         and ep[i] <= (1 - t.lr_stopped_left) * planned_epochs and L[i] >= t.lr_stopped_loss * S
                         and max(window) - min(window) < t.plateau_gain * min(window)):
+                    # (stated as of epoch i: early stopping may end the run before the planned epochs)
                     out.append(_f("plateau", "warning", f"the training loss stopped at {L[i]:.4g} after the "
-                                  f"schedule cut the LR to {lr[i]:.2g} ({lr[i] / peaks[i]:.0e} of its peak) with "
-                                  f"{planned_epochs - ep[i]} of {planned_epochs} epochs still to run",
+                                  f"schedule cut the LR to {lr[i]:.2g} ({lr[i] / peaks[i]:.0e} of its peak), at "
+                                  f"epoch {ep[i]} of {planned_epochs} planned",
                                   {"epoch": ep[i], "train_loss": L[i], "lr": lr[i], "peak_lr": peaks[i],
                                    "planned_epochs": planned_epochs, "loss_scale": S, "rule": "lr_decayed_early"},
                                   ["a step/exponential schedule that decays far too fast (gamma too small, step "
@@ -335,8 +336,8 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
                     # the cause, by its name: the LR the schedule left is far too low to train with (the LR the
                     # run started with was fine: the loss was falling when the schedule cut it)
                     out.append(_f("lr_too_low", "warning", f"the schedule left an LR of {lr[i]:.2g}, "
-                                  f"{lr[i] / peaks[i]:.0e} of the {peaks[i]:.2g} the loss was falling with, for "
-                                  f"the remaining {planned_epochs - ep[i]} epochs: too low to train",
+                                  f"{lr[i] / peaks[i]:.0e} of the {peaks[i]:.2g} the loss was falling with, at "
+                                  f"epoch {ep[i]} of {planned_epochs} planned: too low to train",
                                   {"epoch": ep[i], "lr": lr[i], "peak_lr": peaks[i], "cut_epoch": ep[cut],
                                    "loss_before_cut": L[cut - 2], "loss_at_cut": L[cut], "train_loss": L[i],
                                    "rule": "lr_decayed_early"},
@@ -353,8 +354,10 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
                       {"train_loss": L[-1], "loss_scale": S, "ratio": L[-1] / S, "threshold": t.high_loss},
                       ["the model is too small or too constrained (too much regularization)", "too few epochs or "
                        "too low a learning rate"],
-                      ["a wider/deeper model (model.widths=[256, 256])", "optim.weight_decay=0.01 and no heavy "
-                       "dropout", f"train.epochs={2 * (planned_epochs or n)}"], ep[-1], step[-1]))
+                      # relative to what the run has (the fix filter drops a change that changes nothing)
+                      ["a wider/deeper model (model.widths=<model.widths*2>)",
+                       "optim.weight_decay=<optim.weight_decay*0.1> (less decay)", "model.dropout=0",
+                       f"train.epochs={2 * (planned_epochs or n)}"], ep[-1], step[-1]))
 
     # underfitting against a nearest-neighbour lookup: a row's nearest training row shares its label far more often
     # than the model gets new rows right, and the model fits its own training rows no better -- it lacks capacity
@@ -374,7 +377,7 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
                        **_gap_evidence(history)},
                       ["a linear model on classes that are not linearly separable", "a model too small for the "
                        "task", "too much regularization (weight decay, L1/L2 penalty, dropout)"],
-                      ["add hidden layers with a nonlinearity, or widen them (model.widths=[256, 256])",
+                      ["add hidden layers with a nonlinearity, or widen them (model.widths=<model.widths*2>)",
                        "lower the regularization (optim.weight_decay, optim.l1, optim.l2, model.dropout)"],
                       ep[-1], step[-1]))
 
@@ -391,7 +394,8 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
                       {"train_loss": L[-1], "loss_scale": S, "ratio": L[-1] / S, "layer": narrow[0],
                        "units": narrow[1], "classes": classes, **_gap_evidence(history)},
                       ["a hidden layer narrower than the number of classes"],
-                      [f"widen {narrow[0]} to at least {classes} units (model.widths=[256, 256])"], ep[-1], step[-1]))
+                      [f"widen {narrow[0]} to at least {classes} units (model.widths=<model.widths*"
+                       f"{max(2, math.ceil(classes / max(narrow[1], 1)))}>)"], ep[-1], step[-1]))
 
     if any(v is not None for v in V):
         idx = [i for i in range(n) if _finite(V[i])]
@@ -416,20 +420,22 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
         if carries:
             i = idx[-1]
             out.append(_f("overfitting", "warning", (
-                f"the model memorized its training rows (training loss {min(L):.4g} of {S:.4g}) but the validation "
-                f"loss never beat the know-nothing loss ({best_v:.4g} vs {Sv:.4g}), although it predicts new rows "
-                f"better than the majority class ({carries['best_val_accuracy']:.0%} vs "
+                f"the model memorized its training rows (training loss {min(L):.4g} of {S:.4g}) but up to epoch "
+                f"{ep[i]} the validation loss never beat the know-nothing loss ({best_v:.4g} vs {Sv:.4g}), although "
+                f"it predicts new rows better than the majority class ({carries['best_val_accuracy']:.0%} vs "
                 f"{carries['majority_share']:.0%}): far too little data for the model's size"),
                 {"best_train_loss": min(L), "best_val_loss": best_v, "loss_scale": S, "val_know_nothing_loss": Sv,
                  **carries, "neighbour_label_agreement": facts.neighbour_agreement if facts else None},
                 ["a model with far more parameters than training rows", "no regularization or early stopping"],
-                ["more training data, or a smaller model (model.widths=[64])", "optim.weight_decay=0.05 and "
-                 "model.dropout=0.3", "train.early_stopping.patience=5"], ep[i], step[i]))
+                ["more training data, or a smaller model (model.widths=<model.widths*0.25>)",
+                 "optim.weight_decay=0.05 and model.dropout=0.3",
+                 "train.early_stopping.enabled=true train.early_stopping.patience=5"], ep[i], step[i]))
         elif memorized or random_labels:
             i = idx[-1]
             out.append(_f("label_problem", "warning", (
-                f"the training loss fell to {min(L):.4g} but the validation loss never beat the know-nothing loss "
-                f"({min(V[j] for j in idx):.4g} vs {Sv:.4g}): the labels do not carry over to new rows"
+                f"the training loss fell to {min(L):.4g} but up to epoch {ep[i]} the validation loss never beat the "
+                f"know-nothing loss ({min(V[j] for j in idx):.4g} vs {Sv:.4g}): the labels do not carry over to new "
+                "rows"
                 if memorized else
                 f"the model learned nothing usable (best validation loss {min(V[j] for j in idx):.4g}, know-nothing "
                 f"{Sv:.4g}; best training loss {min(L):.4g} of {S:.4g}) and a training row's nearest neighbour has "
@@ -472,19 +478,25 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
                 # the whole epoch), so a best epoch at epoch 2 shows no gap while the model then memorizes its
                 # rows -- the best it can do on new rows stays far from what it fits.
                 # The kept epoch is the best validation epoch so far (not the one the rise was measured from).
+                # Which epoch is best can change while the run goes on: stated as of now ("so far") until the
+                # run is over (the doctor takes each new judgment of this same event whole, and the final one is
+                # what the run directory keeps).
                 kept = min(idx, key=lambda j: V[j])
+                best = f"epoch {ep[kept]}" + ("" if final else " so far")
                 handled = early_stopping and V[kept] - min(L) < t.gap_best * S
                 if handled:
-                    msg += f"; early stopping keeps epoch {ep[kept]}"
+                    msg += f"; early stopping keeps the best epoch ({best})"
                 elif early_stopping:
-                    msg += (f"; even the best epoch ({ep[kept]}, val {V[kept]:.4g}) is {(V[kept] - min(L)) / S:.0%} "
+                    msg += (f"; even the best epoch ({best}, val {V[kept]:.4g}) is {(V[kept] - min(L)) / S:.0%} "
                             f"of the know-nothing loss above the lowest training loss ({min(L):.4g})")
                 out.append(_f("overfitting", "info" if handled else "warning", msg,
                               {"epoch": ep[i], "val_loss": V[i], "best_val_loss": V[kept], "best_epoch": ep[kept],
                                "train_loss": L[i], "lowest_train_loss": min(L), "loss_scale": S, "rule": why,
                                "early_stopping": early_stopping, "threshold_best_gap": t.gap_best},
                               ["too little data for the model", "too many epochs", "too little regularization"],
-                              ([] if early_stopping else ["train.early_stopping.enabled=true (keeps the best epoch)"])
+                              ([] if early_stopping else ["train.early_stopping.enabled=true "
+                                                          "train.early_stopping.restore_best=true (keeps the best "
+                                                          "epoch)"])
                               + ["optim.weight_decay=0.05", "model.dropout=0.2", "more data or data.augment=[...]"],
                               ep[i], step[i]))
 
@@ -519,7 +531,7 @@ def curve_findings(history: list[dict[str, Any]], facts: Facts | None, final: bo
                            "threshold": t.mismatch_rel},
                           ["BatchNorm with tiny batches (running statistics do not match batch statistics)",
                            "BatchNorm momentum/eps changed", "a module that behaves differently in eval()"],
-                          ["train.batch_size=32 or larger", "model.norm=layer (LayerNorm does not depend on the "
+                          ["train.batch_size=<bs*4>", "model.norm=layer (LayerNorm does not depend on the "
                            "batch)", "a hand-written dropout must scale by 1/(1-p) in training"], ep[i], step[i]))
             break
     return supersede(out)
@@ -827,9 +839,11 @@ def probe_findings(records: list[ProbeRecord], facts: Facts | None, history: lis
                        "depth_ratio": [depth_ratio(r, order, ref) for r in recent]},
                       ["no gradient clipping (RNNs especially)", "a too-large initialization of recurrent or deep "
                        "layers", "learning rate too high"],
-                      (["standardize the regression targets (data.scale_target=true; fit(): y = (y - y.mean()) / "
-                        "y.std())"] if facts is not None and (facts.target_rms or 0) > 10 else [])
-                      + ["train.clip_grad=1.0", "model.init=orthogonal (RNN) / he_normal", "optim.lr=<lr*0.1>"],
+                      (["data.scale_target=true (standardized regression targets)",
+                        "fit(): standardize the regression targets, y = (y - y.mean()) / y.std()"]
+                       if facts is not None and (facts.target_rms or 0) > 10 else [])
+                      + ["train.clip_grad=1.0", "model.init=orthogonal (RNN)", "model.init=he_normal",
+                         "optim.lr=<lr*0.1>"],
                       ep, last.step))
     # vanishing: the first layer's relative gradient is a thousandth of the last layer's, persistently
     drs = [d for d in (depth_ratio(r, order, ref) for r in recent) if d is not None]
@@ -997,7 +1011,9 @@ def over_regularization(records: list[ProbeRecord], facts: Facts | None, history
                                              "train_loss": L[-1], "loss_scale": S},
                       ["weight decay / L2 / L1 a decade or more too strong"],
                       (["optim.l1=0 (or 1e-6)"] if (knobs["l1"] or 0) > 1e-5 else [])
-                      + ["optim.weight_decay=0.01 (AdamW) or 5e-4 (SGD)", "optim.l2=0"],
+                      # a usual decay for the optimizer in use (decoupled in AdamW, an L2 term in the others)
+                      + [f"optim.weight_decay={0.01 if str(getattr(oc, 'name', '')).lower() == 'adamw' else 5e-4:g}",
+                         "optim.l2=0"],
                       history[-1].get("epoch"), history[-1].get("step")))
     elif dropout >= 0.7 and high:
         out.append(_f("over_regularization", "warning", f"dropout p={dropout:g} and the training loss stays at "
