@@ -157,6 +157,11 @@ def test_a_finding_whose_every_fix_is_in_place_keeps_its_message() -> None:
     before = list(f.fixes)
     context.adapt(f)  # judging again changes nothing
     assert f.fixes == before
+    # a logistic regression has no units to normalize: the same model, said as such
+    logreg = RunContext(load_config(None, ["model.name=logreg"]).to_dict(), "builtin", [64], 10, "classification")
+    f = Finding("dead_units", "warning", "m", causes=["a large step"], fixes=["model.norm=batch"])
+    logreg.adapt(f)
+    assert f.fixes == ["model.norm: batch would build the same logreg model: look for another cause (a large step)"]
 
 
 def test_a_size_change_moves_to_the_size_key_the_model_has() -> None:

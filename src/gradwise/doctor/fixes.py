@@ -18,8 +18,10 @@ use. Every ``section.key=value`` in a fix is judged on its own:
   data comes as arrays or datasets, and ``fit(): ...`` fixes do not apply to a config run.
 
 What is left of a fix is rewritten: a pure list of assignments keeps the ones that count; advice with an assignment
-in its text loses the assignment. A finding whose every fix was dropped says that the run already has them and
-points at its causes instead.
+in its text loses the assignment. So that advice reads well without it, an assignment in advice text stands alone
+in its brackets, "a wider/deeper model (model.widths=...)", or ends the text after "or"; one fix speaks to one
+interface (a config key, or "fit(): ..." code). A finding whose every fix was dropped says that the run already has
+them (or that they build the same model) and points at its causes instead.
 """
 
 from __future__ import annotations
@@ -65,10 +67,11 @@ _INIT_CALLS = {"he_normal": "nn.init.kaiming_normal_", "he_uniform": "nn.init.ka
 @dataclass
 class Verdict:
     """What becomes of one assignment: kept as `text`, replaced by `text` (advice that is not an assignment), or
-    dropped because it would change nothing (`same`) or does not apply to this run."""
+    dropped: the run has that setting already (`same`), the model ignores it (`ignored`), or it does not apply."""
 
     text: str | None
-    same: str | None = None  # the setting the run already has, when that is why it was dropped
+    same: str | None = None  # the setting the run already has
+    ignored: str | None = None  # a setting that builds the same model
     replaced: bool = False
 
 
@@ -123,19 +126,24 @@ class RunContext:
             return
         fixes = fill_fixes(finding.fixes, lr, batch_size)
         out: list[str] = []
-        same: list[str] = []
+        dropped: list[Verdict] = []
         for fix in fixes:
-            text = self._fix(fix, same)
+            text = self._fix(fix, dropped)
             if text and text not in out:
                 out.append(text)
         if not out:
             # every fix is in place already or does not apply: keep the finding and say where to look instead
-            have = f"this run already has {', '.join(dict.fromkeys(same))}" if same else \
-                "the usual fixes do not apply to this model"
-            out = [f"{have}: look for another cause" + (f" ({'; '.join(finding.causes)})" if finding.causes else "")]
+            # (settings are written "key: value", never key=value, so judging these fixes again keeps them)
+            same = list(dict.fromkeys(v.same for v in dropped if v.same))
+            ignored = list(dict.fromkeys(v.ignored for v in dropped if v.ignored))
+            name = (self.config.get("model") or {}).get("name")
+            said = ([f"this run already has {', '.join(same)}"] if same else []) + \
+                ([f"{', '.join(ignored)} would build the same {name} model"] if ignored else [])
+            head = "; ".join(said) or "the usual fixes do not apply to this run"
+            out = [f"{head}: look for another cause" + (f" ({'; '.join(finding.causes)})" if finding.causes else "")]
         finding.fixes = out
 
-    def _fix(self, fix: str, same: list[str]) -> str | None:
+    def _fix(self, fix: str, dropped: list[Verdict]) -> str | None:
         builtin = self.source != "module"
         if fix.startswith("fit():"):
             return None if builtin else fix  # code for fit()'s caller; a config run changes its config
@@ -143,7 +151,7 @@ class RunContext:
         if not units:
             return fix
         verdicts = [self.judge(m.group("key"), m.group("value")) for m in units]
-        same += [v.same for v in verdicts if v.same]
+        dropped += [v for v in verdicts if v.text is None]
         if all(v.text == m.group(0) for m, v in zip(units, verdicts, strict=True)):
             return fix
         parts = list(_UNIT.finditer(fix))
@@ -192,7 +200,7 @@ class RunContext:
         if section == "model" and self.source == "builtin" and (leaf in ARCH_FIELDS or leaf == "name"):
             changed = self._changes_model(leaf, new)
             if changed is False:
-                return Verdict(None, same=setting)
+                return Verdict(None, ignored=setting)
             if changed is None:
                 return Verdict(None)  # a value this model rejects
         return Verdict(f"{key}={filled}")
@@ -284,46 +292,56 @@ class RunContext:
         return self._cache["measured"]
 
     def _module_advice(self, leaf: str, value: str) -> Verdict:
-        """model.<leaf>=<value> as advice on a module the config does not build (None: nothing to change)."""
+        """model.<leaf>=<value> as advice on a module the config does not build; dropped when the module has that
+        already (`same`, judged from the layer types it has) or there is no such advice."""
         where = "your module"
         v = _parse(value)
-        text: str | None = None
         placeholder = _CONFIG_PLACEHOLDER.match(value)
         if leaf in CAPACITY and placeholder and self.weight_layers == 1:
             # a single layer: nothing hidden to widen or narrow; more capacity means a hidden layer
-            if float(placeholder.group("factor")) > 1:
-                return self._module_advice("name", "mlp")
-        elif leaf in CAPACITY and placeholder:
+            return self._module_advice("name", "mlp") if float(placeholder.group("factor")) > 1 else Verdict(None)
+        if leaf in CAPACITY and placeholder:
             f = float(placeholder.group("factor"))
             what = {"widths": "hidden layers", "channels": "conv channels", "hidden_size": "hidden size"}[leaf]
-            text = f"{f:g}x wider {what} in {where}" if f > 1 else f"{what} {f:g}x as wide in {where}"
-        elif leaf in CAPACITY:
-            text = f"{leaf.replace('_', ' ')} {value} in {where}"
-        elif leaf == "activation" and isinstance(v, str):
+            return _advice(f"{f:g}x wider {what} in {where}" if f > 1 else f"{what} {f:g}x as wide in {where}")
+        if leaf in CAPACITY:
+            return _advice(f"{leaf.replace('_', ' ')} {value} in {where}")
+        if leaf == "activation" and isinstance(v, str):
             from gradwise.models.layers import ACTIVATIONS
 
             cls = getattr(ACTIVATIONS.get(v.strip().lower()), "__name__", None)
             if cls is None:
-                text = f"the {v} activation in {where}"
-            elif cls not in self.layers:
-                text = f"nn.{cls} as the activation of {where}"
-        elif leaf == "norm":
-            has = {"batch": any("BatchNorm" in n for n in self.layers), "layer": "LayerNorm" in self.layers}
+                return _advice(f"the {v} activation in {where}")
+            if cls in self.layers:
+                return Verdict(None, same=f"nn.{cls} in {where}")
+            return _advice(f"nn.{cls} as the activation of {where}")
+        if leaf == "norm" and isinstance(v, str):
+            kinds = {"batch": "BatchNorm", "layer": "LayerNorm"}
+            has = {k: any(name in n for n in self.layers) for k, name in kinds.items()}
             if v == "none":
-                text = f"no normalization layers in {where}" if any(has.values()) else None
-            elif v in has and not has[v]:
-                text = ("nn.BatchNorm1d/2d after the hidden layers of " if v == "batch" else
-                        "nn.LayerNorm after the hidden layers of ") + where
-        elif leaf == "dropout" and isinstance(v, int | float) and not isinstance(v, bool):
-            if not math.isclose(float(v), self.dropout):
-                text = f"nn.Dropout({v:g}) in {where}" if v > 0 else f"no dropout in {where}"
-        elif leaf == "init" and isinstance(v, str):
+                return _advice(f"no normalization layers in {where}") if any(has.values()) else \
+                    Verdict(None, same=f"no normalization layers in {where}")
+            if v in has and has[v]:
+                return Verdict(None, same=f"{kinds[v]} in {where}")
+            if v in has:
+                what = "nn.BatchNorm1d/2d" if v == "batch" else "nn.LayerNorm"
+                return _advice(f"{what} after the hidden layers of {where}")
+        if leaf == "dropout" and isinstance(v, int | float) and not isinstance(v, bool):
+            if math.isclose(float(v), self.dropout):
+                return Verdict(None, same=f"dropout {v:g} in {where}")
+            return _advice(f"nn.Dropout({v:g}) in {where}" if v > 0 else f"no dropout in {where}")
+        if leaf == "init" and isinstance(v, str):
             call = _INIT_CALLS.get(v.strip().lower())
-            text = f"initialize {where}'s weights with {call}" if call else \
-                f"PyTorch's default init in {where} (drop the custom one)"
-        elif leaf == "name" and v == "mlp":
-            text = f"a hidden layer with a nonlinearity (nn.Linear + nn.ReLU) before the output layer of {where}"
-        return Verdict(text, replaced=text is not None)
+            return _advice(f"initialize {where}'s weights with {call}" if call else
+                           f"PyTorch's default init in {where} (drop the custom one)")
+        if leaf == "name" and v == "mlp":
+            return _advice(f"a hidden layer with a nonlinearity (nn.Linear + nn.ReLU) before the output layer of "
+                           f"{where}")
+        return Verdict(None)
+
+
+def _advice(text: str) -> Verdict:
+    return Verdict(text, replaced=True)
 
 
 class _Unknown:
@@ -387,7 +405,7 @@ def _architecture(model: nn.Module) -> dict[str, Any]:
 
 def _tidy(text: str) -> str:
     """Advice text after an assignment was taken out of it: no empty brackets or dangling joiners."""
-    text = re.sub(r"\(\s*[;,/]?\s*\)", "", text)
+    text = re.sub(r"\(\s*(?:or|and|[;,/])?\s*\)", "", text)
     text = re.sub(r"\(\s*[;,/]\s*", "(", text)
     text = re.sub(r"\s*[;,/]\s*\)", ")", text)
     text = re.sub(r"\s+(?:or|and)\s*(?=\)|$)", "", text)

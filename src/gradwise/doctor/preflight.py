@@ -855,7 +855,7 @@ class Preflight:
                      ["preprocessing (standardization, scaling) applied to the training split only",
                       "splits read from differently processed files"],
                      ["apply the same preprocessing to every split: fit the scaler on train, then transform train, "
-                      "val and test with it (data.scale=standard does this)"])
+                      "val and test with it", "data.scale=standard (does that for every split)"])
 
     def check_split_structure(self, x: torch.Tensor) -> None:
         """Validation/test columns whose correlations with each other differ from the training columns' far beyond
