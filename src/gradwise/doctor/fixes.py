@@ -144,9 +144,8 @@ class RunContext:
         finding.fixes = out
 
     def _fix(self, fix: str, dropped: list[Verdict]) -> str | None:
-        builtin = self.source != "module"
-        if fix.startswith("fit():"):
-            return None if builtin else fix  # code for fit()'s caller; a config run changes its config
+        if fix.startswith("fit():"):  # code for fit()'s caller; a config run changes its config
+            return fix if self.source == "module" else None
         units = list(ASSIGN.finditer(fix))
         if not units:
             return fix
@@ -208,11 +207,13 @@ class RunContext:
     # ------------------------------------------------------------------------------------------ values
     def resolved(self, key: str) -> Any:
         """The value this run has for `key` (defaults resolved), or _UNKNOWN."""
-        if key == "optim.weight_decay":
-            wd = (self.config.get("optim") or {}).get("weight_decay")
-            if wd is None:  # OptimConfig.resolved_weight_decay: AdamW's decoupled default, else none
-                return 0.01 if str((self.config.get("optim") or {}).get("name", "")).lower() == "adamw" else 0.0
-            return wd
+        if key == "optim.weight_decay":  # null means the optimizer's own default (AdamW's decoupled 0.01)
+            from gradwise.config import OptimConfig
+
+            try:
+                return OptimConfig.model_validate(self.config.get("optim") or {}).resolved_weight_decay()
+            except ValueError:
+                return _UNKNOWN
         node: Any = self.config
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
