@@ -285,6 +285,23 @@ def test_leaderboard_is_whole_at_80_columns_and_in_a_pipe(tmp_path: Path, metric
     assert "[relu, tanh]" in " ".join(narrow.getvalue().split())
 
 
+def test_show_uses_the_study_objectives_not_the_configs(tmp_path: Path) -> None:
+    # a study started with `tune.metrics=[val_accuracy, parameters]` on the command line, shown without it
+    setup = _setup(tmp_path, metrics=["val_accuracy", "parameters"], space=LEADERBOARD_SPACE)
+    out = tmp_path / "study"
+    out.mkdir()
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "study.journal")))
+    study = optuna.create_study(storage=storage, study_name="digits-tune", directions=["maximize", "minimize"])
+    study.set_user_attr("gradwise:metrics", ["val_accuracy", "parameters"])
+    study.add_trials(_finished_trials(setup))
+    config = write_config(tmp_path / "single.yaml", space=LEADERBOARD_SPACE)
+    code, text = run_tune(config, out, show=True)
+    assert code == 0 and "optimizes val_accuracy, parameters" in text and "Pareto front" in text, text
+    header = next(line for line in text.splitlines() if "epochs" in line).replace("┃", " ").split()
+    assert header[:5] == ["#", "trial", "val_accuracy", "parameters", "epochs"], text
+    assert "1000" in text and "4000" in text  # parameter counts in full, in their own column
+
+
 def test_user_text_is_printed_literally(tmp_path: Path) -> None:
     from gradwise.tune.progress import TrialProgress
 

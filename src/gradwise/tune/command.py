@@ -42,9 +42,16 @@ def tune(config: Path, trials: int | None = None, storage: str | None = None, st
     setup = _setup(config, trials, storage, study, workers, out, list(overrides or []))
 
     if show:
-        opened = open_storage(setup.storage)
-        trials_ = load_existing(setup, opened).get_trials(deepcopy=False)
-        leaderboard(setup, trials_, console)
+        existing = load_existing(setup, open_storage(setup.storage))
+        stored = existing.user_attrs.get("gradwise:metrics")
+        if stored is not None and list(stored) != setup.metrics:
+            # the study's own objectives decide its leaderboard (e.g. one started with tune.metrics=[...] on the
+            # command line, shown without it): the config's would mislabel and misalign its values
+            console.print(f"note: study '{setup.name}' optimizes {', '.join(stored)}, not the config's "
+                          f"{', '.join(setup.metrics)}: showing its own objectives", style="dim", markup=False)
+            setup.metrics = list(stored)
+            setup.directions = [d.name.lower() for d in existing.directions]
+        leaderboard(setup, existing.get_trials(deepcopy=False), console)
         return 0
 
     setup.dir.mkdir(parents=True, exist_ok=True)

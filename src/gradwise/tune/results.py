@@ -73,7 +73,8 @@ def format_value(v: Any) -> str:
     """A value as the user would write it: 4 significant digits for floats, lists and dicts as JSON with no spaces
     (`widths=[64,64]` is one word: text wraps between parameters, never inside one, and it is a valid override)."""
     if isinstance(v, float):
-        return f"{v:.4g}"
+        # counts stored as floats (the `parameters` objective) in full: 155658, not 1.557e+05
+        return str(int(v)) if v.is_integer() and abs(v) < 1e15 else f"{v:.4g}"
     if isinstance(v, list | dict):
         return json.dumps(v, separators=(",", ":"))
     return str(v)
