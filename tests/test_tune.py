@@ -228,7 +228,7 @@ def test_median_pruner_waits_for_three_finished_trials(tmp_path: Path, trials: i
 def test_header_shows_the_random_startup(tmp_path: Path) -> None:
     config = write_config(tmp_path / "tune.yaml", sampler="tpe", trials=1)
     code, text = run_tune(config, tmp_path / "study", "tune.startup_trials=1")
-    assert code == 0 and "tpe (first 1 trials random)" in text
+    assert code == 0 and "tpe (first 1 trial random)" in text
 
 
 # --------------------------------------------------------------------------------------------- output

@@ -65,7 +65,8 @@ def tune(config: Path, trials: int | None = None, storage: str | None = None, st
                                                   f"none ({setup.pruner} needs one per-epoch objective)")
     sampler = setup.sampler
     if sampler in ("tpe", "gp", "cmaes"):
-        sampler += f" (first {startup_trials(setup)} trials random)"
+        k = startup_trials(setup)
+        sampler += f" (first {k} trial{'' if k == 1 else 's'} random)"
     console.print(f"  sampler   {sampler}   pruner {pruner} (+ non-finite / doctor-hopeless runs)")
     for p in setup.space:
         console.print(f"  space     {escape(p.describe())}")
