@@ -605,6 +605,7 @@ def test_lr_find_on_digits_suggests_and_restores_everything(tmp_path: Any) -> No
 
     assert result.suggestion is not None and 1e-5 < result.suggestion < 1
     assert result.valley is not None and 1e-5 < result.valley < 1
+    assert result.minimum is not None and result.suggestion < result.minimum < 10
     assert len(result.lrs) == len(result.losses) == len(result.raw_losses) > 20
     assert all(math.isfinite(v) for v in result.losses)
     png = result.plot(tmp_path / "lr_find.png")
@@ -650,14 +651,18 @@ def test_lr_find_is_nan_safe_when_the_loss_blows_up() -> None:
 
 def test_suggest_ignores_non_finite_values() -> None:
     lrs_ = list(np.logspace(-6, 0, 40))
-    losses = [2.0 - 1.5 / (1 + math.exp(-(i - 20) / 3)) for i in range(40)]
-    steep, valley = _suggest(lrs_, losses)
+    losses = [2.0 - 1.5 / (1 + math.exp(-(i - 20) / 3)) + (0.002 * (i - 34) ** 2 if i > 34 else 0.0) for i in range(40)]
+    steep, valley, minimum = _suggest(lrs_, losses)
     assert steep is not None and lrs_[15] <= steep <= lrs_[25]
     assert valley is not None and math.isfinite(valley)
+    assert minimum is not None and lrs_[30] <= minimum <= lrs_[36]
     losses_nan = losses[:30] + [math.nan, math.inf] + losses[32:]
-    steep2, _ = _suggest(lrs_, losses_nan)
+    steep2, _, minimum2 = _suggest(lrs_, losses_nan)
     assert steep2 is not None and math.isfinite(steep2)
-    assert _suggest([1e-3, 1e-2], [1.0, math.nan]) == (None, None)
+    assert minimum2 is not None and minimum2 < lrs_[30]  # only the part before the first bad value counts
+    assert _suggest([1e-3, 1e-2], [1.0, math.nan]) == (None, None, None)
+    # a loss that only rises has no descent: no steepest point and no minimum to cap a pick
+    assert _suggest(lrs_, sorted(losses))[0::2] == (None, None)
 
 
 @pytest.mark.parametrize(("name", "expected"), [("adamw", 0.01), ("adam", 0.0), ("sgd", 0.0), ("rmsprop", 0.0)])

@@ -15,7 +15,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from gradwise.config import RunConfig, apply_overrides, load_config, read_yaml, validate_config
+from gradwise.config import OptimConfig, RunConfig, apply_overrides, load_config, read_yaml, validate_config
 from gradwise.errors import CheckpointError, ConfigError, DataError
 from gradwise.train.callbacks import EarlyStopping, ProgressBar, Unfreeze
 from gradwise.train.checkpoint import load_checkpoint, seed_everything
@@ -206,10 +206,15 @@ def _execute(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: An
     if cfg.train.batch_size == "auto":
         _auto_batch(cfg, model, loss_fn, train_loader, device, precision, forward, console,
                     user_optimizer=optimizer is not None)
+    lr_search: LRSearch | None = None
     if optimizer is None:
         if cfg.optim.lr == "auto":
-            # `optim.lr: auto` runs the LR range test first; model and RNG state are restored afterwards
-            cfg.optim.lr = find_lr(cfg, model, loss_fn, train_loader, device, console=console).pick()
+            # `optim.lr: auto` runs the LR range test first; model and RNG state are restored afterwards. Its
+            # curve, plot and pick go into this run's directory (config.yaml then records the LR used).
+            lr_search = find_lr(cfg, model, loss_fn, train_loader, device, console=console)
+            cfg.optim.lr = lr_search.pick()
+            if run_dir.is_main:
+                lr_search.save(run_path)
         groups = None
         if cfg.model.lr_decay_groups is not None:
             # discriminative LRs (fastai's fine_tune idea): each block nearer the input gets lr × factor less
@@ -260,7 +265,7 @@ def _execute(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: An
     summary = trainer.fit(resume_state)
     findings = list(doctor_cb.findings) if doctor_cb is not None else []
     return Run(model=model, history=list(trainer.history), findings=findings, summary=summary, dir=run_path,
-               config=cfg, extras={"trainer": trainer, "bundle": bundle})
+               config=cfg, extras={"trainer": trainer, "bundle": bundle, "lr_find": lr_search})
 
 
 def _compiled_forward(model: nn.Module) -> Any:
@@ -376,26 +381,93 @@ def _output_width(model: nn.Module, loader: Any, device: torch.device, forward: 
 
 @dataclass
 class LRSearch:
-    result: Any
+    """An LR range test's result and the schedule it was run for; ``pick()`` is the LR `optim.lr: auto` uses."""
+
+    result: Any  # recipes.schedules.LRFindResult
+    schedule: str = "constant"
+    schedule_factor: float = 1.0  # the schedule's mean LR as a fraction of its peak (schedule_mean_factor)
 
     def pick(self) -> float:
-        """The valley rule when it exists (robust on noisy curves), else the steepest descent, else 1e-3."""
+        """The steepest-descent LR scaled up for the schedule's mean and capped at the curve's minimum.
+
+        Falls back to the curve's minimum / 10, then to `optim.lr`'s default, when the sweep saw no descent.
+        Rounded to 3 significant digits: the sweep cannot resolve more, and config.yaml records what is printed.
+        """
+        lr = self.result.recommend(self.schedule_factor)
+        return float(f"{lr:.3g}") if lr is not None else float(OptimConfig.model_fields["lr"].default)
+
+    def describe(self) -> list[str]:
+        """What the finder found, as lines to print, LRs rounded to 3 significant digits; the pick comes last."""
+        from gradwise.recipes.schedules import round_sig
+
         r = self.result
-        return float(r.valley or r.suggestion or 1e-3)
+        seconds = r.extra.get("seconds")
+        took = f" in {seconds:.3g} s" if isinstance(seconds, float) else ""
+        lines = [f"swept {len(r.lrs)} steps{took}: {r.reason}",
+                 f"steepest descent: {round_sig(r.suggestion)}",
+                 f"loss minimum    : {round_sig(r.minimum)}"]
+        if self.schedule_factor < 1.0:
+            lines.append(f"schedule        : {self.schedule} (mean LR {self.schedule_factor:.2f} × peak: "
+                         f"peak = steepest / {self.schedule_factor:.2f}, at most the minimum)")
+        lines.append(f"suggested optim.lr={self.pick():.3g}")
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the rounded suggestions and pick, and the full curves (unrounded, for re-plotting)."""
+        from gradwise.recipes.schedules import round_sig
+
+        r = self.result
+        return {"pick": round_sig(self.pick()), "steepest": round_sig(r.suggestion), "minimum": round_sig(r.minimum),
+                "valley": round_sig(r.valley), "schedule": self.schedule,
+                "schedule_factor": round(self.schedule_factor, 3), "stopped_early": r.stopped_early,
+                "reason": r.reason, "seconds": round_sig(r.extra.get("seconds")),
+                "lrs": r.lrs, "losses": [v if v == v else None for v in r.losses],  # NaN is not JSON
+                "raw_losses": [v if v == v and abs(v) != float("inf") else None for v in r.raw_losses]}
+
+    def save(self, directory: str | Path, plot: str | Path | None = None) -> Path:
+        """Write ``lr_find.json`` and the plot (default ``lr_find.png``) into ``directory``; returns the plot path."""
+        from gradwise.train.checkpoint import atomic_write_json
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(directory / "lr_find.json", self.to_dict())
+        return self.result.plot(Path(plot) if plot is not None else directory / "lr_find.png", pick=self.pick())
+
+
+def lr_find_dir(cfg: RunConfig) -> Path:
+    """Where `gradwise lr-find` writes: ``cfg.out`` if given, else a fresh ``runs/<time>-lr-find-<name>``."""
+    return Path(cfg.out) if cfg.out else default_run_dir(f"lr-find-{cfg.name}")
+
+
+def save_lr_find(search: LRSearch, cfg: RunConfig, plot: str | Path | None = None) -> Path:
+    """Save a standalone LR search (`gradwise lr-find`) run-style; returns the plot's path.
+
+    Without ``plot``: ``lr_find.png`` and ``lr_find.json`` in :func:`lr_find_dir` (like a run, never the working
+    directory). With ``plot``: the plot there and ``lr_find.json`` beside it.
+    """
+    if plot is not None:
+        return search.save(Path(plot).parent, plot=plot)
+    return search.save(lr_find_dir(cfg))
 
 
 def find_lr(cfg: RunConfig, model: nn.Module, loss_fn: Any, train_loader: Any, device: torch.device,
             console: Console | None = None, steps: int = 100) -> LRSearch:
-    """LR range test on a throw-away optimizer of the configured kind; model and RNG states are restored."""
+    """LR range test on a throw-away optimizer of the configured kind; model and RNG states are restored.
+
+    The search knows the configured schedule (its mean LR relative to its peak) so that ``pick()`` is a peak LR.
+    """
     from gradwise.recipes import build_optimizer, lr_find
+    from gradwise.recipes.schedules import schedule_mean_factor
 
     optimizer = build_optimizer(model, cfg.optim, lr=1e-7)
     model.to(device)
     result = lr_find(model, loss_fn, train_loader, optimizer, device=device, steps=steps,
                      clip_grad=cfg.train.clip_grad)
-    search = LRSearch(result)
+    steps_per_epoch = -(-len(train_loader) // cfg.train.accumulate)
+    search = LRSearch(result, schedule=str(cfg.schedule.name),
+                      schedule_factor=schedule_mean_factor(cfg.schedule, steps_per_epoch, cfg.train.epochs))
     if console is not None and cfg.train.progress != "none":
-        console.print(f"lr-find: steepest {result.suggestion}, valley {result.valley} -> optim.lr={search.pick():.3g}")
+        console.print("lr-find: " + "; ".join(search.describe()))
     return search
 
 

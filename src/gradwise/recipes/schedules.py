@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ from gradwise.recipes.optim import canonical_name
 SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "warmup_cosine", "warmup_linear",
              "one_cycle", "reduce_on_plateau")
 PER_BATCH = frozenset({"cosine", "warmup_cosine", "warmup_linear", "one_cycle"})
+# LR finder: the "steepest" point is the middle of the stretch falling at >= this fraction of the fastest rate
+STEEP_FRACTION = 0.8
 
 
 @dataclass
@@ -222,29 +225,67 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps
 # --------------------------------------------------------------------------------------------- lr finder
 
 
+def round_sig(value: float | None) -> float | None:
+    """``value`` to 3 significant digits (None stays None): what the finder's printouts and JSON show."""
+    return None if value is None else float(f"{value:.3g}")
+
+
 @dataclass
 class LRFindResult:
-    """What the LR finder saw: the swept LRs and (smoothed and raw) losses, plus suggestions.
+    """What the LR finder saw: the swept LRs, the raw and smoothed losses, and the points read off the curve.
 
-    ``suggestion`` is the steepest-descent LR (most negative d(smoothed loss)/d(log10 lr)); ``valley`` is fastai's
-    valley rule (⅓ + ⅙ of the way along the longest decreasing run of the smoothed loss, i.e. about its middle).
-    Either is None when too few finite points were recorded.
+    ``losses`` is the raw loss smoothed *without lag* (:func:`smooth_losses`: a local-linear fit centred on each
+    point, so the curve's minimum and its steepest point sit where the raw curve puts them; the exponential moving
+    average the sweep uses to detect divergence lags ~1/(1-beta) steps and would move both to the right).
+
+    * ``suggestion``: the steepest descent (Smith's "where the loss falls fastest"), a good *constant* LR: the
+      middle of the stretch before the minimum where d(smoothed loss)/d(log10 lr) is within 80 % of its most
+      negative value (see _suggest);
+    * ``minimum``: the LR at the smoothed loss's minimum, the edge beyond which larger steps stop helping; no
+      peak LR should exceed it;
+    * ``valley``: fastai's valley rule (⅓ + ⅙ of the way along the longest decreasing run), kept for reference.
+
+    Each is None when too few finite points were recorded. :meth:`recommend` turns them into a peak LR.
     """
 
     lrs: list[float]
-    losses: list[float]  # smoothed (EMA with bias correction)
+    losses: list[float]  # smoothed without lag (see smooth_losses)
     raw_losses: list[float]
     suggestion: float | None
     valley: float | None
     stopped_early: bool = False
     reason: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    minimum: float | None = None
+
+    def __repr__(self) -> str:
+        # the full curves are hundreds of floats: show their length and the rounded suggestions instead
+        seconds = self.extra.get("seconds")
+        took = f", seconds={seconds:.3g}" if isinstance(seconds, float) else ""
+        return (f"LRFindResult(points={len(self.lrs)}, steepest={round_sig(self.suggestion)}, "
+                f"minimum={round_sig(self.minimum)}, valley={round_sig(self.valley)}, "
+                f"stopped_early={self.stopped_early}, reason={self.reason!r}{took})")
+
+    def recommend(self, schedule_factor: float = 1.0) -> float | None:
+        """The peak LR for a run whose schedule averages ``schedule_factor`` × its peak (see schedule_mean_factor).
+
+        The steepest descent is where a constant LR makes the most progress per step. An annealed schedule (e.g.
+        warmup + cosine, mean factor ~0.5) spends most steps below its peak, so its peak is the steepest LR divided
+        by the mean factor: the same average step size. The peak is capped at the curve's minimum, the LR at which
+        the loss stopped improving during the sweep. Without a steepest point: the classic "minimum / 10".
+        """
+        if not (math.isfinite(schedule_factor) and schedule_factor > 0):
+            raise ValueError(f"recommend: schedule_factor = {schedule_factor} must be a positive finite number.")
+        if self.suggestion is None:
+            return None if self.minimum is None else self.minimum / 10
+        lr = self.suggestion / min(1.0, schedule_factor)
+        return min(lr, self.minimum) if self.minimum is not None else lr
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def plot(self, path: str | Path) -> Path:
-        """Save loss vs LR (log x axis) with the suggestions marked, as a PNG; returns the path."""
+    def plot(self, path: str | Path, pick: float | None = None) -> Path:
+        """Save loss vs LR (log x axis) with the suggestions (and ``pick``) marked, as a PNG; returns the path."""
         # Figure + FigureCanvasAgg instead of pyplot: no global backend switch, no GUI, safe in threads.
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -260,10 +301,12 @@ class LRFindResult:
         ok = np.isfinite(sm)
         if raw.size:
             ax.plot(lrs_[np.isfinite(raw)], raw[np.isfinite(raw)], color="0.75", lw=0.8, label="raw loss")
-        ax.plot(lrs_[ok], sm[ok], color="C0", lw=1.8, label="smoothed loss")
-        for value, label, color in ((self.suggestion, "steepest", "C3"), (self.valley, "valley", "C2")):
+        ax.plot(lrs_[ok], sm[ok], color="C0", lw=1.8, label="smoothed loss (no lag)")
+        marks = ((self.suggestion, "steepest", "C3", "--"), (self.minimum, "minimum", "C1", "--"),
+                 (pick, "picked", "k", "-"))
+        for value, label, color, style in marks:
             if value is not None:
-                ax.axvline(value, color=color, ls="--", lw=1.2, label=f"{label}: {value:.2e}")
+                ax.axvline(value, color=color, ls=style, lw=1.2, label=f"{label}: {value:.3g}")
         ax.set_xscale("log")
         if ok.any():  # the last points explode; keep the interesting range readable
             finite_raw = raw[np.isfinite(raw)]
@@ -282,27 +325,53 @@ class LRFindResult:
         return path
 
 
-def _suggest(lrs_: list[float], losses: list[float]) -> tuple[float | None, float | None]:
-    """(steepest, valley) suggestions from the smoothed curve, NaN-safe."""
+def _finite_prefix(lrs_: list[float], losses: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The sweep up to (not including) its first non-finite loss or LR: what follows is divergence."""
     lr_arr = np.asarray(lrs_, dtype=float)
     loss_arr = np.asarray(losses, dtype=float)
-    # keep only the part before the first non-finite value: what follows is divergence
-    bad = np.flatnonzero(~np.isfinite(loss_arr) | ~np.isfinite(lr_arr))
+    bad = np.flatnonzero(~np.isfinite(loss_arr) | ~np.isfinite(lr_arr) | (lr_arr <= 0))
     n = int(bad[0]) if bad.size else loss_arr.size
-    lr_arr, loss_arr = lr_arr[:n], loss_arr[:n]
-    # like fastai, drop the first tenth (smoothing warm-up, noisy) and the last few (divergence) when there
-    # are enough points to spare
-    start = n // 10
-    end = n - 5 if n - 5 - start >= 5 else n
-    if end - start < 3:
-        start, end = 0, n
-    lr_arr, loss_arr = lr_arr[start:end], loss_arr[start:end]
-    if loss_arr.size < 3:
-        return None, None
-    grads = np.gradient(loss_arr, np.log10(lr_arr))
-    grads = np.where(np.isfinite(grads), grads, np.inf)
-    steep = float(lr_arr[int(np.argmin(grads))]) if np.isfinite(grads).any() else None
-    # fastai's valley: the longest strictly decreasing subsequence (O(n²), n is ~100), then the point ⅓ + ⅙ along it
+    return lr_arr[:n], loss_arr[:n]
+
+
+def smooth_losses(lrs_: list[float], losses: list[float], bandwidth: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-lag smoothing of an LR sweep: (smoothed loss, its slope per decade), NaN from the first bad point on.
+
+    Each point is a weighted least-squares *line* through its neighbours (Gaussian weights of width ``bandwidth``
+    decades of LR, i.e. LOESS of degree 1 without robustness passes). The weights are symmetric, so a trend is not
+    delayed the way an exponential moving average delays it (~beta/(1-beta) steps: ~50 of a 100-step sweep at
+    beta=0.98, one to two decades); fitting a line rather than averaging also keeps the two ends unbiased, where a
+    plain kernel average is pulled towards the interior. The bandwidth is in decades so the curve does not depend
+    on the number of steps; it is widened to 1.5 steps when the sweep is coarser than that.
+    """
+    lr_arr, loss_arr = _finite_prefix(lrs_, losses)
+    total = len(losses)
+    level = np.full(total, np.nan)
+    slope = np.full(total, np.nan)
+    n = loss_arr.size
+    if n == 0:
+        return level, slope
+    if n == 1:
+        level[0], slope[0] = loss_arr[0], 0.0
+        return level, slope
+    x = np.log10(lr_arr)
+    spacing = float(np.median(np.abs(np.diff(x)))) if n > 1 else 0.0
+    bw = max(bandwidth, 1.5 * spacing, 1e-12)
+    d = x[None, :] - x[:, None]  # d[i, j] = x_j - x_i
+    w = np.exp(-0.5 * (d / bw) ** 2)
+    s0, s1, s2 = w.sum(1), (w * d).sum(1), (w * d * d).sum(1)
+    t0, t1 = w @ loss_arr, (w * d) @ loss_arr
+    det = s0 * s2 - s1 * s1
+    # det ~ 0 only when the neighbours all sit at one x (repeated LRs): fall back to the weighted mean, slope 0
+    flat = det <= 1e-12 * np.maximum(s0 * s2, 1e-300)
+    safe = np.where(flat, 1.0, det)
+    level[:n] = np.where(flat, t0 / s0, (s2 * t0 - s1 * t1) / safe)
+    slope[:n] = np.where(flat, 0.0, (s0 * t1 - s1 * t0) / safe)
+    return level, slope
+
+
+def _valley(lr_arr: np.ndarray, loss_arr: np.ndarray) -> float:
+    """fastai's valley: the longest strictly decreasing subsequence (O(n²), n ~100), then ⅓ + ⅙ along it."""
     m = loss_arr.size
     lds = [1] * m
     max_start = max_end = 0
@@ -315,7 +384,73 @@ def _suggest(lrs_: list[float], losses: list[float]) -> tuple[float | None, floa
                 max_start = max_end - lds[max_end]
     sections = (max_end - max_start) / 3
     idx = min(m - 1, max(0, max_start + int(sections) + int(sections / 2)))
-    return steep, float(lr_arr[idx])
+    return float(lr_arr[idx])
+
+
+def _suggest(lrs_: list[float], losses: list[float], slopes: list[float] | np.ndarray | None = None,
+             near: float = STEEP_FRACTION) -> tuple[float | None, float | None, float | None]:
+    """(steepest, valley, minimum) from a smoothed curve, NaN-safe; ``slopes`` per decade if known, else estimated.
+
+    The steepest point is looked for only up to the minimum: past it the loss rises, and a steep stretch there
+    (or in the divergence tail) is not a descent. It is the middle (in log LR) of the stretch around the single
+    steepest point where the loss still falls at >= ``near`` × that fastest rate. On an S-shaped descent that is
+    the steepest point itself; on a long straight descent (common: the sweep also trains, so the loss falls with
+    the step count as well as with the LR) every point is about as steep, and the arg-max alone would be decided
+    by noise, anywhere from the start of the stretch to its end.
+    """
+    lr_arr, loss_arr = _finite_prefix(lrs_, losses)
+    n = loss_arr.size
+    if n < 3:
+        return None, None, None
+    x = np.log10(lr_arr)
+    grads = np.gradient(loss_arr, x) if slopes is None else np.asarray(slopes, dtype=float)[:n]
+    imin = int(np.argmin(loss_arr))
+    if imin == 0:  # the loss never fell below its first value: no descent to read anything from
+        return None, _valley(lr_arr, loss_arr), None
+    head = np.where(np.isfinite(grads[: imin + 1]), grads[: imin + 1], np.inf)
+    j = int(np.argmin(head))
+    steep = None
+    if head[j] < 0:
+        lo = hi = j
+        while lo > 0 and head[lo - 1] <= near * head[j]:
+            lo -= 1
+        while hi < imin and head[hi + 1] <= near * head[j]:
+            hi += 1
+        steep = float(10 ** ((x[lo] + x[hi]) / 2))
+    return steep, _valley(lr_arr, loss_arr), float(lr_arr[imin])
+
+
+def schedule_mean_factor(cfg: ScheduleConfig, steps_per_epoch: int, epochs: int) -> float:
+    """The mean of the LR over a run, as a fraction of its peak (1 for constant; ~0.5 for warmup + cosine).
+
+    Computed by stepping the real schedule on a throw-away one-parameter optimizer, so every schedule (warmup,
+    one_cycle, step decays, min_lr floors) counts as it will run. reduce_on_plateau depends on the losses: 1.
+    Long runs are simulated with fewer steps per epoch (at most ~2000 steps in all): the per-batch schedules are
+    shapes over the whole run, so their mean barely changes; a warmup given as a step count is scaled along.
+    """
+    if steps_per_epoch < 1 or epochs < 1:
+        return 1.0
+    spe = max(1, min(int(steps_per_epoch), 2000 // max(1, int(epochs))))
+    sim = cfg
+    if cfg.warmup >= 1 and spe != steps_per_epoch:
+        sim = cfg.model_copy(update={"warmup": max(1.0, cfg.warmup * spe / steps_per_epoch)})
+    param = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([param], lr=1.0)
+    try:
+        sched = build_scheduler(opt, sim, spe, epochs)
+    except ConfigError:
+        return 1.0
+    if isinstance(sched.scheduler, lrs.ReduceLROnPlateau):
+        return 1.0
+    total, lrs_seen = spe * int(epochs), []
+    for step in range(total):
+        lrs_seen.append(sched.lr)
+        opt.step()  # (no gradient: a no-op, but torch warns when a scheduler steps before any optimizer step)
+        sched.step_batch()
+        if (step + 1) % spe == 0:
+            sched.step_epoch({"train_loss": 1.0})
+    mean = float(np.mean(lrs_seen))
+    return mean if math.isfinite(mean) and mean > 0 else 1.0
 
 
 def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
@@ -341,7 +476,8 @@ def _to_device(obj: Any, device: torch.device | str) -> Any:
 def lr_find(model: nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor], loader: Iterable[Any],
             optimizer: torch.optim.Optimizer, *, start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100,
             device: torch.device | str = "cpu", forward: Callable[[nn.Module, Any], Any] | None = None,
-            beta: float = 0.98, diverge: float = 4.0, clip_grad: float | None = None) -> LRFindResult:
+            beta: float = 0.98, diverge: float = 4.0, clip_grad: float | None = None,
+            bandwidth: float = 0.3) -> LRFindResult:
     """Exponential LR sweep from ``start_lr`` to ``end_lr`` over ``steps`` mini-batches (cycling ``loader``).
 
     ``loader`` yields ``(x, y)``; both are moved to ``device`` (the model and optimizer must already be there).
@@ -349,7 +485,9 @@ def lr_find(model: nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor], loade
     models); the loss is ``loss_fn(output, y)``. Per-group LRs keep their ratios: each group gets the swept
     LR × its ``lr_scale`` (set by build_optimizer) or its LR relative to the largest group LR.
 
-    Stops when the smoothed loss exceeds ``diverge`` × the best smoothed loss, or is not finite.
+    Stops when a running (bias-corrected EMA, ``beta``) loss exceeds ``diverge`` × its best, or is not finite: a
+    stop test can only look back. The curve the suggestions are read from is smoothed afterwards without lag
+    (:func:`smooth_losses`, ``bandwidth`` decades). The sweep's wall time is in ``extra["seconds"]``.
     Afterwards the model parameters and buffers, gradients, train/eval mode, optimizer state and the
     torch (CPU and CUDA), numpy and python RNG states are exactly what they were. A loader with its own
     ``generator`` advances that generator; pass a fresh loader if that matters.
@@ -359,6 +497,7 @@ def lr_find(model: nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor], loade
     if steps < 2:
         raise ConfigError(f"lr_find: steps = {steps} is too few; use at least 2 (100 is typical).")
     forward = forward or (lambda m, x: m(x))
+    started = time.perf_counter()
 
     # ---- save everything the sweep touches (deep copies: state_dict() tensors alias the live ones)
     model_state = copy.deepcopy(model.state_dict())
@@ -375,7 +514,6 @@ def lr_find(model: nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor], loade
     scales = [float(g.get("lr_scale", b / top)) for g, b in zip(optimizer.param_groups, base, strict=True)]
 
     lrs_: list[float] = []
-    smoothed: list[float] = []
     raw: list[float] = []
     best = math.inf
     avg = 0.0
@@ -396,19 +534,17 @@ def lr_find(model: nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor], loade
             lrs_.append(lr)
             raw.append(value)
             if not math.isfinite(value):
-                smoothed.append(math.nan)
                 stopped, reason = True, f"loss became non-finite ({value}) at lr={lr:.3g}"
                 break
             avg = beta * avg + (1 - beta) * value
-            smooth = avg / (1 - beta ** (i + 1))
-            smoothed.append(smooth)
-            if not math.isfinite(smooth):
+            running = avg / (1 - beta ** (i + 1))
+            if not math.isfinite(running):
                 stopped, reason = True, f"smoothed loss became non-finite at lr={lr:.3g}"
                 break
-            if i > 0 and smooth > diverge * best:
+            if i > 0 and running > diverge * best:
                 stopped, reason = True, f"loss diverged (> {diverge:g}× the best) at lr={lr:.3g}"
                 break
-            best = min(best, smooth)
+            best = min(best, running)
             loss.backward()
             if clip_grad is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
@@ -427,6 +563,8 @@ def lr_find(model: nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor], loade
         np.random.set_state(np_rng)
         random.setstate(py_rng)
 
-    steep, valley = _suggest(lrs_, smoothed)
-    return LRFindResult(lrs=lrs_, losses=smoothed, raw_losses=raw, suggestion=steep, valley=valley,
-                        stopped_early=stopped, reason=reason)
+    smoothed, slopes = smooth_losses(lrs_, raw, bandwidth)
+    steep, valley, minimum = _suggest(lrs_, list(smoothed), slopes)
+    return LRFindResult(lrs=lrs_, losses=[float(v) for v in smoothed], raw_losses=raw, suggestion=steep,
+                        valley=valley, stopped_early=stopped, reason=reason, minimum=minimum,
+                        extra={"seconds": time.perf_counter() - started, "bandwidth": bandwidth})
