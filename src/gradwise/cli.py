@@ -329,6 +329,11 @@ def main(argv: list[str] | None = None) -> None:
     except (click.exceptions.Abort, KeyboardInterrupt):
         err_console.print("interrupted")
         sys.exit(130)
+    except BrokenPipeError:
+        # `gradwise config | head`: the reader closed the pipe. Exit quietly as a program killed by SIGPIPE would
+        # (128 + 13), and point stdout at devnull so the interpreter's final flush does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(128 + 13)
     except Exception as exc:  # a bug of gradwise's, not the user's input: one line, the traceback kept for a report
         if os.environ.get("GRADWISE_TRACEBACK"):
             raise
