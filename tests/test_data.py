@@ -737,3 +737,18 @@ def test_scale_target_auto_reports_regression_in_original_units(tmp_path: Path) 
     frame = load_diabetes(as_frame=True).frame
     pred = predict(run.dir, frame.drop(columns=["target"]).head(20))
     assert 25 < pred["prediction"].mean() < 346
+
+
+def test_balance_class_weights_reach_the_loss(tmp_path: Path) -> None:
+    """data.balance=class_weights weighs the training loss by n / (C * count), as data_report.json says."""
+    import json
+
+    import gradwise
+
+    common = ["data.dataset=wine", "model.name=mlp", "train.epochs=1", "train.progress=none", "doctor.enabled=false"]
+    run = gradwise.train(None, [*common, "data.balance=class_weights", f"out={tmp_path / 'cw'}"])
+    reported = json.loads((tmp_path / "cw" / "data_report.json").read_text())["class_weights"]
+    weight = run.extras["trainer"].loss_fn.weight
+    assert weight is not None and weight.tolist() == pytest.approx(list(reported.values()))
+    plain = gradwise.train(None, [*common, f"out={tmp_path / 'plain'}"])
+    assert getattr(plain.extras["trainer"].loss_fn, "weight", None) is None

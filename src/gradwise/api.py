@@ -155,7 +155,7 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
                           "get mean ± std (as `gradwise train` does; to continue a cross-validation, resume the "
                           "directory that holds its fold-0, fold-1, ... runs).")
     seed_everything(cfg.seed)
-    bundle = load_data(cfg.data, cfg.seed, fold=fold)
+    bundle = load_data(cfg.data, cfg.seed, fold=fold, loss=cfg.loss.name)
     if resume is None and not cfg.out:
         cfg.out = str(default_run_dir(cfg.name))
     _write_data_report(Path(cfg.out), bundle.report)
@@ -197,7 +197,12 @@ def _execute(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: An
     n_outputs = bundle.n_outputs if bundle is not None else _output_width(model, train_loader, device, forward)
     if loss is None:
         class_counts = getattr(bundle, "class_counts", None)
-        loss_fn = build_loss(cfg.loss, task or "classification", n_outputs, class_counts)
+        loss_cfg = cfg.loss
+        balance_weights = getattr(bundle, "class_weights", None)
+        if balance_weights is not None and cfg.loss.class_weights is None:
+            # data.balance=class_weights: the loss weighs each class by n / (C * count) of the training split
+            loss_cfg = cfg.loss.model_copy(update={"class_weights": [float(w) for w in balance_weights]})
+        loss_fn = build_loss(loss_cfg, task or "classification", n_outputs, class_counts)
         cfg.loss.name = getattr(loss_fn, "name", cfg.loss.name)
     else:
         loss_fn = loss
@@ -260,6 +265,8 @@ def _execute(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: An
                       optimizer=optimizer, schedule=schedule, run_dir=run_dir, task=task, device=device,
                       precision=precision, callbacks=all_callbacks, penalty=reg, augment=augment, forward=forward,
                       target_transform=target_transform, console=console)
+    if bundle is not None:  # a built-in model: the header names it (every one is an nn.Sequential underneath)
+        trainer.model_name = cfg.model.factory or cfg.model.name
     if cfg.train.compile:
         trainer.forward = _compiled_forward(model)
     summary = trainer.fit(resume_state)
@@ -480,7 +487,7 @@ def prepare(config: RunConfig | str | Path | None = None, overrides: list[str] |
 
     cfg = config if isinstance(config, RunConfig) else load_config(config, overrides)
     seed_everything(cfg.seed)
-    bundle = load_data(cfg.data, cfg.seed)
+    bundle = load_data(cfg.data, cfg.seed, loss=cfg.loss.name)
     model = build_model(cfg.model, bundle.input_shape, bundle.n_outputs, bundle.task)
     _apply_transfer(cfg, model)
     train_loader, _, _ = make_loaders_from_bundle(bundle, cfg)

@@ -214,23 +214,23 @@ def predict_cmd(run_dir: Path, inputs: Path, out: Path | None) -> int:
 
 @app.command("lr-find", context_settings=_CONTEXT, short_help="LR range test: suggest a learning rate, save a plot.")
 @click.argument("args", nargs=-1, metavar="[CONFIG] [KEY=VALUE]...")
-@click.option("--plot", type=click.Path(path_type=Path), default=Path("lr_find.png"), show_default=True,
-              metavar="FILE", help="Where to save the loss-vs-LR plot.")
+@click.option("--plot", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="Where to save the loss-vs-LR plot (default: lr_find.png in runs/<time>-lr-find-<name>/, or in "
+                   "out= when given); lr_find.json goes beside it.")
 @click.option("--steps", type=click.IntRange(min=10), default=100, show_default=True,
               help="Mini-batches in the sweep.")
-def lr_find_cmd(args: tuple[str, ...], plot: Path, steps: int) -> int:
+def lr_find_cmd(args: tuple[str, ...], plot: Path | None, steps: int) -> int:
     """LR range test: sweep the LR exponentially, suggest one, save a plot."""
-    from gradwise.api import find_lr, prepare
+    from gradwise.api import find_lr, prepare, save_lr_find
 
     config, overrides = _split_args(args, "lr-find")
     cfg, model, loss_fn, loader, device = prepare(config, overrides)
     search = find_lr(cfg, model, loss_fn, loader, device, steps=steps)
-    r = search.result
-    console.print(f"steepest descent: {r.suggestion}", markup=False)
-    console.print(f"valley          : {r.valley}", markup=False)
-    console.print(f"suggested optim.lr={search.pick():.3g}" + (f"  ({r.reason})" if r.reason else ""),
-                  markup=False, style="bold")
-    console.print(f"plot: {r.plot(plot)}", markup=False)
+    *details, suggestion = search.describe()
+    for line in details:
+        console.print(line, markup=False)
+    console.print(suggestion, markup=False, style="bold")
+    console.print(f"plot: {save_lr_find(search, cfg, plot)}", markup=False)
     return 0
 
 

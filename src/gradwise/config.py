@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gradwise.errors import ConfigError
 
@@ -63,16 +63,6 @@ class DataConfig(Section):
     augment_strength: float = Field(1.0, ge=0.0)
     num_workers: int = Field(0, ge=0)
     options: dict[str, Any] = Field(default_factory=dict, description="dataset-specific arguments")
-    # The run's loss section, handed over by RunConfig (not a key of the data section): how class labels become
-    # training targets depends on the loss (bce_with_logits on two classes trains one logit on a 0/1 column), and
-    # load_data sees only this section.
-    _loss: Any = PrivateAttr(default=None)
-
-    @property
-    def loss_name(self) -> str | None:
-        """loss.name of the run this section belongs to (None for a DataConfig built on its own)."""
-        return None if self._loss is None else str(self._loss.name)
-
     @field_validator("val_fraction", "test_fraction")
     @classmethod
     def _fraction(cls, v: float) -> float:
@@ -333,13 +323,6 @@ class RunConfig(Section):
     @classmethod
     def _name_shorthand(cls, value: Any) -> Any:  # the run itself has no shorthand
         return value
-
-    @model_validator(mode="after")
-    def _link_loss(self) -> RunConfig:
-        # the data section encodes class targets for the run's loss (see DataConfig._loss); the object itself, so
-        # that a later `cfg.loss.name = ...` is seen too
-        self.data._loss = self.loss
-        return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

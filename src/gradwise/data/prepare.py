@@ -76,10 +76,10 @@ def load_data(cfg: DataConfig, seed: int, fold: int | None = None, *, loss: str 
     """Load, clean, split, preprocess and resample the dataset of ``cfg`` (see the module docstring).
 
     ``fold`` picks the validation fold when ``cfg.folds > 1`` (default 0). ``loss`` is the loss the targets are
-    for (default: the run's loss.name, ``cfg.loss_name``): bce_with_logits on two classes gets one 0/1 float column
+    for (the run's loss.name; None: integer class labels): bce_with_logits on two classes gets one 0/1 float column
     and a one-logit model. Raises DataError with a fix on bad data.
     """
-    binary = one_logit_loss(loss if loss is not None else cfg.loss_name)
+    binary = one_logit_loss(loss)
     source = open_source(cfg)
     if isinstance(source, TableSource):
         return _load_table(cfg, source, seed, fold, binary)
