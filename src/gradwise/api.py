@@ -370,7 +370,7 @@ def _auto_batch(cfg: RunConfig, model: nn.Module, loss_fn: Any, train_loader: An
     if choice.lr is not None and not user_optimizer:
         cfg.optim.lr = choice.lr
     if console is not None and cfg.train.progress != "none":
-        console.print(choice.describe())
+        console.print(choice.describe(), markup=False)
 
 
 @torch.no_grad()
@@ -474,7 +474,7 @@ def find_lr(cfg: RunConfig, model: nn.Module, loss_fn: Any, train_loader: Any, d
     search = LRSearch(result, schedule=str(cfg.schedule.name),
                       schedule_factor=schedule_mean_factor(cfg.schedule, steps_per_epoch, cfg.train.epochs))
     if console is not None and cfg.train.progress != "none":
-        console.print("lr-find: " + "; ".join(search.describe()))
+        console.print("lr-find: " + "; ".join(search.describe()), markup=False)
     return search
 
 
