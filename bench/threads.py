@@ -9,6 +9,7 @@ setting below is applied before torch loads, in a fresh process, to the run `gra
     torch default      what torch does when nothing is set (OpenMP spins a while, then sleeps)
     active             OMP_WAIT_POLICY=ACTIVE (threads never sleep)
     passive            OMP_WAIT_POLICY=PASSIVE (idle threads sleep at once)
+    spin 10k, spin 1k  GOMP_SPINCOUNT (libgomp spins this many times before sleeping; its default is 300k)
     1 thread           torch.set_num_threads(1)
     passive, 1 thread  both
 
@@ -34,6 +35,8 @@ SETTINGS: dict[str, tuple[dict[str, str], int | None]] = {
     "torch default": ({}, None),
     "active": ({"OMP_WAIT_POLICY": "ACTIVE"}, None),
     "passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, None),
+    "spin 10k": ({"GOMP_SPINCOUNT": "10000"}, None),
+    "spin 1k": ({"GOMP_SPINCOUNT": "1000"}, None),
     "1 thread": ({}, 1),
     "passive, 1 thread": ({"OMP_WAIT_POLICY": "PASSIVE"}, 1),
 }

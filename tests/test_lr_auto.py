@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 import gradwise
 from gradwise.api import LRSearch, find_lr, lr_find_dir, prepare, save_lr_find
@@ -21,13 +20,7 @@ from gradwise.recipes.schedules import LRFindResult, _suggest, schedule_mean_fac
 QUIET = ["train.progress=none", "doctor.enabled=false"]
 
 
-@pytest.fixture(autouse=True)
-def _single_thread() -> Any:
-    """Tiny models: one intra-op thread is fastest and avoids spin-wait stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _digits_sweep(optimizer: str) -> LRSearch:

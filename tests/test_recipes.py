@@ -31,14 +31,7 @@ from gradwise.recipes import (
 )
 from gradwise.recipes.schedules import WarmupDecay, _suggest, warmup_steps
 
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> Any:
-    """These models are tiny: one intra-op thread is fastest and avoids spin-wait stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def make_model() -> nn.Sequential:
