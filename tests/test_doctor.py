@@ -346,6 +346,47 @@ def test_lr_too_low_ignores_warmup_and_the_optimizers_start_up_steps() -> None:
     assert "lr_too_low" in _codes(probe_findings(slow, None, []))
 
 
+def test_lr_too_high_when_large_steps_leave_no_gradient_on_the_weights() -> None:
+    from gradwise.doctor.preflight import Facts
+    from gradwise.doctor.probes import ProbeRecord
+    from gradwise.doctor.rules import probe_findings
+
+    # recorded (rounded): SGD LR 0.3 momentum 0.9 on a 4x64 GELU MLP on digits (bench/doctor_blind.py, seed 11).
+    # The steps grow to ~10% of the weights by step 32-50, the weights grow ~10x, then every unit sits far below 0
+    # for every input: no gradient reaches any weight matrix and the loss stays at chance, never doubling on an
+    # epoch mean (2.08, 2.66, 2.34, 2.32, ...). GELU units never read exactly 0, so the dead-units rule is blind.
+    facts = Facts(loss_kind="ce", baseline=2.3017)
+
+    def rec(step: int, w: float, g: float, upd: float, loss: float) -> ProbeRecord:
+        names = ("a", "b")
+        return ProbeRecord(step, 1 + step // 50, 0.3, g + 0.05, {n: g for n in names}, {n: w for n in names},
+                           {n: upd * w for n in names}, loss=loss)
+
+    early = [rec(0, 4.6, 0.02, 0.001, 2.34), rec(1, 4.6, 0.02, 0.002, 2.33), rec(2, 4.6, 0.02, 0.003, 2.30),
+             rec(4, 4.6, 0.02, 0.004, 2.30), rec(8, 4.6, 0.02, 0.005, 2.36), rec(16, 4.7, 0.04, 0.01, 2.31),
+             rec(32, 5.5, 0.4, 0.099, 1.74), rec(50, 13.0, 1.9, 0.115, 3.26)]
+    dead = early + [rec(s, 60.0, 0.0, 0.0, 2.31) for s in (100, 150, 200)]
+    rows = [{"epoch": i + 1, "train_loss": v} for i, v in enumerate([2.08, 2.66, 2.34, 2.32])]
+    high = [f for f in probe_findings(dead, facts, rows) if f.code == "lr_too_high"]
+    assert high and high[0].severity == "warning"
+    assert high[0].evidence["rule"] == "no_gradient_after_large_steps" and high[0].evidence["update_to_weight"] > 0.1
+    # the zero steps that follow are the damage, not a too-low LR -- also where the epoch means never rose above
+    # their best (seed 7 of the same run: 2.82, 2.50, 2.30, 2.32, ...; it used to report lr_too_low, "raise the LR")
+    calm = [{"epoch": i + 1, "train_loss": v} for i, v in enumerate([2.82, 2.50, 2.30, 2.32, 2.33])]
+    codes = _codes(probe_findings(dead, facts, calm))
+    assert "lr_too_high" in codes and "lr_too_low" not in codes
+    # the same steps, but gradients still reach the weights (the units are alive): not this rule
+    alive = early + [rec(s, 60.0, 0.05, 0.001, 2.31) for s in (100, 150, 200)]
+    assert "lr_too_high" not in _codes(probe_findings(alive, facts, rows))
+    # no gradient on the weights after healthy-sized steps (a detached model, frozen layers): not the LR's doing
+    small = [rec(s, 4.6, 0.02, 0.003, 2.3) for s in (0, 1, 2, 4, 8, 16, 32, 50)]
+    stalled = small + [rec(s, 4.6, 0.0, 0.0, 2.31) for s in (100, 150, 200)]
+    assert "lr_too_high" not in _codes(probe_findings(stalled, facts, rows))
+    # ... nor while the loss is well below the know-nothing loss (the biases alone cannot get there)
+    fitted = [{"epoch": i + 1, "train_loss": v} for i, v in enumerate([1.2, 0.8, 0.7, 0.65])]
+    assert "lr_too_high" not in _codes(probe_findings(dead, facts, fitted))
+
+
 def test_root_causes_explain_symptoms_across_check_types() -> None:
     from gradwise.doctor.rules import explained
 

@@ -86,6 +86,10 @@ class Thresholds:
     # repair of dead units: the largest probed step near the peak LR was above what healthy runs take there (their
     # first probes at the peak LR show 2e-2 .. 6e-2), so the LR is cut and the run restarts from its initial weights
     dead_repair_step: float = 0.05
+    # a network the large steps killed, whatever its activation: after a probed step >= dead_repair_step (at the peak
+    # LR, after the optimizer's start-up) the weight matrices' gradients fell to <= this share of their size on the
+    # first probes, on the last min_probes probes, with the loss back at the know-nothing loss (collapse_level·S)
+    dead_grad: float = 1e-3
     # lr_too_high is info while the loss on its probe steps falls to <= this share of the first probe's loss
     lr_high_progress: float = 0.5
     lr_active: float = 0.3  # LR rules only look at steps whose LR is >= 30% of the peak (not warmup/decay tails)
@@ -692,6 +696,34 @@ def max_rel_grad(rec: ProbeRecord, ref: ProbeRecord | None = None) -> float:
     return max(vals) if vals else 0.0
 
 
+def _weight_grad(rec: ProbeRecord) -> float:
+    """The gradient norm over the probed weight matrices (biases left out: they still train in a dead network)."""
+    return math.sqrt(sum(v * v for v in rec.grad.values())) if rec.grad else float("nan")
+
+
+def _killed_by_large_steps(records: list[ProbeRecord], peak: float, t: Thresholds = DEFAULT
+                           ) -> tuple[float, int, float, float] | None:
+    """(largest step, its probe's step, first weight-gradient norm, latest) when a probed step at >= lr_active of
+    the peak LR, after the optimizer's start-up, was >= dead_repair_step of the weights and the last min_probes
+    probes after it all have weight gradients <= dead_grad of the first probes' (median of the first 3)."""
+    ref = records[0]
+    first = [g for g in (_weight_grad(r) for r in records[:3]) if _finite(g) and g > 0]
+    if len(first) < 3:
+        return None
+    g0 = _median(first)
+    steps = [(update_ratio(r, ref), i) for i, r in enumerate(records)
+             if r.step - ref.step >= t.lr_low_burn_in and r.lr >= t.lr_active * peak]
+    steps = [(u, i) for u, i in steps if _finite(u) and u >= t.dead_repair_step]
+    if not steps:
+        return None
+    big, i = max(steps)
+    after = records[i + 1:][-t.min_probes:]
+    if len(after) < t.min_probes or not all(_finite(_weight_grad(r)) and _weight_grad(r) <= t.dead_grad * g0
+                                            for r in after):
+        return None
+    return big, records[i].step, g0, _weight_grad(records[-1])
+
+
 def _loss_falling(records: list[ProbeRecord], facts: Facts | None, history: list[dict[str, Any]]) -> bool:
     """The training loss is below where it started: the latest epoch mean (else the median of the last probed
     batches) against the initialized model's loss (else the first probed batch)."""
@@ -760,6 +792,8 @@ def probe_findings(records: list[ProbeRecord], facts: Facts | None, history: lis
     # from a collapse (dead or saturated units), not from a low LR
     Lh = [h.get("train_loss") for h in history if _finite(h.get("train_loss"))]
     was_high = was_high or (S is not None and len(Lh) >= 2 and Lh[-1] - min(Lh) >= t.diverge_rise * S)
+    # ... nor once large steps left no gradient on the weights (a killed network takes no steps at all)
+    was_high = was_high or _killed_by_large_steps(records, peak, t) is not None
     if init_ok:
         med = _median(ur) if len(ur) >= t.min_probes else None
         if med is not None and med >= t.update_high and not reg_dominates:
@@ -791,6 +825,28 @@ def probe_findings(records: list[ProbeRecord], facts: Facts | None, history: lis
                                    "train_loss": loss, "loss_scale": S},
                           ["learning rate a decade or more too low", "an SGD-sized LR divided once too often"],
                           ["optim.lr=<lr*10>", "doctor.repair=true (raises the LR on a slow start)"], ep, last.step))
+
+    # large steps that killed the network: the dead-units rule generalized to any activation. A GELU/SiLU/ELU unit
+    # is not watched for death as a ReLU is (below zero its output is not exactly 0), but pushed far enough below
+    # zero for every input it passes back no gradient either; once that holds for whole layers no gradient reaches
+    # any weight matrix, only the biases train, and the loss sits at the class prior. After update steps far above
+    # the healthy size (a probe at the peak LR >= dead_repair_step, the bar the dead-units rule uses) that is the
+    # LR's doing, even where the loss never rose far enough on an epoch mean to count as a divergence (the blow-up
+    # and the collapse happened between two probes, inside an epoch).
+    if init_ok and S is not None and loss is not None and loss >= t.collapse_level * S:
+        dead = _killed_by_large_steps(records, peak, t)
+        if dead is not None:
+            big, big_step, g0, g_now = dead
+            out.append(_f("lr_too_high", "warning", f"after update steps of up to {big:.1%} of the weights (step "
+                          f"{big_step}; healthy steps are ~0.1-1%) no gradient reaches the weights any more (norm "
+                          f"{g_now:.2g} against {g0:.2g} on the first steps) and the loss ({loss:.4g}) is back at the "
+                          f"know-nothing loss ({S:.4g}): the large steps pushed the units where they pass no gradient",
+                          {"update_to_weight": big, "largest_update_step": big_step, "threshold": t.dead_repair_step,
+                           "weight_grad_first": g0, "weight_grad_now": g_now, "threshold_grad": t.dead_grad,
+                           "train_loss": loss, "loss_scale": S, "rule": "no_gradient_after_large_steps"},
+                          ["learning rate too high for this model and optimizer", "no gradient clipping"],
+                          ["optim.lr=<lr*0.1>", "train.clip_grad=1.0",
+                           "doctor.repair=true (retrains from the start with a lower LR)"], ep, last.step))
 
     # diverging within the first epochs: the per-step loss on the probes shot up to >= 10x where it started (and
     # the know-nothing loss) and the last two probes are still >= 2x it. Epoch means miss a blow-up inside epoch 1:
