@@ -6,11 +6,12 @@ holds a core, the pool's threads wait for each other on every op and an epoch ca
 setting below is applied before torch loads, in a fresh process, to the run `gradwise train` makes by default
 (cnn1d on MNIST-1D, doctor on, progress off):
 
+    gradwise auto      train.threads: auto, gradwise's default: torch's threads less the cores others keep busy
     torch default      what torch does when nothing is set (OpenMP spins a while, then sleeps)
     active             OMP_WAIT_POLICY=ACTIVE (threads never sleep)
     passive            OMP_WAIT_POLICY=PASSIVE (idle threads sleep at once)
     spin 10k, spin 1k  GOMP_SPINCOUNT (libgomp spins this many times before sleeping; its default is 300k)
-    1 thread           torch.set_num_threads(1)
+    1 thread           train.threads=1
     passive, 1 thread  both
 
 "busy" runs one CPU-bound process (a Python busy loop) beside the run, as another job on the machine would.
@@ -31,37 +32,34 @@ import sys
 import tempfile
 import time
 
-SETTINGS: dict[str, tuple[dict[str, str], int | None]] = {
-    "torch default": ({}, None),
-    "active": ({"OMP_WAIT_POLICY": "ACTIVE"}, None),
-    "passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, None),
-    "spin 10k": ({"GOMP_SPINCOUNT": "10000"}, None),
-    "spin 1k": ({"GOMP_SPINCOUNT": "1000"}, None),
-    "1 thread": ({}, 1),
-    "passive, 1 thread": ({"OMP_WAIT_POLICY": "PASSIVE"}, 1),
+SETTINGS: dict[str, tuple[dict[str, str], str]] = {
+    "gradwise auto": ({}, "auto"),
+    "torch default": ({}, "all"),
+    "active": ({"OMP_WAIT_POLICY": "ACTIVE"}, "all"),
+    "passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, "all"),
+    "spin 10k": ({"GOMP_SPINCOUNT": "10000"}, "all"),
+    "spin 1k": ({"GOMP_SPINCOUNT": "1000"}, "all"),
+    "1 thread": ({}, "1"),
+    "passive, 1 thread": ({"OMP_WAIT_POLICY": "PASSIVE"}, "1"),
 }
 
-# The child imports torch *before* gradwise so that gradwise's own default (set in gradwise/__init__.py only when
-# torch is not loaded yet) does not apply: each setting is exactly the environment given here.
 CHILD = """
 import json, sys, time
-import torch
-threads = json.loads(sys.argv[1])
-if threads:
-    torch.set_num_threads(threads)
-import gradwise
+import gradwise, torch
 t0 = time.perf_counter()
-run = gradwise.train(None, ["train.progress=none", f"train.epochs={sys.argv[2]}", f"out={sys.argv[3]}"])
+run = gradwise.train(None, ["train.progress=none", f"train.epochs={sys.argv[2]}", f"out={sys.argv[3]}",
+                            f"train.threads={sys.argv[1]}"])
 print(json.dumps({"epochs": [r["seconds"] for r in run.history], "wall": time.perf_counter() - t0,
-                  "threads": torch.get_num_threads(), "acc": run.summary["test"].get("test_accuracy")}))
+                  "threads": run.summary.get("threads", torch.get_num_threads()),
+                  "acc": run.summary["test"].get("test_accuracy")}))
 """
 
 
-def run_setting(env_extra: dict[str, str], threads: int | None, epochs: int) -> dict:
+def run_setting(env_extra: dict[str, str], threads: str, epochs: int) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT")}
     env.update(env_extra)
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(threads), str(epochs), f"{tmp}/run"],
+        proc = subprocess.run([sys.executable, "-c", CHILD, threads, str(epochs), f"{tmp}/run"],
                               capture_output=True, text=True, env=env, timeout=3600)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr)

@@ -22,6 +22,7 @@ from gradwise.train.checkpoint import load_checkpoint, seed_everything
 from gradwise.train.events import Callback
 from gradwise.train.loop import Trainer, make_autocast, resolve_device, resolve_precision
 from gradwise.train.rundir import RunDir, default_run_dir
+from gradwise.train.threads import CpuLoad, choose_threads, cpu_threads
 
 
 @dataclass
@@ -77,6 +78,7 @@ def fit(model: nn.Module, train: Any, val: Any = None, test: Any = None, *, loss
     optimizer instance; an instance means "use exactly this": no schedule or clipping is added unless asked for
     with `schedule=` / `clip_grad=`. Other keywords map onto the config (see `gradwise.api.OPTIONS`).
     """
+    load = CpuLoad()  # what other processes keep busy while the run sets up decides train.threads: auto
     extra = {k: options.pop(k) for k in list(options) if k in _OTHER_KEYWORDS}
     for key in options:
         if key not in OPTIONS:
@@ -123,7 +125,7 @@ def fit(model: nn.Module, train: Any, val: Any = None, test: Any = None, *, loss
 
     task = extra.get("task") or _infer_task(loss, train)
     train_loader, val_loader, test_loader = _loaders(cfg, train, val, test)
-    return _execute(cfg, model, train_loader, val_loader, test_loader, task=task,
+    return _execute(cfg, model, train_loader, val_loader, test_loader, task=task, load=load,
                     loss=loss if not isinstance(loss, str) else None, optimizer=user_optimizer,
                     callbacks=callbacks or extra.get("callbacks") or [], resume=resume,
                     forward=extra.get("forward"), augment=extra.get("augment"),
@@ -141,6 +143,7 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
     from gradwise.data import load_data, make_loaders_from_bundle
     from gradwise.models import build_model
 
+    load = CpuLoad()  # what other processes keep busy while the run sets up decides train.threads: auto
     if resume is not None:
         rdir = _resume_dir(resume)
         cfg = load_config(rdir / "config.yaml", overrides)
@@ -162,8 +165,8 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
     model = build_model(cfg.model, bundle.input_shape, bundle.n_outputs, bundle.task)
     _apply_transfer(cfg, model)
     train_loader, val_loader, test_loader = make_loaders_from_bundle(bundle, cfg)
-    run = _execute(cfg, model, train_loader, val_loader, test_loader, task=bundle.task, loss=None, optimizer=None,
-                   callbacks=callbacks or [], resume=resume, bundle=bundle, console=console)
+    run = _execute(cfg, model, train_loader, val_loader, test_loader, task=bundle.task, load=load, loss=None,
+                   optimizer=None, callbacks=callbacks or [], resume=resume, bundle=bundle, console=console)
     return run
 
 
@@ -179,9 +182,16 @@ def _write_data_report(run_path: Path, report: dict[str, Any]) -> None:
 
 
 def _execute(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: Any, test_loader: Any, *,
-             task: str | None, loss: Any, optimizer: torch.optim.Optimizer | None, callbacks: list[Callback],
-             resume: str | Path | None, bundle: Any = None, forward: Any = None, augment: Any = None,
-             target_transform: Any = None, console: Console | None = None) -> Run:
+             load: CpuLoad | None = None, **kwargs: Any) -> Run:
+    # train.threads for everything the run does on the CPU (auto LR and batch size too); the caller's setting after
+    with cpu_threads(choose_threads(cfg.train.threads, load)):
+        return _run(cfg, model, train_loader, val_loader, test_loader, **kwargs)
+
+
+def _run(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: Any, test_loader: Any, *,
+         task: str | None, loss: Any, optimizer: torch.optim.Optimizer | None, callbacks: list[Callback],
+         resume: str | Path | None, bundle: Any = None, forward: Any = None, augment: Any = None,
+         target_transform: Any = None, console: Console | None = None) -> Run:
     from gradwise.recipes import build_loss, build_optimizer, build_scheduler, penalty
 
     device = resolve_device(cfg.train.device)

@@ -187,6 +187,17 @@ class TrainConfig(Section):
     eval_every: int = Field(1, ge=1, description="evaluate on val every N epochs")
     progress: Literal["auto", "bar", "plain", "none"] = "auto"
     compile: bool = False
+    threads: int | Literal["auto", "all"] = Field(
+        "auto", description="CPU threads for torch's kernels. auto: torch's count (one per physical core) less the "
+        "cores other processes keep busy when the run starts (OMP_NUM_THREADS, when set, wins); all: torch's count; "
+        "or a number")
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads(cls, v: int | str) -> int | str:
+        if isinstance(v, bool) or (isinstance(v, int) and v < 1):  # before: pydantic would read true as 1
+            raise ValueError("train.threads is auto, all or a number of threads >= 1, e.g. train.threads=1")
+        return v
 
     @field_validator("batch_size")
     @classmethod

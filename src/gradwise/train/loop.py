@@ -515,6 +515,7 @@ class Trainer:
             "wall_seconds": round(seconds, 3),
             "device": str(self.device),
             "precision": self.precision,
+            "threads": torch.get_num_threads(),  # CPU threads of torch's kernels during the run (train.threads)
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "stop_reason": self.stop_reason,
             "actions": self.actions,

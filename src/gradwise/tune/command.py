@@ -137,8 +137,12 @@ def main_worker(config: Path, trials: int | None, storage: str | None, study: st
     if setup.workers > 1:
         import torch
 
-        # K processes share the machine's cores: more threads than cores each would slow all of them down
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // setup.workers))
+        # K processes share the machine's cores: more threads than cores each would slow all of them down. The
+        # environment variable tells train.threads: auto that the count is chosen (the other workers' busy cores
+        # are this study's own, already accounted for).
+        threads = max(1, (os.cpu_count() or 1) // setup.workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
     outcome = run_worker(setup, index=index)
     print(f"worker {index}: {outcome.ran} trial(s), stopped on {outcome.stop}", file=sys.stderr)
     if outcome.stop == "failing":
