@@ -164,15 +164,10 @@ def summarize(runs: list[Run], folds: int, root: Path, name: str, seconds: float
 
 
 def fold_val_metrics(run: Run) -> tuple[dict[str, float], int | None]:
-    """The val_* metrics of the epoch whose weights the run ended with (best when restored, else the last)."""
-    es = run.config.train.early_stopping
-    best = (run.summary.get("best") or {}).get("epoch")
-    row = None
-    if es.enabled and es.restore_best and best is not None:
-        row = next((r for r in run.history if r.get("epoch") == best), None)
-    if row is None and run.history:
-        row = run.history[-1]
-    if row is None:
+    """The val_* metrics of the epoch whose weights the run ended with (summary.json's `kept`: the best epoch when
+    early stopping restored it, else the last)."""
+    row = run.summary.get("kept") or (run.history[-1] if run.history else None)
+    if not row:
         return {}, None
     vals = {k: float(v) for k, v in row.items()
             if k.startswith("val_") and isinstance(v, int | float) and math.isfinite(v)}
