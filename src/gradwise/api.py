@@ -134,11 +134,15 @@ def fit(model: nn.Module, train: Any, val: Any = None, test: Any = None, *, loss
 
 def train(config: RunConfig | str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None, *,
           resume: str | Path | None = None, callbacks: list[Callback] | None = None, fold: int | None = None,
-          console: Console | None = None) -> Run:
+          console: Console | None = None, trust_code: bool = False) -> Run:
     """Train a built-in model on a built-in or file dataset, as `gradwise train` does.
 
     With ``data.folds = K > 1`` this trains the one fold given by ``fold`` (0..K-1); to train every fold and get
     mean ± std, call `gradwise.cross_validate` (what `gradwise train` does then).
+
+    ``resume`` opens a run directory, whose config.yaml is data: a ``model.factory`` it names is imported only with
+    ``trust_code=True`` or its module under a GRADWISE_TRUSTED_MODULES prefix. A factory in your own config (or one
+    given as an override when resuming) is imported as always.
     """
     from gradwise.data import load_data, make_loaders_from_bundle
     from gradwise.models import build_model
@@ -148,6 +152,7 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
         rdir = _resume_dir(resume)
         cfg = load_config(rdir / "config.yaml", overrides)
         cfg.out = str(rdir)
+        _check_resumed_factory(rdir, cfg, trust_code)
     elif isinstance(config, RunConfig):
         cfg = validate_config(apply_overrides(config.to_dict(), overrides or []), "config")
     else:
@@ -270,7 +275,12 @@ def _run(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: Any, t
 
     run_dir.write_config(cfg.to_yaml())
     if bundle is not None and getattr(bundle, "preprocessor", None) is not None and run_dir.is_main:
-        bundle.preprocessor.save(run_path / "preprocess.pkl")
+        from gradwise.data.preprocess import LEGACY_PREPROCESS_FILE, PREPROCESS_FILE
+
+        # data only (JSON): opening a run directory must never unpickle anything. A resumed older run's pickle is
+        # superseded by the file written here, and removed so that no tool is tempted to open it.
+        bundle.preprocessor.save(run_path / PREPROCESS_FILE)
+        (run_path / LEGACY_PREPROCESS_FILE).unlink(missing_ok=True)
     trainer = Trainer(model, train_loader, val_loader, test_loader, config=cfg, loss_fn=loss_fn,
                       optimizer=optimizer, schedule=schedule, run_dir=run_dir, task=task, device=device,
                       precision=precision, callbacks=all_callbacks, penalty=reg, augment=augment, forward=forward,
@@ -309,6 +319,22 @@ def _resume_dir(resume: str | Path) -> Path:
     if not (p / "config.yaml").exists():
         raise CheckpointError(f"--resume '{p}' is not a gradwise run directory (no config.yaml in it).")
     return p
+
+
+def _check_resumed_factory(rdir: Path, cfg: RunConfig, trust_code: bool) -> None:
+    """The trust check of a resumed run's model.factory (models.build.check_run_factory), made before any import.
+
+    Only the factory the directory's config.yaml names is the directory's code: one the user gives as an override
+    (``model.factory=mypkg:net``) is the user's own choice, as in a config file of their own.
+    """
+    from gradwise.models.build import check_run_factory
+
+    if not cfg.model.factory:
+        return
+    # the stored config validated without overrides: the same normalisation, so equal means "from the directory"
+    stored = load_config(rdir / "config.yaml").model.factory
+    if cfg.model.factory == stored:
+        check_run_factory(cfg.model, rdir / "config.yaml", trust_code)
 
 
 def _resume_state(run_dir: RunDir) -> dict[str, Any] | None:

@@ -78,13 +78,15 @@ def is_cross_validation(config: RunConfig | str | Path | None = None,
 
 def cross_validate(config: RunConfig | str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None,
                    *, resume: str | Path | None = None, callbacks: list[Callback] | None = None,
-                   console: Console | None = None) -> CVResult:
+                   console: Console | None = None, trust_code: bool = False) -> CVResult:
     """Train one run per fold of ``data.folds = K > 1`` under one directory and summarise them (module docstring).
 
     ``resume`` continues a cross-validation directory: folds with a run directory are resumed (a completed one
     just re-measures its test split), the others are trained. ``callbacks`` are handed to every fold's run in
     turn. A fold that ends stopped (SIGTERM / Ctrl-C) or failed ends the cross-validation; cv_summary.json then
-    has that status and the folds done so far.
+    has that status and the folds done so far. ``trust_code`` is handed to each resumed fold: see `gradwise.train`
+    (a model.factory named by the directory's fold-0/config.yaml is imported only when allowed; fold 0 is always
+    resumed first, so the folds trained from its config are covered by that check).
     """
     start = time.perf_counter()
     if resume is not None:
@@ -113,7 +115,8 @@ def cross_validate(config: RunConfig | str | Path | None = None, overrides: list
                 assert console is not None
                 console.print(f"[bold]fold {k + 1}/{folds}[/]  {escape(str(fdir))}")
             if resume is not None and (fdir / "config.yaml").exists():
-                run = train_run(None, overrides, resume=fdir, fold=k, callbacks=callbacks, console=console)
+                run = train_run(None, overrides, resume=fdir, fold=k, callbacks=callbacks, console=console,
+                                trust_code=trust_code)
             else:
                 fcfg = cfg.model_copy(deep=True)
                 fcfg.out = str(fdir)

@@ -1,4 +1,9 @@
-"""Using a trained run: evaluate it on a split, or predict new rows with the run's stored preprocessing."""
+"""Using a trained run: evaluate it on a split, or predict new rows with the run's stored preprocessing.
+
+Opening a run directory never runs code from it: the preprocessing is read from preprocess.json (data only; an older
+run's preprocess.pkl is refused, not unpickled), the weights with torch.load(weights_only=True), and a model.factory
+its config.yaml names is imported only with ``trust_code=True`` or its module in GRADWISE_TRUSTED_MODULES.
+"""
 
 from __future__ import annotations
 
@@ -26,16 +31,27 @@ class LoadedRun:
     checkpoint: Path
 
 
-def load_run(run_dir: str | Path, which: str = "auto") -> LoadedRun:
-    """Rebuild a run's data (same seed, same splits, preprocessing fitted on the same train rows) and model."""
+def load_run(run_dir: str | Path, which: str = "auto", *, trust_code: bool = False) -> LoadedRun:
+    """Rebuild a run's data (same seed, same splits, preprocessing fitted on the same train rows) and model.
+
+    ``trust_code=True`` allows importing the module of a ``model.factory`` the run's config.yaml names (otherwise
+    only modules under GRADWISE_TRUSTED_MODULES prefixes are imported; a CheckpointError says so).
+    """
     from gradwise.data import load_data
+    from gradwise.data.preprocess import LEGACY_PREPROCESS_FILE, PREPROCESS_FILE, Preprocessor, legacy_message
     from gradwise.models import build_model
+    from gradwise.models.build import check_run_factory
 
     path = Path(run_dir)
     if not (path / "config.yaml").exists():
         raise CheckpointError(f"'{path}' is not a gradwise run directory (no config.yaml). Give the directory "
                               "`gradwise train` printed at the end.")
     cfg = load_config(path / "config.yaml")
+    # before anything slow or anything imported: the factory is code the directory names
+    check_run_factory(cfg.model, path / "config.yaml", trust_code)
+    stored = path / PREPROCESS_FILE
+    if not stored.exists() and (path / LEGACY_PREPROCESS_FILE).exists():
+        raise CheckpointError(legacy_message(path))  # never unpickled: a pickle can run any code
     es = cfg.train.early_stopping
     if which == "auto":  # the weights the run ended with: best when early stopping restored it, else last
         which = "best" if es.enabled and es.restore_best and (path / "checkpoints" / "best.pt").exists() else "last"
@@ -47,20 +63,17 @@ def load_run(run_dir: str | Path, which: str = "auto") -> LoadedRun:
     model.load_state_dict(load_checkpoint(ckpt)["model"])
     model.eval()
     pre = bundle.preprocessor
-    stored = path / "preprocess.pkl"
     if stored.exists():  # the preprocessing saved with the run is the one that must be applied
-        from gradwise.data.preprocess import Preprocessor
-
         pre = Preprocessor.load(stored)
     return LoadedRun(cfg, model, pre, bundle, ckpt)
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test") -> dict[str, float]:
+def evaluate_run(run_dir: str | Path, split: str = "test", *, trust_code: bool = False) -> dict[str, float]:
     from gradwise.data.loaders import TensorLoader
     from gradwise.recipes import build_loss
     from gradwise.train.metrics import evaluate
 
-    run = load_run(run_dir)
+    run = load_run(run_dir, trust_code=trust_code)
     data = getattr(run.bundle, split, None) if split in ("train", "val", "test") else None
     if split not in ("train", "val", "test"):
         raise DataError(f"--split {split!r} is not a split; use train, val or test.")
@@ -97,9 +110,13 @@ def read_inputs(path: str | Path) -> pd.DataFrame | np.ndarray:
 
 
 @torch.inference_mode()
-def predict(run_dir: str | Path, inputs: str | Path | pd.DataFrame | np.ndarray) -> pd.DataFrame:
-    """Predictions for new rows: class names (plus class probabilities) or values in the target's units."""
-    run = load_run(run_dir)
+def predict(run_dir: str | Path, inputs: str | Path | pd.DataFrame | np.ndarray, *,
+            trust_code: bool = False) -> pd.DataFrame:
+    """Predictions for new rows: class names (plus class probabilities) or values in the target's units.
+
+    ``trust_code``: as for `load_run` (allow importing the run's model.factory module).
+    """
+    run = load_run(run_dir, trust_code=trust_code)
     raw = read_inputs(inputs) if isinstance(inputs, str | Path) else inputs
     x = run.preprocessor.transform_frame(raw) if isinstance(raw, pd.DataFrame) else run.preprocessor.transform_array(
         raw)

@@ -1,12 +1,15 @@
 """The fitted preprocessing of a run: feature cleaning/scaling/encoding, label encoding and target scaling.
 
 Everything is fitted on the training split only and then applied unchanged to val, test and new rows at
-`gradwise predict` time; `Preprocessor.save`/`load` keep it with the run.
+`gradwise predict` time; `Preprocessor.save`/`load` keep it with the run as ``preprocess.json``: data only (names,
+categories, options and numbers), so opening a run directory someone else wrote can never run code. A loaded
+preprocessor transforms with small numpy equivalents of the fitted sklearn objects that give bit-identical output.
 """
 
 from __future__ import annotations
 
-import pickle
+import json
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,10 +18,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gradwise.errors import DataError
+from gradwise.errors import CheckpointError, DataError
 
 MISSING_CATEGORY = "<missing>"  # categorical NaN becomes its own category when data.missing is none
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1 was the pickle of gradwise <= this change (never loaded: see legacy_message)
+FORMAT_NAME = "gradwise-preprocessor"
+PREPROCESS_FILE = "preprocess.json"
+LEGACY_PREPROCESS_FILE = "preprocess.pkl"
 
 
 def clean_category_values(values: pd.Series, casefold: bool = True, strip: bool = True) -> pd.Series:
@@ -367,46 +373,63 @@ class Preprocessor:
     # ----------------------------------------------------------------------------------------- persistence
 
     def save(self, path: str | Path) -> Path:
-        """Pickle (our own file: fitted sklearn objects plus plain metadata). Written atomically."""
+        """Write the fitted state as data only: one JSON file (names, categories, options, numbers). Atomic.
+
+        Never a pickle: a run directory is shared between people, and unpickling a file can run any code in it.
+        Floats are written with Python's shortest round-trip repr, so loading restores them bit for bit.
+        """
+        from gradwise.train.checkpoint import atomic_write_text
+
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump({"format": "gradwise-preprocessor", "version": FORMAT_VERSION, "state": self.__dict__}, fh,
-                        protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(p)
+        # allow_nan=False: strict JSON any reader accepts (non-finite numbers are encoded as strings, see _encode_array)
+        atomic_write_text(p, json.dumps(_state_to_json(self), indent=1, allow_nan=False) + "\n")
         return p
 
     @classmethod
     def load(cls, path: str | Path) -> Preprocessor:
+        """Read a file `save` wrote, checking every type and shape; nothing in it is executed or imported.
+
+        `path` may be the run directory itself. A directory holding only the `preprocess.pkl` of an older gradwise is
+        refused (its pickle is never opened) with a message saying how to rewrite it safely.
+        """
         p = Path(path)
+        if p.is_dir():
+            p = p / PREPROCESS_FILE
+        if p.suffix == ".pkl" or (not p.exists() and (p.parent / LEGACY_PREPROCESS_FILE).exists()):
+            raise CheckpointError(legacy_message(p.parent))
         if not p.exists():
-            raise DataError(f"preprocessor file '{p}' does not exist; it is saved in the run directory as "
-                            "preprocessor.pkl. Point to the run that trained the model.")
+            raise CheckpointError(f"preprocessor file '{p}' does not exist; a run directory keeps its fitted "
+                                  f"preprocessing in {PREPROCESS_FILE}. Point to the directory of the run that trained "
+                                  "the model (or retrain it).")
         try:
-            with open(p, "rb") as fh:
-                blob = pickle.load(fh)
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
-            raise DataError(f"preprocessor file '{p}' could not be read ({exc}); it may be corrupt or from an "
-                            "incompatible version. Retrain the run to recreate it.") from None
-        if not isinstance(blob, dict) or blob.get("format") != "gradwise-preprocessor":
-            raise DataError(f"'{p}' is not a gradwise preprocessor file.")
-        obj = cls.__new__(cls)
-        obj.__dict__.update(blob["state"])
-        return obj
+            blob = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise CheckpointError(f"preprocessor file '{p}' is not readable JSON ({exc}); expected the "
+                                  f"{PREPROCESS_FILE} gradwise writes. It may be truncated or replaced: retrain the "
+                                  "run, or `gradwise train --resume` it to rewrite the file.") from None
+        return _state_from_json(blob, p)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-friendly summary for reports."""
         d: dict[str, Any] = {"kind": self.kind, "task": self.task}
         if self.kind == "table":
             d.update(numeric=self.numeric, categorical=self.categorical, boolean=self.boolean,
-                     n_features=len(self.feature_names), scaler=type(self.scaler).__name__ if self.scaler else None,
+                     n_features=len(self.feature_names), scaler=_scaler_name(self.scaler),
                      one_hot=self.encoder is not None, clipped_columns=sorted(self.clip_bounds))
         else:
             d.update(sample_shape=list(self.sample_shape), input_scale=self.input_scale, scale=self.scale_method)
         d["classes"] = self.class_names
         d["target_scaled"] = self.target_mean is not None
         return d
+
+
+def _scaler_name(scaler: Any) -> str | None:
+    """The sklearn class name of a fitted scaler, also for one loaded from preprocess.json."""
+    if scaler is None:
+        return None
+    method = getattr(scaler, "method", None)
+    return _SCALER_NAMES.get(method, type(scaler).__name__) if method else type(scaler).__name__
 
 
 def _bool01(v: Any) -> Any:
@@ -419,3 +442,350 @@ def _bool01(v: Any) -> Any:
         if low in ("false", "no", "0"):
             return 0.0
     return v
+
+
+# --------------------------------------------------------------------------------------------- the saved format
+# preprocess.json holds only JSON scalars, lists and objects. Arrays are {"dtype", "shape", "data"} with the data
+# flattened; a non-finite float is the string "nan", "inf" or "-inf" (strict JSON has no NaN). The fitted sklearn
+# objects are reduced to the numbers their transform uses and rebuilt as the _Fitted* classes below, which apply
+# the same float64 operations in the same order, so a loaded preprocessor's output is bit-identical.
+
+_ARRAY_DTYPES = ("float32", "float64")
+_SCALER_ARRAYS = {"standard": ("mean_", "scale_"), "minmax": ("min_", "scale_"), "robust": ("center_", "scale_")}
+_SKLEARN_SCALERS = {"StandardScaler": "standard", "MinMaxScaler": "minmax", "RobustScaler": "robust"}
+_SCALER_NAMES = {v: k for k, v in _SKLEARN_SCALERS.items()}
+
+
+def legacy_message(run_dir: Path) -> str:
+    """Why an older run's preprocess.pkl is refused, and how to go on (one line: the CLI prints it as is)."""
+    return (f"'{run_dir / LEGACY_PREPROCESS_FILE}' was written by an older gradwise as a Python pickle and is not "
+            f"loaded: unpickling a file can run any code in it, and opening a run directory must never do that. "
+            f"To use this run, rewrite its preprocessing as {PREPROCESS_FILE} with `gradwise train --resume "
+            f"{run_dir}` (it refits it on the same training rows of the unchanged data file; a finished run only "
+            "re-measures its test split), or retrain it.")
+
+
+class _FittedImputer:
+    """`SimpleImputer.transform` from its fitted statistics: each missing cell (NaN) gets its column's statistic."""
+
+    def __init__(self, strategy: str, statistics: np.ndarray) -> None:
+        self.strategy = strategy
+        self.statistics_ = statistics
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        numeric = self.statistics_.dtype != object
+        out = np.array(x, dtype=np.float64 if numeric else object, copy=True)
+        # sklearn's missing mask for missing_values=NaN: isnan for floats, "x != x" for object arrays
+        mask = np.isnan(out) if numeric else (out != out)
+        rows, cols = np.nonzero(mask)
+        out[rows, cols] = self.statistics_[cols]
+        return out
+
+
+class _FittedScaler:
+    """The transform of a fitted Standard/MinMax/RobustScaler (default options), in sklearn's operation order."""
+
+    def __init__(self, method: str, arrays: dict[str, np.ndarray]) -> None:
+        self.method = method
+        for name, value in arrays.items():
+            setattr(self, name, value)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        out = np.array(x, dtype=np.float64, copy=True)
+        if self.method == "standard":
+            out -= self.mean_
+            out /= self.scale_
+        elif self.method == "minmax":
+            out *= self.scale_
+            out += self.min_
+        else:
+            out -= self.center_
+            out /= self.scale_
+        return out
+
+
+class _FittedOneHot:
+    """`OneHotEncoder.transform` (dense float32, handle_unknown ignore / infrequent_if_exist, no drop).
+
+    Per input column: one output column per frequent category in `categories_` order, then one for all infrequent
+    categories when there are any; an unseen value sets the infrequent column if there is one, else nothing.
+    """
+
+    def __init__(self, categories: list[np.ndarray], infrequent: list[np.ndarray | None], handle_unknown: str) -> None:
+        self.categories_ = categories
+        self.infrequent_categories_ = infrequent
+        self.handle_unknown = handle_unknown
+        self._maps: list[tuple[dict[Any, int], int, int | None]] = []
+        for cats, rare in zip(categories, infrequent, strict=True):
+            rare_set = set(rare.tolist()) if rare is not None else set()
+            frequent = [c for c in cats.tolist() if c not in rare_set]
+            index = {c: j for j, c in enumerate(frequent)}
+            other = len(frequent) if rare_set else None
+            index.update({c: other for c in rare_set if other is not None})
+            width = len(frequent) + (1 if rare_set else 0)
+            self._maps.append((index, width, other if handle_unknown == "infrequent_if_exist" else None))
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        widths = [w for _, w, _ in self._maps]
+        out = np.zeros((len(x), sum(widths)), dtype=np.float32)
+        start = 0
+        for i, (index, width, unknown) in enumerate(self._maps):
+            for r, value in enumerate(x[:, i].tolist()):
+                j = index.get(value, unknown)
+                if j is not None:
+                    out[r, start + j] = 1.0
+            start += width
+        return out
+
+
+def _scalar(v: Any) -> Any:
+    """A category/class value as a JSON scalar (their values are str, or int/float/bool; anything else as str)."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if v is None or isinstance(v, str | bool | int):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else str(v)
+    return str(v)
+
+
+def _number(v: float) -> float | str:
+    v = float(v)
+    return v if math.isfinite(v) else str(v)  # "nan", "inf", "-inf"
+
+
+def _encode_array(a: Any) -> dict[str, Any] | None:
+    if a is None:
+        return None
+    arr = np.asarray(a)
+    if arr.dtype.name not in _ARRAY_DTYPES:
+        arr = arr.astype(np.float64)
+    return {"dtype": arr.dtype.name, "shape": list(arr.shape), "data": [_number(v) for v in arr.reshape(-1).tolist()]}
+
+
+def _state_to_json(pre: Preprocessor) -> dict[str, Any]:
+    table: dict[str, Any] | None = None
+    if pre.kind == "table":
+        scaler = None
+        if pre.scaler is not None:
+            method = getattr(pre.scaler, "method", None) or _SKLEARN_SCALERS[type(pre.scaler).__name__]
+            scaler = {"method": method,
+                      "arrays": {n: _encode_array(getattr(pre.scaler, n)) for n in _SCALER_ARRAYS[method]}}
+        encoder = None
+        if pre.encoder is not None:
+            rare = getattr(pre.encoder, "infrequent_categories_", None) or [None] * len(pre.encoder.categories_)
+            encoder = {"handle_unknown": pre.encoder.handle_unknown,
+                       "categories": [[_scalar(c) for c in cats] for cats in pre.encoder.categories_],
+                       "infrequent": [None if r is None else [_scalar(c) for c in r] for r in rare]}
+        table = {
+            "columns": [_scalar(c) for c in pre.columns], "numeric": [_scalar(c) for c in pre.numeric],
+            "categorical": [_scalar(c) for c in pre.categorical], "boolean": [_scalar(c) for c in pre.boolean],
+            "clean_categories": bool(pre.clean_categories),
+            "clip_bounds": [[_scalar(c), _number(lo), _number(hi)] for c, (lo, hi) in pre.clip_bounds.items()],
+            "num_imputer": None if pre.num_imputer is None else {
+                "strategy": str(pre.num_imputer.strategy), "statistics": _encode_array(pre.num_imputer.statistics_)},
+            "cat_imputer": None if pre.cat_imputer is None else {
+                "strategy": str(pre.cat_imputer.strategy),
+                "statistics": [_scalar(v) for v in pre.cat_imputer.statistics_.tolist()]},
+            "scaler": scaler, "encoder": encoder,
+            "feature_names": [str(n) for n in pre.feature_names], "origin": [_scalar(c) for c in pre._origin],
+        }
+    return {
+        "format": FORMAT_NAME, "version": FORMAT_VERSION, "kind": pre.kind, "task": pre.task, "table": table,
+        "array": {"sample_shape": [int(d) for d in pre.sample_shape], "input_scale": _number(pre.input_scale),
+                  "scale_method": pre.scale_method, "center": _encode_array(pre.center),
+                  "spread": _encode_array(pre.spread)},
+        "labels": None if pre.labels is None else {"classes": [_scalar(c) for c in pre.labels.classes],
+                                                   "names": list(pre.labels.names)},
+        "target": {"columns": [_scalar(c) for c in pre.target_columns], "mean": _encode_array(pre.target_mean),
+                   "scale": _encode_array(pre.target_scale)},
+    }
+
+
+class _Reader:
+    """Type- and shape-checked access to a loaded preprocess.json; every failure names the file and the field."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, expected: str) -> CheckpointError:
+        return CheckpointError(f"preprocessor file '{self.path}' is damaged or was not written by gradwise: {where} "
+                               f"should be {expected}. Retrain the run, or rewrite the file from the training data "
+                               f"with `gradwise train --resume {self.path.parent}`.")
+
+    def get(self, obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, expected: str,
+            optional: bool = False) -> Any:
+        if key not in obj:
+            raise self.fail(f"{where}.{key}", f"present ({expected})")
+        value = obj[key]
+        if value is None and optional:
+            return None
+        # bool is an int to isinstance: a true/false where a number belongs is refused
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+            raise self.fail(f"{where}.{key}", expected)
+        return value
+
+    def section(self, obj: dict[str, Any], key: str, where: str, optional: bool = False) -> Any:
+        return self.get(obj, key, dict, where, "an object", optional)
+
+    def names(self, obj: dict[str, Any], key: str, where: str) -> list[Any]:
+        values = self.get(obj, key, list, where, "a list of column names (strings or integers)")
+        if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in values):
+            raise self.fail(f"{where}.{key}", "a list of column names (strings or integers)")
+        return values
+
+    def scalars(self, values: Any, where: str) -> list[Any]:
+        if not isinstance(values, list) or not all(v is None or isinstance(v, str | int | float) for v in values):
+            raise self.fail(where, "a list of strings or numbers")
+        return values
+
+    def number(self, value: Any, where: str) -> float:
+        if isinstance(value, str) and value in ("nan", "inf", "-inf"):
+            return float(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise self.fail(where, 'a number (or "nan", "inf", "-inf")')
+
+    def array(self, obj: dict[str, Any], key: str, where: str, shape: tuple[int, ...] | None = None,
+              optional: bool = True) -> np.ndarray | None:
+        spec = self.get(obj, key, dict, where, "an array object {dtype, shape, data}", optional)
+        if spec is None:
+            return None
+        at = f"{where}.{key}"
+        dtype = spec.get("dtype")
+        dims = spec.get("shape")
+        data = spec.get("data")
+        if dtype not in _ARRAY_DTYPES:
+            raise self.fail(f"{at}.dtype", f"one of {', '.join(_ARRAY_DTYPES)}")
+        if not isinstance(dims, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                 for d in dims):
+            raise self.fail(f"{at}.shape", "a list of non-negative integers")
+        if not isinstance(data, list) or len(data) != math.prod(dims):
+            raise self.fail(f"{at}.data", f"a list of {math.prod(dims)} numbers (shape {dims})")
+        if shape is not None and tuple(dims) != shape:
+            raise self.fail(f"{at}.shape", f"{list(shape)} to match the columns it applies to")
+        values = [self.number(v, f"{at}.data") for v in data]
+        return np.asarray(values, dtype=np.float64).astype(dtype).reshape(dims)
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _state_from_json(blob: Any, path: Path) -> Preprocessor:
+    r = _Reader(path)
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"'{path}' is not a gradwise preprocessor file (expected a JSON object with "
+                              f'"format": "{FORMAT_NAME}"). Point to the run directory gradwise wrote, or retrain.')
+    version = r.get(blob, "version", int, "file", "an integer")
+    if version != FORMAT_VERSION:
+        newer = version > FORMAT_VERSION
+        raise CheckpointError(f"preprocessor file '{path}' has format version {version}; this gradwise reads "
+                              f"version {FORMAT_VERSION}. " + ("Upgrade gradwise to open this run." if newer else
+                                                               "Retrain the run with this gradwise."))
+    kind = r.get(blob, "kind", str, "file", '"table", "signal" or "image"')
+    task = r.get(blob, "task", str, "file", '"classification" or "regression"')
+    if kind not in ("table", "signal", "image"):
+        raise r.fail("kind", '"table", "signal" or "image"')
+    if task not in ("classification", "regression"):
+        raise r.fail("task", '"classification" or "regression"')
+    pre = Preprocessor(kind, task)
+    if kind == "table":
+        _read_table(r, pre, r.section(blob, "table", "file"))
+    arr = r.section(blob, "array", "file")
+    shape = r.get(arr, "sample_shape", list, "array", "a list of positive integers")
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise r.fail("array.sample_shape", "a list of positive integers")
+    pre.sample_shape = tuple(shape)
+    pre.input_scale = r.number(arr.get("input_scale"), "array.input_scale")
+    pre.scale_method = r.get(arr, "scale_method", str, "array", '"none", "standard", "minmax" or "robust"')
+    if pre.scale_method not in ("none", *_SCALER_ARRAYS):
+        raise r.fail("array.scale_method", '"none", "standard", "minmax" or "robust"')
+    pre.center, pre.spread = r.array(arr, "center", "array"), r.array(arr, "spread", "array")
+    for name, stat in (("center", pre.center), ("spread", pre.spread)):
+        if stat is not None:
+            try:
+                np.broadcast_shapes(stat.shape, pre.sample_shape)
+            except ValueError:
+                raise r.fail(f"array.{name}.shape",
+                             f"broadcastable to the sample shape {list(pre.sample_shape)}") from None
+    labels = r.section(blob, "labels", "file", optional=True)
+    if labels is not None:
+        classes = r.scalars(labels.get("classes"), "labels.classes")
+        names = labels.get("names")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(names) != len(classes):
+            raise r.fail("labels.names", f"a list of {len(classes)} strings (one per class)")
+        pre.labels = LabelCodec(classes, names)
+    target = r.section(blob, "target", "file")
+    pre.target_columns = r.names(target, "columns", "target")
+    pre.target_mean = r.array(target, "mean", "target")
+    pre.target_scale = r.array(target, "scale", "target")
+    if (pre.target_mean is None) != (pre.target_scale is None) or (
+            pre.target_mean is not None and pre.target_scale is not None
+            and (pre.target_mean.ndim != 1 or pre.target_mean.shape != pre.target_scale.shape)):
+        raise r.fail("target.mean/scale", "both absent, or two 1-D arrays of the same length")
+    return pre
+
+
+def _read_table(r: _Reader, pre: Preprocessor, t: dict[str, Any]) -> None:
+    pre.columns = r.names(t, "columns", "table")
+    pre.numeric, pre.categorical = r.names(t, "numeric", "table"), r.names(t, "categorical", "table")
+    pre.boolean = r.names(t, "boolean", "table")
+    if pre.columns != [*pre.numeric, *pre.boolean, *pre.categorical]:
+        raise r.fail("table.columns", "the numeric, boolean then categorical columns, in that order")
+    pre.clean_categories = r.get(t, "clean_categories", bool, "table", "true or false")
+    bounds = r.get(t, "clip_bounds", list, "table", "a list of [column, low, high]")
+    for item in bounds:
+        if not isinstance(item, list) or len(item) != 3 or item[0] not in pre.numeric:
+            raise r.fail("table.clip_bounds", "a list of [numeric column, low, high]")
+        pre.clip_bounds[item[0]] = (r.number(item[1], "table.clip_bounds"), r.number(item[2], "table.clip_bounds"))
+    n_num, n_cat = len(pre.numeric), len(pre.categorical)
+    imp = r.section(t, "num_imputer", "table", optional=True)
+    if imp is not None:
+        stats = r.array(imp, "statistics", "table.num_imputer", shape=(n_num,), optional=False)
+        assert stats is not None
+        pre.num_imputer = _FittedImputer(r.get(imp, "strategy", str, "table.num_imputer", "a string"),
+                                         stats.astype(np.float64))
+    imp = r.section(t, "cat_imputer", "table", optional=True)
+    if imp is not None:
+        values = r.scalars(imp.get("statistics"), "table.cat_imputer.statistics")
+        if len(values) != n_cat:
+            raise r.fail("table.cat_imputer.statistics", f"{n_cat} values (one per categorical column)")
+        stats = np.empty(n_cat, dtype=object)
+        stats[:] = [np.nan if v is None else v for v in values]
+        pre.cat_imputer = _FittedImputer(r.get(imp, "strategy", str, "table.cat_imputer", "a string"), stats)
+    scaler = r.section(t, "scaler", "table", optional=True)
+    if scaler is not None:
+        method = r.get(scaler, "method", str, "table.scaler", '"standard", "minmax" or "robust"')
+        if method not in _SCALER_ARRAYS:
+            raise r.fail("table.scaler.method", '"standard", "minmax" or "robust"')
+        arrays = r.section(scaler, "arrays", "table.scaler")
+        pre.scaler = _FittedScaler(method, {n: r.array(arrays, n, "table.scaler.arrays", shape=(n_num,),
+                                                       optional=False) for n in _SCALER_ARRAYS[method]})
+    enc = r.section(t, "encoder", "table", optional=True)
+    width = n_num + len(pre.boolean)
+    if enc is not None:
+        unknown = r.get(enc, "handle_unknown", str, "table.encoder", '"ignore" or "infrequent_if_exist"')
+        if unknown not in ("ignore", "infrequent_if_exist"):
+            raise r.fail("table.encoder.handle_unknown", '"ignore" or "infrequent_if_exist"')
+        cats = r.get(enc, "categories", list, "table.encoder", "a list of category lists")
+        rare = r.get(enc, "infrequent", list, "table.encoder", "a list of category lists or nulls")
+        if len(cats) != n_cat or len(rare) != n_cat:
+            raise r.fail("table.encoder.categories", f"{n_cat} lists (one per categorical column)")
+        categories = [_object_array(r.scalars(c, "table.encoder.categories")) for c in cats]
+        infrequent = [None if x is None else _object_array(r.scalars(x, "table.encoder.infrequent")) for x in rare]
+        pre.encoder = _FittedOneHot(categories, infrequent, unknown)
+        width += sum(w for _, w, _ in pre.encoder._maps)
+    elif n_cat:
+        raise r.fail("table.encoder", f"the one-hot encoder of the categorical columns {pre.categorical}")
+    pre.feature_names = r.get(t, "feature_names", list, "table", "a list of strings")
+    pre._origin = r.names(t, "origin", "table")
+    if len(pre.feature_names) != width or len(pre._origin) != width or not all(
+            isinstance(n, str) for n in pre.feature_names):
+        raise r.fail("table.feature_names/origin", f"{width} entries, one per output feature")
+
+
+def _object_array(values: list[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out

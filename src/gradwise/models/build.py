@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from gradwise.config import ModelConfig
-from gradwise.errors import ModelError
+from gradwise.errors import CheckpointError, ModelError
 from gradwise.models import architectures as arch
 from gradwise.models.layers import apply_init, check_activation, check_init, unknown_name_error
 
@@ -80,6 +82,40 @@ def _signature_params(fn: Callable[..., Any]) -> tuple[set[str], bool]:
         return set(), True
     names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     return names, any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+# A run directory's config.yaml is data someone else may have written: its model.factory is imported (code runs)
+# only for modules listed here (comma-separated prefixes: "mypkg" allows mypkg and mypkg.nets) or with trust_code.
+TRUSTED_MODULES_ENV = "GRADWISE_TRUSTED_MODULES"
+
+
+def trusted_module_prefixes() -> list[str]:
+    """The module prefixes GRADWISE_TRUSTED_MODULES allows, e.g. ``mypkg,mypkg2`` -> ["mypkg", "mypkg2"]."""
+    return [p.strip() for p in os.environ.get(TRUSTED_MODULES_ENV, "").split(",") if p.strip()]
+
+
+def module_is_trusted(module: str) -> bool:
+    """Whether GRADWISE_TRUSTED_MODULES names `module` or a package above it (a prefix must end at a dot)."""
+    return any(module == p or module.startswith(p + ".") for p in trusted_module_prefixes())
+
+
+def check_run_factory(cfg: ModelConfig, config_path: str | Path, trust_code: bool = False) -> None:
+    """Refuse to build a ``model.factory`` named by a run directory's config unless the user allows its module.
+
+    Importing the factory's module runs its code (``subprocess:getoutput`` would run a command), and a run directory
+    is shared data: opening it (eval, predict, resume) must not run code it names. Allowed: ``trust_code=True``, or
+    the module under a prefix in GRADWISE_TRUSTED_MODULES. Built-in models (no factory) need nothing.
+    """
+    if not cfg.factory or trust_code:
+        return
+    module = cfg.factory.partition(":")[0].strip()
+    if module and module_is_trusted(module):
+        return
+    top = module.split(".")[0] or module
+    raise CheckpointError(f"'{config_path}' names model.factory '{cfg.factory}', which would import module "
+                          f"'{module}' and run its code; opening a run directory does not run code the directory "
+                          f"names. If you trust this run and that module, set {TRUSTED_MODULES_ENV}={top} "
+                          "(comma-separated module prefixes), or pass trust_code=True (the CLI's --trust-code).")
 
 
 def _import_factory(spec: str) -> Callable[..., Any]:
