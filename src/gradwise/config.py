@@ -7,13 +7,203 @@ Every error names the key, the value, what was expected and how to fix it (see `
 from __future__ import annotations
 
 import difflib
+import fnmatch
+import math
+import re
+import sys
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gradwise.errors import ConfigError
+
+# ------------------------------------------------------------------------------------ limits and messages
+
+ECHO_CHARS = 80  # a value or key echoed in a message is cut to this many characters (a 100k value is not a message)
+MAX_INT = 2**63 - 1  # torch and numpy hold integers in 64 bits; anything larger overflows deep inside a run
+MAX_STR = 4096  # PATH_MAX on Linux: no config string (a path, a name, a pattern) needs more
+MAX_NAME = 100  # run names go into directory names (runs/<time>-<name>, studies/<name>)
+MAX_PATH_PART = 255  # NAME_MAX: the longest file or folder name, in bytes
+SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit (optuna's samplers get the seed as well)
+BUILTIN_DATASETS = ("mnist1d", "digits", "iris", "wine", "breast_cancer", "diabetes", "fashion_mnist")
+SYSTEM_DIRS = (Path("/proc"), Path("/sys"), Path("/dev"))  # kernel interfaces: nothing may write a run there
+# parameter names of typical models; patterns that freeze all of them leave nothing to train
+_PARAM_PROBES = ("fc.weight", "features.0.bias", "blocks.1.conv.weight", "head.bias")
+
+# userinfo of a URL (scheme://user:password@host): the password, up to the last '@' before whitespace or a quote so
+# that a password holding an unescaped '@' is hidden whole; libpq key=value strings (password=...) too
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#@'\"]*:)(?P<pw>[^\s'\"]*)@")
+_KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'[^']*'|\"[^\"]*\"|[^\s'\"]+)", re.IGNORECASE)
+
+
+def mask_secrets(text: str, *secrets: str | None) -> str:
+    """`text` with every URL password (scheme://user:PASSWORD@host), libpq `password=...` and each of `secrets`
+    (e.g. the password of a URL that failed to parse, as a driver may echo it) replaced by ***.
+
+    The one function every message that may hold a storage URL goes through: gradwise's own messages and the text
+    of exceptions from SQLAlchemy, psycopg2 or optuna, which may quote the URL they were given.
+    """
+    from urllib.parse import unquote
+
+    for secret in secrets:
+        if secret:
+            for form in {secret, unquote(secret)}:
+                if len(form) >= 2:  # a one-character password would mask every such letter of the message
+                    text = text.replace(form, "***")
+    text = _URL_PASSWORD.sub(lambda m: m["head"] + "***@", text)
+    return _KV_PASSWORD.sub(lambda m: m["head"] + "***", text)
+
+
+def url_password(url: str) -> str | None:
+    """The password of a URL (its userinfo, or a libpq ?password=... in the query), however malformed the rest of
+    the URL is (None: none)."""
+    for match in (_URL_PASSWORD.search(url), _KV_PASSWORD.search(url)):
+        if match and match["pw"].strip("'\"") not in ("", "***"):
+            return match["pw"].strip("'\"")
+    return None
+
+
+def echo(value: Any, limit: int = ECHO_CHARS) -> str:
+    """A value as a message shows it: repr() for non-strings, passwords masked, at most `limit` characters."""
+    if value is None or isinstance(value, bool):  # as the user wrote it (YAML), not as Python spells it
+        return {None: "null", True: "true", False: "false"}[value]
+    text = mask_secrets(value if isinstance(value, str) else repr(value))
+    if isinstance(value, str):
+        text = repr(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def echo_key(key: str, limit: int = ECHO_CHARS) -> str:
+    """A key as a message shows it: printable as is, control characters escaped, cut to `limit` characters."""
+    text = key if key.isprintable() else key.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class KeyedValueError(ValueError):
+    """A check of a whole section whose message is about one of its keys: the message names that key, not the
+    section (pydantic places section-level errors at the section)."""
+
+    def __init__(self, key: str, value: Any, message: str) -> None:
+        super().__init__(message)
+        self.key, self.value = key, value
+
+
+def _options(annotation: Any) -> tuple[Any, ...]:
+    """The alternatives of a type: (int, str) for `int | str`, (X,) for a plain X, Annotated unwrapped."""
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, types.UnionType):
+        return tuple(o for a in get_args(annotation) for o in _options(a))
+    return (annotation,)
+
+
+def _holds_sections(annotation: Any) -> bool:
+    """Whether a field is a section (or a mapping of them, as tune.space is)."""
+    for option in _options(annotation):
+        for t in (option, *get_args(option)):
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                return True
+    return False
+
+
+def _bool_problem(value: Any, annotation: Any, depth: int = 0) -> str | None:
+    """Why `value` holds a boolean where the type wants a number (pydantic would read true as 1 and false as 0,
+    so optim.lr=true trained at 1.0), or None."""
+    if depth > 20:
+        return None
+    options = _options(annotation)
+    if isinstance(value, bool):
+        numeric = any(o in (int, float) for o in options)
+        if numeric and bool not in options and Any not in options:
+            return (f"{str(value).lower()} is a boolean, not a number (it is not read as {int(value)}); "
+                    "write a number")
+        return None
+    if isinstance(value, list | tuple):
+        for option in options:
+            origin, args = get_origin(option), get_args(option)
+            if origin in (list, set, frozenset) and args:
+                items = [args[0]] * len(value)
+            elif origin is tuple and args:
+                items = [args[0]] * len(value) if (len(args) == 2 and args[1] is Ellipsis) else list(args)
+            else:
+                continue
+            for i, (item, item_type) in enumerate(zip(value, items, strict=False)):
+                problem = _bool_problem(item, item_type, depth + 1)
+                if problem:
+                    return f"item {i}: {problem}"
+    return None
+
+
+def _string_problem(value: Any, depth: int = 0) -> str | None:
+    """Why a string anywhere in `value` cannot be used (a NUL byte, which no path or C library takes; more than
+    MAX_STR characters), or None."""
+    if depth > 50:
+        return "it is nested too deeply (more than 50 levels)"
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "it contains a NUL byte (\\x00), which no file name or option can hold; remove it"
+        if len(value) > MAX_STR:
+            return f"it is {len(value)} characters long, more than the {MAX_STR} any setting needs; shorten it"
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            problem = _string_problem(k, depth + 1) or _string_problem(v, depth + 1)
+            if problem:
+                return problem
+    elif isinstance(value, list | tuple | set | frozenset):
+        for v in value:
+            problem = _string_problem(v, depth + 1)
+            if problem:
+                return problem
+    return None
+
+
+def _number_problem(value: Any, depth: int = 0) -> str | None:
+    """Why a validated number anywhere in `value` cannot be used (inf/nan, a denormal, an integer beyond 64 bits),
+    or None. Sections check their own fields."""
+    if depth > 50 or isinstance(value, BaseModel | bool):
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return f"{value} is not a finite number; write an ordinary number"
+        if value != 0 and abs(value) < sys.float_info.min:
+            return (f"{value!r} is a denormal number (closer to 0 than {sys.float_info.min:.3g}), which computes "
+                    "as 0 or slowly; write 0 or a normal number")
+    elif isinstance(value, int):
+        if abs(value) > MAX_INT:
+            return f"{len(str(abs(value)))}-digit integers do not fit in 64 bits; write a number below 2**63"
+    elif isinstance(value, dict):
+        for v in value.values():
+            problem = _number_problem(v, depth + 1)
+            if problem:
+                return problem
+    elif isinstance(value, list | tuple | set | frozenset):
+        for v in value:
+            problem = _number_problem(v, depth + 1)
+            if problem:
+                return problem
+    return None
+
+
+def _path_problem(value: str, what: str) -> str | None:
+    """Why `value` cannot be a file-system path (NUL bytes and overall length are checked for every string)."""
+    for part in Path(value).parts:
+        if len(part.encode("utf-8", "surrogateescape")) > MAX_PATH_PART:
+            return (f"a file or folder name in {what} is {len(part.encode('utf-8', 'surrogateescape'))} bytes "
+                    f"long, more than the {MAX_PATH_PART} a file system allows; shorten it")
+    return None
+
 
 
 class Section(BaseModel):
@@ -27,6 +217,28 @@ class Section(BaseModel):
         # `optim: sgd` reads as `optim: {name: sgd}` for sections that have a name.
         if isinstance(value, str) and "name" in cls.model_fields:
             return {"name": value}
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers_no_bad_strings(cls, value: Any, info: ValidationInfo) -> Any:
+        # before pydantic converts: afterwards true is already 1.0 and the field cannot tell
+        field = cls.model_fields.get(info.field_name or "")
+        annotation = field.annotation if field else Any
+        if _holds_sections(annotation):  # a section checks its own keys, so that the message names the key
+            return value
+        problem = _bool_problem(value, annotation) or _string_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _finite_numbers(cls, value: Any) -> Any:
+        # after pydantic converts, so the YAML string "inf" in a float field is caught as well
+        problem = _number_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
@@ -48,7 +260,7 @@ class DataConfig(Section):
     drop_duplicates: bool = False
     missing: Literal["none", "drop", "mean", "median", "most_frequent"] = "none"
     outliers: Literal["none", "iqr_clip", "iqr_drop", "zscore_clip", "zscore_drop"] = "none"
-    outlier_threshold: float | None = Field(None, gt=0, description="IQR multiplier (1.5) or z-score (3.0)")
+    outlier_threshold: float | None = Field(None, gt=0, le=1000, description="IQR multiplier (1.5) or z-score (3.0)")
     clean_categories: bool = True
     scale: Literal["none", "standard", "minmax", "robust"] = "standard"
     one_hot: bool = True
@@ -60,9 +272,39 @@ class DataConfig(Section):
         "classification; true/false force it on/off (classification ignores it, with a note in data_report.json)")
     balance: Literal["none", "oversample", "undersample", "class_weights", "weighted_sampler"] = "none"
     augment: list[str] = Field(default_factory=list, description="e.g. [flip, rotate, translate, noise, shift, scale]")
-    augment_strength: float = Field(1.0, ge=0.0)
-    num_workers: int = Field(0, ge=0)
+    augment_strength: float = Field(1.0, ge=0.0, le=100.0)
+    num_workers: int = Field(0, ge=0, le=1024)
     options: dict[str, Any] = Field(default_factory=dict, description="dataset-specific arguments")
+
+    @field_validator("dataset", "val_file", "test_file")
+    @classmethod
+    def _paths(cls, v: str | None, info: ValidationInfo) -> str | None:
+        problem = _path_problem(v, f"data.{info.field_name}") if v else None
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("target")
+    @classmethod
+    def _target_of_a_table(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # a built-in dataset brings its own target: data.target would be silently ignored, and a user who set it
+        # believes the model predicts that column
+        dataset = info.data.get("dataset")
+        if v is not None and dataset in BUILTIN_DATASETS:
+            raise ValueError(f"the built-in dataset '{dataset}' has its own target, so data.target is not used; "
+                             "remove data.target (it names the column to predict of a .csv/.parquet/.npz file)")
+        return v
+
+    @field_validator("subsample")
+    @classmethod
+    def _subsample(cls, v: float | int | None) -> float | int | None:
+        if v is None:
+            return v
+        if v <= 0 or (isinstance(v, float) and v > 1 and not v.is_integer()):
+            raise ValueError("data.subsample is a fraction in (0, 1] (e.g. 0.5) or a whole number of rows "
+                             "(e.g. 1000)")
+        return v
+
     @field_validator("val_fraction", "test_fraction")
     @classmethod
     def _fraction(cls, v: float) -> float:
@@ -85,13 +327,15 @@ class DataConfig(Section):
 class ModelConfig(Section):
     name: str = Field("cnn1d", description="mlp, cnn1d, cnn2d, resnet, rnn, gru, lstm, transformer, logreg")
     factory: str | None = Field(None, description='your own model: "package.module:function"')
-    widths: list[int] | None = Field(None, description="hidden layer widths (mlp)")
-    channels: list[int] | None = Field(None, description="conv channels per stage (cnn1d/cnn2d/resnet)")
-    kernel_size: int | None = Field(None, ge=1)
+    widths: list[Annotated[int, Field(ge=1, le=1_000_000)]] | None = Field(
+        None, description="hidden layer widths (mlp)")
+    channels: list[Annotated[int, Field(ge=1, le=1_000_000)]] | None = Field(
+        None, description="conv channels per stage (cnn1d/cnn2d/resnet)")
+    kernel_size: int | None = Field(None, ge=1, le=10_000)
     pooling: Literal["max", "avg", "none"] | None = None
-    hidden_size: int | None = Field(None, ge=1, description="rnn/gru/lstm/transformer width")
-    num_layers: int | None = Field(None, ge=1)
-    heads: int | None = Field(None, ge=1)
+    hidden_size: int | None = Field(None, ge=1, le=1_000_000, description="rnn/gru/lstm/transformer width")
+    num_layers: int | None = Field(None, ge=1, le=10_000)
+    heads: int | None = Field(None, ge=1, le=10_000)
     activation: str = "relu"
     norm: Literal["batch", "layer", "none"] | None = None
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -110,6 +354,26 @@ class ModelConfig(Section):
     lr_decay_groups: float | None = Field(None, gt=0, le=1, description="discriminative LRs: earlier blocks get "
                                           "lr × this factor per block")
 
+    @field_validator("pretrained")
+    @classmethod
+    def _pretrained_path(cls, v: str | None) -> str | None:
+        problem = _path_problem(v, "model.pretrained") if v else None
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @model_validator(mode="after")
+    def _something_trains(self) -> ModelConfig:
+        # freeze: ['*'] froze every parameter, and the first backward pass failed inside torch ("element 0 of
+        # tensors does not require grad"); gradual unfreezing (unfreeze_after) may start from a frozen model
+        if self.freeze and self.unfreeze_after is None and all(
+                any(fnmatch.fnmatchcase(name, p) or name.startswith(p.rstrip(".") + ".") for p in self.freeze)
+                for name in _PARAM_PROBES):
+            raise KeyedValueError("freeze", self.freeze, "these patterns freeze every parameter, so nothing would "
+                                  "train; freeze part of the model (e.g. model.freeze=[features]) or set "
+                                  "model.unfreeze_after=N to train everything after N epochs")
+        return self
+
 
 class LossConfig(Section):
     name: str = Field("auto", description="auto, mse, mae, huber, cross_entropy, bce_with_logits, nll, hinge. "
@@ -119,6 +383,17 @@ class LossConfig(Section):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     class_weights: list[float] | Literal["balanced"] | None = None
     huber_delta: float = Field(1.0, gt=0)
+
+    @field_validator("class_weights")
+    @classmethod
+    def _weights(cls, v: list[float] | str | None) -> list[float] | str | None:
+        if isinstance(v, list) and (any(w < 0 for w in v) or not any(w > 0 for w in v)):
+            raise ValueError("class weights are numbers >= 0, at least one of them > 0, e.g. [1.0, 3.0] "
+                             "(or 'balanced')")
+        return v
+
+
+LR_MAX = 10.0
 
 
 class OptimConfig(Section):
@@ -130,7 +405,7 @@ class OptimConfig(Section):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = False
     betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0)
+    eps: float = Field(1e-8, gt=0, le=1.0)
     l1: float = Field(0.0, ge=0.0, description="explicit L1 penalty strength (added to the loss)")
     l2: float = Field(0.0, ge=0.0, description="explicit L2 penalty strength (added to the loss)")
     decay_norm_and_bias: bool = Field(False, description="apply weight decay to biases and norm parameters")
@@ -145,19 +420,30 @@ class OptimConfig(Section):
     @field_validator("lr")
     @classmethod
     def _positive_lr(cls, v: float | str) -> float | str:
-        if isinstance(v, float) and not v > 0:
-            raise ValueError("the learning rate must be a positive number such as 3e-4 (or 'auto')")
+        # (0, 10]: no optimizer gradwise builds trains at a larger step; 1e23 or 1e300 is a typo
+        if isinstance(v, float) and not 0 < v <= LR_MAX:
+            raise ValueError(f"the learning rate must be a positive number up to {LR_MAX:g}, such as 3e-4 "
+                             "(or 'auto')")
+        return v
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError("both betas are in [0, 1), e.g. [0.9, 0.999]")
         return v
 
 
 class ScheduleConfig(Section):
     name: str = Field("warmup_cosine", description="constant, step, multistep, exponential, cosine, "
                       "warmup_cosine, warmup_linear, one_cycle, reduce_on_plateau")
-    warmup: float = Field(0.05, ge=0.0, description="warmup length: a fraction of all steps (<1) or a step count")
-    min_lr: float = Field(0.0, ge=0.0, description="floor of cosine/linear decay, as a fraction of the peak LR")
+    warmup: float = Field(0.05, ge=0.0, le=1e9, description="warmup length: a fraction of all steps (<1) or a "
+                          "step count")
+    min_lr: float = Field(0.0, ge=0.0, le=1.0, description="floor of cosine/linear decay, as a fraction of the "
+                          "peak LR")
     step_size: int = Field(10, ge=1, description="epochs between decays (step)")
     milestones: list[int] = Field(default_factory=lambda: [30, 60, 90])
-    gamma: float = Field(0.1, gt=0.0, description="decay factor (step, multistep, exponential, plateau)")
+    gamma: float = Field(0.1, gt=0.0, le=10.0, description="decay factor (step, multistep, exponential, plateau)")
     patience: int = Field(5, ge=0, description="epochs without improvement before reduce_on_plateau cuts the LR")
 
 
@@ -178,7 +464,8 @@ class TrainConfig(Section):
         "scaled from batch 128 (linear for sgd, square root for the others)")
     clip_grad: float | None = Field(1.0, gt=0, description="clip threshold; null turns clipping off")
     clip_mode: Literal["norm", "value"] = "norm"
-    accumulate: int = Field(1, ge=1, description="gradient accumulation: micro-batches per optimizer step")
+    accumulate: int = Field(1, ge=1, le=1_000_000, description="gradient accumulation: micro-batches per "
+                            "optimizer step")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 autocast on a GPU that supports it, fp32 on CPU")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
@@ -318,8 +605,8 @@ class TuneConfig(Section):
 
 
 class RunConfig(Section):
-    name: str = "run"
-    seed: int = 0
+    name: str = Field("run", description="a label for the run: its directory is runs/<timestamp>-<name>")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="random seed, 0 to 2**32-1")
     out: str | None = Field(None, description="run directory (default runs/<timestamp>-<name>)")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -335,12 +622,57 @@ class RunConfig(Section):
     def _name_shorthand(cls, value: Any) -> Any:  # the run itself has no shorthand
         return value
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        # the name becomes part of a directory name (runs/<time>-<name>, studies/<name>)
+        if len(v) > MAX_NAME:
+            raise ValueError(f"a run name is at most {MAX_NAME} characters (it is part of the run directory's "
+                             "name); shorten it")
+        if "/" in v or "\\" in v or not v.isprintable():
+            raise ValueError("a run name cannot hold '/', '\\' or control characters (it is part of the run "
+                             "directory's name); to choose the directory, set out=DIR")
+        return v
+
+    @field_validator("out")
+    @classmethod
+    def _out(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        problem = _path_problem(v, "out") or _out_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
     def to_yaml(self) -> str:
         # libyaml when installed: the same text, 4x faster (this runs at the start of every fit)
         return yaml.dump(self.to_dict(), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
+
+
+def _out_problem(out: str) -> str | None:
+    """Why a run directory cannot be created at `out` (checked when the config is loaded, not when the first file
+    is written after the data was loaded), or None."""
+    try:
+        path = Path(out).expanduser().resolve()
+    except (OSError, RuntimeError):  # a symlink loop, an unknown ~user: the run's own mkdir reports it
+        return None
+    if any(path == d or d in path.parents for d in SYSTEM_DIRS):
+        return f"{path} is inside a system folder ({', '.join(map(str, SYSTEM_DIRS))}); choose e.g. out=runs/NAME"
+    try:
+        if path.exists() and not path.is_dir():
+            return (f"{path} is an existing file, not a directory; choose a new or existing directory, "
+                    "e.g. out=runs/NAME")
+        for parent in path.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    return f"{parent} is a file, so no directory can be made below it; choose e.g. out=runs/NAME"
+                break
+    except OSError as exc:
+        return f"it cannot be checked ({exc.strerror}); choose e.g. out=runs/NAME"
+    return None
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -357,25 +689,54 @@ def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
-def _describe(err: dict[str, Any], source: str) -> str:
-    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    # pydantic puts union branch names in loc (e.g. 'float', 'literal[...]'); drop them for the user
-    parts = [p for p in loc.split(".") if p and not p.startswith(("literal[", "constrained-")) and p not in
-             ("float", "int", "str", "bool", "list[int]", "list[str]", "list[float]", "tuple[float, float]")]
-    key = ".".join(parts) or "(top level)"
+def _field_path(loc: tuple[Any, ...]) -> tuple[list[str], list[Any]]:
+    """Split a pydantic error location into the config key (field names, and the keys of tune.space) and the rest
+    (union branch names such as 'float' or 'literal[...]', list positions), walking the schema: a section may have
+    a field named like a branch ('int'), so names alone cannot tell them apart."""
+    model: Any = RunConfig
+    key: list[str] = []
+    for i, part in enumerate(loc):
+        if isinstance(model, type) and issubclass(model, BaseModel) and isinstance(part, str) \
+                and part in model.model_fields:
+            key.append(part)
+            options = _options(model.model_fields[part].annotation)
+            sub = [o for o in options if isinstance(o, type) and issubclass(o, BaseModel)]
+            space = [o for o in options if get_origin(o) is dict and get_args(o)[1:] == (SearchParam,)]
+            model = sub[0] if sub else ("space" if space else None)
+        elif model == "space" and isinstance(part, str):  # a searched config key: tune.space.<optim.lr>
+            key.append(part)
+            model = SearchParam
+        else:
+            return key, list(loc[i:])
+    return key, []
+
+
+def _describe(err: dict[str, Any], source: str) -> tuple[str, str | None, str]:
+    """(the config key, 'KEY = VALUE' or None for an unknown key, the message) for one pydantic error."""
+    key_parts, rest = _field_path(tuple(err["loc"]))
     value = err.get("input")
     kind = err["type"]
     if kind == "extra_forbidden":
+        key = ".".join(str(p) for p in [*key_parts, *rest])
+        if len(key) > 200:  # no key is this long; difflib on a 100k-character key would take seconds
+            return key, None, f"{source}: unknown key '{echo_key(key)}'. See `gradwise config` for every valid key."
         close = difflib.get_close_matches(key, _valid_keys(RunConfig), n=1, cutoff=0.6)
         if not close:  # also try matching only the last part inside its section
             section = key.rsplit(".", 1)[0] + "." if "." in key else ""
             leaf = key.rsplit(".", 1)[-1]
             close = [section + c for c in difflib.get_close_matches(
                 leaf, [k[len(section):] for k in _valid_keys(RunConfig) if k.startswith(section)], n=1, cutoff=0.5)]
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        return f"{source}: unknown key '{key}'.{hint} See `gradwise config` for every valid key."
+        hint = f" Did you mean '{close[0]}'?" if close and close[0] != key else ""
+        return key, None, f"{source}: unknown key '{echo_key(key)}'.{hint} See `gradwise config` for every valid key."
+    error = (err.get("ctx") or {}).get("error")
+    if isinstance(error, KeyedValueError):  # a section's check about one of its keys
+        key_parts, value = [*key_parts, error.key], error.value
+    key = ".".join(key_parts) or "(top level)"
     msg = err["msg"].removeprefix("Value error, ")
-    return f"{source}: {key} = {value!r} is invalid: {msg}. Fix the value of '{key}' and run again."
+    where = [p for p in rest if isinstance(p, int)]
+    if where and not isinstance(error, KeyedValueError):  # an item of a list: say which
+        msg = f"item {where[0]}: {msg}"
+    return key, f"{echo_key(key)} = {echo(value)}", mask_secrets(msg)
 
 
 def validate_config(data: dict[str, Any] | None, source: str = "config") -> RunConfig:
@@ -388,19 +749,29 @@ def validate_config(data: dict[str, Any] | None, source: str = "config") -> RunC
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        seen: list[str] = []
+        # one line per key: the branches of a union (a number or 'auto') are alternatives of one message
+        unknown: list[str] = []
+        invalid: dict[str, tuple[str, list[str]]] = {}
         for err in exc.errors():
-            line = _describe(err, source)
-            if line not in seen:
-                seen.append(line)
-        raise ConfigError("\n".join(seen)) from None
+            key, head, msg = _describe(err, source)
+            if head is None:
+                if msg not in unknown:
+                    unknown.append(msg)
+                continue
+            first_head, msgs = invalid.setdefault(key, (head, []))
+            if msg not in msgs:
+                msgs.append(msg)
+        lines = unknown + [f"{source}: {head} is invalid: {'; or '.join(msgs)}. Fix the value of '{echo_key(key)}' "
+                           "and run again." for key, (head, msgs) in invalid.items()]
+        raise ConfigError("\n".join(lines)) from None
 
 
 def parse_value(text: str) -> Any:
     """A command-line value is read as YAML, so `3e-4`, `true`, `[64, 64]` and `null` mean what they say."""
     try:
         value = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError):
+        # not YAML (or YAML that the loader itself trips over, e.g. "[[[[..." 1000 levels deep): the text as typed
         return text
     # YAML 1.1 reads 3e-4 as a string (no dot); numbers are what users mean
     if isinstance(value, str):
@@ -415,7 +786,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any])
     """Apply `a.b.c=value` overrides to a nested dict (in place), returning it."""
     items = overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in overrides]
     for key, value in items:
+        if not isinstance(key, str):
+            raise ConfigError(f"override key {echo(key)} is not a string; write e.g. optim.lr=3e-4")
         parts = key.split(".")
+        if "" in parts:  # `data..dataset`: an empty part would surface as a confusing "unknown key 'data'"
+            raise ConfigError(f"override key '{echo_key(key)}' has an empty part (a leading, trailing or doubled "
+                              "'.'); write the dotted path with one '.' between names, e.g. data.dataset=iris")
         node = data
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
@@ -424,8 +800,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any])
             if child is None:
                 child = {}
             if not isinstance(child, dict):
-                raise ConfigError(f"override '{key}': '{'.'.join(parts[: i + 1])}' is a value, not a section; "
-                                  f"set it directly, e.g. {'.'.join(parts[: i + 1])}=...")
+                where = echo_key(".".join(parts[: i + 1]))
+                raise ConfigError(f"override '{echo_key(key)}': '{where}' is a value, not a section; set it "
+                                  f"directly, e.g. {where}=...")
             node[part] = child
             node = child
         node[parts[-1]] = value
@@ -434,12 +811,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any])
 
 def _split_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
-        raise ConfigError(f"override '{text}' is not of the form key=value; write e.g. optim.lr=3e-4 "
-                          "or train.epochs=20")
+        raise ConfigError(f"override '{echo_key(mask_secrets(text))}' is not of the form key=value; write e.g. "
+                          "optim.lr=3e-4 or train.epochs=20")
     key, _, raw = text.partition("=")
     key = key.strip()
     if not key:
-        raise ConfigError(f"override '{text}' has no key before '='; write e.g. optim.lr=3e-4")
+        raise ConfigError(f"override '{echo_key(mask_secrets(text))}' has no key before '='; write e.g. "
+                          "optim.lr=3e-4")
     return key, parse_value(raw.strip())
 
 

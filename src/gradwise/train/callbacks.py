@@ -11,6 +11,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.nn.parameter import is_lazy
 
+from gradwise.errors import ConfigError
 from gradwise.train.events import Callback
 
 if TYPE_CHECKING:
@@ -18,6 +19,19 @@ if TYPE_CHECKING:
     from gradwise.train.loop import Trainer
 
 _MAXIMIZE = ("accuracy", "r2", "f1", "auc", "precision", "recall")
+_TASK_METRICS = {"classification": ("accuracy",), "regression": ("mae", "r2")}  # see train.metrics.task_metrics
+_NOT_METRICS = ("epoch", "step", "seconds")  # bookkeeping columns of metrics.jsonl
+
+
+def produced_metrics(trainer: Trainer) -> list[str]:
+    """The metrics gradwise itself logs each epoch of this run, by the names train.early_stopping.monitor uses.
+
+    val_loss is always one: without a validation split early stopping follows train_loss in its place.
+    """
+    names = ["train_loss", "val_loss"]
+    if trainer.val_loader is not None:
+        names += [f"val_{m}" for m in _TASK_METRICS.get(trainer.task or "", ())]
+    return names
 
 
 class EarlyStopping(Callback):
@@ -38,6 +52,7 @@ class EarlyStopping(Callback):
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.wait = 0
+        self._check_in_logs = False  # a user's callback may log the monitored metric: look for it in epoch 1
 
     def improved(self, value: float) -> bool:
         if self.best is None:
@@ -47,6 +62,10 @@ class EarlyStopping(Callback):
         return value > self.best + self.cfg.min_delta
 
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
+        if self._check_in_logs and any(k.startswith("val_") for k in logs):
+            self._check_in_logs = False  # an epoch that was evaluated logged every metric there is
+            if self.cfg.monitor not in logs:
+                self._unknown_monitor([k for k in logs if k not in _NOT_METRICS])
         value = logs.get(self.cfg.monitor)
         if value is None and self.cfg.monitor.startswith("val_") and "train_loss" in logs:
             # no validation split: fall back to the training loss rather than never stopping or saving best
@@ -61,9 +80,28 @@ class EarlyStopping(Callback):
             self._maybe_stop(trainer)
 
     def on_fit_start(self, trainer: Trainer) -> None:
+        self._check_monitor(trainer)
         # resumed from the checkpoint of the epoch that stopped the run (killed before the fit ended, or resumed
         # with more epochs): it is over, as it would be had it not been interrupted
         self._maybe_stop(trainer)
+
+    def _check_monitor(self, trainer: Trainer) -> None:
+        """An unknown monitor never improves, so early stopping, best.pt and restore_best silently did nothing
+        (train.early_stopping.monitor=val_acc for val_accuracy): stop at the start with the names that exist."""
+        names = produced_metrics(trainer)
+        if self.cfg.monitor in names:
+            return
+        if any(not type(c).__module__.startswith("gradwise.") for c in trainer.callbacks.callbacks):
+            self._check_in_logs = True  # a callback of the user's may add it: checked against epoch 1's logs
+            return
+        self._unknown_monitor(names)
+
+    def _unknown_monitor(self, names: list[str]) -> None:
+        from gradwise.config import echo
+
+        raise ConfigError(f"train.early_stopping.monitor = {echo(self.cfg.monitor)} is not a metric this run logs, "
+                          "so early stopping and the best checkpoint would never trigger; valid names: "
+                          f"{', '.join(names)}. Set e.g. train.early_stopping.monitor={names[-1]}.")
 
     def _maybe_stop(self, trainer: Trainer) -> None:
         # wait >= 1: an epoch that improved never stops the run, even with patience 0

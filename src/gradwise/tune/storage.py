@@ -38,6 +38,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from gradwise.config import mask_secrets, url_password
 from gradwise.errors import ConfigError
 
 OWNER_KEY = "gradwise:owner"
@@ -61,6 +62,20 @@ class StorageSpec:
     def is_file(self) -> bool:
         return self.kind in ("journal", "sqlite")
 
+    def mask(self, text: str) -> str:
+        """`text` (e.g. a driver's error message) with this storage's password hidden."""
+        return mask_secrets(text, url_password(self.url))
+
+
+def shown(url: str) -> str:
+    """A storage URL as every message shows it: the password replaced by ***, at most 200 characters.
+
+    Masked from the text as given, not from a parsed URL: the URLs that reach messages are the ones that did not
+    parse (a port that is not a number, an unknown scheme), and a password must not print because the rest of the
+    URL is wrong."""
+    text = mask_secrets(url, url_password(url))
+    return text if len(text) <= 200 else text[:199] + "…"
+
 
 def _module_available(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
@@ -76,8 +91,8 @@ def parse_storage(url: str | None, study_dir: Path, workers: int = 1) -> Storage
         rest = text[len("journal:"):]
         rest = "/" + rest[3:] if rest.startswith("///") else rest[2:] if rest.startswith("//") else rest
         if not rest:
-            raise ConfigError(f"--storage '{url}': a journal storage needs a file path, e.g. journal:studies/x.journal."
-                              f" ({ACCEPTED})")
+            raise ConfigError(f"--storage '{shown(url)}': a journal storage needs a file path, e.g. "
+                              f"journal:studies/x.journal. ({ACCEPTED})")
         path = Path(rest).expanduser().resolve()
         return StorageSpec("journal", f"journal:{path}", path, str(path))
     if "://" not in text and text.endswith((".journal", ".log", ".jsonl")):
@@ -91,17 +106,18 @@ def parse_storage(url: str | None, study_dir: Path, workers: int = 1) -> Storage
         except Exception:
             database = None
         if not database or database == ":memory:" or not text.startswith("sqlite:///"):
-            raise ConfigError(f"--storage '{url}' is not a usable SQLite URL: write sqlite:///relative/path.db or "
-                              f"sqlite:////absolute/path.db (an in-memory database cannot be resumed). ({ACCEPTED})")
+            raise ConfigError(f"--storage '{shown(url)}' is not a usable SQLite URL: write sqlite:///relative/path.db "
+                              "or sqlite:////absolute/path.db (an in-memory database cannot be resumed). "
+                              f"({ACCEPTED})")
         if workers > 1:
-            raise ConfigError(f"--storage '{url}' with --workers {workers}: SQLite fails with 'database is locked' "
-                              "when several processes write (optuna#820). Leave --storage out (the default journal "
-                              "file handles parallel workers) or use a postgresql:// URL.")
+            raise ConfigError(f"--storage '{shown(url)}' with --workers {workers}: SQLite fails with 'database is "
+                              "locked' when several processes write (optuna#820). Leave --storage out (the default "
+                              "journal file handles parallel workers) or use a postgresql:// URL.")
         path = Path(database).expanduser().resolve()
         return StorageSpec("sqlite", f"sqlite:///{path}", path, str(path))
     if text.startswith(("postgresql://", "postgresql+", "postgres://")):
         return _parse_postgres(text, url)
-    raise ConfigError(f"--storage '{url}' is not a storage gradwise understands; {ACCEPTED}.")
+    raise ConfigError(f"--storage '{shown(url)}' is not a storage gradwise understands; {ACCEPTED}.")
 
 
 def _parse_postgres(text: str, original: str) -> StorageSpec:
@@ -111,10 +127,12 @@ def _parse_postgres(text: str, original: str) -> StorageSpec:
         text = "postgresql://" + text[len("postgres://"):]
     try:
         parsed = make_url(text)
-    except Exception as exc:
-        raise ConfigError(f"--storage '{original}' is not a valid PostgreSQL URL ({exc}); write "
+    except Exception as exc:  # SQLAlchemy's message may quote the URL, password and all
+        secret = url_password(original)
+        raise ConfigError(f"--storage '{shown(original)}' is not a valid PostgreSQL URL "
+                          f"({mask_secrets(_first_line(exc), secret)}); write "
                           "postgresql://USER:PASSWORD@HOST:PORT/DATABASE.") from None
-    display = parsed.render_as_string(hide_password=True)
+    display = shown(parsed.render_as_string(hide_password=True))  # also a ?password=... in the query
     if not parsed.database:
         raise ConfigError(f"--storage '{display}' names no database; write postgresql://USER:PASSWORD@HOST:PORT/"
                           "DATABASE (create it first, e.g. `createdb optuna`).")
@@ -149,7 +167,8 @@ def open_storage(spec: StorageSpec) -> BaseStorage:
         try:
             return optuna.storages.RDBStorage(spec.url, engine_kwargs={"connect_args": {"timeout": 60}})
         except Exception as exc:
-            raise ConfigError(f"cannot open the SQLite study database {spec.display}: {_first_line(exc)}") from None
+            raise ConfigError(f"cannot open the SQLite study database {spec.display}: "
+                              f"{spec.mask(_first_line(exc))}") from None
     try:
         # Machines that start together on a fresh database would all create optuna's tables at once, and
         # PostgreSQL rejects the losers (duplicate key in pg_type): one at a time, under an advisory lock.
@@ -163,8 +182,9 @@ def open_storage(spec: StorageSpec) -> BaseStorage:
         finally:
             schema_lock.close()
     except Exception as exc:
-        raise ConfigError(f"cannot use the PostgreSQL storage {spec.display}: {_first_line(exc)}. Check that the "
-                          "server runs and that the URL's host, port, user, password and database are right.") from None
+        raise ConfigError(f"cannot use the PostgreSQL storage {spec.display}: {spec.mask(_first_line(exc))}. "
+                          "Check that the server runs and that the URL's host, port, user, password and database "
+                          "are right.") from None
 
 
 def _first_line(exc: BaseException) -> str:
