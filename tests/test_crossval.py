@@ -38,7 +38,7 @@ def test_one_normal_run_directory_per_fold(cv: gradwise.CVResult) -> None:
     for k, run in enumerate(cv.runs):
         d = cv.dir / f"fold-{k}"
         assert run.dir == d and run.status == "completed"
-        for name in ("config.yaml", "metrics.jsonl", "summary.json", "preprocess.pkl", "data_report.json",
+        for name in ("config.yaml", "metrics.jsonl", "summary.json", "preprocess.json", "data_report.json",
                      "checkpoints/last.pt"):
             assert (d / name).exists(), name
         assert json.loads((d / "summary.json").read_text())["status"] == "completed"

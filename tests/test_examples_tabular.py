@@ -123,7 +123,7 @@ def test_predict_new_rows_equals_evaluation(trained: Path, in_root: None, tmp_pa
     others = np.arange(len(new)) != gap
     assert pred["prediction"][others].tolist() == np.array(expected)[others].tolist()
     # the row with the missing value: as if the cell held the training median (what the stored imputer learned)
-    pre = Preprocessor.load(trained / "preprocess.pkl")
+    pre = Preprocessor.load(trained / "preprocess.json")
     median = float(pre.num_imputer.statistics_[pre.numeric.index("monthly_charges")])
     filled = new.iloc[[gap]].assign(monthly_charges=median)
     want = pre.decode_labels(run.model(pre.transform_frame(filled)).argmax(1))

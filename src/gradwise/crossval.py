@@ -3,7 +3,7 @@
 `gradwise train CONFIG data.folds=5` (and `gradwise.cross_validate(config)`) writes::
 
     DIR/fold-0 ... DIR/fold-4   normal run directories (config.yaml, metrics.jsonl, summary.json, checkpoints/,
-                                preprocess.pkl, data_report.json), fold k validating on the k-th fold
+                                preprocess.json, data_report.json), fold k validating on the k-th fold
     DIR/cv_summary.json         per-fold val/test metrics, and mean, std and values of each metric
 
 The test split is carved first (data.test_fraction, same seed), so every fold is tested on the same rows; the

@@ -51,7 +51,8 @@ def load_run(run_dir: str | Path, which: str = "auto", *, trust_code: bool = Fal
     check_run_factory(cfg.model, path / "config.yaml", trust_code)
     stored = path / PREPROCESS_FILE
     if not stored.exists() and (path / LEGACY_PREPROCESS_FILE).exists():
-        raise CheckpointError(legacy_message(path))  # never unpickled: a pickle can run any code
+        # never unpickled: a pickle can run any code
+        raise CheckpointError(legacy_message(path / LEGACY_PREPROCESS_FILE))
     es = cfg.train.early_stopping
     if which == "auto":  # the weights the run ended with: best when early stopping restored it, else last
         which = "best" if es.enabled and es.restore_best and (path / "checkpoints" / "best.pt").exists() else "last"

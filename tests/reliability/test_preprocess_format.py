@@ -8,6 +8,7 @@ the in-memory (sklearn) preprocessor on the example CSV, on digits and on synthe
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 
 import gradwise
 from gradwise.data.preprocess import LabelCodec, Preprocessor
-from gradwise.errors import CheckpointError
+from gradwise.errors import CheckpointError, DataError
 from gradwise.inference import load_run, predict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,9 +172,12 @@ def test_damaged_file_is_a_clear_error(customers_run: tuple[Path, gradwise.Run],
     assert "Retrain" in message or "retrain" in message or "Upgrade" in message
 
 
-def test_older_pickle_is_refused_without_opening_it(tmp_path: Path) -> None:
-    (tmp_path / "preprocess.pkl").write_bytes(b"not even opened")
-    for target in (tmp_path, tmp_path / "preprocess.pkl"):
+def test_older_pickle_is_refused_without_unpickling_it(tmp_path: Path) -> None:
+    (tmp_path / "preprocess.pkl").write_bytes(pickle.dumps({"state": "an older gradwise's file"}))
+    (tmp_path / "renamed.json").write_bytes((tmp_path / "preprocess.pkl").read_bytes())
+    for target in (tmp_path, tmp_path / "preprocess.pkl", tmp_path / "renamed.json"):
         with pytest.raises(CheckpointError, match="written by an older gradwise") as info:
             Preprocessor.load(target)
         assert "gradwise train --resume" in str(info.value)
+    with pytest.raises(DataError, match="does not exist"):
+        Preprocessor.load(tmp_path / "elsewhere" / "preprocess.json")

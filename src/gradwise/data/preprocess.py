@@ -390,21 +390,28 @@ class Preprocessor:
     def load(cls, path: str | Path) -> Preprocessor:
         """Read a file `save` wrote, checking every type and shape; nothing in it is executed or imported.
 
-        `path` may be the run directory itself. A directory holding only the `preprocess.pkl` of an older gradwise is
-        refused (its pickle is never opened) with a message saying how to rewrite it safely.
+        `path` may be the run directory itself. The pickle of an older gradwise (a directory holding only its
+        `preprocess.pkl`, or a file that starts like a pickle) is refused, never unpickled, with a message saying how
+        to rewrite it safely.
         """
         p = Path(path)
         if p.is_dir():
             p = p / PREPROCESS_FILE
-        if p.suffix == ".pkl" or (not p.exists() and (p.parent / LEGACY_PREPROCESS_FILE).exists()):
-            raise CheckpointError(legacy_message(p.parent))
         if not p.exists():
-            raise CheckpointError(f"preprocessor file '{p}' does not exist; a run directory keeps its fitted "
-                                  f"preprocessing in {PREPROCESS_FILE}. Point to the directory of the run that trained "
-                                  "the model (or retrain it).")
+            if (p.parent / LEGACY_PREPROCESS_FILE).exists():
+                raise CheckpointError(legacy_message(p.parent / LEGACY_PREPROCESS_FILE))
+            raise DataError(f"preprocessor file '{p}' does not exist; a run directory keeps its fitted preprocessing "
+                            f"in {PREPROCESS_FILE}. Point to the directory of the run that trained the model (or "
+                            "retrain it).")
         try:
-            blob = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raw = p.read_bytes()
+        except OSError as exc:
+            raise CheckpointError(f"preprocessor file '{p}' cannot be read ({exc}); check its permissions.") from None
+        if raw[:1] == b"\x80":  # a pickle (protocol 2+) starts with PROTO: refused by its content, whatever its name
+            raise CheckpointError(legacy_message(p))
+        try:
+            blob = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
             raise CheckpointError(f"preprocessor file '{p}' is not readable JSON ({exc}); expected the "
                                   f"{PREPROCESS_FILE} gradwise writes. It may be truncated or replaced: retrain the "
                                   "run, or `gradwise train --resume` it to rewrite the file.") from None
@@ -456,9 +463,10 @@ _SKLEARN_SCALERS = {"StandardScaler": "standard", "MinMaxScaler": "minmax", "Rob
 _SCALER_NAMES = {v: k for k, v in _SKLEARN_SCALERS.items()}
 
 
-def legacy_message(run_dir: Path) -> str:
+def legacy_message(file: Path) -> str:
     """Why an older run's preprocess.pkl is refused, and how to go on (one line: the CLI prints it as is)."""
-    return (f"'{run_dir / LEGACY_PREPROCESS_FILE}' was written by an older gradwise as a Python pickle and is not "
+    run_dir = file.parent
+    return (f"'{file}' was written by an older gradwise as a Python pickle and is not "
             f"loaded: unpickling a file can run any code in it, and opening a run directory must never do that. "
             f"To use this run, rewrite its preprocessing as {PREPROCESS_FILE} with `gradwise train --resume "
             f"{run_dir}` (it refits it on the same training rows of the unchanged data file; a finished run only "
