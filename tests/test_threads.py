@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,16 @@ def test_a_number_is_used_and_the_callers_count_restored(tmp_path: Path) -> None
     assert torch.get_num_threads() == before
 
 
-@pytest.mark.skipif(torch.get_num_threads() < 2, reason="needs torch to use at least 2 threads by default")
+@pytest.fixture
+def two_threads() -> Iterator[None]:
+    """Other test modules leave torch at one thread; auto starts from whatever count the caller has."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("two_threads")
 def test_auto_leaves_the_core_a_busy_process_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
@@ -37,6 +47,8 @@ def test_auto_leaves_the_core_a_busy_process_holds(tmp_path: Path, monkeypatch: 
         hog.kill()
         hog.wait()
     assert busy.summary["threads"] < available  # torch's own count would fight the busy process for its core
+    # the count used is recorded, so a resume (and a re-run of the stored config) computes the same way
+    assert gradwise.load_config(tmp_path / "busy" / "config.yaml").train.threads == busy.summary["threads"]
     assert pinned.summary["threads"] == available
     assert torch.get_num_threads() == available
 

@@ -128,7 +128,7 @@ SCRIPT = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL if mode == "kill" else signal.SIGTERM)
 
     run = gradwise.fit(model, (x[:500], y[:500]), val=(x[500:], y[500:]), loss="cross_entropy", epochs=4,
-                       batch_size=32, checkpoint_every=5, progress="none", out=out, seed=3,
+                       batch_size=32, checkpoint_every=5, progress="none", out=out, seed=3, threads=2,
                        resume=out if mode == "resume" else None,
                        callbacks=[Killer()] if mode in ("kill", "term") else [])
     print("STATUS", run.status)

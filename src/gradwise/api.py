@@ -59,7 +59,7 @@ OPTIONS: dict[str, str] = {
     "weight_decay": "optim.weight_decay", "momentum": "optim.momentum", "nesterov": "optim.nesterov",
     "betas": "optim.betas", "eps": "optim.eps", "l1": "optim.l1", "l2": "optim.l2",
     "label_smoothing": "loss.label_smoothing", "class_weights": "loss.class_weights",
-    "repair": "doctor.repair", "probe_every": "doctor.probe_every", "name": "name",
+    "threads": "train.threads", "repair": "doctor.repair", "probe_every": "doctor.probe_every", "name": "name",
 }
 _OTHER_KEYWORDS = ("task", "forward", "augment", "target_transform", "config", "callbacks")
 
@@ -190,6 +190,9 @@ def _execute(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: An
              load: CpuLoad | None = None, **kwargs: Any) -> Run:
     # train.threads for everything the run does on the CPU (auto LR and batch size too); the caller's setting after
     with cpu_threads(choose_threads(cfg.train.threads, load)):
+        # config.yaml records the count used: kernels with parallel reductions (BatchNorm, ...) round differently
+        # with another count, so a resume (and a re-run of DIR/config.yaml) must compute with the same one
+        cfg.train.threads = torch.get_num_threads()
         return _run(cfg, model, train_loader, val_loader, test_loader, **kwargs)
 
 

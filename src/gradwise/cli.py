@@ -101,7 +101,10 @@ def app(ctx: click.Context) -> None:
 @click.option("--resume", type=click.Path(path_type=Path), metavar="DIR",
               help="Continue the run in this directory (overrides such as train.epochs=40 are allowed).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output, only the final summary.")
-def train(args: tuple[str, ...], out: Path | None, resume: Path | None, quiet: bool) -> int:
+@click.option("--trust-code", is_flag=True,
+              help="Allow importing the model.factory module that the run directory's config.yaml names (it runs "
+                   "that module's code; GRADWISE_TRUSTED_MODULES=mypkg allows one package for good).")
+def train(args: tuple[str, ...], out: Path | None, resume: Path | None, quiet: bool, trust_code: bool) -> int:
     """Train a model from a YAML config and/or KEY=VALUE overrides.
 
     With no config: built-in defaults (a 1-D CNN on MNIST-1D) with your overrides applied. Every key and its
@@ -128,10 +131,10 @@ def train(args: tuple[str, ...], out: Path | None, resume: Path | None, quiet: b
     from gradwise.crossval import cross_validate, is_cross_validation, print_result
 
     if is_cross_validation(config, overrides, resume):  # data.folds > 1: one run per fold, then mean ± std
-        cv = cross_validate(config, overrides, resume=resume, console=console)
+        cv = cross_validate(config, overrides, resume=resume, console=console, trust_code=trust_code)
         print_result(cv, console)
         return 1 if cv.status == "failed" else 0
-    run = train_run(config, overrides, resume=resume, console=console)
+    run = train_run(config, overrides, resume=resume, console=console, trust_code=trust_code)
     _print_result(run)
     return _status_code(run.status, run.summary.get("stop_reason"))
 
@@ -182,11 +185,14 @@ def show_config(args: tuple[str, ...]) -> int:
 @click.argument("run_dir", type=click.Path(path_type=Path), metavar="RUN_DIR")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]),
               help="Which split to evaluate.")
-def eval_cmd(run_dir: Path, split: str) -> int:
+@click.option("--trust-code", is_flag=True,
+              help="Allow importing the model.factory module that the run directory's config.yaml names (it runs "
+                   "that module's code; GRADWISE_TRUSTED_MODULES=mypkg allows one package for good).")
+def eval_cmd(run_dir: Path, split: str, trust_code: bool) -> int:
     """Evaluate a trained run on one of its splits (same data, same stored preprocessing)."""
     from gradwise.inference import evaluate_run
 
-    metrics = evaluate_run(run_dir, split)
+    metrics = evaluate_run(run_dir, split, trust_code=trust_code)
     for key, value in metrics.items():
         console.print(f"{split}_{key:<12} {value:.4f}", markup=False)
     return 0
@@ -197,12 +203,15 @@ def eval_cmd(run_dir: Path, split: str) -> int:
 @click.argument("inputs", type=click.Path(path_type=Path), metavar="ROWS")
 @click.option("--out", "-o", type=click.Path(path_type=Path), metavar="FILE",
               help="Write predictions here as CSV (default: stdout).")
-def predict_cmd(run_dir: Path, inputs: Path, out: Path | None) -> int:
+@click.option("--trust-code", is_flag=True,
+              help="Allow importing the model.factory module that the run directory's config.yaml names (it runs "
+                   "that module's code; GRADWISE_TRUSTED_MODULES=mypkg allows one package for good).")
+def predict_cmd(run_dir: Path, inputs: Path, out: Path | None, trust_code: bool) -> int:
     """Predict new ROWS (.csv, .parquet, .npy or .npz) with a trained run: class names (and probabilities) or
     values, as CSV."""
     from gradwise.inference import predict
 
-    frame = predict(run_dir, inputs)
+    frame = predict(run_dir, inputs, trust_code=trust_code)
     if out is None:
         sys.stdout.write(frame.to_csv(index=False))
     else:

@@ -219,3 +219,11 @@ def test_damaged_json_is_one_line_exit_2(builtin_run: Path, tmp_path: Path) -> N
     proc = gw("eval", str(run))
     assert proc.returncode == 2, proc.stderr
     assert "preprocess.json' is not readable JSON" in one_line(proc)
+
+
+@pytest.mark.parametrize("command", ["eval", "predict", "resume"])
+def test_trust_code_flag_runs_the_factory(clean_factory: tuple[Path, Path], rows: Path, command: str) -> None:
+    run, code = clean_factory
+    proc = gw(*commands(run, rows)[command], "--trust-code", pythonpath=code)
+    assert proc.returncode == 0, proc.stderr
+    assert (code / "factory_ran").exists()
