@@ -482,7 +482,8 @@ class TrainConfig(Section):
     @field_validator("threads", mode="before")
     @classmethod
     def _threads(cls, v: int | str) -> int | str:
-        if isinstance(v, bool) or (isinstance(v, int) and v < 1):  # before: pydantic would read true as 1
+        # before: pydantic would read true as 1 (and 0.0 as 0, after an int-only check)
+        if isinstance(v, bool) or (isinstance(v, int | float) and not v >= 1):
             raise ValueError("train.threads is auto, all or a number of threads >= 1, e.g. train.threads=1")
         return v
 
@@ -733,6 +734,8 @@ def _describe(err: dict[str, Any], source: str) -> tuple[str, str | None, str]:
         key_parts, value = [*key_parts, error.key], error.value
     key = ".".join(key_parts) or "(top level)"
     msg = err["msg"].removeprefix("Value error, ")
+    if kind == "model_type":  # `data=iris`-like values for a section that has no name shorthand
+        msg = f"'{echo_key(key)}' is a section, not a value: set its keys, e.g. {echo_key(key)}.KEY=VALUE"
     where = [p for p in rest if isinstance(p, int)]
     if where and not isinstance(error, KeyedValueError):  # an item of a list: say which
         msg = f"item {where[0]}: {msg}"
@@ -763,7 +766,25 @@ def validate_config(data: dict[str, Any] | None, source: str = "config") -> RunC
                 msgs.append(msg)
         lines = unknown + [f"{source}: {head} is invalid: {'; or '.join(msgs)}. Fix the value of '{echo_key(key)}' "
                            "and run again." for key, (head, msgs) in invalid.items()]
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError(_one_line(lines, source)) from None
+
+
+def _one_line(lines: list[str], source: str, limit: int = 400) -> str:
+    """Several problems as one line (the CLI prints one line per error): the first whole, then as many of the
+    others as fit in `limit` characters, then how many more there are."""
+    def more(n: int) -> str:
+        return f" (+{n} more problem{'s' if n > 1 else ''})" if n else ""
+
+    rest = [line.removeprefix(f"{source}: ") for line in lines[1:]]
+    text = lines[0]
+    if len(text) + len(more(len(rest))) > limit:  # only a very long source path or message gets here
+        text = text[: limit - len(more(len(rest))) - 1] + "…"
+    for i, line in enumerate(rest):
+        candidate = f"{text} Also: {line}"
+        if len(candidate) + len(more(len(rest) - i - 1)) > limit:
+            return text + more(len(rest) - i)
+        text = candidate
+    return text
 
 
 def parse_value(text: str) -> Any:
