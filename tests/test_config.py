@@ -103,8 +103,9 @@ def test_cli_errors_exit_2_without_traceback(args: list[str], needle: str) -> No
     ("data.subsample=true", ["data.subsample", "boolean"]),
     ("model.widths=[64, true]", ["model.widths", "boolean"]),
     ("optim.lr=inf", ["optim.lr", "finite"]),
-    ("optim.lr=1e300", ["optim.lr", "up to 10"]),
-    ("optim.lr=1e23", ["optim.lr", "up to 10"]),
+    ("optim.lr=1e300", ["optim.lr", "up to 1000"]),
+    ("optim.lr=1e23", ["optim.lr", "up to 1000"]),
+    ("optim.lr=1001", ["optim.lr", "up to 1000"]),
     ("optim.lr=5e-324", ["optim.lr", "denormal"]),
     ("optim.momentum=1e-310", ["optim.momentum", "denormal"]),
     ("optim.weight_decay=inf", ["optim.weight_decay", "finite"]),
@@ -125,9 +126,9 @@ def test_fuzzed_inputs_are_clear_errors(override: str, needles: list[str]) -> No
 
 
 def test_values_that_still_load() -> None:
-    cfg = load_config(None, ["optim.lr=10", "seed=4294967295", "optim.momentum=0", "data.dataset=my.csv",
+    cfg = load_config(None, ["optim.lr=1000", "seed=4294967295", "optim.momentum=0", "data.dataset=my.csv",
                              "data.target=label", "model.freeze=[features]", "schedule.warmup=500", "out=runs/x"])
-    assert cfg.optim.lr == 10 and cfg.seed == 2**32 - 1 and cfg.data.target == "label"
+    assert cfg.optim.lr == 1000 and cfg.seed == 2**32 - 1 and cfg.data.target == "label"
     # freezing everything is fine when gradual unfreezing trains it later
     assert load_config(None, ["model.freeze=['*']", "model.unfreeze_after=2"]).model.freeze == ["*"]
 
