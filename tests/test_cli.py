@@ -185,3 +185,38 @@ def test_a_run_stopped_by_sigterm_exits_143(tmp_path: Path) -> None:
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "status stopped" in stdout
+
+
+def test_a_cross_validation_stopped_by_sigterm_exits_143(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "cv"
+    proc = subprocess.Popen([sys.executable, "-m", "gradwise.cli", "train", "data.dataset=digits", "model.name=mlp",
+                             "data.folds=2", "train.epochs=500", "train.early_stopping.enabled=false", "--quiet",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = out / "fold-0" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (metrics.exists() and metrics.read_text()) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+
+
+def test_unwritable_outputs_and_damaged_checkpoints_are_one_line(capsys: pytest.CaptureFixture[str],
+                                                                  tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert cli(capsys, "train", "data.dataset=iris", "model.name=logreg", "train.epochs=1", "--quiet", "--out",
+               str(run))[0] == 0
+    from sklearn.datasets import load_iris
+
+    np.save(tmp_path / "rows.npy", load_iris().data[:5].astype(np.float32))
+    code, _, err = cli(capsys, "predict", str(run), str(tmp_path / "rows.npy"), "-o", str(tmp_path))  # a folder
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot write the predictions" in err, err
+    for ckpt in (run / "checkpoints").glob("*.pt"):
+        ckpt.write_bytes(b"garbage")
+    code, _, err = cli(capsys, "eval", str(run))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "damaged" in err and "weights_only" not in err, err
+    code, _, err = cli(capsys, "train", "train.threads=4000000000")
+    assert code == 2 and "train.threads" in err, err

@@ -63,8 +63,8 @@ def _builtins() -> str:
     from gradwise.data.datasets import BUILTIN_DATASETS
     from gradwise.models.build import MODELS
 
-    return (f"Built-in datasets (data.dataset=...): {', '.join(BUILTIN_DATASETS)}; or data.path=FILE.csv|.parquet|"
-            f".npz with data.target=COLUMN.\n\nBuilt-in models (model.name=...): {', '.join(MODELS)}.")
+    return (f"Built-in datasets (data.dataset=...): {', '.join(BUILTIN_DATASETS)}; or data.dataset=FILE.csv|"
+            f".parquet|.npz with data.target=COLUMN.\n\nBuilt-in models (model.name=...): {', '.join(MODELS)}.")
 
 
 class _Commands(click.Group):
@@ -120,7 +120,7 @@ def train(args: tuple[str, ...], out: Path | None, resume: Path | None, quiet: b
         overrides.append(f"out={out}")
     if quiet:
         overrides.append("train.progress=none")
-    if config is None and resume is None:
+    if config is None and resume is None and not quiet:
         from gradwise.config import load_config
 
         cfg = load_config(None, overrides)
@@ -133,7 +133,8 @@ def train(args: tuple[str, ...], out: Path | None, resume: Path | None, quiet: b
     if is_cross_validation(config, overrides, resume):  # data.folds > 1: one run per fold, then mean ± std
         cv = cross_validate(config, overrides, resume=resume, console=console, trust_code=trust_code)
         print_result(cv, console)
-        return 1 if cv.status == "failed" else 0
+        last = cv.runs[-1].summary.get("stop_reason") if cv.runs else None  # a signal stops the fold it hit
+        return _status_code(cv.status, last)
     run = train_run(config, overrides, resume=resume, console=console, trust_code=trust_code)
     _print_result(run)
     return _status_code(run.status, run.summary.get("stop_reason"))
@@ -215,8 +216,12 @@ def predict_cmd(run_dir: Path, inputs: Path, out: Path | None, trust_code: bool)
     if out is None:
         sys.stdout.write(frame.to_csv(index=False))
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(out, index=False)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_csv(out, index=False)
+        except OSError as exc:
+            raise GradwiseError(f"--out '{out}': cannot write the predictions there ({exc.strerror or exc}). Give a "
+                                "file path in a writable folder, e.g. -o predictions.csv.") from None
         console.print(f"{len(frame)} predictions written to {out}", markup=False)
     return 0
 
@@ -231,15 +236,23 @@ def predict_cmd(run_dir: Path, inputs: Path, out: Path | None, trust_code: bool)
 def lr_find_cmd(args: tuple[str, ...], plot: Path | None, steps: int) -> int:
     """LR range test: sweep the LR exponentially, suggest one, save a plot."""
     from gradwise.api import find_lr, prepare, save_lr_find
+    from gradwise.train.threads import CpuLoad, choose_threads, cpu_threads
 
+    load = CpuLoad()
     config, overrides = _split_args(args, "lr-find")
     cfg, model, loss_fn, loader, device = prepare(config, overrides)
-    search = find_lr(cfg, model, loss_fn, loader, device, steps=steps)
+    with cpu_threads(choose_threads(cfg.train.threads, load)):  # the same thread count as `optim.lr: auto`
+        search = find_lr(cfg, model, loss_fn, loader, device, steps=steps)
     *details, suggestion = search.describe()
     for line in details:
         console.print(line, markup=False)
     console.print(suggestion, markup=False, style="bold")
-    console.print(f"plot: {save_lr_find(search, cfg, plot)}", markup=False)
+    try:
+        saved = save_lr_find(search, cfg, plot)
+    except OSError as exc:
+        raise GradwiseError(f"--plot '{plot}': cannot write the plot there ({exc.strerror or exc}). Give a file "
+                            "path in a writable folder, or leave --plot out (the run-style folder).") from None
+    console.print(f"plot: {saved}", markup=False)
     return 0
 
 
@@ -297,11 +310,13 @@ def _usage_hint(exc: click.UsageError, argv: list[str]) -> str:
         word = exc.option_name.lstrip("-").replace("-", "_")
         matches = [k for k in keys if k.split(".")[-1] == word] or difflib.get_close_matches(word, keys, n=1)
         if matches:
+            message = f"No such option '{exc.option_name}'"  # not click's "Did you mean '--help'?"
             hint = (f"settings are KEY=VALUE overrides, e.g. `{command} {matches[0]}=...` (`gradwise config` lists "
                     "every key)")
     elif "No such command" in message and ctx is not None and isinstance(ctx.command, click.Group):
         hint = f"commands: {', '.join(ctx.command.list_commands(ctx))} (`gradwise --help`)"
-    return f"{message}; {hint}."
+    # click's "Did you mean 'train'?" already ends a sentence
+    return f"{message} {hint[0].upper()}{hint[1:]}." if message.endswith("?") else f"{message}; {hint}."
 
 
 def _config_keys() -> list[str]:

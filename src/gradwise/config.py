@@ -484,8 +484,8 @@ class TrainConfig(Section):
     @classmethod
     def _threads(cls, v: int | str) -> int | str:
         # before: pydantic would read true as 1 (and 0.0 as 0, after an int-only check)
-        if isinstance(v, bool) or (isinstance(v, int | float) and not v >= 1):
-            raise ValueError("train.threads is auto, all or a number of threads >= 1, e.g. train.threads=1")
+        if isinstance(v, bool) or (isinstance(v, int | float) and not 1 <= v <= 1024):
+            raise ValueError("train.threads is auto, all or a number of threads from 1 to 1024, e.g. train.threads=1")
         return v
 
     @field_validator("batch_size")

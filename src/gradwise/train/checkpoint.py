@@ -271,6 +271,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say which and what to do
-        raise CheckpointError(f"checkpoint '{path}' cannot be read ({type(exc).__name__}: {exc}). It may be "
-                              "damaged or not a gradwise checkpoint; resume from another run directory or start "
-                              "again.") from None
+        # not torch's text: it advises weights_only=False, i.e. letting the file run code
+        raise CheckpointError(f"checkpoint '{path}' cannot be read ({type(exc).__name__}): it is damaged or not a "
+                              "gradwise checkpoint. Resume from another run directory or start again.") from None
