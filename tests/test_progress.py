@@ -36,14 +36,14 @@ def test_header_names_device_data_model_and_settings_literally(tmp_path: Path,
     model[0].weight.requires_grad_(False)  # 4096 frozen: 714 of 4810 trainable
     out = tmp_path / "run[red]1[/red]"
     gradwise.fit(model, (x, y), val=(xv[:200], yv[:200]), test=(xv[200:], yv[200:]), loss="cross_entropy",
-                 epochs=1, batch_size=64, lr=0.01, patience=7, name="[bold]demo[/bold]", out=out, progress="plain",
+                 epochs=1, batch_size=64, lr=0.01, patience=7, name="[bold]demo[dim]", out=out, progress="plain",
                  doctor=False)
     text = capsys.readouterr().out
     header = text.split("epoch 1/1")[0].strip().splitlines()
     assert 2 <= len(header) <= 4, header
     head = "\n".join(header)
     # user text is printed as given: rich markup must not eat the brackets
-    assert "[bold]demo[/bold]" in head and str(out) in head
+    assert "[bold]demo[dim]" in head and str(out) in head
     assert "cpu" in head and "fp32" in head and f"torch threads {torch.get_num_threads()}" in head
     assert re.search(r"train 1,200\b.*val 200\b.*test 100\b", head), head
     assert "Sequential" in head and "714 trainable / 4,810" in head

