@@ -155,10 +155,12 @@ def test_a_bug_is_one_line_and_a_saved_traceback(capsys: pytest.CaptureFixture[s
 
 
 def test_start_up_line_names_what_is_trained(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, _ = cli(capsys, "train", "data.dataset=iris", "model.name=logreg", "train.epochs=1", "--quiet",
-                       "--out", str(tmp_path / "run"))
+    code, out, _ = cli(capsys, "train", "data.dataset=iris", "model.name=logreg", "train.epochs=1",
+                       "train.progress=none", "--out", str(tmp_path / "run"))
     assert code == 0
     assert "training logreg on iris" in out and "cnn1d" not in out
+    code, out, _ = cli(capsys, "train", "data.dataset=iris", "train.epochs=1", "--quiet", "--out", str(tmp_path / "q"))
+    assert code == 0 and "No config given" not in out  # --quiet: only the final summary
 
 
 def test_a_failed_run_and_doctor_errors_exit_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
