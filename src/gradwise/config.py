@@ -12,6 +12,7 @@ import math
 import re
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -145,34 +146,39 @@ def _bool_problem(value: Any, annotation: Any, depth: int = 0) -> str | None:
     return None
 
 
-def _string_problem(value: Any, depth: int = 0) -> str | None:
-    """Why a string anywhere in `value` cannot be used (a NUL byte, which no path or C library takes; more than
-    MAX_STR characters), or None."""
+def _first_problem(value: Any, leaf: Callable[[Any], str | None], keys: bool, depth: int = 0) -> str | None:
+    """The first problem `leaf` finds in `value` or in the lists and mappings nested in it (their keys too when
+    `keys`), or None."""
     if depth > 50:
         return "it is nested too deeply (more than 50 levels)"
-    if isinstance(value, str):
-        if "\x00" in value:
-            return "it contains a NUL byte (\\x00), which no file name or option can hold; remove it"
-        if len(value) > MAX_STR:
-            return f"it is {len(value)} characters long, more than the {MAX_STR} any setting needs; shorten it"
-        return None
     if isinstance(value, dict):
-        for k, v in value.items():
-            problem = _string_problem(k, depth + 1) or _string_problem(v, depth + 1)
-            if problem:
-                return problem
+        parts = [*value.keys(), *value.values()] if keys else list(value.values())
     elif isinstance(value, list | tuple | set | frozenset):
-        for v in value:
-            problem = _string_problem(v, depth + 1)
-            if problem:
-                return problem
+        parts = list(value)
+    else:
+        return leaf(value)
+    for part in parts:
+        problem = _first_problem(part, leaf, keys, depth + 1)
+        if problem:
+            return problem
     return None
 
 
-def _number_problem(value: Any, depth: int = 0) -> str | None:
-    """Why a validated number anywhere in `value` cannot be used (inf/nan, a denormal, an integer beyond 64 bits),
-    or None. Sections check their own fields."""
-    if depth > 50 or isinstance(value, BaseModel | bool):
+def _string_leaf(value: Any) -> str | None:
+    """Why a string cannot be used (a NUL byte, which no path or C library takes; more than MAX_STR characters)."""
+    if not isinstance(value, str):
+        return None
+    if "\x00" in value:
+        return "it contains a NUL byte (\\x00), which no file name or option can hold; remove it"
+    if len(value) > MAX_STR:
+        return f"it is {len(value)} characters long, more than the {MAX_STR} any setting needs; shorten it"
+    return None
+
+
+def _number_leaf(value: Any) -> str | None:
+    """Why a validated number cannot be used (inf/nan, a denormal, an integer beyond 64 bits). Sections check their
+    own fields' ranges."""
+    if isinstance(value, BaseModel | bool):
         return None
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -180,20 +186,17 @@ def _number_problem(value: Any, depth: int = 0) -> str | None:
         if value != 0 and abs(value) < sys.float_info.min:
             return (f"{value!r} is a denormal number (closer to 0 than {sys.float_info.min:.3g}), which computes "
                     "as 0 or slowly; write 0 or a normal number")
-    elif isinstance(value, int):
-        if abs(value) > MAX_INT:
-            return f"{len(str(abs(value)))}-digit integers do not fit in 64 bits; write a number below 2**63"
-    elif isinstance(value, dict):
-        for v in value.values():
-            problem = _number_problem(v, depth + 1)
-            if problem:
-                return problem
-    elif isinstance(value, list | tuple | set | frozenset):
-        for v in value:
-            problem = _number_problem(v, depth + 1)
-            if problem:
-                return problem
+    elif isinstance(value, int) and abs(value) > MAX_INT:
+        return f"{len(str(abs(value)))}-digit integers do not fit in 64 bits; write a number below 2**63"
     return None
+
+
+def _string_problem(value: Any) -> str | None:
+    return _first_problem(value, _string_leaf, keys=True)
+
+
+def _number_problem(value: Any) -> str | None:
+    return None if isinstance(value, BaseModel) else _first_problem(value, _number_leaf, keys=False)
 
 
 def _path_problem(value: str, what: str) -> str | None:
