@@ -16,9 +16,14 @@ os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
 
 
 @pytest.fixture
-def single_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread is fastest and avoids spin-wait stalls on a busy machine."""
+def torch_threads(request: pytest.FixtureRequest) -> Iterator[None]:
+    """torch's intra-op threads for one test (indirect parameter; default 1), the previous count restored after."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(getattr(request, "param", 1))
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def single_thread(torch_threads: None) -> None:
+    """Tiny models: one intra-op thread is fastest and avoids spin-wait stalls on a busy machine."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,17 +23,9 @@ def test_a_number_is_used_and_the_callers_count_restored(tmp_path: Path) -> None
     assert torch.get_num_threads() == before
 
 
-@pytest.fixture
-def two_threads() -> Iterator[None]:
-    """Other test modules leave torch at one thread; auto starts from whatever count the caller has."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.mark.usefixtures("two_threads")
-def test_auto_leaves_the_core_a_busy_process_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("torch_threads", [2], indirect=True)  # other modules leave torch at one thread
+def test_auto_leaves_the_core_a_busy_process_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    torch_threads: None) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     available = torch.get_num_threads()

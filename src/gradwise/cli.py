@@ -11,11 +11,13 @@ file holds (values, keys, paths, fixes) is printed literally: rich markup never 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +142,16 @@ def train(args: tuple[str, ...], out: Path | None, resume: Path | None, quiet: b
     return _status_code(run.status, run.summary.get("stop_reason"))
 
 
+@contextlib.contextmanager
+def _writing(what: str, suggestion: str) -> Iterator[None]:
+    """An output path the user gave that cannot be written (a folder, under a file, read-only) is bad input."""
+    try:
+        yield
+    except OSError as exc:
+        raise GradwiseError(f"{what} ({exc.strerror or exc}). Give a file path in a writable folder, "
+                            f"{suggestion}.") from None
+
+
 def _status_code(status: str, stop_reason: str | None) -> int:
     if status == "failed":
         return 1
@@ -216,12 +228,9 @@ def predict_cmd(run_dir: Path, inputs: Path, out: Path | None, trust_code: bool)
     if out is None:
         sys.stdout.write(frame.to_csv(index=False))
     else:
-        try:
+        with _writing(f"--out '{out}': cannot write the predictions there", "e.g. -o predictions.csv"):
             out.parent.mkdir(parents=True, exist_ok=True)
             frame.to_csv(out, index=False)
-        except OSError as exc:
-            raise GradwiseError(f"--out '{out}': cannot write the predictions there ({exc.strerror or exc}). Give a "
-                                "file path in a writable folder, e.g. -o predictions.csv.") from None
         console.print(f"{len(frame)} predictions written to {out}", markup=False)
     return 0
 
@@ -247,11 +256,8 @@ def lr_find_cmd(args: tuple[str, ...], plot: Path | None, steps: int) -> int:
     for line in details:
         console.print(line, markup=False)
     console.print(suggestion, markup=False, style="bold")
-    try:
+    with _writing(f"--plot '{plot}': cannot write the plot there", "or leave --plot out (the run-style folder)"):
         saved = save_lr_find(search, cfg, plot)
-    except OSError as exc:
-        raise GradwiseError(f"--plot '{plot}': cannot write the plot there ({exc.strerror or exc}). Give a file "
-                            "path in a writable folder, or leave --plot out (the run-style folder).") from None
     console.print(f"plot: {saved}", markup=False)
     return 0
 
