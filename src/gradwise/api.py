@@ -275,6 +275,11 @@ def _run(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: Any, t
     if cfg.train.progress != "none":
         all_callbacks.append(ProgressBar(cfg.train.progress))
     all_callbacks.extend(callbacks)
+    # what records and shows the run (steps.jsonl, report.html; TensorBoard, MLflow), each from its own package
+    from gradwise.report import run_callbacks as report_callbacks
+    from gradwise.track import run_callbacks as track_callbacks
+
+    all_callbacks.extend(report_callbacks(cfg) + track_callbacks(cfg))
 
     run_dir.write_config(cfg.to_yaml())
     if bundle is not None and getattr(bundle, "preprocessor", None) is not None and run_dir.is_main:

@@ -73,7 +73,7 @@ class _Commands(click.Group):
     """Commands listed in the order a user meets them, not alphabetically."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        order = ["train", "eval", "predict", "doctor", "lr-find", "tune", "config"]
+        order = ["train", "eval", "predict", "doctor", "report", "compare", "lr-find", "tune", "config"]
         return sorted(self.commands, key=lambda name: order.index(name) if name in order else len(order))
 
 
@@ -299,6 +299,13 @@ def doctor_cmd(run_dir: Path) -> int:
 
 
 train.help = inspect.cleandoc(train.help or "") + "\n\n" + _builtins()
+
+
+# `gradwise report DIR` and `gradwise compare DIR DIR ...` live with the report they write
+from gradwise.report.commands import compare_cmd, report_cmd  # noqa: E402
+
+app.add_command(report_cmd)
+app.add_command(compare_cmd)
 
 
 def _usage_hint(exc: click.UsageError, argv: list[str]) -> str:

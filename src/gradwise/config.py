@@ -476,6 +476,8 @@ class TrainConfig(Section):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     checkpoint_every: int | None = Field(None, ge=1, description="also checkpoint every N optimizer steps")
     eval_every: int = Field(1, ge=1, description="evaluate on val every N epochs")
+    log_every: int = Field(10, ge=1, le=1_000_000, description="record the training loss and LR every N optimizer "
+                           "steps (DIR/steps.jsonl); read in batches, so no device sync per step")
     progress: Literal["auto", "bar", "plain", "none"] = "auto"
     compile: bool = False
     threads: int | Literal["auto", "all"] = Field(

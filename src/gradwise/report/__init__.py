@@ -1,0 +1,14 @@
+"""What a run leaves to look at: per-step records (steps.jsonl) and the self-contained report.html."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gradwise.config import RunConfig
+    from gradwise.train.events import Callback
+
+
+def run_callbacks(cfg: RunConfig) -> list[Callback]:
+    """The callbacks every run gets from this package (added to the fit's callbacks by gradwise.api)."""
+    return []
