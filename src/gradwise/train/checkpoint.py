@@ -274,3 +274,31 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         # not torch's text: it advises weights_only=False, i.e. letting the file run code
         raise CheckpointError(f"checkpoint '{path}' cannot be read ({type(exc).__name__}): it is damaged or not a "
                               "gradwise checkpoint. Resume from another run directory or start again.") from None
+
+
+def load_weights_into(model: torch.nn.Module, state: Any, path: Path) -> None:
+    """Put `state["model"]` (a checkpoint read from `path`) into `model`, or say in one line why it does not fit.
+
+    A checkpoint from another model, a list, or `{"model": {}}` is a CheckpointError naming the file and the first
+    missing/unexpected/mis-shaped weights, never torch's multi-line RuntimeError.
+    """
+    weights = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise CheckpointError(f"checkpoint '{path}' holds no model weights (expected a gradwise checkpoint: a dict "
+                              "with a 'model' state_dict of tensors). Give a checkpoint this run wrote.")
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} weight(s) missing (first: {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unknown weight(s) (first: {unexpected[0]})")
+        if shapes:
+            parts.append(f"{len(shapes)} of another shape (first: {shapes[0]}, checkpoint vs model)")
+        raise CheckpointError(f"checkpoint '{path}' is from another model: {'; '.join(parts)}. It does not fit the "
+                              "model this run's config.yaml builds; give the run directory the checkpoint came from.")
+    model.load_state_dict(weights)
