@@ -41,6 +41,13 @@ class Run:
     def status(self) -> str:
         return self.summary.get("status", "unknown")
 
+    def export(self, format: str = "onnx", out: str | Path | None = None, *, which: str = "auto") -> Path:
+        """Export this run's weights (best when early stopping restored them, else last): onnx, torchscript or
+        safetensors. Returns the written path (default: DIR/export/model.<ext>). See `gradwise export --help`."""
+        from gradwise.export import export_run
+
+        return export_run(self.dir, format, out, which=which)
+
     def __repr__(self) -> str:
         test = {k: round(v, 4) for k, v in self.summary.get("test", {}).items()}
         return (f"Run(status={self.status!r}, epochs={len(self.history)}, test={test}, "

@@ -73,7 +73,7 @@ class _Commands(click.Group):
     """Commands listed in the order a user meets them, not alphabetically."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        order = ["train", "eval", "predict", "doctor", "report", "compare", "lr-find", "tune", "config"]
+        order = ["train", "eval", "predict", "doctor", "report", "compare", "export", "lr-find", "tune", "config"]
         return sorted(self.commands, key=lambda name: order.index(name) if name in order else len(order))
 
 
@@ -306,6 +306,10 @@ from gradwise.report.commands import compare_cmd, report_cmd  # noqa: E402
 
 app.add_command(report_cmd)
 app.add_command(compare_cmd)
+# `gradwise export RUN_DIR --format onnx|torchscript|safetensors` lives with the exporter
+from gradwise.export.commands import export_cmd  # noqa: E402
+
+app.add_command(export_cmd)
 
 
 def _usage_hint(exc: click.UsageError, argv: list[str]) -> str:
