@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import json
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -87,6 +88,8 @@ class Doctor(Callback):
         self._loss_recent: collections.deque[float] = collections.deque(maxlen=RECENT_LOSSES)
         self.halted = False
         self.context: RunContext | None = None  # what the fixes are judged against (set at fit start)
+        # where the probe measurements go as they are taken (the report's StepLog sets it: DIR/probes.jsonl)
+        self.probe_sink: Callable[[dict[str, Any]], None] | None = None
 
     # ---------------------------------------------------------------------------------------- reporting
     @property
@@ -293,6 +296,8 @@ class Doctor(Callback):
             if rec is not None:
                 rec.loss = float(trainer.last_loss)
                 self.records.append(rec)
+                if self.probe_sink is not None:
+                    self.probe_sink(rec.to_row())
                 if len(self.records) > MAX_RECORDS:
                     del self.records[8:9]  # keep the first probes (they are the reference) and the recent ones
                 self._probe_rules(trainer)
@@ -450,6 +455,8 @@ class Doctor(Callback):
                 row[name] = {"saturated": float((s["saturated"] >= self.t.sat_unit).float().mean()),
                              "sat_mean": float(s["saturated"].mean()), "units": s["units"], "kind": s["kind"]}
         self.activations.append(row)
+        if self.probe_sink is not None:
+            self.probe_sink({"kind": "activations", "step": trainer.step, "epoch": logs.get("epoch"), "layers": row})
 
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
         tl = logs.get("train_loss", 0.0)

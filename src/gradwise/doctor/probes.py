@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -412,6 +413,17 @@ class ProbeRecord:
 
     def update_ratio(self, name: str) -> float:
         return self.update.get(name, 0.0) / max(self.weight[name], 1e-12)
+
+    def to_row(self) -> dict[str, Any]:
+        """The record as one JSON-ready row of DIR/probes.jsonl (the numbers already measured, nothing more)."""
+        def num(v: float | None) -> float | str | None:
+            return v if v is None or math.isfinite(v) else str(v)
+
+        layers = {n: {"grad": num(g), "weight": num(self.weight.get(n)),
+                      "update_ratio": num(self.update_ratio(n)) if n in self.update and n in self.weight else None}
+                  for n, g in self.grad.items()}
+        return {"kind": "step", "step": self.step, "epoch": self.epoch, "lr": self.lr, "grad_norm": num(self.grad_norm),
+                "loss": num(self.loss), "reg_ratio": num(self.reg_ratio), "layers": layers}
 
 
 def _norms(tensors: list[torch.Tensor]) -> list[float]:

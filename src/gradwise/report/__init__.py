@@ -1,4 +1,4 @@
-"""What a run leaves to look at: per-step records (steps.jsonl) and the self-contained report.html."""
+"""What a run leaves to look at: per-step records (steps.jsonl, probes.jsonl) and the self-contained report.html."""
 
 from __future__ import annotations
 
@@ -11,4 +11,7 @@ if TYPE_CHECKING:
 
 def run_callbacks(cfg: RunConfig) -> list[Callback]:
     """The callbacks every run gets from this package (added to the fit's callbacks by gradwise.api)."""
-    return []
+    from gradwise.report.steps import StepLog
+    from gradwise.report.writer import ReportWriter
+
+    return [StepLog(cfg.train.log_every), ReportWriter()]
