@@ -453,7 +453,8 @@ class ScheduleConfig(Section):
 
 class EarlyStoppingConfig(Section):
     enabled: bool = True
-    monitor: str = Field("val_loss", description="metric name in metrics.jsonl, e.g. val_loss or val_accuracy")
+    monitor: str = Field("val_loss", description="metric name in metrics.jsonl, e.g. val_loss, val_accuracy, "
+                         "val_f1, val_balanced_accuracy, val_auroc (two classes), val_r2")
     mode: Literal["auto", "min", "max"] = "auto"
     patience: int = Field(10, ge=0)
     min_delta: float = Field(0.0, ge=0.0)
@@ -564,10 +565,12 @@ class TuneConfig(Section):
 
     space: dict[str, SearchParam] = Field(default_factory=dict,
                                           description="config key -> {low, high, log, step} or [choices]")
-    metric: str = Field("val_loss", description="objective: a per-epoch metric (val_loss, val_accuracy, val_r2, "
-                        "...) or parameters / seconds; the best epoch's value counts")
+    metric: str = Field("val_loss", description="objective: a per-epoch metric (val_loss, val_accuracy, val_f1, "
+                        "val_precision, val_recall, val_balanced_accuracy, val_auroc, val_mae, val_r2, ...) or "
+                        "parameters / seconds; the best epoch's value counts")
     direction: Literal["auto", "minimize", "maximize"] = Field(
-        "auto", description="auto: maximize accuracy/r2/f1/auc, minimize losses, errors, parameters, seconds")
+        "auto", description="auto: maximize accuracy/balanced_accuracy/precision/recall/f1/auroc/r2, minimize "
+        "losses, errors, parameters, seconds")
     metrics: list[str] | None = Field(None, min_length=1, description="several objectives (multi-objective "
                                       "search, e.g. with nsga2), e.g. [val_accuracy, parameters]")
     directions: list[Literal["auto", "minimize", "maximize"]] | None = Field(
@@ -611,6 +614,42 @@ class TuneConfig(Section):
         return flat
 
 
+TRACKERS = ("tensorboard", "mlflow", "csv")
+
+
+class MlflowConfig(Section):
+    uri: str | None = Field(None, description="tracking URI (http://host:5000, sqlite:///PATH.db, a folder); "
+                            "default: $MLFLOW_TRACKING_URI, else sqlite:///runs/mlflow.db in the working directory")
+    experiment: str | None = Field(None, description="MLflow experiment (default: gradwise)")
+
+
+class TrackConfig(Section):
+    """`track:` the trackers that receive the run: `track: [tensorboard, mlflow, csv]` (the list alone), or
+    `track: {use: [mlflow], mlflow: {uri: http://host:5000, experiment: NAME}}`."""
+
+    use: list[Literal["tensorboard", "mlflow", "csv"]] = Field(
+        default_factory=list, description="tensorboard (DIR/tensorboard/), mlflow (a tracking store), csv "
+        "(DIR/metrics.csv)")
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _list_shorthand(cls, value: Any) -> Any:
+        # `track: [tensorboard, csv]`, `track=tensorboard` or `track=tensorboard,mlflow` on the command line
+        if value is None:
+            return {}
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()] if value.strip() else []
+        if isinstance(value, list | tuple):
+            return {"use": list(value)}
+        return value
+
+    @field_validator("use")
+    @classmethod
+    def _once(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(v))  # naming a tracker twice asks for it once
+
+
 class RunConfig(Section):
     name: str = Field("run", description="a label for the run: its directory is runs/<timestamp>-<name>")
     seed: int = Field(0, ge=0, le=SEED_MAX, description="random seed, 0 to 2**32-1")
@@ -622,6 +661,7 @@ class RunConfig(Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     doctor: DoctorConfig = Field(default_factory=DoctorConfig)
+    track: TrackConfig = Field(default_factory=TrackConfig)
     tune: TuneConfig | None = None
 
     @model_validator(mode="before")
@@ -655,8 +695,15 @@ class RunConfig(Section):
         return self.model_dump(mode="json")
 
     def to_yaml(self) -> str:
+        """The config as YAML for files and the terminal (config.yaml, `gradwise config`): a password in the MLflow
+        tracking URI is masked, so that no secret is written to disk (give it again, or use MLFLOW_TRACKING_URI or
+        MLFLOW_TRACKING_PASSWORD, when resuming)."""
+        data = self.to_dict()
+        uri = data["track"]["mlflow"]["uri"]
+        if uri:
+            data["track"]["mlflow"]["uri"] = mask_secrets(uri, url_password(uri))
         # libyaml when installed: the same text, 4x faster (this runs at the start of every fit)
-        return yaml.dump(self.to_dict(), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
+        return yaml.dump(data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
 
 
 def _out_problem(out: str) -> str | None:
@@ -822,8 +869,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any])
         node = data
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
-            if isinstance(child, str):  # shorthand section (`optim: sgd`) being extended
+            if isinstance(child, str) and i == 0 and part == "track":  # `track: mlflow` being extended
+                child = {"use": [child]}
+            elif isinstance(child, str):  # shorthand section (`optim: sgd`) being extended
                 child = {"name": child}
+            if isinstance(child, list) and i == 0 and part == "track":  # `track: [mlflow]` being extended
+                child = {"use": child}
             if child is None:
                 child = {}
             if not isinstance(child, dict):
