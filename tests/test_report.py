@@ -214,3 +214,32 @@ def test_a_report_that_cannot_be_written_never_fails_the_run(tmp_path: Path, mon
     run = train(tmp_path / "r", "data.dataset=iris", "model.name=mlp", "train.epochs=1")
     assert run.status == "completed" and not (tmp_path / "r" / "report.html").exists()
     assert "warning: report.html not written: ValueError: drawing failed" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------------ tuning study
+def test_tune_writes_a_self_contained_study_report(tmp_path: Path) -> None:
+    import io
+
+    import yaml
+    from rich.console import Console
+
+    from gradwise.tune.command import tune
+
+    cfg = {"name": "iris-<b>tune", "data": {"dataset": "iris"}, "model": {"name": "mlp", "widths": [16]},
+           "train": {"epochs": 2, "progress": "none"},
+           "tune": {"metric": "val_accuracy", "trials": 4, "sampler": "random", "pruner": "none",
+                    "space": {"optim.lr": {"low": 1e-3, "high": 0.1, "log": True},
+                              "model.activation": ["relu", "tanh"]}}}
+    config = tmp_path / "tune.yaml"
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    out = tmp_path / "study"
+    code = tune(config, None, None, None, None, False, out, [], console=Console(file=io.StringIO(), width=160))
+    assert code == 0
+    page = (out / "report.html").read_text()
+    for title in ("Optimization history", "Parameter importances", "Parallel coordinates"):
+        assert f"<h3>{title}</h3><div class='plot'><svg" in page
+    assert "Leaderboard" in page and "optim.lr" in page and "activation:" in page  # the best trial's config
+    assert "<h1>Study iris-" in page and "<b>" not in page  # the name is the user's text
+    assert "<script" not in page and not re.findall(r"(?:src|href)=['\"]?https?:", page)
+    links = re.findall(r"<a href='([^']+)'>", page)  # each trial's own report, relative to the study
+    assert links and all((out / link).exists() for link in links)

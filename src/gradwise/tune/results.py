@@ -4,6 +4,7 @@
     studies/<name>/trials.csv       every trial: number, state, value(s), params, epochs, run_dir, ...
     studies/<name>/pareto.csv       several objectives: the Pareto-optimal trials
     studies/<name>/plots/*.png      optimization history, parameter importances, parallel coordinates (Pareto front)
+    studies/<name>/report.html      one self-contained page: those plots, the leaderboard and the best trial's config
     studies/<name>/trial-0007/      each trial's ordinary run directory
 """
 
@@ -117,9 +118,16 @@ def write_results(setup: TuneSetup, study: optuna.Study) -> tuple[dict[str, Path
         path = setup.dir / "pareto.csv"
         pd.DataFrame(rows, columns=None if rows else ["number", *setup.metrics]).to_csv(path, index=False)
         files["pareto"] = path
-    plots, skipped = _write_plots(setup, study)
+    svgs: dict[str, str] = {}
+    plots, skipped = _write_plots(setup, study, svgs)
     files.update(plots)
     notes.extend(skipped)
+    try:  # the study's page: a nicety, never a reason to lose the study's results
+        from gradwise.report.study import write_study_report
+
+        files["report"] = write_study_report(setup, study, svgs, best, notes)
+    except Exception as exc:
+        notes.append(f"report.html not written: {type(exc).__name__}: {exc}")
     return files, notes
 
 
@@ -156,7 +164,9 @@ def _write_best_yaml(setup: TuneSetup, best: FrozenTrial) -> Path:
     return path
 
 
-def _write_plots(setup: TuneSetup, study: optuna.Study) -> tuple[dict[str, Path], list[str]]:
+def _write_plots(setup: TuneSetup, study: optuna.Study, svgs: dict[str, str] | None = None
+                 ) -> tuple[dict[str, Path], list[str]]:
+    """The PNG plots; each also as inline SVG text into `svgs` (for report.html) when given."""
     import matplotlib
 
     if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo"):
@@ -194,6 +204,14 @@ def _write_plots(setup: TuneSetup, study: optuna.Study) -> tuple[dict[str, Path]
             fig.set_size_inches(max(fig.get_size_inches()[0], 8), max(fig.get_size_inches()[1], 5))
             path = plot_dir / f"{name}.png"
             fig.savefig(path, dpi=100, bbox_inches="tight")
+            if svgs is not None:
+                import io
+
+                buf = io.StringIO()
+                with matplotlib.rc_context({"svg.fonttype": "none"}):  # text as text: a small, searchable page
+                    fig.savefig(buf, format="svg", bbox_inches="tight")
+                text = buf.getvalue()
+                svgs[name] = text[text.find("<svg"):]  # no XML prolog or DOCTYPE inside an HTML page
             plt.close(fig)
             files[f"plot_{name}"] = path
         except Exception as exc:  # a plot is a nicety: never lose the study's results over one
