@@ -48,7 +48,7 @@ def build_compare(paths: list[Path]) -> str:
     for key in keys:
         if not any(key in row for r in runs for row in r.metrics):
             continue
-        c = Chart(key, "epoch", key, width=900, height=320)
+        c = Chart(key, "epoch", key, width=900, height=320, xint=True)
         for i, (r, label) in enumerate(zip(runs, labels, strict=True)):
             rows = [row for row in r.metrics if key in row]
             c.line([row.get("epoch") for row in rows], [_num(row.get(key)) for row in rows], label,

@@ -185,7 +185,7 @@ def _loss_chart(run: RunFiles) -> Chart | None:
     vals = [_num(r.get("loss")) for r in run.steps] + [_num(r.get("train_loss")) for r in run.metrics]
     positive = [v for v in vals if math.isfinite(v)]
     logy = bool(positive) and min(positive) > 0 and max(positive) / min(positive) > 30
-    c = Chart("Loss", "optimizer step", "loss" + (" (log)" if logy else ""), logy=logy)
+    c = Chart("Loss", "optimizer step", "loss" + (" (log)" if logy else ""), logy=logy, xint=True)
     for seg, undone in run.step_segments():
         c.line([r.get("step") for r in seg], [_num(r.get("loss")) for r in seg],
                "train (per step)" + (", undone" if undone else ""), color="#9ecae1" if not undone else "#bbbbbb",
@@ -213,7 +213,7 @@ def _metric_charts(run: RunFiles) -> list[Chart]:
     groups = [keys] if unit else [[k] for k in keys]
     charts = []
     for group in groups:
-        c = Chart("Validation metrics" if unit else group[0], "epoch", "" if unit else group[0])
+        c = Chart("Validation metrics" if unit else group[0], "epoch", "" if unit else group[0], xint=True)
         for k in group:
             rows = [r for r in run.metrics if k in r]
             c.line([r.get("epoch") for r in rows], [_num(r.get(k)) for r in rows], k, points=True)
@@ -223,7 +223,7 @@ def _metric_charts(run: RunFiles) -> list[Chart]:
 
 
 def _lr_chart(run: RunFiles) -> Chart | None:
-    c = Chart("Learning rate", "optimizer step", "LR")
+    c = Chart("Learning rate", "optimizer step", "LR", xint=True)
     if run.steps:
         for seg, undone in run.step_segments():
             c.line([r.get("step") for r in seg], [_num(r.get("lr")) for r in seg],
@@ -243,8 +243,9 @@ def _layer_charts(run: RunFiles) -> list[Chart]:
     if steps:
         layers = list(dict.fromkeys(n for p in steps for n in (p.get("layers") or {})))
         shown = layers[:MAX_LAYERS]
-        g = Chart("Gradient norm per layer (doctor's probe steps)", "optimizer step", "‖grad‖ (log)", logy=True)
-        u = Chart("Update / weight ratio per layer", "optimizer step", "‖ΔW‖ / ‖W‖ (log)", logy=True)
+        g = Chart("Gradient norm per layer (doctor's probe steps)", "optimizer step", "‖grad‖ (log)", logy=True,
+                  xint=True)
+        u = Chart("Update / weight ratio per layer", "optimizer step", "‖ΔW‖ / ‖W‖ (log)", logy=True, xint=True)
         for i, name in enumerate(shown):
             rows = [p for p in steps if name in (p.get("layers") or {})]
             color = PALETTE[i % len(PALETTE)]
@@ -271,7 +272,7 @@ def _layer_charts(run: RunFiles) -> list[Chart]:
                                    "batch)"), (sat, "saturated", "Saturated units per layer (sigmoid/tanh)")):
             if not names:
                 continue
-            c = Chart(title, "epoch", "share of the layer's units")
+            c = Chart(title, "epoch", "share of the layer's units", xint=True)
             for i, name in enumerate(names[:MAX_LAYERS]):
                 rows = [p for p in acts if name in p["layers"]]
                 c.line([p.get("epoch") for p in rows], [_num(p["layers"][name].get(key)) for p in rows], name,
@@ -367,11 +368,12 @@ def build_report(path: str | Path, *, summary: dict[str, Any] | None = None, mod
         body.append(f"<p><b>error:</b> {escape(str(run.summary['error']))}</p>")
     if run.summary.get("stop_reason"):
         body.append(f"<p><b>stopped:</b> {escape(str(run.summary['stop_reason']))}</p>")
-    body.append("<h2>Doctor's findings</h2>" + _findings_html(run) + _actions_html(run))
     body.append("<h2>Training curves</h2><p class='muted'>Markers: the doctor's findings (hover for the message, "
-                "evidence and fix) and repairs (↺).</p>" + "".join(c.render() for c in charts))
+                "evidence and fix; all of them are listed below) and repairs (↺).</p>"
+                + "".join(c.render() for c in charts))
     if not charts:
         body.append('<p class="muted">no metrics recorded yet.</p>')
+    body.append("<h2>Doctor's findings</h2>" + _findings_html(run) + _actions_html(run))
     body.append("<h2>Gradient flow and activations</h2>")
     body.append("".join(c.render() for c in layer_charts) if layer_charts else
                 '<p class="muted">no probes.jsonl: the doctor was off, or the run predates probe records.</p>')

@@ -31,12 +31,15 @@ def fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
-def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+def nice_ticks(lo: float, hi: float, n: int = 5, integer: bool = False) -> list[float]:
+    """About n round numbers from lo to hi (whole numbers only when `integer`: epochs, steps)."""
     if hi <= lo:
         return [lo]
     raw = (hi - lo) / n
+    if integer:
+        raw = max(raw, 1.0)
     mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    step = next(m * mag for m in ((1, 2, 5, 10) if integer else (1, 2, 2.5, 5, 10)) if m * mag >= raw)
     start = math.ceil(lo / step - 1e-9) * step
     ticks = []
     t = start
@@ -80,6 +83,7 @@ class Chart:
     height: int = 300
     series: list[_Series] = field(default_factory=list)
     marks: list[_Mark] = field(default_factory=list)
+    xint: bool = False  # x counts something (epochs, steps): whole-number ticks
     diagonal: bool = False  # y = x (predicted vs true)
     hline: float | None = None  # y = constant (residuals around 0)
 
@@ -134,7 +138,7 @@ class Chart:
             return top + ph - (v - y0) / (y1 - y0) * ph
 
         out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" class="frame"/>')
-        for t in nice_ticks(x0, x1):
+        for t in nice_ticks(x0, x1, integer=self.xint):
             out.append(f'<line x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{top + ph}" y2="{top + ph + 4}" class="tick"/>'
                        f'<text x="{sx(t):.1f}" y="{top + ph + 16}" class="tl" text-anchor="middle">{fmt(t)}</text>')
         if self.logy:
