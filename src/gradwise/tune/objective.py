@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,20 +130,73 @@ class Objective:
         self.current: optuna.Trial | None = None
         self.retried = False
         self.finished = False
+        self.mlflow_parent: str | None = None  # the study's MLflow run (track: [mlflow]), found or made once
+        self.mlflow_off = "mlflow" not in setup.base.track.use
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         # who runs this trial, written before the lock is released: a worker that finds it RUNNING later can tell
         # whether its process is still alive
         trial.storage.set_trial_system_attr(trial._trial_id, OWNER_KEY, owner_record())
+        context = self._mlflow_context(trial)  # under the lock: workers find the one parent run, not make several
         self.holder.release()
         self.current, self.retried, self.finished = trial, False, False
+        token = _mlflow_trial().set(context) if context is not None else None
+        state, values = "interrupted", {}  # what a KeyboardInterrupt (retried later) leaves
         try:
             result = self._run(trial)
-        except Exception:  # failed or pruned (TrialPruned is an Exception): finished, nothing to retry
+            state = "complete"
+            values = dict(zip(self.setup.metrics, result if isinstance(result, list) else [result], strict=True))
+        except optuna.TrialPruned:
+            state = "pruned"
             self.finished = True
             raise
+        except Exception:  # failed: finished, nothing to retry
+            state = "failed"
+            self.finished = True
+            raise
+        finally:
+            if token is not None:
+                _mlflow_trial().reset(token)
+                self._mlflow_record(context, state, values)
         self.finished = True  # a KeyboardInterrupt leaves it False: the trial is retried
         return result
+
+    def _mlflow_context(self, trial: optuna.Trial) -> Any:
+        """With track: [mlflow], the study's parent MLflow run for this trial's run to nest under (None: no MLflow,
+        or the tracking store failed once: a warning, and the trials run without it)."""
+        if self.mlflow_off:
+            return None
+        from gradwise.track.mlflow_tracker import TrialContext, study_parent_run
+        from gradwise.tune.storage import shown
+
+        setup = self.setup
+        try:
+            if self.mlflow_parent is None:
+                settings = {"study": setup.name, "metrics": ",".join(setup.metrics),
+                            "directions": ",".join(setup.directions), "sampler": setup.sampler,
+                            "pruner": setup.pruner, "trials": setup.trials, "storage": shown(setup.storage.url),
+                            **{f"space.{p.key}": p.describe() for p in setup.space}}
+                self.mlflow_parent = study_parent_run(setup.base, setup.name, setup.dir, settings)
+        except Exception as exc:
+            self._mlflow_failed(exc)
+            return None
+        return TrialContext(self.mlflow_parent, trial.number, setup.name)
+
+    def _mlflow_record(self, context: Any, state: str, values: dict[str, float]) -> None:
+        from gradwise.track.mlflow_tracker import record_trial
+
+        try:
+            record_trial(self.setup.base, context, state, values)
+        except Exception as exc:
+            self._mlflow_failed(exc)
+
+    def _mlflow_failed(self, exc: Exception) -> None:
+        from gradwise.config import mask_secrets
+
+        self.mlflow_off = True
+        text = mask_secrets(str(exc).strip().splitlines()[0] if str(exc).strip() else "")[:200]
+        print(f"warning: MLflow tracking of the study failed ({type(exc).__name__}: {text}); its trials are not "
+              "nested under a study run from here on", file=sys.stderr)
 
     def _run(self, trial: optuna.Trial) -> float | list[float]:
         setup = self.setup
@@ -237,6 +291,12 @@ class Objective:
             if frozen.number not in retried_numbers(trials):
                 add_retry(trial.study, frozen)
         self.retried = True
+
+
+def _mlflow_trial() -> Any:
+    from gradwise.track.mlflow_tracker import TRIAL
+
+    return TRIAL
 
 
 def _partial_run(setup: TuneSetup, trial: optuna.Trial) -> Path | None:

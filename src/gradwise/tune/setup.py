@@ -20,7 +20,7 @@ from gradwise.tune.space import Param, build_space, grid_size, grid_space
 from gradwise.tune.storage import StorageSpec, _module_available, parse_storage
 
 SUMMARY_METRICS = ("parameters", "seconds")  # from the run summary, not per epoch (cannot drive a pruner)
-_MAXIMIZE = ("accuracy", "r2", "f1", "auc", "precision", "recall")
+_MAXIMIZE = ("accuracy", "r2", "f1", "auc", "auroc", "precision", "recall")  # balanced_accuracy: "accuracy"
 DEFAULT_TRIALS = 20
 
 
@@ -65,10 +65,11 @@ def _check_metric(name: str) -> None:
     if name in SUMMARY_METRICS or re.fullmatch(r"(train|val)_[a-z0-9_]+", name):
         return
     hint = ""
-    if name in ("accuracy", "loss", "r2", "mae"):
+    if name in ("accuracy", "loss", "r2", "mae", "f1", "precision", "recall", "balanced_accuracy", "auroc"):
         hint = f" Did you mean 'val_{name}'?"
     raise ConfigError(f"tune.metric '{name}' is not something a run reports.{hint} Use a per-epoch metric of "
-                      "metrics.jsonl (val_loss, val_accuracy for classification, val_mae or val_r2 for regression, "
+                      "metrics.jsonl (val_loss; val_accuracy, val_f1, val_precision, val_recall, "
+                      "val_balanced_accuracy, val_auroc for classification; val_mae or val_r2 for regression; "
                       "train_loss) or parameters / seconds from the run summary.")
 
 
@@ -91,6 +92,10 @@ def resolve_setup(cfg: RunConfig, config: Path, overrides: list[str], *, trials:
                           "    model.activation: [relu, gelu, tanh]")
     tc = cfg.tune
     space = build_space(cfg)
+    # a tracker that is asked for and not installed: said once now, not by every trial
+    from gradwise.track import check_trackers
+
+    check_trackers(cfg)
 
     metrics = list(tc.metrics) if tc.metrics else [tc.metric]
     for m in metrics:
