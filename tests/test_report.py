@@ -13,6 +13,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 import gradwise
+import gradwise.errors
 from gradwise.cli import main
 from gradwise.train.checkpoint import load_checkpoint
 from gradwise.train.rundir import read_jsonl
@@ -122,6 +123,17 @@ def test_failed_nan_run_report_marks_the_finding(tmp_path: Path) -> None:
     assert marker is not None
     tip = marker.group(1)
     assert "the training loss became" in tip and "fix:" in tip and "evidence:" in tip
+
+
+def test_a_run_that_raises_still_leaves_its_report(tmp_path: Path) -> None:
+    # the doctor off: the loop itself stops the NaN run with a TrainingError (the on_exception path)
+    out = tmp_path / "raised"
+    with pytest.raises(gradwise.errors.TrainingError):
+        train(out, *NAN_RUN, "train.epochs=3", "doctor.enabled=false")
+    page = html(out)
+    assert "status failed" in page and "TrainingError: the training loss became" in page
+    assert page.count("<svg") >= 2  # the loss and LR curves up to the failure
+    assert read_jsonl(out / "steps.jsonl")[-1]["loss"] in ("inf", "nan")
 
 
 def test_repair_rollback_is_an_event_row_and_a_marker(tmp_path: Path) -> None:
