@@ -237,6 +237,30 @@ def _lr_chart(run: RunFiles) -> Chart | None:
     return c
 
 
+def split_rewinds(rows: list[dict[str, Any]], key: str) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
+    """Records in file order as (kept, undone): a row whose `key` (step, epoch) is not past the row before it starts
+    again after a rollback, and the rows it went back over are undone (drawn faded)."""
+    kept: list[dict[str, Any]] = []
+    undone: list[list[dict[str, Any]]] = []
+    for r in rows:
+        k = _num(r.get(key))
+        if kept and math.isfinite(k) and k <= _num(kept[-1].get(key)):
+            cut = [x for x in kept if _num(x.get(key)) >= k]
+            kept = [x for x in kept if _num(x.get(key)) < k]
+            undone.append(kept[-1:] + cut)
+        kept.append(r)
+    return kept, undone
+
+
+def _layer_lines(c: Chart, rows: list[dict[str, Any]], key: str, name: str, field: str, color: str) -> None:
+    kept, undone = split_rewinds([p for p in rows if name in (p.get("layers") or {})], key)
+    c.line([p.get(key) for p in kept], [_num(p["layers"][name].get(field)) for p in kept], name, color=color,
+           points=True)
+    for seg in undone:  # before a rollback: what the repair undid (often the evidence, e.g. a gradient spike)
+        c.line([p.get(key) for p in seg], [_num(p["layers"][name].get(field)) for p in seg], f"{name}, undone",
+               color=color, points=True, faded=True, legend=False)
+
+
 def _layer_charts(run: RunFiles) -> list[Chart]:
     steps = [p for p in run.probes if p.get("kind") == "step"]
     charts: list[Chart] = []
@@ -247,11 +271,9 @@ def _layer_charts(run: RunFiles) -> list[Chart]:
                   xint=True)
         u = Chart("Update / weight ratio per layer", "optimizer step", "‖ΔW‖ / ‖W‖ (log)", logy=True, xint=True)
         for i, name in enumerate(shown):
-            rows = [p for p in steps if name in (p.get("layers") or {})]
             color = PALETTE[i % len(PALETTE)]
-            xs = [p.get("step") for p in rows]
-            g.line(xs, [_num(p["layers"][name].get("grad")) for p in rows], name, color=color, points=True)
-            u.line(xs, [_num(p["layers"][name].get("update_ratio")) for p in rows], name, color=color, points=True)
+            _layer_lines(g, steps, "step", name, "grad", color)
+            _layer_lines(u, steps, "step", name, "update_ratio", color)
         if len(layers) > MAX_LAYERS:
             g.title += f" (first {MAX_LAYERS} of {len(layers)} layers)"
             u.title += f" (first {MAX_LAYERS} of {len(layers)} layers)"
@@ -262,6 +284,7 @@ def _layer_charts(run: RunFiles) -> list[Chart]:
                     c.mark(_num(f.get("step")), str(f.get("code")), finding_tooltip(f),
                            color=SEVERITY_COLOR.get(str(f.get("severity")), "#555"),
                            cls=f"finding sev-{f.get('severity')}", code=str(f.get("code")))
+            _mark_actions(c, run, "step")
         charts += [g, u]
     acts = [p for p in run.probes if p.get("kind") == "activations"]
     if acts:
@@ -274,9 +297,7 @@ def _layer_charts(run: RunFiles) -> list[Chart]:
                 continue
             c = Chart(title, "epoch", "share of the layer's units", xint=True)
             for i, name in enumerate(names[:MAX_LAYERS]):
-                rows = [p for p in acts if name in p["layers"]]
-                c.line([p.get("epoch") for p in rows], [_num(p["layers"][name].get(key)) for p in rows], name,
-                       color=PALETTE[i % len(PALETTE)], points=True)
+                _layer_lines(c, acts, "epoch", name, key, PALETTE[i % len(PALETTE)])
             for f in run.findings:
                 if f.get("code") in ("dead_units", "saturated_units", "bad_initialization"):
                     c.mark(_num(f.get("epoch")), str(f.get("code")), finding_tooltip(f),

@@ -59,6 +59,7 @@ class _Series:
     faded: bool = False
     points: bool = False
     line: bool = True
+    legend: bool = True
 
 
 @dataclass
@@ -88,11 +89,12 @@ class Chart:
     hline: float | None = None  # y = constant (residuals around 0)
 
     def line(self, xs: Sequence[float], ys: Sequence[float], label: str, *, color: str | None = None,
-             dashed: bool = False, faded: bool = False, points: bool = False, line: bool = True) -> None:
+             dashed: bool = False, faded: bool = False, points: bool = False, line: bool = True,
+             legend: bool = True) -> None:
         color = color or PALETTE[len(self.series) % len(PALETTE)]
         self.series.append(_Series([float(x) if _finite(x) else math.nan for x in xs],
                                    [float(y) if _finite(y) else math.nan for y in ys],
-                                   label, color, dashed, faded, points, line))
+                                   label, color, dashed, faded, points, line, legend))
 
     def mark(self, x: float, text: str, tooltip: str, *, color: str = "#d62728", cls: str = "finding",
              code: str = "") -> None:
@@ -189,15 +191,16 @@ class Chart:
                        f'<text x="{x + 3:.1f}" y="{ty}" class="ml" fill="{m.color}">{escape(m.text)}</text></g>')
         # legend, right of the plot
         ly = top + 4
-        for s in self.series[:14]:
+        shown = [s for s in self.series if s.legend]
+        for s in shown[:14]:
             label = s.label if len(s.label) <= 24 else s.label[:23] + "…"
             dash = ' stroke-dasharray="5 3"' if s.dashed else ""
             out.append(f'<g><title>{escape(s.label)}</title><line x1="{left + pw + 10}" x2="{left + pw + 28}" '
                        f'y1="{ly}" y2="{ly}" stroke="{s.color}" stroke-width="2"{dash}/>'
                        f'<text x="{left + pw + 32}" y="{ly + 4}" class="lg">{escape(label)}</text></g>')
             ly += 15
-        if len(self.series) > 14:
-            out.append(f'<text x="{left + pw + 10}" y="{ly + 4}" class="lg">+{len(self.series) - 14} more</text>')
+        if len(shown) > 14:
+            out.append(f'<text x="{left + pw + 10}" y="{ly + 4}" class="lg">+{len(shown) - 14} more</text>')
         out.append("</svg>")
         return "".join(out)
 
