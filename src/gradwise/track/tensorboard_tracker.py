@@ -2,7 +2,7 @@
 
 Scalars: ``step/train_loss`` and ``step/lr`` every ``train.log_every`` optimizer steps (x: the step), every number of
 an epoch's metrics.jsonl row as ``epoch/<name>`` (x: the epoch), summary.json's test metrics as ``test/<name>``. The
-doctor's findings as text (``doctor/findings``, at the step each was made), the config as hparams (HPARAMS tab, with
+doctor's findings as text (``doctor/findings``, shown as doctor/findings/text_summary, at the step each was made), the config as hparams (HPARAMS tab, with
 the kept epoch's and the test metrics).
 """
 
