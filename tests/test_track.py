@@ -249,3 +249,13 @@ def test_a_missing_tracker_package_stops_a_study_before_its_trials(tmp_path: Pat
     with pytest.raises(ConfigError, match="pip install 'gradwise\\[track\\]'"):
         tune(config, out=tmp_path / "study")
     assert not (tmp_path / "study" / "trial-0000").exists()
+
+
+def test_a_fit_refused_at_its_start_leaves_no_tracker_warning(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Early stopping refuses an unknown monitor in on_fit_start, before the trackers start: the one error, no
+    warning from trackers that never ran."""
+    with pytest.raises(ConfigError, match="val_nope"):
+        gradwise.train(None, ["data.dataset=iris", "model.name=mlp", "train.epochs=1", "train.progress=none",
+                              "train.early_stopping.monitor=val_nope", "track=[tensorboard,mlflow,csv]",
+                              f"out={tmp_path / 'refused'}"])
+    assert "tracker failed" not in capsys.readouterr().out

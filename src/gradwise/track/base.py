@@ -36,13 +36,15 @@ class Tracker(Callback):
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
-        self.active = True
+        # `active`: started and not failed. Off until on_fit_start: a fit that fails before it (a callback earlier
+        # in the order refusing the config) has nothing of this tracker's to close
+        self.active = False
 
     # ------------------------------------------------------------------------------ events (guarded)
     def on_fit_start(self, trainer: Trainer) -> None:
         if not trainer.is_main:  # one record of the run, not one per process of a distributed fit
-            self.active = False
             return
+        self.active = True
         self._guard(trainer, self.start, trainer)
 
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:

@@ -2,8 +2,8 @@
 
 Scalars: ``step/train_loss`` and ``step/lr`` every ``train.log_every`` optimizer steps (x: the step), every number of
 an epoch's metrics.jsonl row as ``epoch/<name>`` (x: the epoch), summary.json's test metrics as ``test/<name>``. The
-doctor's findings as text (``doctor/findings``, shown as doctor/findings/text_summary, at the step each was made), the config as hparams (HPARAMS tab, with
-the kept epoch's and the test metrics).
+doctor's findings as text at the step each was made (tag ``doctor/findings``, which TensorBoard files under
+``doctor/findings/text_summary``); the config as hparams (HPARAMS tab, with the kept epoch's and the test metrics).
 """
 
 from __future__ import annotations
