@@ -24,9 +24,12 @@ snapshots by clone: the loop's share of a checkpoint went from ~0.25 to ~0.14 ms
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -165,12 +168,111 @@ def json_default(o: Any) -> Any:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any], also: list[Path] | tuple[Path, ...] = ()) -> None:
-    """Write `state` to `path` atomically; each path in `also` then names the same content (best.pt = last.pt)."""
+    """Write `state` to `path` atomically; each path in `also` then names the same content (best.pt = last.pt).
+
+    A write the disk refuses (full, read-only, not permitted) is a DiskWriteError naming the file and the OS's
+    reason; the file keeps its previous content and no temp file stays."""
+    try:
+        atomic_write_file(path, lambda tmp: _torch_save(state, tmp))
+    except OSError as exc:
+        raise disk_error(exc, path, checkpoint=True) from exc
+    for other in also:
+        try:
+            atomic_link(path, other)
+        except OSError as exc:
+            raise disk_error(exc, other, checkpoint=True) from exc
+
+
+def _torch_save(state: dict[str, Any], tmp: str) -> None:
     # torch.save given a file name writes through its C++ file writer; given a Python file object it calls back into
     # Python for every record (~0.1 ms more per checkpoint with the GIL held, which the loop waits for)
-    atomic_write_file(path, lambda tmp: torch.save(state, tmp))
-    for other in also:
-        atomic_link(path, other)
+    try:
+        torch.save(state, tmp)
+    except RuntimeError:
+        # The C++ writer drops the OS's reason: a full disk reads "[enforce fail at inline_container.cc] unexpected
+        # pos 64 vs 0". Written again through a Python file, the OS error itself (errno 28, ...) is raised, or, if the
+        # fault was passing, the checkpoint is written after all.
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+
+
+# what a user can do about each kind of refused write
+_DISK_HINTS = {errno.ENOSPC: "free space on that disk", errno.EDQUOT: "free space or raise your disk quota",
+               errno.EROFS: "remount that disk read-write or train into a directory on another disk",
+               errno.EACCES: "make the run directory writable (chmod/chown) or train into another directory",
+               errno.EPERM: "make the run directory writable (chmod/chown) or train into another directory"}
+DISK_ERRNOS = frozenset(_DISK_HINTS) | {errno.EIO, errno.EFBIG}
+
+
+class DiskWriteError(CheckpointError, OSError):
+    """A file of the run directory could not be written: the disk is full, read-only or not writable.
+
+    `path` is the file, `os_error` what the OS said. A CheckpointError (the CLI prints it as one line, exit status 2)
+    and still an OSError, so code that caught the OS's error from a write keeps catching it."""
+
+    def __init__(self, message: str, path: Path, os_error: OSError) -> None:
+        super().__init__(message)
+        self.path, self.os_error = path, os_error
+
+
+def describe_os_error(exc: OSError) -> str:
+    """'no space left on device (errno 28)': the OS's own words, lower-case, with the errno to search for."""
+    reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
+    return f"{reason[:1].lower()}{reason[1:]} (errno {exc.errno})" if exc.errno else reason
+
+
+def disk_error(exc: OSError, path: Path, *, checkpoint: bool = False, last: Path | None = None) -> DiskWriteError:
+    """The one-line error for a refused write of `path`: which file, the OS's reason, what is still safe on disk
+    and how to go on. `checkpoint`: `path` is a checkpoint (its previous content, if any, is intact); `last`: the
+    run's last.pt, named as the state a resume continues from when it exists."""
+    hint = _DISK_HINTS.get(exc.errno or 0, "check that disk")
+    if checkpoint:
+        last = path
+        what = f"cannot write checkpoint '{path}'"
+        run_dir = path.parent.parent
+    elif path.is_dir():  # a write to an open file says no name (a full disk): the run directory is what is written
+        what = f"cannot write into the run directory '{path}'"
+        run_dir = path
+    else:
+        what = f"cannot write '{path}'"
+        run_dir = path.parent
+    if last is not None and last.exists():
+        which = f"in '{last.name}'" if checkpoint else f"'{last.relative_to(run_dir)}'"
+        kept = (f"The previous checkpoint {which} is intact; {hint}, then `gradwise train --resume {run_dir}` "
+                "continues from it.")
+    elif checkpoint:
+        kept = (f"No earlier '{path.name}' exists (the run had not written one yet); {hint}, then `gradwise train "
+                f"--resume {run_dir}` starts it again.")
+    else:
+        kept = f"{hint[:1].upper()}{hint[1:]} and run it again."
+    return DiskWriteError(f"{what}: {describe_os_error(exc)}. {kept}", path, exc)
+
+
+def is_disk_error(exc: BaseException) -> bool:
+    """An OS error that says the disk refused a write (full, read-only, not permitted, failing)."""
+    return isinstance(exc, DiskWriteError) or (isinstance(exc, OSError) and exc.errno in DISK_ERRNOS)
+
+
+# the temp names atomic_write_file and atomic_link give (tempfile.mkstemp: 8 characters of [a-z0-9_])
+_TEMP_NAME = re.compile(r"^\..+\.pt\.[a-z0-9_]{8}\.(tmp|lnk)$")
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Remove the temp files a process killed mid-write left in a run's checkpoints/ folder; returns them.
+
+    Only gradwise's own names (`.last.pt.XXXXXXXX.tmp`, `.best.pt.XXXXXXXX.lnk`, ...) and only in `folder`: a file
+    of the user's is never touched. Call it only while no other process writes the folder (the run holds it)."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # no folder yet, or not readable: nothing of ours to remove
+        return removed
+    for entry in entries:
+        if _TEMP_NAME.match(entry.name) and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(OSError):  # a read-only folder keeps them; the run then fails on its own write
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
 
 
 def atomic_link(src: Path, dst: Path) -> None:
@@ -229,7 +331,9 @@ class CheckpointWriter:
         if self._pool is None:  # closed (the fit is over): write in the caller's thread
             save_checkpoint(path, state, also)
             return
-        while len(self._pending) >= 2:
+        # a write that already failed fails the run now, not two checkpoints later: on a full disk every further
+        # epoch would be trained for nothing
+        while self._pending and (self._pending[0][1].done() or len(self._pending) >= 2):
             self._wait(self._pending.pop(0))
         self._pending.append((path, self._pool.submit(save_checkpoint, path, state, tuple(also))))
 
@@ -257,10 +361,12 @@ class CheckpointWriter:
         path, future = item
         try:
             future.result()
+        except CheckpointError:
+            raise  # a refused write, already said in one line (save_checkpoint)
         except Exception as exc:
-            raise CheckpointError(f"writing checkpoint '{path}' failed ({type(exc).__name__}: {exc}). Check that "
-                                  "the run directory's disk has space and is writable; the previous checkpoint "
-                                  "is intact.") from exc
+            kept = "the previous checkpoint is intact" if path.exists() else "no earlier checkpoint exists"
+            raise CheckpointError(f"writing checkpoint '{path}' failed ({type(exc).__name__}: {exc}); {kept}."
+                                  ) from exc
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -274,6 +380,89 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         # not torch's text: it advises weights_only=False, i.e. letting the file run code
         raise CheckpointError(f"checkpoint '{path}' cannot be read ({type(exc).__name__}): it is damaged or not a "
                               "gradwise checkpoint. Resume from another run directory or start again.") from None
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    """A checkpoint to resume from: load_checkpoint, then refused as one CheckpointError naming the file when it is
+    not a whole training state (a list, another tool's dict, a weights-only file, a damaged field)."""
+    state = load_checkpoint(path)
+    check_training_state(state, path)
+    return state
+
+
+def check_training_state(state: Any, path: Path) -> None:
+    """Raise a one-line CheckpointError naming `path` when `state` is not a training state gradwise can resume."""
+    problem = training_state_problem(state)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint '{path}' cannot be resumed: {problem}. It is damaged, cut short or not a "
+                              "training state gradwise wrote; resume from the run directory that wrote it, or start "
+                              "the run again in a new directory.")
+
+
+def training_state_problem(state: Any) -> str | None:
+    """What makes `state` (a loaded checkpoint) unfit to resume from, or None: each field a resume reads, checked
+    for its type and shape without changing anything (the random-number state is tried on the real generators and
+    put back). Whether the weights and the optimizer fit a given model is checked where the model is known
+    (load_weights_into, the trainer)."""
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}, not a training state (a dict)"
+    required = ("model", "optimizer", "schedule", "epoch", "step", "batch_in_epoch", "loss_sum", "loss_count",
+                "callbacks", "rng")
+    missing = [k for k in required if k not in state]
+    if "history_json" not in state and "history" not in state:  # checkpoints before the JSON encoding: "history"
+        missing.append("history_json")
+    if missing:
+        return f"it has no {', '.join(repr(k) for k in missing)}"
+    weights = state["model"]
+    if not isinstance(weights, dict) or not weights or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        return "its 'model' is not a state_dict of tensors"
+    for key in ("epoch", "step", "batch_in_epoch", "loss_count"):
+        if type(state[key]) is not int or state[key] < 0:
+            return f"its {key!r} is {_echo(state[key])}, not a whole number >= 0"
+    if state["batch_in_epoch"] > state["step"]:
+        return f"its 'batch_in_epoch' ({state['batch_in_epoch']}) is more than its 'step' ({state['step']})"
+    if not _is_number(state["loss_sum"]):
+        return f"its 'loss_sum' is {_echo(state['loss_sum'])}, not a number"
+    losses, sizes = state.get("step_losses", []), state.get("step_sizes", [])
+    if not (isinstance(losses, list) and all(_is_number(v) for v in losses)
+            and isinstance(sizes, list) and all(type(v) is int for v in sizes) and len(losses) == len(sizes)):
+        return "its 'step_losses' and 'step_sizes' are not two lists of numbers of one length"
+    for key, legacy in (("history_json", "history"), ("actions_json", "actions")):
+        try:
+            rows = json.loads(state[key]) if key in state else state.get(legacy, [])
+        except (TypeError, ValueError):
+            return f"its {key!r} is not JSON"
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            return f"its {key!r} is not a list of rows"
+    opt = state["optimizer"]
+    if not isinstance(opt, dict) or not isinstance(opt.get("state"), dict) \
+            or not isinstance(opt.get("param_groups"), list) \
+            or not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in opt["param_groups"]):
+        return "its 'optimizer' is not an optimizer's state"
+    if not isinstance(state["schedule"], dict) or not isinstance(state["schedule"].get("scheduler"), dict):
+        return "its 'schedule' is not an LR schedule's state"
+    if state.get("scaler") is not None and not isinstance(state["scaler"], dict):
+        return "its 'scaler' is not a loss scaler's state"
+    if not isinstance(state["callbacks"], dict):
+        return "its 'callbacks' is not a dict of callback states"
+    current = rng_state()
+    try:  # tried on the real generators (a check that cannot drift from set_rng_state), then put back
+        set_rng_state(state["rng"])
+    except Exception as exc:
+        return f"its random-number state is damaged ({type(exc).__name__})"
+    finally:
+        set_rng_state(current)
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _echo(value: Any) -> str:
+    """A value from a file, shown short (a damaged file can hold anything, of any length)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def load_weights_into(model: torch.nn.Module, state: Any, path: Path) -> None:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,14 +22,20 @@ from rich.console import Console
 from torch import nn
 
 from gradwise.config import RunConfig
-from gradwise.errors import ConfigError, TrainingError
+from gradwise.errors import CheckpointError, ConfigError, GradwiseError, TrainingError
 from gradwise.train.checkpoint import (
+    DISK_ERRNOS,
     CheckpointWriter,
+    DiskWriteError,
+    disk_error,
     json_default,
     load_checkpoint,
+    load_weights_into,
+    remove_stale_temp_files,
     rng_state,
     set_rng_state,
     snapshot,
+    training_state_problem,
 )
 from gradwise.train.events import Callback, CallbackList
 from gradwise.train.metrics import evaluate, to_device
@@ -225,6 +232,9 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ the fit
     def fit(self, resume_state: dict[str, Any] | None = None) -> dict[str, Any]:
         start = time.perf_counter()
+        if self.is_main:
+            # a process killed while writing a checkpoint left its temp file; this run now owns the directory
+            remove_stale_temp_files(self.run_dir.checkpoints)
         self.model.to(self.device)
         for loader in (self.train_loader, self.val_loader, self.test_loader):
             if loader is not None and hasattr(loader, "to"):
@@ -232,9 +242,9 @@ class Trainer:
         # in-memory tensor loaders now yield batches on the device; other loaders' batches are moved per step
         self._batches_on_device = hasattr(self.train_loader, "to")
         if resume_state is not None:
-            self._load_state(resume_state)
+            self._load_state(resume_state, path=self.run_dir.last)
             self.resumed = True
-            self.run_dir.write_metrics(self.history)
+            self._write("metrics.jsonl", self.run_dir.write_metrics, self.history)
         else:
             self._initial_state = self._state(in_memory=True)
         handlers = self._install_signal_handlers()
@@ -251,20 +261,70 @@ class Trainer:
             self.callbacks.fire("on_train_end", self)
             if self.test_loader is not None and self.status == "completed":
                 test_metrics = self._evaluate(self.test_loader)
+            self.checkpoints.flush()  # a checkpoint the disk refused fails the run here, through the handler below
         except BaseException as exc:
-            self.status = "failed" if not isinstance(exc, KeyboardInterrupt) else "stopped"
-            self.callbacks.fire("on_exception", self, exc)
-            self.summary = self._summary(time.perf_counter() - start, {}, error=exc)
-            self.run_dir.write_summary(self.summary)
-            raise
+            error = self._fail(exc, start)
+            if error is exc:
+                raise
+            raise error from exc
         finally:
             self._restore_signal_handlers(handlers)
-            self.checkpoints.close()  # every checkpoint is on disk before fit returns (or raises)
+            # every checkpoint is on disk before fit returns (or raises); a failed write was raised by the flush
+            # above, or the error being raised is the earlier one and must not be replaced by it
+            with contextlib.suppress(CheckpointError):
+                self.checkpoints.close()
             self.model.eval()  # what fit hands back is ready for inference (dropout off, BatchNorm statistics used)
         self.summary = self._summary(time.perf_counter() - start, test_metrics)
-        self.callbacks.fire("on_fit_end", self, self.summary)
-        self.run_dir.write_summary(self.summary)
+        try:
+            self.callbacks.fire("on_fit_end", self, self.summary)
+        except OSError as exc:  # a callback's file (report.html, ...) on a full or read-only disk
+            raise self._as_disk_error(exc) from exc
+        self._write("summary.json", self.run_dir.write_summary, self.summary)
         return self.summary
+
+    def _fail(self, exc: BaseException, start: float) -> BaseException:
+        """The error handler of fit: mark the run failed (or stopped), tell the callbacks, record summary.json, and
+        return the error to raise. Its own steps are best-effort: on a full or read-only disk they fail too, and the
+        error the user sees must be the first one, not the handler's."""
+        error = self._as_disk_error(exc) if isinstance(exc, OSError) else exc
+        try:
+            self.checkpoints.flush()
+        except CheckpointError as earlier:
+            # checkpoint writes queued before this error were refused first: on a full disk that write is the cause
+            if isinstance(error, DiskWriteError):
+                error = earlier
+        except BaseException:  # a second Ctrl-C while waiting: the first error is still the one to raise
+            pass
+        self.status = "failed" if not isinstance(exc, KeyboardInterrupt) else "stopped"
+        with contextlib.suppress(Exception):
+            self.callbacks.fire("on_exception", self, error)
+        try:
+            self.summary = self._summary(time.perf_counter() - start, {}, error=error)
+            self.run_dir.write_summary(self.summary)
+        except Exception:
+            if isinstance(error, DiskWriteError):  # say that the run's record could not be updated either
+                error = DiskWriteError(f"{error} summary.json could not record the failure either.", error.path,
+                                       error.os_error)
+        return error
+
+    def _write(self, name: str, write: Callable[..., Any], *args: Any) -> None:
+        """A run-directory write of the loop's own (metrics.jsonl, summary.json): a refused write is one line."""
+        try:
+            write(*args)
+        except OSError as exc:
+            raise disk_error(exc, self.run_dir.path / name, last=self.run_dir.last) from exc
+
+    def _as_disk_error(self, exc: OSError) -> BaseException:
+        """A refused write of a file in the run directory (a callback's: findings.jsonl, report.html, ...) as a
+        DiskWriteError; any other OSError (e.g. reading a data file) as it is."""
+        name = exc.filename if isinstance(exc.filename, str | os.PathLike) else None
+        if exc.errno not in DISK_ERRNOS:
+            return exc
+        if name is None:  # a write to an open file (a full disk): no name, but only the run directory is written
+            return disk_error(exc, self.run_dir.path, last=self.run_dir.last)
+        path = Path(name)
+        inside = path.resolve().is_relative_to(self.run_dir.path.resolve())
+        return disk_error(exc, path, last=self.run_dir.last) if inside else exc
 
     def _run_epoch(self) -> None:
         t0 = time.perf_counter()
@@ -330,12 +390,12 @@ class Trainer:
         if not math.isfinite(train_loss) and self.state_is_good:
             # no callback handled it (doctor off): stop rather than train on garbage for the remaining epochs
             self.history.append(logs)
-            self.run_dir.append_metrics(logs)
+            self._write("metrics.jsonl", self.run_dir.append_metrics, logs)
             raise TrainingError(f"the training loss became {train_loss} in epoch {self.epoch + 1} (step "
                                 f"{self.step}). Lower the learning rate (e.g. optim.lr={_tenth(self)}), keep "
                                 "gradient clipping on (train.clip_grad=1.0), or turn on doctor.repair=true.")
         self.history.append(logs)
-        self.run_dir.append_metrics(logs)
+        self._write("metrics.jsonl", self.run_dir.append_metrics, logs)
         self.epoch += 1
         self._epoch_ending = False  # committed: `epoch` now counts it
         self.batch_in_epoch = 0
@@ -379,14 +439,37 @@ class Trainer:
         self._history_cache = rows
         return "[" + ", ".join(text for _, text in rows) + "]"
 
-    def _load_state(self, state: dict[str, Any], weights_only: bool = False) -> None:
-        self.model.load_state_dict(state["model"])
+    def _load_state(self, state: Any, weights_only: bool = False, path: Path | None = None) -> None:
+        """Put a checkpoint's state (read from `path`) back: the weights only, or everything a resume needs.
+
+        A foreign, damaged or cut-short state is refused before anything changes, as one CheckpointError naming the
+        file and the first problem (never a KeyError or a RuntimeError from deep inside a load_state_dict)."""
+        path = path if path is not None else self.run_dir.last
         if weights_only:
+            load_weights_into(self.model, state, path)
             return
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+        problem = self._resume_problem(state)
+        if problem is not None:
+            raise CheckpointError(f"checkpoint '{path}' cannot be resumed: {problem}. It is damaged, cut short or "
+                                  "not a training state gradwise wrote for this run; resume from the run directory "
+                                  "that wrote it, or start the run again in a new directory.")
+        load_weights_into(self.model, state, path)
+        part = "optimizer"
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            part = "LR schedule"
+            self.schedule.load_state_dict(state["schedule"])
+            part = "loss scaler"
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            part = "callbacks'"
+            self.callbacks.load_state_dict(state["callbacks"])
+        except GradwiseError as exc:  # e.g. the schedule's own check (another schedule.name): add the file
+            raise CheckpointError(f"checkpoint '{path}': {exc}") from None
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+            raise CheckpointError(f"checkpoint '{path}' cannot be resumed: its {part} state does not fit this run "
+                                  f"({type(exc).__name__}: {_short(exc)}). Resume with the settings the run was "
+                                  "trained with, or start the run again in a new directory.") from None
         self.epoch, self.step, self.batch_in_epoch = state["epoch"], state["step"], state["batch_in_epoch"]
         self.weights_epoch = _epoch_of(state)
         self._loss_sum.fill_(state["loss_sum"])
@@ -398,7 +481,12 @@ class Trainer:
         # checkpoints written before the JSON encoding hold the lists themselves
         self.history = json.loads(state["history_json"]) if "history_json" in state else list(state["history"])
         self.actions = json.loads(state["actions_json"]) if "actions_json" in state else list(state.get("actions", []))
-        self.callbacks.load_state_dict(state["callbacks"])
+
+    def _resume_problem(self, state: Any) -> str | None:
+        """What makes `state` unfit to resume this trainer from (None when nothing does), checked without changing
+        anything: the state itself (checkpoint.training_state_problem), then its optimizer against this one's. The
+        weights are checked by load_weights_into."""
+        return training_state_problem(state) or _optimizer_problem(state["optimizer"], self.optimizer)
 
     def save_checkpoint(self, which: str = "last", *also: str) -> None:
         """Write checkpoints/<which>.pt (and the same state as <also>.pt) atomically, unless the state is bad."""
@@ -418,7 +506,7 @@ class Trainer:
         path = self.run_dir.checkpoints / f"{which}.pt"
         if path.exists():
             state = load_checkpoint(path)
-            self._load_state(state, weights_only=True)
+            self._load_state(state, weights_only=True, path=path)
             # the checkpoint's own epoch, not the one early stopping remembers: a best state that could not be
             # saved (a bad state is never checkpointed) leaves an older best.pt, and that is what the model holds
             self.weights_epoch = self.restored_epoch = _epoch_of(state)
@@ -454,7 +542,7 @@ class Trainer:
             if state is None:
                 raise TrainingError("repair wanted to roll back but there is no good state to roll back to.")
             source = path.stem if path is not None else "start"
-            self._load_state(state)
+            self._load_state(state, path=path)
             set_rng_state(state["rng"])
             self.actions = actions
             self.state_is_good = True
@@ -472,7 +560,7 @@ class Trainer:
         self.actions.append({"step": self.step, "epoch": self.epoch, "action": "rollback" if source else "adjust",
                              "reason": request["reason"], "restored": source, "changes": changes})
         if source:
-            self.run_dir.write_metrics(self.history)
+            self._write("metrics.jsonl", self.run_dir.write_metrics, self.history)
 
     # ---------------------------------------------------------------------------------------- signals
     def _install_signal_handlers(self) -> dict[int, Any]:
@@ -531,8 +619,36 @@ class Trainer:
 
 
 def _epoch_of(state: dict[str, Any]) -> int | None:
-    """The epoch (1-based) whose end a checkpoint's state is, or None for a mid-epoch checkpoint (or the start)."""
-    return int(state["epoch"]) if state.get("batch_in_epoch", 0) == 0 and state["epoch"] > 0 else None
+    """The epoch (1-based) whose end a checkpoint's state is, or None for a mid-epoch checkpoint (or the start, or a
+    weights-only file that does not say)."""
+    epoch = state.get("epoch")
+    return epoch if type(epoch) is int and epoch > 0 and state.get("batch_in_epoch", 0) == 0 else None
+
+
+def _short(exc: BaseException) -> str:
+    """An exception's text on one line, cut short: torch's load_state_dict errors run over several lines."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 160 else f"{text[:157]}..."
+
+
+def _optimizer_problem(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> str | None:
+    """What keeps a checkpoint's optimizer state (well-formed: training_state_problem checked it) from fitting
+    `optimizer`: torch checks little of it on load, and a foreign one fails later, at a step (KeyError 'momentum'
+    from an AdamW state loaded into SGD)."""
+    theirs = [len(g["params"]) for g in saved["param_groups"]]
+    ours = [len(g["params"]) for g in optimizer.param_groups]
+    if theirs != ours:
+        return (f"its optimizer has parameter groups of {theirs} tensors, this run's of {ours} (another model or "
+                "another optim setting)")
+    for group, own in zip(saved["param_groups"], optimizer.param_groups, strict=True):
+        # another torch version adds or drops a setting on one side only (the optimizer fills it in on load);
+        # another optimizer lacks some of this one's settings and has some of its own
+        lacks = sorted(k for k in own if k not in group)
+        extra = sorted(k for k in group if k not in own)
+        if lacks and extra:
+            return (f"its optimizer state is another optimizer's than this run's {type(optimizer).__name__} (it "
+                    f"lacks {lacks[0]!r} and has {extra[0]!r}; was optim.name changed?)")
+    return None
 
 
 def _tenth(trainer: Trainer) -> str:
