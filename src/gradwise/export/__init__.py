@@ -78,13 +78,16 @@ def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None
 
     run = load_run(run_path, which, trust_code=trust_code)
     pre = run.preprocessor
-    task = getattr(run.bundle, "task", None) or pre.task
-    shape = getattr(run.bundle, "input_shape", None)
+    # never run.bundle: that is the training data, which an export does not need (and may not have at hand)
+    task = getattr(run, "task", None) or pre.task
+    shape = getattr(pre, "input_shape", None)
     started = time.perf_counter()
     network = run.model.eval()
     serving, plan = build_serving(network, pre, task, fold=preprocessing and fmt != "safetensors",
-                                  fallback_shape=shape)
+                                  fallback_shape=tuple(shape) if shape else None)
     serving.eval()
+    with torch.no_grad():
+        n_outputs = int(serving(example_inputs(pre, plan, 2)).shape[-1])
     info: dict[str, Any] = {}
     if fmt == "safetensors":
         data = _safetensors_bytes(network, run_path)
@@ -106,7 +109,7 @@ def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None
     from gradwise.train.checkpoint import atomic_write_bytes
 
     preprocess_copy = _preprocess_copy_path(path)
-    sidecar = _sidecar(fmt, path, run_path, run, plan, task, preprocess_copy, info, seconds)
+    sidecar = _sidecar(fmt, path, run_path, run, plan, task, n_outputs, preprocess_copy, info, seconds)
     try:
         atomic_write_bytes(path, lambda f: f.write(data))
         if (run_path / "preprocess.json").exists():
@@ -378,8 +381,8 @@ def _check(fmt: str, data: bytes, serving: ServingModel, pre: Any, plan: Plan, r
 # --------------------------------------------------------------------------------------------- the sidecar
 
 
-def _sidecar(fmt: str, path: Path, run_dir: Path, run: Any, plan: Plan, task: str, preprocess_copy: Path,
-             info: dict[str, Any], seconds: float) -> dict[str, Any]:
+def _sidecar(fmt: str, path: Path, run_dir: Path, run: Any, plan: Plan, task: str, n_out: int,
+             preprocess_copy: Path, info: dict[str, Any], seconds: float) -> dict[str, Any]:
     pre = run.preprocessor
     has_copy = (run_dir / "preprocess.json").exists()
     graph = fmt != "safetensors"
@@ -401,7 +404,6 @@ def _sidecar(fmt: str, path: Path, run_dir: Path, run: Any, plan: Plan, task: st
         inp["meaning"] = ("the preprocessed feature vector: apply the steps under preprocessing.outside first "
                           f"(gradwise.data.preprocess.Preprocessor.load('{preprocess_copy.name}').transform_frame(rows)"
                           " does them)")
-    n_out = _output_width(run)
     out: dict[str, Any] = {"dtype": "float32", "shape": ["batch", n_out]}
     if graph:
         out = {"name": "output", **out}
@@ -430,11 +432,3 @@ def _sidecar(fmt: str, path: Path, run_dir: Path, run: Any, plan: Plan, task: st
             "checkpoint": f"checkpoints/{run.checkpoint.name}", "model": run.config.model.name,
             "task": task, "input": inp, "output": out, "preprocessing": preprocessing, **info,
             "export_seconds": round(seconds, 3)}
-
-
-def _output_width(run: Any) -> int:
-    n = getattr(run.bundle, "n_outputs", None)
-    if n:
-        return int(n)
-    last = [m for m in run.model.modules() if isinstance(m, nn.Linear)]
-    return int(last[-1].out_features) if last else -1
