@@ -149,7 +149,7 @@ def _csv(tmp_path: Path, categorical: bool) -> Path:
     return path
 
 
-@pytest.mark.filterwarnings("ignore::gradwise.data.preprocess.DataWarning")  # predict() notes the imputed/clipped
+@pytest.mark.filterwarnings("ignore::UserWarning")  # predict() notes the imputed and clipped values
 @pytest.mark.parametrize("categorical", [False, True], ids=["numeric", "with-categories"])
 def test_regression_table_export_gives_predict_values(tmp_path: Path, categorical: bool) -> None:
     """Imputation, clipping, min-max scaling and the target's inverse scaling inside the graph (numeric table); with
