@@ -6,7 +6,10 @@ Progressive disclosure: `fit(model, (X, y), loss="cross_entropy")` is a complete
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,13 +18,14 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from gradwise.config import OptimConfig, RunConfig, apply_overrides, load_config, read_yaml, validate_config
+from gradwise.config import OptimConfig, RunConfig, apply_overrides, echo, load_config, read_yaml, validate_config
 from gradwise.errors import CheckpointError, ConfigError, DataError
+from gradwise.signals import Interrupted
 from gradwise.train.callbacks import EarlyStopping, ProgressBar, Unfreeze
 from gradwise.train.checkpoint import load_checkpoint, seed_everything
 from gradwise.train.events import Callback
 from gradwise.train.loop import Trainer, make_autocast, resolve_device, resolve_precision
-from gradwise.train.rundir import RunDir, default_run_dir
+from gradwise.train.rundir import RunDir, RunLock, claim_run_dir, default_run_dir, read_jsonl
 from gradwise.train.threads import CpuLoad, choose_threads, cpu_threads
 
 
@@ -78,12 +82,17 @@ def fit(model: nn.Module, train: Any, val: Any = None, test: Any = None, *, loss
         optimizer: Any = "adamw", lr: float | None = None, epochs: int | None = None,
         batch_size: int | None = None, out: str | Path | None = None, seed: int = 0, doctor: bool = True,
         resume: str | Path | None = None, callbacks: list[Callback] | None = None,
-        config: RunConfig | dict[str, Any] | str | Path | None = None, **options: Any) -> Run:
+        config: RunConfig | dict[str, Any] | str | Path | None = None, overwrite: bool = False,
+        **options: Any) -> Run:
     """Train `model` on `train` (a Dataset, DataLoader or (X, y) pair) and return a Run.
 
     `loss` is a name (cross_entropy, mse, ...) or any callable(output, target). `optimizer` is a name or a torch
     optimizer instance; an instance means "use exactly this": no schedule or clipping is added unless asked for
     with `schedule=` / `clip_grad=`. Other keywords map onto the config (see `gradwise.api.OPTIONS`).
+
+    `out` must be a new or empty directory; ``overwrite=True`` clears a previous run's files there first.
+    ``resume=DIR`` continues the run in DIR (keywords then may change only what a resumed run can apply, see
+    `check_resume_overrides`); a completed run is not trained again unless ``epochs`` extends it.
     """
     load = CpuLoad()  # what other processes keep busy while the run sets up decides train.threads: auto
     extra = {k: options.pop(k) for k in list(options) if k in _OTHER_KEYWORDS}
@@ -95,8 +104,11 @@ def fit(model: nn.Module, train: Any, val: Any = None, test: Any = None, *, loss
                               f"{', '.join(sorted(OPTIONS))}.")
 
     # the config: the stored one when resuming (so the run goes on as it began), else given or defaults
+    stored: RunConfig | None = None
     if resume is not None:
-        base = read_yaml(_resume_dir(resume) / "config.yaml")
+        rdir = _resume_dir(resume)
+        base = read_yaml(rdir / "config.yaml")
+        stored = validate_config(read_yaml(rdir / "config.yaml"), str(rdir / "config.yaml"))
     elif isinstance(config, RunConfig):
         base = config.to_dict()
     elif isinstance(config, str | Path):
@@ -125,23 +137,32 @@ def fit(model: nn.Module, train: Any, val: Any = None, test: Any = None, *, loss
         overrides["loss.name"] = loss
     for key, value in options.items():
         overrides[OPTIONS[key]] = value
-    if out is not None:
+    if out is not None and resume is None:
         overrides["out"] = str(out)
     apply_overrides(base, overrides)
     cfg = validate_config(base, "fit()")
 
-    task = extra.get("task") or _infer_task(loss, train)
-    train_loader, val_loader, test_loader = _loaders(cfg, train, val, test)
-    return _execute(cfg, model, train_loader, val_loader, test_loader, task=task, load=load,
-                    loss=loss if not isinstance(loss, str) else None, optimizer=user_optimizer,
-                    callbacks=callbacks or extra.get("callbacks") or [], resume=resume,
-                    forward=extra.get("forward"), augment=extra.get("augment"),
-                    target_transform=extra.get("target_transform"))
+    opened = _open_run(cfg, resume, stored, overwrite)
+    try:
+        if opened.finished is not None:
+            return _finished_run(opened, cfg, model)
+        task = extra.get("task") or _infer_task(loss, train)
+        train_loader, val_loader, test_loader = _loaders(cfg, train, val, test)
+        return _execute(cfg, model, train_loader, val_loader, test_loader, task=task, load=load,
+                        loss=loss if not isinstance(loss, str) else None, optimizer=user_optimizer,
+                        callbacks=callbacks or extra.get("callbacks") or [], opened=opened,
+                        forward=extra.get("forward"), augment=extra.get("augment"),
+                        target_transform=extra.get("target_transform"))
+    except Interrupted as exc:
+        exc.run_dir = opened.path  # type: ignore[attr-defined]  # the CLI's message names it
+        raise
+    finally:
+        opened.close()
 
 
 def train(config: RunConfig | str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None, *,
           resume: str | Path | None = None, callbacks: list[Callback] | None = None, fold: int | None = None,
-          console: Console | None = None, trust_code: bool = False) -> Run:
+          console: Console | None = None, trust_code: bool = False, overwrite: bool = False) -> Run:
     """Train a built-in model on a built-in or file dataset, as `gradwise train` does.
 
     With ``data.folds = K > 1`` this trains the one fold given by ``fold`` (0..K-1); to train every fold and get
@@ -150,15 +171,21 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
     ``resume`` opens a run directory, whose config.yaml is data: a ``model.factory`` it names is imported only with
     ``trust_code=True`` or its module under a GRADWISE_TRUSTED_MODULES prefix. A factory in your own config (or one
     given as an override when resuming) is imported as always.
+
+    A new run's ``out`` must be a new or empty directory (``overwrite=True`` clears a previous run's files there);
+    the directory is locked while the run writes it. Resuming, only overrides a resumed run can apply are accepted
+    (`check_resume_overrides`), all checked before anything is written; a completed run is not trained again (its
+    Run is returned as it ended) unless ``train.epochs`` extends it.
     """
     from gradwise.data import load_data, make_loaders_from_bundle
     from gradwise.models import build_model
 
     load = CpuLoad()  # what other processes keep busy while the run sets up decides train.threads: auto
+    stored: RunConfig | None = None
     if resume is not None:
         rdir = _resume_dir(resume)
+        stored = load_config(rdir / "config.yaml")
         cfg = load_config(rdir / "config.yaml", overrides)
-        cfg.out = str(rdir)
         _check_resumed_factory(rdir, cfg, trust_code)
     elif isinstance(config, RunConfig):
         cfg = validate_config(apply_overrides(config.to_dict(), overrides or []), "config")
@@ -169,17 +196,25 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
                           f"{cfg.data.folds - 1}, or call gradwise.cross_validate(config) to train every fold and "
                           "get mean ± std (as `gradwise train` does; to continue a cross-validation, resume the "
                           "directory that holds its fold-0, fold-1, ... runs).")
-    seed_everything(cfg.seed)
-    bundle = load_data(cfg.data, cfg.seed, fold=fold, loss=cfg.loss.name)
-    if resume is None and not cfg.out:
-        cfg.out = str(default_run_dir(cfg.name))
-    _write_data_report(Path(cfg.out), bundle.report)
-    model = build_model(cfg.model, bundle.input_shape, bundle.n_outputs, bundle.task)
-    _apply_transfer(cfg, model)
-    train_loader, val_loader, test_loader = make_loaders_from_bundle(bundle, cfg)
-    run = _execute(cfg, model, train_loader, val_loader, test_loader, task=bundle.task, load=load, loss=None,
-                   optimizer=None, callbacks=callbacks or [], resume=resume, bundle=bundle, console=console)
-    return run
+    # the directory first (checked, locked, config.yaml written), then the heavy set-up: a run stopped or killed
+    # from here on leaves a directory that `--resume` continues
+    opened = _open_run(cfg, resume, stored, overwrite)
+    try:
+        seed_everything(cfg.seed)
+        bundle = load_data(cfg.data, cfg.seed, fold=fold, loss=cfg.loss.name)
+        model = build_model(cfg.model, bundle.input_shape, bundle.n_outputs, bundle.task)
+        if opened.finished is not None:
+            return _finished_run(opened, cfg, model, bundle)
+        _write_data_report(opened.path, bundle.report)
+        _apply_transfer(cfg, model)
+        train_loader, val_loader, test_loader = make_loaders_from_bundle(bundle, cfg)
+        return _execute(cfg, model, train_loader, val_loader, test_loader, task=bundle.task, load=load, loss=None,
+                        optimizer=None, callbacks=callbacks or [], opened=opened, bundle=bundle, console=console)
+    except Interrupted as exc:
+        exc.run_dir = opened.path  # type: ignore[attr-defined]  # the CLI's message names it
+        raise
+    finally:
+        opened.close()
 
 
 # ------------------------------------------------------------------------------------------- internals
@@ -205,18 +240,22 @@ def _execute(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: An
 
 def _run(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: Any, test_loader: Any, *,
          task: str | None, loss: Any, optimizer: torch.optim.Optimizer | None, callbacks: list[Callback],
-         resume: str | Path | None, bundle: Any = None, forward: Any = None, augment: Any = None,
+         opened: OpenedRun, bundle: Any = None, forward: Any = None, augment: Any = None,
          target_transform: Any = None, console: Console | None = None) -> Run:
     from gradwise.recipes import build_loss, build_optimizer, build_scheduler, penalty
 
     device = resolve_device(cfg.train.device)
     precision = resolve_precision(cfg.train.precision, device)
-    run_path = _resume_dir(resume) if resume is not None else Path(cfg.out or default_run_dir(cfg.name))
+    run_path = opened.path
     cfg.out = str(run_path)
     run_dir = RunDir(run_path)
-    resume_state = _resume_state(run_dir) if resume is not None else None
-    if resume is None:
+    resume_state = opened.state
+    if resume_state is None:
+        # a new run, or a resumed one stopped before its first checkpoint: it starts over, so it must draw the same
+        # random numbers as an uninterrupted run from here on (dropout masks, the LR finder, shuffling)
         seed_everything(cfg.seed)
+        if opened.resumed:
+            _forget_unsaved_progress(run_dir)
     model.to(device)
 
     n_outputs = bundle.n_outputs if bundle is not None else _output_width(model, train_loader, device, forward)
@@ -287,6 +326,13 @@ def _run(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: Any, t
     from gradwise.track import run_callbacks as track_callbacks
 
     all_callbacks.extend(report_callbacks(cfg) + track_callbacks(cfg))
+    if resume_state is not None and opened.lr_factor != 1.0:
+        all_callbacks.append(_ScaleLR(opened.lr_factor))
+    if resume_state is not None:
+        from gradwise.train.checkpoint import load_weights_into
+
+        # a checkpoint that does not fit the model is a one-line error here, before config.yaml is rewritten
+        load_weights_into(model, resume_state, run_dir.last)
 
     run_dir.write_config(cfg.to_yaml())
     if bundle is not None and getattr(bundle, "preprocessor", None) is not None and run_dir.is_main:
@@ -352,10 +398,226 @@ def _check_resumed_factory(rdir: Path, cfg: RunConfig, trust_code: bool) -> None
         check_run_factory(cfg.model, rdir / "config.yaml", trust_code)
 
 
-def _resume_state(run_dir: RunDir) -> dict[str, Any] | None:
-    if not run_dir.last.exists():
-        return None  # stopped before its first checkpoint: start over in the same directory
-    return load_checkpoint(run_dir.last)
+# --------------------------------------------------------------------------- opening a run directory to write
+
+
+@dataclass
+class OpenedRun:
+    """A run directory claimed for writing: locked, and for a resume its checkpoint read and the overrides checked."""
+
+    path: Path
+    lock: RunLock | None
+    resumed: bool = False
+    state: dict[str, Any] | None = None  # checkpoints/last.pt of a resumed run (None: start over)
+    finished: dict[str, Any] | None = None  # summary.json of a completed run that is not trained again
+    note: str | None = None  # why it is not trained again
+    stored: RunConfig | None = None
+    lr_factor: float = 1.0  # optim.lr override / stored optim.lr: the resumed schedule is scaled by it
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+def _open_run(cfg: RunConfig, resume: str | Path | None, stored: RunConfig | None, overwrite: bool) -> OpenedRun:
+    """Claim the run's directory before any heavy set-up, so that nothing later can leave it half-written.
+
+    A new run: the directory must be new or empty (``overwrite`` clears a previous run's files), is locked, and its
+    config.yaml is written at once (a run killed during start-up can be resumed). A resume: the directory is locked
+    (a read-only one is refused here), its checkpoint read and the overrides checked against the stored config and
+    the checkpoint -- all before anything is written.
+    """
+    main = int(os.environ.get("RANK", 0)) == 0  # other ranks of a distributed run write nothing
+    if resume is None:
+        path = Path(cfg.out) if cfg.out else default_run_dir(cfg.name)
+        cfg.out = str(path)
+        lock = claim_run_dir(path, overwrite=overwrite) if main else None
+        try:
+            if main:
+                RunDir(path).write_config(cfg.to_yaml())
+        except OSError as exc:
+            if lock is not None:
+                lock.release()
+            from gradwise.train.rundir import unwritable
+
+            raise unwritable(path, exc) from None
+        return OpenedRun(path=path, lock=lock)
+    assert stored is not None
+    path = _resume_dir(resume)
+    cfg.out = str(path)
+    lock = RunLock(path).acquire() if main else None
+    opened = OpenedRun(path=path, lock=lock, resumed=True, stored=stored)
+    try:
+        last = path / "checkpoints" / "last.pt"
+        opened.state = load_checkpoint(last) if last.exists() else None
+        opened.lr_factor = check_resume_overrides(stored, cfg, path, opened.state)
+        opened.finished, opened.note = _completed(path, stored, cfg)
+    except BaseException:
+        opened.close()
+        raise
+    return opened
+
+
+# keys a resume may change: how the run goes on, never what it is (README "Resuming a run"). Checked against the
+# checkpoint as well: train.epochs (not below the epochs done), optim.lr (a number: the resumed schedule is scaled),
+# train.batch_size and train.accumulate (at an epoch boundary only: a mid-epoch checkpoint counts the rows seen in
+# steps of the old size).
+RESUME_FREE = ("name", "out", "tune", "doctor", "data.num_workers", "train.progress", "train.log_every",
+               "train.checkpoint_every", "train.eval_every", "train.threads", "train.device", "train.precision",
+               "train.compile", "train.clip_grad", "train.clip_mode", "train.early_stopping.enabled",
+               "train.early_stopping.patience", "train.early_stopping.min_delta",
+               "train.early_stopping.restore_best")
+RESUME_CHECKED = ("train.epochs", "optim.lr", "train.batch_size", "train.accumulate")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v and k != "tune":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _free(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in RESUME_FREE)
+
+
+def check_resume_overrides(stored: RunConfig, cfg: RunConfig, run_dir: Path, state: dict[str, Any] | None) -> float:
+    """Refuse (ConfigError) a resumed config that differs from the stored one where a resume cannot apply it.
+
+    Returns the factor by which an ``optim.lr`` override scales the resumed schedule (1.0 without one).
+    """
+    old, new = _flat(stored.to_dict()), _flat(cfg.to_dict())
+    changed = [k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k) and not _free(k)]
+    done = int(state["epoch"]) if state is not None else 0
+    mid_epoch = state is not None and int(state.get("batch_in_epoch", 0)) > 0
+    lr_factor = 1.0
+    refused: list[tuple[str, str]] = []
+    for key in changed:
+        was, now = old.get(key), new.get(key)
+        if key == "train.epochs":
+            if isinstance(now, int) and now < done:
+                refused.append((key, f"this run has already trained {done} epoch(s); give train.epochs >= {done}"))
+            continue
+        if key == "optim.lr":
+            if isinstance(now, int | float) and isinstance(was, int | float) and was > 0:
+                lr_factor = float(now) / float(was)
+                continue
+            refused.append((key, "a resumed run takes a number (the LR finder is for a new run)"))
+            continue
+        if key in ("train.batch_size", "train.accumulate"):
+            if now == "auto":
+                refused.append((key, "a resumed run takes a number (auto is chosen when a run starts)"))
+            elif mid_epoch:
+                refused.append((key, f"the checkpoint is in the middle of epoch {done + 1}, whose rows it counts in "
+                                     "steps of the old size; resume without it, and change it once the run is stopped "
+                                     "at an epoch boundary"))
+            continue
+        section = key.split(".")[0]
+        why = {"model": "the checkpoint holds a model built with the stored value",
+               "data": "the checkpoint was trained on the data (and splits) the stored value gives",
+               "loss": "the checkpoint was trained on the stored loss",
+               "seed": "the data order and random numbers of the run come from the stored seed",
+               "optim": "the checkpoint holds the state of the stored optimizer (only optim.lr may change)",
+               "schedule": "the checkpoint holds the state of the stored LR schedule",
+               }.get(section, "the checkpoint's state depends on the stored value")
+        refused.append((key, why))
+    if refused:
+        key, why = refused[0]
+        more = f" (also: {', '.join(k for k, _ in refused[1:])})" if len(refused) > 1 else ""
+        fine_tune = (f" To train these weights further with another model or data, start a new run with "
+                     f"model.pretrained={run_dir}/checkpoints/best.pt.") if key.split(".")[0] in ("model", "data",
+                                                                                           "loss") else ""
+        raise ConfigError(f"--resume '{run_dir}': {key} = {echo(new.get(key))} cannot be applied to this run (it was "
+                          f"{echo(old.get(key))}): {why}{more}. Resume without this override, or start a new run "
+                          f"with it (e.g. `gradwise train {run_dir}/config.yaml {key}=... --out NEW_DIR`)."
+                          f"{fine_tune} A resume accepts train.epochs, optim.lr, train.batch_size/accumulate at an "
+                          "epoch boundary, and how the run is shown or computed (train.progress, threads, device, "
+                          "checkpoint_every, early_stopping patience, doctor.*).")
+    return lr_factor
+
+
+def _completed(path: Path, stored: RunConfig, cfg: RunConfig) -> tuple[dict[str, Any] | None, str | None]:
+    """summary.json of a completed run that this resume does not train further, and why (else (None, None)).
+
+    A completed run is trained on only when ``train.epochs`` gives more epochs than it trained and it ran all it
+    had planned: one that stopped early (early stopping, a pruner) is over, as it would be uninterrupted.
+    """
+    try:
+        summary = json.loads((path / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None, None  # no (readable) summary: not known to be completed; the resume goes on from last.pt
+    if not isinstance(summary, dict) or summary.get("status") != "completed":
+        return None, None
+    done = summary.get("epochs_completed")
+    if not isinstance(done, int):
+        return None, None
+    planned = stored.train.epochs
+    stopped_early = done < planned
+    if not stopped_early and cfg.train.epochs > done:
+        return None, None  # extended: trains on
+    if stopped_early:
+        reason = summary.get("stop_reason") or "it stopped early"
+        note = (f"run '{path}' is completed: it stopped after {done} of {planned} epochs ({reason}), so it is not "
+                f"trained again. To train its weights further, start a new run with "
+                f"model.pretrained={path}/checkpoints/best.pt.")
+    else:
+        note = (f"run '{path}' is completed ({done} epochs): nothing to train. Give more epochs to continue it, "
+                f"e.g. `gradwise train --resume {path} train.epochs={done * 2}`.")
+    return summary, note
+
+
+def _finished_run(opened: OpenedRun, cfg: RunConfig, model: nn.Module, bundle: Any = None) -> Run:
+    """The Run of a completed run as it ended: weights put back, its files read, nothing rewritten.
+
+    Only an older run's pickled preprocessing is replaced by preprocess.json (the way on the README gives for runs
+    written by older versions); summary.json, metrics and checkpoints stay as they are.
+    """
+    from gradwise.doctor import Finding
+    from gradwise.train.checkpoint import load_weights_into
+
+    summary = opened.finished or {}
+    path = opened.path
+    which = path / "checkpoints" / ("best.pt" if summary.get("restored_epoch") is not None else "last.pt")
+    if not which.exists():
+        which = path / "checkpoints" / "last.pt"
+    load_weights_into(model, load_checkpoint(which), which)
+    model.eval()
+    if bundle is not None and getattr(bundle, "preprocessor", None) is not None:
+        from gradwise.data.preprocess import LEGACY_PREPROCESS_FILE, PREPROCESS_FILE
+
+        if (path / LEGACY_PREPROCESS_FILE).exists() or not (path / PREPROCESS_FILE).exists():
+            bundle.preprocessor.save(path / PREPROCESS_FILE)
+            (path / LEGACY_PREPROCESS_FILE).unlink(missing_ok=True)
+    findings = []
+    for row in read_jsonl(path / "findings.jsonl"):
+        with contextlib.suppress(Exception):  # a damaged line is not worth failing a finished run's summary
+            findings.append(Finding.from_dict(row))
+    config = opened.stored or cfg
+    config.out = str(path)
+    return Run(model=model, history=read_jsonl(path / "metrics.jsonl"), findings=findings, summary=summary,
+               dir=path, config=config, extras={"bundle": bundle, "already_completed": opened.note})
+
+
+def _forget_unsaved_progress(run_dir: RunDir) -> None:
+    """A resumed run with no checkpoint starts over: drop what the stopped attempt appended (rows, findings)."""
+    for name in ("metrics.jsonl", "findings.jsonl", "summary.json"):
+        (run_dir.path / name).unlink(missing_ok=True)
+    run_dir.best.unlink(missing_ok=True)
+
+
+class _ScaleLR(Callback):
+    """An optim.lr override on a resume: the restored schedule goes on at new/old times its LRs."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+
+    def on_fit_start(self, trainer: Any) -> None:
+        if trainer.resumed:
+            trainer.schedule.scale_lr(self.factor)
 
 
 def _infer_task(loss: Any, train: Any) -> str | None:

@@ -5,8 +5,10 @@ between minor releases (`--quiet -q <bool>`, `{RUN_DIR}`), which is how a user o
 the stable base typer itself was made on.
 
 Exit status: 0 completed, 1 the run failed or the doctor found an error, 2 bad input (one clear line on stderr,
-never a traceback), 128+N stopped by signal N (130 for Ctrl-C, 143 for SIGTERM). Everything a user typed or a
-file holds (values, keys, paths, fixes) is printed literally: rich markup never eats text in brackets.
+never a traceback), 128+N stopped by signal N (130 for Ctrl-C, 143 for SIGTERM) whenever the signal arrives: from
+the start of `main` (imports, data loading, model building) through the run and its summary, each command runs
+under `gradwise.signals.stop_on_signals` and the Trainer handles the signals while it trains. Everything a user
+typed or a file holds (values, keys, paths, fixes) is printed literally: rich markup never eats text in brackets.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gradwise.errors import GradwiseError
+from gradwise.signals import Interrupted, exit_status, signal_name, signum_of, stop_on_signals
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -103,10 +106,14 @@ def app(ctx: click.Context) -> None:
 @click.option("--resume", type=click.Path(path_type=Path), metavar="DIR",
               help="Continue the run in this directory (overrides such as train.epochs=40 are allowed).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output, only the final summary.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the run in --out DIR: its files are removed first (without this flag a directory that "
+                   "holds files is refused).")
 @click.option("--trust-code", is_flag=True,
               help="Allow importing the model.factory module that the run directory's config.yaml names (it runs "
                    "that module's code; GRADWISE_TRUSTED_MODULES=mypkg allows one package for good).")
-def train(args: tuple[str, ...], out: Path | None, resume: Path | None, quiet: bool, trust_code: bool) -> int:
+def train(args: tuple[str, ...], out: Path | None, resume: Path | None, quiet: bool, overwrite: bool,
+          trust_code: bool) -> int:
     """Train a model from a YAML config and/or KEY=VALUE overrides.
 
     With no config: built-in defaults (a 1-D CNN on MNIST-1D) with your overrides applied. Every key and its
@@ -118,6 +125,14 @@ def train(args: tuple[str, ...], out: Path | None, resume: Path | None, quiet: b
     if resume is not None and config is not None:
         raise GradwiseError("give either a CONFIG or --resume DIR, not both: a resumed run uses the config stored "
                             "in its directory (overrides such as train.epochs=40 are allowed).")
+    if resume is not None and overwrite:
+        raise GradwiseError(f"--overwrite replaces a run and --resume continues one: give one of them (--resume "
+                            f"{resume} keeps what the run has trained).")
+    if resume is not None and out is not None:
+        if Path(out).resolve() != Path(resume).resolve():
+            raise GradwiseError(f"--resume {resume} writes to its own directory, not to --out {out}: leave --out out, "
+                                "or copy the run directory there first and resume the copy.")
+        out = None
     if out is not None:
         overrides.append(f"out={out}")
     if quiet:
@@ -133,11 +148,15 @@ def train(args: tuple[str, ...], out: Path | None, resume: Path | None, quiet: b
     from gradwise.crossval import cross_validate, is_cross_validation, print_result
 
     if is_cross_validation(config, overrides, resume):  # data.folds > 1: one run per fold, then mean ± std
-        cv = cross_validate(config, overrides, resume=resume, console=console, trust_code=trust_code)
+        cv = cross_validate(config, overrides, resume=resume, console=console, trust_code=trust_code,
+                            overwrite=overwrite)
         print_result(cv, console)
         last = cv.runs[-1].summary.get("stop_reason") if cv.runs else None  # a signal stops the fold it hit
         return _status_code(cv.status, last)
-    run = train_run(config, overrides, resume=resume, console=console, trust_code=trust_code)
+    run = train_run(config, overrides, resume=resume, console=console, trust_code=trust_code, overwrite=overwrite)
+    note = run.extras.get("already_completed")
+    if note:
+        console.print(note, markup=False)
     _print_result(run)
     return _status_code(run.status, run.summary.get("stop_reason"))
 
@@ -156,8 +175,7 @@ def _status_code(status: str, stop_reason: str | None) -> int:
     if status == "failed":
         return 1
     if status == "stopped" and stop_reason and stop_reason.startswith("received SIG"):
-        name = stop_reason.split()[1].rstrip(":")
-        return 128 + int(getattr(signal, name, signal.SIGINT))
+        return exit_status(signum_of(stop_reason) or signal.SIGINT)
     return 0
 
 
@@ -352,9 +370,30 @@ def _config_keys() -> list[str]:
     return keys
 
 
+def _stopped_line(exc: Interrupted) -> str:
+    """What a command stopped by a signal outside the training loop says (one line)."""
+    name = signal_name(exc.signum)
+    how = "Ctrl-C" if exc.signum == signal.SIGINT else name
+    run_dir = getattr(exc, "run_dir", None)
+    if run_dir is not None and (Path(run_dir) / "config.yaml").exists():
+        return (f"stopped by {how} ({name}) before training finished; continue the run with "
+                f"`gradwise train --resume {run_dir}`")
+    return f"stopped by {how} ({name}); nothing was trained"
+
+
 def main(argv: list[str] | None = None) -> None:
+    # SIGINT / SIGTERM raise Interrupted until the Trainer takes them over (and again after it hands them back):
+    # a signal during start-up is one line and 128+N, not a traceback, an exit 0 or a silent death
+    with stop_on_signals():
+        _main(argv)
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         code = app.main(args=argv, prog_name="gradwise", standalone_mode=False)
+    except Interrupted as exc:
+        err_console.print(_stopped_line(exc), markup=False)
+        sys.exit(exc.exit_status)
     except GradwiseError as exc:
         err_console.print(f"error: {exc}", markup=False, style="bold red")
         sys.exit(2)
@@ -367,8 +406,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        err_console.print("interrupted")
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        # click turns a KeyboardInterrupt (our Interrupted is one) into Abort, keeping the original as its cause
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, Interrupted):
+            err_console.print(_stopped_line(cause), markup=False)
+            sys.exit(cause.exit_status)
+        err_console.print("stopped by Ctrl-C (SIGINT)", markup=False)
         sys.exit(130)
     except BrokenPipeError:
         # `gradwise config | head`: the reader closed the pipe. Exit quietly as a program killed by SIGPIPE would

@@ -31,7 +31,7 @@ from gradwise.config import RunConfig, apply_overrides, load_config, validate_co
 from gradwise.errors import CheckpointError, ConfigError
 from gradwise.train.checkpoint import atomic_write_json
 from gradwise.train.events import Callback
-from gradwise.train.rundir import default_run_dir
+from gradwise.train.rundir import RunLock, clear_run_dir, default_run_dir, run_files, unwritable
 
 SUMMARY_FILE = "cv_summary.json"
 
@@ -78,7 +78,7 @@ def is_cross_validation(config: RunConfig | str | Path | None = None,
 
 def cross_validate(config: RunConfig | str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None,
                    *, resume: str | Path | None = None, callbacks: list[Callback] | None = None,
-                   console: Console | None = None, trust_code: bool = False) -> CVResult:
+                   console: Console | None = None, trust_code: bool = False, overwrite: bool = False) -> CVResult:
     """Train one run per fold of ``data.folds = K > 1`` under one directory and summarise them (module docstring).
 
     ``resume`` continues a cross-validation directory: folds with a run directory are resumed (a completed one
@@ -87,6 +87,9 @@ def cross_validate(config: RunConfig | str | Path | None = None, overrides: list
     has that status and the folds done so far. ``trust_code`` is handed to each resumed fold: see `gradwise.train`
     (a model.factory named by the directory's fold-0/config.yaml is imported only when allowed; fold 0 is always
     resumed first, so the folds trained from its config are covered by that check).
+
+    A new cross-validation needs a new or empty directory (``overwrite=True`` clears an earlier one's fold runs and
+    cv_summary.json); the directory is locked while the folds are trained, each fold's run locks its own.
     """
     start = time.perf_counter()
     if resume is not None:
@@ -99,13 +102,61 @@ def cross_validate(config: RunConfig | str | Path | None = None, overrides: list
     else:
         cfg = _resolve(config, overrides)
         root = Path(cfg.out or default_run_dir(cfg.name))
-        if (fold_dir(root, 0) / "config.yaml").exists():
+        if (fold_dir(root, 0) / "config.yaml").exists() and not overwrite:
             raise ConfigError(f"'{root}' already holds a cross-validation; continue it with --resume {root} "
-                              "(gradwise.cross_validate(resume=...)) or choose another out directory.")
+                              "(gradwise.cross_validate(resume=...)), replace it with --overwrite (overwrite=True) "
+                              "or choose another out directory.")
     folds = cfg.data.folds
     if folds < 2:
         raise ConfigError(f"cross-validation needs data.folds >= 2 (got {folds}); set e.g. data.folds=5, or use "
                           "gradwise.train for a single run.")
+    lock = _claim_root(root, resume is not None, overwrite)
+    try:
+        return _run_folds(cfg, root, folds, overrides, resume, callbacks, console, trust_code, start)
+    finally:
+        lock.release()
+
+
+def _claim_root(root: Path, resume: bool, overwrite: bool) -> RunLock:
+    """Lock the cross-validation's directory; a new one must be new or empty (overwrite: its folds cleared)."""
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--out '{root}' is an existing file, not a directory; give a directory for the "
+                          "cross-validation.")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise unwritable(root, exc, "cross-validation directory") from None
+    lock = RunLock(root).acquire("cross-validation directory")
+    try:
+        names = run_files(root)
+        if names and not resume:
+            if not overwrite:
+                raise ConfigError(f"--out '{root}' is not empty (it holds {', '.join(names[:4])}"
+                                  f"{', ...' if len(names) > 4 else ''}): write the cross-validation to another "
+                                  "directory, or replace what is there with --overwrite (overwrite=True).")
+            foreign = [n for n in names if n != SUMMARY_FILE and not n.startswith("fold-")]
+            if foreign:
+                raise ConfigError(f"--overwrite: '{root}' holds files a cross-validation did not write "
+                                  f"({', '.join(foreign[:5])}); give an empty or new directory, or remove them first.")
+            try:
+                (root / SUMMARY_FILE).unlink(missing_ok=True)
+                for name in names:
+                    if name.startswith("fold-"):
+                        fold = root / name
+                        clear_run_dir(fold)
+                        (fold / ".lock").unlink(missing_ok=True)
+                        fold.rmdir()
+            except OSError as exc:
+                raise unwritable(root, exc, "cross-validation directory") from None
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _run_folds(cfg: RunConfig, root: Path, folds: int, overrides: list[str] | dict[str, Any] | None,
+               resume: str | Path | None, callbacks: list[Callback] | None, console: Console | None,
+               trust_code: bool, start: float) -> CVResult:
     show = console is not None and cfg.train.progress != "none"
     runs: list[Run] = []
     try:

@@ -7,17 +7,25 @@
     DIR/checkpoints/last.pt  the newest good state (model, optimizer, schedule, RNG, ...); best.pt the best one
                              (a hard link to last.pt when both hold the same epoch: gradwise only ever replaces
                              these files, so overwrite them by renaming, not by writing into them)
+    DIR/.lock                held (fcntl.flock) by the process that writes the run; it holds that process's pid
+
+A new run needs an empty (or new) directory: `claim_run_dir` refuses a directory that holds files unless asked to
+overwrite it, and locks it for as long as the run writes it, so two runs never write one directory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from gradwise.errors import CheckpointError
+from gradwise.errors import CheckpointError, ConfigError
 from gradwise.train.checkpoint import atomic_write_json, atomic_write_text
 
 
@@ -116,3 +124,140 @@ def read_run(path: str | Path) -> dict[str, Any]:
             summary = {}
     return {"metrics": read_jsonl(p / "metrics.jsonl"), "findings": read_jsonl(p / "findings.jsonl"),
             "summary": summary, "config": (p / "config.yaml").read_text() if (p / "config.yaml").exists() else ""}
+
+
+# ------------------------------------------------------------------------------ claiming and locking a directory
+
+LOCK_FILE = ".lock"
+# what a run (and the tools that add to its directory) write there: --overwrite removes these and nothing else
+RUN_FILES = frozenset({
+    "config.yaml", "metrics.jsonl", "findings.jsonl", "summary.json", "checkpoints", "preprocess.json",
+    "preprocess.pkl", "data_report.json", "lr_find.json", "lr_find.png", "steps.jsonl", "probes.jsonl",
+    "report.html", "error.txt", "export", LOCK_FILE,
+})
+
+
+class RunLock:
+    """An exclusive fcntl.flock on DIR/.lock, held while a process writes the run directory.
+
+    The lock goes with the process: a killed run leaves no stale lock (the file stays, unlocked). The file holds
+    the holder's pid, so a refused second run can say who writes the directory.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.dir = Path(directory)
+        self.path = self.dir / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self, what: str = "run directory") -> RunLock:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise unwritable(self.dir, exc, what) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise unwritable(self.dir, exc, what) from None
+            holder = self.holder()
+            who = f"pid {holder}" if holder else "another process"
+            raise CheckpointError(f"{what} '{self.dir}' is being written by another gradwise run ({who}); two runs "
+                                  "cannot share one directory. Wait for it to finish (or stop it), or give this run "
+                                  "another directory.") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def holder(self) -> int | None:
+        """The pid written by the process that holds (or last held) the lock, if readable."""
+        try:
+            return int(self.path.read_text().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def unwritable(path: Path, exc: OSError, what: str = "run directory") -> ConfigError:
+    """The one-line error for a directory a run cannot write (read-only, a file in the way, no permission)."""
+    reason = exc.strerror or str(exc)
+    return ConfigError(f"{what} '{path}' cannot be written ({reason}). Give a directory you can write to "
+                       "(--out DIR); to continue a run from a read-only place, copy its directory somewhere writable "
+                       "and resume the copy.")
+
+
+def run_files(path: Path) -> list[str]:
+    """The entries of a directory other than the lock file (what makes it "not empty" for a new run)."""
+    try:
+        return sorted(p.name for p in path.iterdir() if p.name != LOCK_FILE)
+    except FileNotFoundError:
+        return []
+
+
+def _is_run_file(name: str) -> bool:
+    # atomic writes go through hidden temp files next to their target (".metrics.jsonl.x1y2.tmp")
+    return name in RUN_FILES or (name.startswith(".") and name.endswith((".tmp", ".lnk")))
+
+
+def clear_run_dir(path: Path) -> None:
+    """Remove a previous run's files from `path` (for --overwrite), refusing when it holds anything else."""
+    names = run_files(path)
+    foreign = [n for n in names if not _is_run_file(n)]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ConfigError(f"--overwrite: '{path}' holds files a gradwise run did not write ({shown}); overwrite only "
+                          "clears a run directory's own files. Give an empty or new directory, or remove them first.")
+    for name in names:
+        target = path / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+
+
+def claim_run_dir(path: Path, *, overwrite: bool = False, what: str = "--out") -> RunLock:
+    """Create and lock the directory of a new run; refuse one that holds files (unless `overwrite`: cleared).
+
+    The lock comes first, so a second run started while one writes the directory is told who holds it rather than
+    that the directory is not empty. Every OSError (read-only, a file in the way) is a one-line ConfigError.
+    """
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} '{path}' is an existing file, not a directory; give a directory for the run "
+                          "(e.g. --out runs/my-run).")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise unwritable(path, exc) from None
+    lock = RunLock(path).acquire()
+    try:
+        names = run_files(path)
+        if names and not overwrite:
+            shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+            ways = ["write the new run to another directory",
+                    "replace the old one with --overwrite (gradwise.train/fit: overwrite=True)"]
+            if (path / "config.yaml").exists():
+                ways.insert(0, f"continue that run with `gradwise train --resume {path}`")
+            raise ConfigError(f"{what} '{path}' is not empty (it holds {shown}): a new run would mix its files with "
+                              f"what is there. {ways[0][0].upper()}{ways[0][1:]}, {', or '.join(ways[1:])}.")
+        if names:
+            try:
+                clear_run_dir(path)
+            except OSError as exc:
+                raise unwritable(path, exc) from None
+    except BaseException:
+        lock.release()
+        raise
+    return lock

@@ -1,7 +1,8 @@
 """`gradwise tune CONFIG [--trials N] [--storage URL] [--study NAME] [--workers K] [--show] [--out DIR] [k=v ...]`.
 
 Problems with the config, the space or the storage raise ConfigError (the CLI prints one message, no traceback).
-Exit codes: 0 done, 1 no trial completed, 130 interrupted (re-run the same command to resume).
+Exit codes: 0 done, 1 no trial completed, 128+N stopped by signal N: 130 Ctrl-C (SIGINT), 143 SIGTERM, whenever it
+arrives (during a trial, between trials, while the study starts); re-run the same command to resume.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rich.markup import escape
 
 from gradwise.config import load_config
 from gradwise.errors import ConfigError
+from gradwise.signals import exit_status, signal_name, stop_on_signals
 from gradwise.tune.progress import TrialProgress
 from gradwise.tune.results import best_trial, complete_trials, format_value, leaderboard, params_text, write_results
 from gradwise.tune.setup import TuneSetup, budget_text, resolve_setup, startup_trials
@@ -72,13 +74,16 @@ def tune(config: Path, trials: int | None = None, storage: str | None = None, st
         console.print(f"  space     {escape(p.describe())}")
 
     progress = TrialProgress(setup, console)
-    try:
-        if setup.workers > 1:
-            outcome = run_parallel(setup, progress)
-        else:
-            outcome = run_worker(setup, progress=progress)
-    finally:
-        progress.close()
+    # a signal between trials raises Interrupted (the study stops as interrupted); during a trial the Trainer takes
+    # it; the log tells which signal it was either way, so the exit status is 130 for Ctrl-C and 143 for SIGTERM
+    with stop_on_signals() as signals:
+        try:
+            if setup.workers > 1:
+                outcome = run_parallel(setup, progress, signals)
+            else:
+                outcome = run_worker(setup, progress=progress, signals=signals)
+        finally:
+            progress.close()
 
     final = load_existing(setup, open_storage(setup.storage))
     files, notes = write_results(setup, final)
@@ -108,8 +113,10 @@ def _report(setup: TuneSetup, study: optuna.Study, outcome: Outcome, files: dict
     if "best" in files:
         console.print(f"train the best config: gradwise train {escape(_rel(files['best']))}")
     if outcome.stop == "interrupted":
-        console.print("[yellow]interrupted[/]: run the same command again to resume the study.")
-        return 130
+        number = outcome.signal or 2
+        how = "Ctrl-C (SIGINT)" if number == 2 else signal_name(number)
+        console.print(f"[yellow]interrupted[/] by {how}: run the same command again to resume the study.")
+        return exit_status(number)
     if outcome.stop == "timeout":
         console.print(f"time budget of {setup.timeout:g} s used; run the command again to continue the study.")
     if outcome.stop == "failing":
@@ -143,9 +150,10 @@ def main_worker(config: Path, trials: int | None, storage: str | None, study: st
         threads = max(1, (os.cpu_count() or 1) // setup.workers)
         torch.set_num_threads(threads)
         os.environ["OMP_NUM_THREADS"] = str(threads)
-    outcome = run_worker(setup, index=index)
+    with stop_on_signals() as signals:
+        outcome = run_worker(setup, index=index, signals=signals)
     print(f"worker {index}: {outcome.ran} trial(s), stopped on {outcome.stop}", file=sys.stderr)
     if outcome.stop == "failing":
         print(f"error: {outcome.error}", file=sys.stderr)
         return 1
-    return 130 if outcome.stop == "interrupted" else 0
+    return exit_status(outcome.signal or 2) if outcome.stop == "interrupted" else 0

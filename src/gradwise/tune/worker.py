@@ -22,6 +22,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from gradwise.errors import ConfigError
+from gradwise.signals import SignalLog
 from gradwise.tune.objective import LockHolder, Objective
 from gradwise.tune.progress import TrialProgress
 from gradwise.tune.setup import TuneSetup, make_pruner, make_sampler, sampler_seed
@@ -41,6 +42,16 @@ class Outcome:
     stop: str = "budget"  # budget | timeout | interrupted | failing | worker_died
     recovered: int = 0  # stale trials found and retried
     error: str | None = None  # why trials fail, when they kept failing
+    signal: int | None = None  # the signal that interrupted the study (SIGINT, SIGTERM), when known
+
+
+def _signal_of(exc: BaseException, signals: SignalLog | None) -> int:
+    """Which signal a KeyboardInterrupt stands for: our handler's Interrupted knows; a trial whose Trainer caught
+    the signal raises a plain one, and the signal log (the interpreter's wakeup fd) saw it arrive."""
+    number = getattr(exc, "signum", None)
+    if number is None and signals is not None:
+        number = signals.last
+    return int(number) if number is not None else int(signal.SIGINT)
 
 
 FAILURES_IN_A_ROW = 3  # a broken setup fails every trial: stop instead of burning the whole budget on it
@@ -81,8 +92,13 @@ def has_budget(storage: BaseStorage, study: optuna.Study, budget: int | None) ->
 
 
 def run_worker(setup: TuneSetup, *, index: int = 0, progress: TrialProgress | None = None,
-               storage: BaseStorage | None = None) -> Outcome:
-    """Run trials until the budget (counted over every process) or this process's time budget is used up."""
+               storage: BaseStorage | None = None, signals: SignalLog | None = None) -> Outcome:
+    """Run trials until the budget (counted over every process) or this process's time budget is used up.
+
+    ``signals`` (from `gradwise.signals.stop_on_signals`) is asked after each trial: a SIGINT/SIGTERM that arrived
+    while a trial's run was finishing (after its last epoch, where the Trainer no longer stops for it) still stops
+    the study instead of being lost.
+    """
     storage = storage or open_storage(setup.storage)
     lock = make_lock(setup.storage, setup.name)
     holder = LockHolder(lock)
@@ -123,6 +139,8 @@ def run_worker(setup: TuneSetup, *, index: int = 0, progress: TrialProgress | No
             outcome.ran += 1
             if objective.fatal is not None:
                 raise objective.fatal
+            if signals is not None and signals.received():
+                raise KeyboardInterrupt  # asked to stop while the trial ended: it is complete, stop before the next
             last = storage.get_trial(objective.current._trial_id) if objective.current is not None else None
             if last is not None and last.state == TrialState.FAIL:
                 failures += 1
@@ -134,9 +152,10 @@ def run_worker(setup: TuneSetup, *, index: int = 0, progress: TrialProgress | No
                     break
             else:
                 failures = 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         objective.retry_current()  # the trial being run is redone by the next invocation
         outcome.stop = "interrupted"
+        outcome.signal = _signal_of(exc, signals)
         if progress is not None:
             with contextlib.suppress(Exception):
                 progress.update(storage.get_all_trials(objective.current.study._study_id, deepcopy=False)
@@ -161,7 +180,7 @@ def worker_command(setup: TuneSetup, index: int) -> list[str]:
     return cmd + list(setup.overrides)
 
 
-def run_parallel(setup: TuneSetup, progress: TrialProgress | None) -> Outcome:
+def run_parallel(setup: TuneSetup, progress: TrialProgress | None, signals: SignalLog | None = None) -> Outcome:
     """Start `setup.workers` worker processes on this machine and follow the study until they all exit."""
     storage = open_storage(setup.storage)
     lock = make_lock(setup.storage, setup.name)
@@ -190,12 +209,13 @@ def run_parallel(setup: TuneSetup, progress: TrialProgress | None) -> Outcome:
             if progress is not None:
                 progress.update(study.get_trials(deepcopy=False))
             time.sleep(0.5)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         outcome.stop = "interrupted"
+        outcome.signal = _signal_of(exc, signals)
         for p, _ in procs:  # on a terminal they got the Ctrl-C too; a second SIGINT would abort their trials
-            if p.poll() is None and not sys.stdin.isatty():
+            if p.poll() is None and (outcome.signal != signal.SIGINT or not sys.stdin.isatty()):
                 with contextlib.suppress(ProcessLookupError):
-                    p.send_signal(signal.SIGINT)
+                    p.send_signal(outcome.signal)
         deadline = time.monotonic() + 60
         for p, _ in procs:
             try:
@@ -214,8 +234,9 @@ def run_parallel(setup: TuneSetup, progress: TrialProgress | None) -> Outcome:
         if code == 1 and outcome.stop != "interrupted":  # trials kept failing
             outcome.stop, outcome.error = "failing", _error_text(log)
     if outcome.stop == "budget":
-        if 130 in codes:
-            outcome.stop = "interrupted"
+        stopped = [c for c in codes if c in (128 + signal.SIGINT, 128 + signal.SIGTERM)]
+        if stopped:  # a worker was stopped by a signal sent to it alone
+            outcome.stop, outcome.signal = "interrupted", stopped[0] - 128
         elif has_budget(storage, study, setup.trials):
             # workers leave budget unused on their timeout, or when one of them was killed
             outcome.stop = "timeout" if setup.timeout is not None and all(c == 0 for c in codes) else "worker_died"
