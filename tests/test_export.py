@@ -78,6 +78,8 @@ def test_onnx_in_onnxruntime_matches_the_trained_model_on_the_test_rows(runs: di
     proto = onnx.load(str(path))
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) == 18
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(props["gradwise.classes"]) == load_run(run.dir).preprocessor.class_names
     meta = json.loads(sidecar_path(path).read_text())
     assert meta["input"]["takes"] == "raw" and meta["input"]["shape"] == ["batch", *raw.shape[1:]]
     assert meta["output"]["classes"] == load_run(run.dir).preprocessor.class_names

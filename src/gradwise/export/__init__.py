@@ -72,6 +72,10 @@ def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None
     run_path = Path(run_dir)
     _check_checkpoints(run_path, which)
     if fmt == "onnx":
+        if _torch_version() < (2, 6):
+            raise ExportError(f"ONNX export uses torch's torch.export-based exporter, which needs torch 2.6 or newer "
+                              f"(this is torch {torch.__version__}): pip install -U torch, or export --format "
+                              "torchscript or safetensors.")
         _require("onnx", "ONNX export")
         _require("onnxscript", "ONNX export (torch's exporter translates the graph with it)")
     path = _out_path(run_path, fmt, out)
@@ -96,7 +100,7 @@ def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None
         with _quiet(), torch.no_grad():
             program = _capture(serving, example, run_path)
             if fmt == "onnx":
-                data = _onnx_bytes(program, serving, run_path)
+                data = _onnx_bytes(program, run_path, _onnx_metadata(pre, plan, task))
                 info["opset"] = OPSET
                 info["exporter"] = f"torch.onnx.export(dynamo=True), torch {torch.__version__}"
             else:
@@ -139,6 +143,11 @@ def _preprocess_copy_path(path: Path) -> Path:
 
 
 # --------------------------------------------------------------------------------------------- checks up front
+
+
+def _torch_version() -> tuple[int, int]:
+    major, minor = (re.findall(r"\d+", torch.__version__) + ["0", "0"])[:2]
+    return int(major), int(minor)
 
 
 def _require(module: str, what: str) -> None:
@@ -252,7 +261,17 @@ def _first_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _onnx_bytes(program: Any, serving: ServingModel, run_dir: Path) -> bytes:
+def _onnx_metadata(pre: Any, plan: Plan, task: str) -> dict[str, str]:
+    """What a serving system that only has the .onnx file needs most (the sidecar JSON has the rest)."""
+    meta = {"gradwise.task": task, "gradwise.input": plan.takes}
+    if task == "classification" and pre.class_names:
+        meta["gradwise.classes"] = json.dumps(pre.class_names)
+    if plan.takes == "raw" and pre.kind == "table":
+        meta["gradwise.columns"] = json.dumps([str(c) for c in pre.columns])
+    return meta
+
+
+def _onnx_bytes(program: Any, run_dir: Path, metadata: dict[str, str]) -> bytes:
     try:
         onnx_program = torch.onnx.export(program, dynamo=True, opset_version=OPSET, input_names=["input"],
                                          output_names=["output"], verbose=False)
@@ -260,6 +279,9 @@ def _onnx_bytes(program: Any, serving: ServingModel, run_dir: Path) -> bytes:
         raise ExportError(_conversion_message(exc, program, run_dir)) from None
     proto = onnx_program.model_proto
     _name_batch_dim(proto)
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
     if proto.ByteSize() > _MAX_PROTO_BYTES:
         raise ExportError(f"cannot export run '{run_dir}' to ONNX as one file: the model is over 2 GB, protobuf's "
                           "limit. Use --format safetensors (weights) or torchscript.")
