@@ -109,6 +109,19 @@ def test_torchscript_matches_the_trained_model_on_the_test_rows(runs: dict[str, 
     assert (out / "net.preprocess.json").exists()
 
 
+def test_bare_network_export_takes_the_preprocessed_features(runs: dict[str, gradwise.Run], tmp_path: Path) -> None:
+    run = runs["cnn1d"]
+    path = export_run(run.dir, "torchscript", tmp_path, preprocessing=False)  # a folder: model.torchscript.pt in it
+    assert path == tmp_path / "model.torchscript.pt"
+    meta = json.loads(sidecar_path(path).read_text())
+    assert meta["input"]["takes"] == "features" and meta["preprocessing"]["in_graph"] == []
+    assert any("scaling" in step for step in meta["preprocessing"]["outside"])
+    _, x_test = raw_test_rows(run)
+    with torch.no_grad():
+        got = torch.jit.load(str(path))(x_test).numpy()
+    np.testing.assert_allclose(got, trained_outputs(run, x_test), rtol=1e-5, atol=1e-5)
+
+
 class FirstWeights(gradwise.Callback):
     def __init__(self) -> None:
         self.state: dict[str, torch.Tensor] = {}
