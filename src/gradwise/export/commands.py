@@ -34,7 +34,7 @@ def export_cmd(run_dir: Path, fmt: str, out: Path | None, which: str, bare: bool
     ONNX and TorchScript take raw rows/samples (the run's scaling, clipping and imputation are inside the model;
     a table with categorical columns takes the preprocessed feature vector) and return logits, or values in the
     target's units. Beside the file: FILE.json (input, output, class names, preprocessing, check) and
-    model.preprocess.json (the run's preprocess.json). safetensors holds the network's weights, for
+    NAME.preprocess.json (a copy of the run's preprocess.json). safetensors holds the network's weights, for
     model.pretrained.
     """
     from gradwise.export import export_run, sidecar_path
