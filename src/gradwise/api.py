@@ -499,8 +499,10 @@ def check_resume_overrides(stored: RunConfig, cfg: RunConfig, run_dir: Path, sta
     for key in changed:
         was, now = old.get(key), new.get(key)
         if key == "train.epochs":
-            if isinstance(now, int) and now < done:
-                refused.append((key, f"this run has already trained {done} epoch(s); give train.epochs >= {done}"))
+            least = done + 1 if mid_epoch else done  # a run stopped inside an epoch finishes that epoch
+            if isinstance(now, int) and now < least:
+                trained = f"{done} epoch(s)" + (f" and part of epoch {done + 1}" if mid_epoch else "")
+                refused.append((key, f"this run has already trained {trained}; give train.epochs >= {least}"))
             continue
         if key == "optim.lr":
             if isinstance(now, int | float) and isinstance(was, int | float) and was > 0:

@@ -150,6 +150,8 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self, what: str = "run directory") -> RunLock:
+        if not os.access(self.dir, os.W_OK):  # an existing writable .lock in a read-only directory would open
+            raise unwritable(self.dir, PermissionError(errno.EACCES, "read-only or not writable"), what)
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
