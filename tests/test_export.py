@@ -7,6 +7,7 @@ folded preprocessing as well as the network.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import textwrap
@@ -23,7 +24,7 @@ from gradwise.cli import main as cli_main
 from gradwise.data.datasets import open_source
 from gradwise.errors import CheckpointError
 from gradwise.export import ExportError, export_run, sidecar_path
-from gradwise.inference import load_run, predict
+from gradwise.inference import LoadedRun, load_run, predict
 
 QUIET = ["train.progress=none", "doctor.enabled=false"]
 MODELS = {
@@ -192,6 +193,24 @@ def test_regression_table_export_gives_predict_values(tmp_path: Path, categorica
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": feed})[0]
     np.testing.assert_allclose(got[:, 0], expected, rtol=1e-4, atol=1e-3)
     assert 400 < np.median(got) < 600  # in price units (about 500), not standardized ones (about 0)
+
+
+@pytest.mark.skipif(dataclasses.is_dataclass(LoadedRun), reason="this tree's load_run still reads the training data")
+def test_export_needs_only_the_run_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training CSV moved away and another working directory: every format still exports, and ONNX agrees with
+    predict (which needs only the run directory too)."""
+    csv = _csv(tmp_path, categorical=False)
+    run = gradwise.train(None, [f"data.dataset={csv}", "data.target=price", "data.missing=median", "model.name=mlp",
+                                "model.widths=[8]", "train.epochs=1", *QUIET, f"out={tmp_path / 'run'}"])
+    rows = pd.read_csv(csv).drop(columns=["price"]).dropna()
+    csv.rename(tmp_path / "elsewhere.csv")
+    monkeypatch.chdir(tmp_path / "run")
+    for fmt in ("onnx", "torchscript", "safetensors"):
+        assert export_run(run.dir, fmt).exists()
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(run.dir / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": rows[["a", "b"]].to_numpy(np.float32)})[0][:, 0]
+    np.testing.assert_allclose(got, predict(run.dir, rows)["prediction"].to_numpy(), rtol=1e-4, atol=1e-3)
 
 
 # --------------------------------------------------------------------------------------------- refusals
