@@ -156,6 +156,9 @@ def fit(model: nn.Module, train: Any, val: Any = None, test: Any = None, *, loss
     except Interrupted as exc:
         exc.run_dir = opened.path  # type: ignore[attr-defined]  # the CLI's message names it
         raise
+    except Exception:
+        opened.abandon()  # bad data, a model that cannot be built, ...: no half-made directory is left behind
+        raise
     finally:
         opened.close()
 
@@ -212,6 +215,9 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
                         optimizer=None, callbacks=callbacks or [], opened=opened, bundle=bundle, console=console)
     except Interrupted as exc:
         exc.run_dir = opened.path  # type: ignore[attr-defined]  # the CLI's message names it
+        raise
+    except Exception:
+        opened.abandon()  # bad data, a model that cannot be built, ...: no half-made directory is left behind
         raise
     finally:
         opened.close()
@@ -413,6 +419,23 @@ class OpenedRun:
     note: str | None = None  # why it is not trained again
     stored: RunConfig | None = None
     lr_factor: float = 1.0  # optim.lr override / stored optim.lr: the resumed schedule is scaled by it
+    created: bool = False  # the run made the directory (so it may remove it again)
+
+    def abandon(self) -> None:
+        """A new run that failed before its fit recorded anything: remove what it wrote (the directory was empty
+        or cleared when claimed), so that the corrected command can run into the same directory."""
+        if self.resumed or self.lock is None:
+            return
+        if (self.path / "summary.json").exists() or (self.path / "checkpoints" / "last.pt").exists():
+            return  # the fit started and recorded how it ended: keep it
+        from gradwise.errors import GradwiseError
+        from gradwise.train.rundir import LOCK_FILE, clear_run_dir
+
+        with contextlib.suppress(OSError, GradwiseError):
+            clear_run_dir(self.path)
+            if self.created:
+                (self.path / LOCK_FILE).unlink(missing_ok=True)
+                self.path.rmdir()
 
     def close(self) -> None:
         if self.lock is not None:
@@ -432,6 +455,7 @@ def _open_run(cfg: RunConfig, resume: str | Path | None, stored: RunConfig | Non
     if resume is None:
         path = Path(cfg.out) if cfg.out else default_run_dir(cfg.name)
         cfg.out = str(path)
+        created = not path.exists()
         lock = claim_run_dir(path, overwrite=overwrite) if main else None
         try:
             if main:
@@ -442,7 +466,7 @@ def _open_run(cfg: RunConfig, resume: str | Path | None, stored: RunConfig | Non
             from gradwise.train.rundir import unwritable
 
             raise unwritable(path, exc) from None
-        return OpenedRun(path=path, lock=lock)
+        return OpenedRun(path=path, lock=lock, created=created)
     assert stored is not None
     path = _resume_dir(resume)
     cfg.out = str(path)
@@ -488,8 +512,11 @@ def _free(key: str) -> bool:
 def check_resume_overrides(stored: RunConfig, cfg: RunConfig, run_dir: Path, state: dict[str, Any] | None) -> float:
     """Refuse (ConfigError) a resumed config that differs from the stored one where a resume cannot apply it.
 
-    Returns the factor by which an ``optim.lr`` override scales the resumed schedule (1.0 without one).
+    Returns the factor by which an ``optim.lr`` override scales the resumed schedule (1.0 without one). A run
+    stopped before its first checkpoint starts over, so every override applies to it (nothing to be consistent with).
     """
+    if state is None:
+        return 1.0
     old, new = _flat(stored.to_dict()), _flat(cfg.to_dict())
     changed = [k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k) and not _free(k)]
     done = int(state["epoch"]) if state is not None else 0

@@ -15,6 +15,7 @@ stopping restores it, else the last), i.e. the weights its test metrics were mea
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -110,15 +111,23 @@ def cross_validate(config: RunConfig | str | Path | None = None, overrides: list
     if folds < 2:
         raise ConfigError(f"cross-validation needs data.folds >= 2 (got {folds}); set e.g. data.folds=5, or use "
                           "gradwise.train for a single run.")
-    lock = _claim_root(root, resume is not None, overwrite)
+    created = not root.exists()
+    _claim_root(root, resume is not None, overwrite)
     try:
         return _run_folds(cfg, root, folds, overrides, resume, callbacks, console, trust_code, start)
-    finally:
-        lock.release()
+    except Exception:
+        if created and not run_files(root):  # nothing trained (e.g. bad data): leave no empty directory either
+            with contextlib.suppress(OSError):
+                root.rmdir()
+        raise
 
 
-def _claim_root(root: Path, resume: bool, overwrite: bool) -> RunLock:
-    """Lock the cross-validation's directory; a new one must be new or empty (overwrite: its folds cleared)."""
+def _claim_root(root: Path, resume: bool, overwrite: bool) -> None:
+    """A new cross-validation's directory must be new or empty (overwrite: its fold runs and summary cleared).
+
+    The directory itself is not locked (it would hold a lock file beside fold-0 ... fold-K-1): each fold's run locks
+    its own directory, so a second cross-validation started on the same directory stops at its first fold.
+    """
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--out '{root}' is an existing file, not a directory; give a directory for the "
                           "cross-validation.")
@@ -126,32 +135,27 @@ def _claim_root(root: Path, resume: bool, overwrite: bool) -> RunLock:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise unwritable(root, exc, "cross-validation directory") from None
-    lock = RunLock(root).acquire("cross-validation directory")
-    try:
-        names = run_files(root)
-        if names and not resume:
-            if not overwrite:
-                raise ConfigError(f"--out '{root}' is not empty (it holds {', '.join(names[:4])}"
-                                  f"{', ...' if len(names) > 4 else ''}): write the cross-validation to another "
-                                  "directory, or replace what is there with --overwrite (overwrite=True).")
-            foreign = [n for n in names if n != SUMMARY_FILE and not n.startswith("fold-")]
-            if foreign:
-                raise ConfigError(f"--overwrite: '{root}' holds files a cross-validation did not write "
-                                  f"({', '.join(foreign[:5])}); give an empty or new directory, or remove them first.")
-            try:
-                (root / SUMMARY_FILE).unlink(missing_ok=True)
-                for name in names:
-                    if name.startswith("fold-"):
-                        fold = root / name
+    names = run_files(root)
+    if names and not resume:
+        if not overwrite:
+            raise ConfigError(f"--out '{root}' is not empty (it holds {', '.join(names[:4])}"
+                              f"{', ...' if len(names) > 4 else ''}): write the cross-validation to another "
+                              "directory, or replace what is there with --overwrite (overwrite=True).")
+        foreign = [n for n in names if n != SUMMARY_FILE and not n.startswith("fold-")]
+        if foreign:
+            raise ConfigError(f"--overwrite: '{root}' holds files a cross-validation did not write "
+                              f"({', '.join(foreign[:5])}); give an empty or new directory, or remove them first.")
+        try:
+            for name in names:
+                if name.startswith("fold-"):
+                    fold = root / name
+                    with RunLock(fold).acquire():  # not while another process trains that fold
                         clear_run_dir(fold)
-                        (fold / ".lock").unlink(missing_ok=True)
-                        fold.rmdir()
-            except OSError as exc:
-                raise unwritable(root, exc, "cross-validation directory") from None
-    except BaseException:
-        lock.release()
-        raise
-    return lock
+                    (fold / ".lock").unlink(missing_ok=True)
+                    fold.rmdir()
+            (root / SUMMARY_FILE).unlink(missing_ok=True)
+        except OSError as exc:
+            raise unwritable(root, exc, "cross-validation directory") from None
 
 
 def _run_folds(cfg: RunConfig, root: Path, folds: int, overrides: list[str] | dict[str, Any] | None,

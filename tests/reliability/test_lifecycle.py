@@ -335,3 +335,28 @@ def test_resume_on_a_read_only_directory_is_one_line(capsys: pytest.CaptureFixtu
     with read_only(run):
         line = one_line_error(*cli(capsys, "train", "--resume", str(run), "train.epochs=2")[::2])
         assert "cannot be written" in line and str(run) in line and "copy" in line
+
+
+def test_a_run_that_fails_before_training_leaves_no_directory(capsys: pytest.CaptureFixture[str],
+                                                              tmp_path: Path) -> None:
+    """config.yaml is written first (for --resume); a start-up error takes it away again, so the corrected command
+    can use the same --out."""
+    out = tmp_path / "run"
+    bad = tmp_path / "rows.csv"
+    bad.write_text("a,b\n1,2\n")
+    code, _, err = cli(capsys, "train", f"data.dataset={bad}", "data.target=label", "--out", str(out))
+    assert code == 2 and "label" in err and not out.exists(), err
+    code, _, err = cli(capsys, "train", *IRIS, "train.epochs=1", "--out", str(out))
+    assert code == 0, err
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_with_any_override(tmp_path: Path) -> None:
+    """Nothing was restored, so nothing can disagree: the resume is a new start with the new settings."""
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(HERE / "killpoint.py"), "kill", "startup", "train", *IRIS,
+                           "train.epochs=1", "--out", str(out)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == -signal.SIGKILL
+    run = gradwise.train(resume=out, overrides=["model.widths=[8]", "train.epochs=2"])
+    assert run.status == "completed" and [r["epoch"] for r in run.history] == [1, 2]
+    assert "- 8" in (out / "config.yaml").read_text()
