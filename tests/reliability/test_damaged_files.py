@@ -82,6 +82,8 @@ DAMAGED: dict[str, Callable[[Path, dict[str, Path]], Any]] = {
     "empty file": lambda p, r: p.write_bytes(b""),
     "a pickled object": lambda p, r: torch.save({"model": Foreign()}, p),
     "damaged callbacks": lambda p, r: torch.save({**state_of(r), "callbacks": {"early_stopping": {}}}, p),
+    "damaged early stopping": lambda p, r: torch.save(
+        {**state_of(r), "callbacks": {"early_stopping": {"best": "0.5", "best_epoch": 1, "wait": 0}}}, p),
     "damaged optimizer": lambda p, r: torch.save({**state_of(r), "optimizer": {"state": {}, "param_groups": []}}, p),
     "damaged rng": lambda p, r: torch.save({**state_of(r), "rng": {"python": 1}}, p),
     "damaged history": lambda p, r: torch.save({**state_of(r), "history_json": "[{"}, p),

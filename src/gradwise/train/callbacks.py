@@ -11,7 +11,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.nn.parameter import is_lazy
 
-from gradwise.errors import ConfigError
+from gradwise.errors import CheckpointError, ConfigError
 from gradwise.train.events import Callback
 
 if TYPE_CHECKING:
@@ -119,7 +119,28 @@ class EarlyStopping(Callback):
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        # checked here, not when first compared in an epoch's end: a damaged value would fail the run mid-way with a
+        # TypeError; as a CheckpointError the resume is refused before anything runs (the loop names the file)
+        best, best_epoch, wait = (state.get(k, "missing") if isinstance(state, dict) else "missing"
+                                  for k in ("best", "best_epoch", "wait"))
+        if not ((best is None or _is_number(best)) and (best_epoch is None or _is_count(best_epoch))
+                and _is_count(wait)):
+            raise CheckpointError(f"its early stopping state is damaged (best {_short(best)}, best_epoch "
+                                  f"{_short(best_epoch)}, wait {_short(wait)}: expected numbers).")
+        self.best, self.best_epoch, self.wait = best, best_epoch, wait
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 30 else f"{text[:27]}..."
 
 
 class Unfreeze(Callback):
