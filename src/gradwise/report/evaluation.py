@@ -87,7 +87,7 @@ def _classification(pred: dict[str, Any]) -> tuple[str, int]:
     p, r, f, s = precision_recall_fscore_support(y, y_hat, labels=labels, zero_division=0)
     rows = "".join(f"<tr><td>{escape(str(n))}</td><td>{p[i]:.3f}</td><td>{r[i]:.3f}</td><td>{f[i]:.3f}</td>"
                    f"<td>{int(s[i])}</td></tr>" for i, n in enumerate(names))
-    mp, mr, mf, _ = precision_recall_fscore_support(y, y_hat, labels=labels, average="macro", zero_division=0)
+    mp, mr, mf = float(p.mean()), float(r.mean()), float(f.mean())  # macro: the unweighted mean over the classes
     acc = float((y_hat == y).mean())
     parts.append('<table class="num"><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th>'
                  f"</tr>{rows}<tr class='tot'><td>macro average</td><td>{mp:.3f}</td><td>{mr:.3f}</td><td>{mf:.3f}</td>"

@@ -8,6 +8,7 @@ values, messages) is escaped; a Content-Security-Policy forbids scripts and netw
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from html import escape
@@ -117,16 +118,22 @@ class RunFiles:
         self.data_report = _json(path / "data_report.json")
         cfg_path = path / "config.yaml"
         self.config_text = cfg_path.read_text() if cfg_path.exists() else ""
+        self.actions: list[dict[str, Any]] = list(self.summary.get("actions") or [])
+
+    @functools.cached_property
+    def config(self) -> dict[str, Any]:
+        """config.yaml parsed (only when asked: the pure-Python parser is the slowest part of a report)."""
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         try:
-            cfg = yaml.safe_load(self.config_text) if self.config_text else {}
+            cfg = yaml.load(self.config_text, Loader=loader) if self.config_text else {}  # noqa: S506 (a safe loader)
         except yaml.YAMLError:
             cfg = {}
-        self.config: dict[str, Any] = cfg if isinstance(cfg, dict) else {}
-        self.actions: list[dict[str, Any]] = list(self.summary.get("actions") or [])
+        return cfg if isinstance(cfg, dict) else {}
 
     @property
     def name(self) -> str:
-        return str(self.summary.get("name") or self.config.get("name") or self.path.name)
+        return str(self.summary.get("name") or (self.config.get("name") if self.config_text else None)
+                   or self.path.name)
 
     def step_segments(self) -> list[tuple[list[dict[str, Any]], bool]]:
         """steps.jsonl as (rows, undone) lines: the run's steps, and apart the steps each rollback took back (the

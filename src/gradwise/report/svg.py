@@ -14,6 +14,7 @@ from html import escape
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
+MAX_POINTS = 2500  # points per series: a page of a 100k-step run stays a few hundred KB
 SEVERITY_COLOR = {"error": "#d62728", "warning": "#e69500", "info": "#1f77b4"}
 
 
@@ -92,6 +93,11 @@ class Chart:
              dashed: bool = False, faded: bool = False, points: bool = False, line: bool = True,
              legend: bool = True) -> None:
         color = color or PALETTE[len(self.series) % len(PALETTE)]
+        xs, ys = list(xs), list(ys)
+        if len(xs) > MAX_POINTS:  # a long run: every k-th point (and every non-finite one, so breaks stay)
+            k = -(-len(xs) // MAX_POINTS)
+            keep = [i for i in range(len(xs)) if i % k == 0 or i == len(xs) - 1 or not _finite(ys[i])]
+            xs, ys = [xs[i] for i in keep], [ys[i] for i in keep]
         self.series.append(_Series([float(x) if _finite(x) else math.nan for x in xs],
                                    [float(y) if _finite(y) else math.nan for y in ys],
                                    label, color, dashed, faded, points, line, legend))
