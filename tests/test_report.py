@@ -104,6 +104,9 @@ def test_resume_neither_repeats_nor_loses_steps(tmp_path: Path) -> None:
     pa, pb = read_jsonl(tmp_path / "full" / "probes.jsonl"), read_jsonl(tmp_path / "cut" / "probes.jsonl")
     assert [(p["kind"], p["step"]) for p in pb] == [(p["kind"], p["step"]) for p in pa]
     assert full.status == "completed"
+    # fit() on the user's own model and tensors: evaluated on val (there is no test split), classes by index
+    page = html(tmp_path / "full")
+    assert "Confusion matrix (val)" in page and "<td>Linear</td>" in page
 
 
 # ---------------------------------------------------------------------------------------------- faulty runs

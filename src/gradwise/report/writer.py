@@ -57,17 +57,20 @@ class ReportWriter(Callback):
         t0 = time.perf_counter()
         try:
             path = Path(trainer.run_dir.path)
-            pred = None
+            pred, notes = None, []
             if predict:
                 loader, split = ((trainer.test_loader, "test") if trainer.test_loader is not None
                                  else (trainer.val_loader, "val"))
                 if loader is not None and trainer.task in ("classification", "regression"):
                     from gradwise.report.evaluation import predict_batches
 
-                    pred = predict_batches(trainer.model, loader, trainer.task, device=trainer.device,
-                                           forward=trainer.forward, target_transform=trainer.target_transform,
-                                           split=split, classes=_classes(path))
-            write_report(path, summary=summary, model=trainer.model, predictions=pred)
+                    try:  # a model or loader the evaluation cannot read costs that section, not the page
+                        pred = predict_batches(trainer.model, loader, trainer.task, device=trainer.device,
+                                               forward=trainer.forward, target_transform=trainer.target_transform,
+                                               split=split, classes=_classes(path))
+                    except Exception as exc:
+                        notes.append(f"predictions left out: {type(exc).__name__}: {exc}")
+            write_report(path, summary=summary, model=trainer.model, predictions=pred, notes=notes)
             self.seconds = time.perf_counter() - t0
         except Exception as exc:  # the report is a view of the run: it must never be why the run fails
             trainer.console.print(f"warning: report.html not written: {type(exc).__name__}: {exc}", markup=False,
