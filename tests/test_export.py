@@ -142,6 +142,10 @@ def test_safetensors_round_trips_into_model_pretrained(runs: dict[str, gradwise.
     assert all(torch.equal(stored[k], trained[k]) for k in trained)
     meta = json.loads(sidecar_path(path).read_text())
     assert meta["input"]["takes"] == "features" and meta["format"] == "safetensors"
+    with pytest.raises(SystemExit):  # a new folder given with a trailing '/'
+        cli_main(["export", str(run.dir), "-f", "safetensors", "-o", f"{tmp_path}/weights/"])
+    again = load_file(str(tmp_path / "weights" / "model.safetensors"))
+    assert all(torch.equal(again[k], trained[k]) for k in trained)
 
     first = FirstWeights()
     gradwise.train(None, [*MODELS["mlp"], *QUIET, "train.epochs=1", f"model.pretrained={path}",

@@ -14,9 +14,10 @@ _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 @click.argument("run_dir", type=click.Path(path_type=Path), metavar="RUN_DIR")
 @click.option("--format", "-f", "fmt", type=click.Choice(["onnx", "torchscript", "safetensors"]), default="onnx",
               show_default=True, help="Export format.")
-@click.option("--out", "-o", type=click.Path(path_type=Path), metavar="PATH",
-              help="Where to write it: a file, or a folder (default: RUN_DIR/export/model.onnx|torchscript.pt|"
-                   "safetensors).")
+# a str, not a Path: Path drops the trailing '/' that marks a folder which does not exist yet
+@click.option("--out", "-o", type=click.Path(), metavar="PATH",
+              help="Where to write it: a file, or a folder (an existing one, or a path ending in '/'). Default: "
+                   "RUN_DIR/export/model.onnx|torchscript.pt|safetensors.")
 @click.option("--which", type=click.Choice(["auto", "best", "last"]), default="auto", show_default=True,
               help="Which weights: auto is the ones the run ended with (best when early stopping restored them).")
 @click.option("--no-preprocessing", "bare", is_flag=True,
@@ -27,7 +28,7 @@ _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 @click.option("--trust-code", is_flag=True,
               help="Allow importing the model.factory module that the run directory's config.yaml names (it runs "
                    "that module's code; GRADWISE_TRUSTED_MODULES=mypkg allows one package for good).")
-def export_cmd(run_dir: Path, fmt: str, out: Path | None, which: str, bare: bool, no_check: bool,
+def export_cmd(run_dir: Path, fmt: str, out: str | None, which: str, bare: bool, no_check: bool,
                trust_code: bool) -> int:
     """Export RUN_DIR's trained weights with its preprocessing kept beside them.
 
