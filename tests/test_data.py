@@ -752,3 +752,87 @@ def test_balance_class_weights_reach_the_loss(tmp_path: Path) -> None:
     assert weight is not None and weight.tolist() == pytest.approx(list(reported.values()))
     plain = gradwise.train(None, [*common, f"out={tmp_path / 'plain'}"])
     assert getattr(plain.extras["trainer"].loss_fn, "weight", None) is None
+
+
+# --------------------------------------------------------------------------------------------- data messages
+
+
+def _numeric_table(tmp_path: Path, n: int = 120, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2))
+    return pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": x[:, 0] + 0.5 * x[:, 1] + rng.normal(0, 0.1, n)})
+
+
+@pytest.mark.parametrize("missing", ["none", "median"])
+@pytest.mark.parametrize("scale", ["standard", "none"])
+def test_huge_feature_values_are_named_not_missing(tmp_path: Path, missing: str, scale: str) -> None:
+    # 1e300 is no missing value: the old message told to "set data.missing=median" even when it was set
+    frame = _numeric_table(tmp_path)
+    frame.loc[[4, 9], "b"] = 1e300
+    frame.to_csv(tmp_path / "huge.csv", index=False)
+    with pytest.raises(DataError) as info:
+        load_data(cfg(dataset=str(tmp_path / "huge.csv"), target="y", missing=missing, scale=scale), seed=0)
+    message = str(info.value)
+    assert "'b'" in message and "huge values" in message and "1e+300" in message
+    assert "data.outliers=iqr_clip" in message and "data.missing" not in message
+
+
+def test_huge_feature_values_clipped_by_the_advised_fix(tmp_path: Path) -> None:
+    frame = _numeric_table(tmp_path)
+    frame.loc[[4, 9], "b"] = 1e300
+    frame.to_csv(tmp_path / "huge.csv", index=False)
+    bundle = load_data(cfg(dataset=str(tmp_path / "huge.csv"), target="y", outliers="iqr_clip"), seed=0)
+    assert torch.isfinite(bundle.train[0]).all() and bundle.task == "regression"
+
+
+def test_continuous_target_declared_classification_is_refused(tmp_path: Path) -> None:
+    frame = _numeric_table(tmp_path, n=300)
+    frame.to_csv(tmp_path / "reg.csv", index=False)
+    with pytest.raises(DataError) as info:
+        load_data(cfg(dataset=str(tmp_path / "reg.csv"), target="y", options={"task": "classification"}), seed=0)
+    message = str(info.value)
+    assert "'y'" in message and "300 distinct" in message
+    assert "data.options.task=regression" in message and "loss.name=mse" in message
+    # whole-number labels stored as floats (a missing cell made the column float) are still classes
+    frame["y"] = (frame["y"] > 0).astype(float)
+    frame.loc[3, "y"] = np.nan
+    frame.to_csv(tmp_path / "cls.csv", index=False)
+    bundle = load_data(cfg(dataset=str(tmp_path / "cls.csv"), target="y", options={"task": "classification"}), 0)
+    assert bundle.n_classes == 2
+
+
+def _mixed_csv(tmp_path: Path, n: int = 240) -> Path:
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x": rng.normal(size=n).round(4).astype(object), "z": rng.normal(size=n)})
+    frame["y"] = np.where(frame["x"].astype(float) + frame["z"] > 0, "up", "down")
+    frame.loc[[5, 50, 100], "x"] = ["?", "unknown", "?"]  # (pandas itself reads "n/a", "NA" as missing)
+    frame.to_csv(tmp_path / "mixed.csv", index=False)
+    return tmp_path / "mixed.csv"
+
+
+def test_mixed_type_column_is_numeric_with_a_warning(tmp_path: Path) -> None:
+    # numbers with three text cells: one numeric feature whose text cells are missing, not a 238-level one-hot
+    path = _mixed_csv(tmp_path)
+    with pytest.warns(UserWarning, match=r"column 'x' holds numbers except 3 of 240 cells with text \(e.g. '\?', "
+                                         r"'unknown'\)"):
+        bundle = load_data(cfg(dataset=str(path), target="y", missing="median"), seed=0)
+    assert bundle.feature_names == ["x", "z"] and bundle.input_shape == (2,)
+    assert bundle.preprocessor.coerce == ["x"]
+    assert any("'x' holds numbers except 3" in w for w in bundle.report["warnings"])
+    assert bundle.report["missing"]["imputed"]["x"] == 3
+    # the same rule when predicting: the text cell is a missing value filled with the training median
+    new = pd.DataFrame({"x": ["?", "0.5"], "z": [0.1, 0.2]})
+    x, notes = bundle.preprocessor.transform_new_rows(new, "new rows")
+    assert torch.isfinite(x).all() and any("1 of 2 rows hold text" in n for n in notes)
+
+
+def test_mixed_type_column_without_a_missing_policy_is_a_clear_error(tmp_path: Path) -> None:
+    path = _mixed_csv(tmp_path)
+    with pytest.raises(DataError) as info:
+        load_data(cfg(dataset=str(path), target="y"), seed=0)
+    message = str(info.value)
+    assert "'x'" in message and "3 of 240 cells" in message and "data.missing=median" in message
+    assert "data.options.categorical" in message
+    # the user may say it is a category column after all
+    bundle = load_data(cfg(dataset=str(path), target="y", options={"categorical": ["x"]}), seed=0)
+    assert len(bundle.feature_names) > 100  # one per distinct training value

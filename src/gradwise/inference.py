@@ -8,7 +8,8 @@ its config.yaml names is imported only with ``trust_code=True`` or its module in
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +20,41 @@ from torch import nn
 
 from gradwise.config import RunConfig, load_config
 from gradwise.errors import CheckpointError, DataError
-from gradwise.train.checkpoint import load_checkpoint
+from gradwise.train.checkpoint import load_checkpoint, load_weights_into
 
 
-@dataclass
 class LoadedRun:
-    config: RunConfig
-    model: nn.Module
-    preprocessor: Any
-    bundle: Any
-    checkpoint: Path
+    """A trained run opened for use: its config, model (weights loaded, eval mode) and stored preprocessing.
+
+    ``bundle`` (the run's data, split and preprocessed as in training) is loaded on first use only: predicting
+    never needs it, evaluating does.
+    """
+
+    def __init__(self, config: RunConfig, model: nn.Module, preprocessor: Any, checkpoint: Path, run_dir: Path,
+                 task: str, bundle: Any = None) -> None:
+        self.config = config
+        self.model = model
+        self.preprocessor = preprocessor
+        self.checkpoint = checkpoint
+        self.run_dir = run_dir
+        self.task = task
+        self._bundle = bundle
+
+    @property
+    def bundle(self) -> Any:
+        if self._bundle is None:
+            self._bundle = _load_bundle(self.config, self.run_dir, self.preprocessor)
+        return self._bundle
 
 
 def load_run(run_dir: str | Path, which: str = "auto", *, trust_code: bool = False) -> LoadedRun:
-    """Rebuild a run's data (same seed, same splits, preprocessing fitted on the same train rows) and model.
+    """Rebuild a run's model from its directory alone: config.yaml, preprocess.json and a checkpoint.
 
+    The training data is not read (a run predicts after its CSV moved, from any directory) unless the run's
+    preprocess.json predates the stored model widths; `LoadedRun.bundle` reads it on demand (for eval).
     ``trust_code=True`` allows importing the module of a ``model.factory`` the run's config.yaml names (otherwise
     only modules under GRADWISE_TRUSTED_MODULES prefixes are imported; a CheckpointError says so).
     """
-    from gradwise.data import load_data
     from gradwise.data.preprocess import LEGACY_PREPROCESS_FILE, PREPROCESS_FILE, Preprocessor, legacy_message
     from gradwise.models import build_model
     from gradwise.models.build import check_run_factory
@@ -57,16 +74,50 @@ def load_run(run_dir: str | Path, which: str = "auto", *, trust_code: bool = Fal
     if which == "auto":  # the weights the run ended with: best when early stopping restored it, else last
         which = "best" if es.enabled and es.restore_best and (path / "checkpoints" / "best.pt").exists() else "last"
     ckpt = path / "checkpoints" / f"{which}.pt"
-    # the loss decides the target encoding (one 0/1 column for a one-logit bce_with_logits model), so the model is
-    # rebuilt with the width it was trained with
-    bundle = load_data(cfg.data, cfg.seed, fold=_fold_of(path) if cfg.data.folds > 1 else None, loss=cfg.loss.name)
-    model = build_model(cfg.model, bundle.input_shape, bundle.n_outputs, bundle.task)
-    model.load_state_dict(load_checkpoint(ckpt)["model"])
+    pre = Preprocessor.load(stored) if stored.exists() else None
+    bundle = None
+    if pre is not None and pre.input_shape is not None and pre.n_outputs is not None:
+        input_shape, n_outputs, task = pre.input_shape, pre.n_outputs, pre.task
+    else:  # a run written before preprocess.json held the model's widths (or without one): from its data
+        bundle = _load_bundle(cfg, path, pre, why="its preprocess.json predates the model widths gradwise now stores "
+                              "(`gradwise train --resume` rewrites it)")
+        input_shape, n_outputs, task = bundle.input_shape, bundle.n_outputs, bundle.task
+        pre = pre if pre is not None else bundle.preprocessor
+    model = build_model(cfg.model, input_shape, n_outputs, task)
+    load_weights_into(model, load_checkpoint(ckpt), ckpt)
     model.eval()
-    pre = bundle.preprocessor
-    if stored.exists():  # the preprocessing saved with the run is the one that must be applied
-        pre = Preprocessor.load(stored)
-    return LoadedRun(cfg, model, pre, bundle, ckpt)
+    return LoadedRun(cfg, model, pre, ckpt, path, task, bundle)
+
+
+def _load_bundle(cfg: RunConfig, path: Path, pre: Any, why: str = "to rebuild its splits") -> Any:
+    """The run's data as training prepared it (same seed, splits and fitted preprocessing): for eval.
+
+    A data file given by a relative path is looked up from the working directory, then where training read it (the
+    absolute path preprocess.json records); if it is in neither place, a DataError says so and that predict does not
+    need it.
+    """
+    from gradwise.data import load_data
+    from gradwise.data.datasets import BUILTIN_DATASETS
+
+    data = cfg.data
+    recorded = getattr(pre, "source", None) or {}
+    changes: dict[str, str] = {}
+    for key in ("dataset", "val_file", "test_file"):
+        value = getattr(data, key)
+        builtin = bool(value) and value.strip().lower().replace("-", "_") in BUILTIN_DATASETS
+        if not value or builtin or Path(value).expanduser().exists():
+            continue
+        if key in recorded and Path(recorded[key]).exists():
+            changes[key] = recorded[key]  # training's working directory is not this one: the file is still there
+            continue
+        where = f" (training read '{recorded[key]}')" if key in recorded else ""
+        raise DataError(f"this run's data must be re-read ({why}), but data.{key} = '{value}' in "
+                        f"'{path / 'config.yaml'}' is not found from '{Path.cwd()}'{where}. Run it where training "
+                        "ran or put the file back" + (f"; `gradwise predict {path} ROWS` needs only the run directory."
+                                                       if why == "to rebuild its splits" else "."))
+    if changes:
+        data = data.model_copy(update=changes)
+    return load_data(data, cfg.seed, fold=_fold_of(path) if cfg.data.folds > 1 else None, loss=cfg.loss.name)
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", *, trust_code: bool = False) -> dict[str, float]:
@@ -74,71 +125,183 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, trust_code: bool =
     from gradwise.recipes import build_loss
     from gradwise.train.metrics import evaluate
 
-    run = load_run(run_dir, trust_code=trust_code)
-    data = getattr(run.bundle, split, None) if split in ("train", "val", "test") else None
     if split not in ("train", "val", "test"):
         raise DataError(f"--split {split!r} is not a split; use train, val or test.")
+    run = load_run(run_dir, trust_code=trust_code)
+    bundle = run.bundle
+    data = getattr(bundle, split, None)
     if data is None:
         raise DataError(f"this run has no {split} split (its data.{split}_fraction is 0); use another --split.")
-    loss_fn = build_loss(run.config.loss, run.bundle.task, run.bundle.n_outputs, run.bundle.class_counts)
+    loss_fn = build_loss(run.config.loss, bundle.task, bundle.n_outputs, bundle.class_counts)
     # the identity when no target was scaled (classification, data.scale_target=false)
     transform = run.preprocessor.inverse_target
-    return evaluate(run.model, TensorLoader(*data, 256, shuffle=False), loss_fn, torch.device("cpu"), run.bundle.task,
+    return evaluate(run.model, TensorLoader(*data, 256, shuffle=False), loss_fn, torch.device("cpu"), bundle.task,
                     contextlib.nullcontext, target_transform=transform)
 
 
-def read_inputs(path: str | Path) -> pd.DataFrame | np.ndarray:
+def read_inputs(path: str | Path, read_kwargs: dict[str, Any] | None = None) -> pd.DataFrame | np.ndarray:
+    """New rows from a file: a table (.csv/.tsv, optionally .gz; .parquet) or an array (.npy, .npz with x).
+
+    ``read_kwargs`` are pandas' CSV options (the run's data.options.read_kwargs: the same separator and encoding as
+    the training file). Anything unreadable is a DataError naming the file; nothing in it is executed (no pickle).
+    """
     p = Path(path)
     if not p.exists():
         raise DataError(f"input file '{p}' does not exist; give a .csv, .parquet, .npy or .npz file of new rows.")
-    suffix = p.suffix.lower()
-    if suffix == ".csv":
-        return pd.read_csv(p)
-    if suffix in (".parquet", ".pq"):
-        try:
-            return pd.read_parquet(p)
-        except ImportError:
-            raise DataError("reading Parquet needs pyarrow: pip install pyarrow (or give a CSV).") from None
-    if suffix == ".npy":
-        return np.load(p, allow_pickle=False)
-    if suffix == ".npz":
-        with np.load(p, allow_pickle=False) as z:
-            key = next((k for k in ("x", "X", "x_test", "X_test") if k in z.files), None)
-            if key is None:
-                raise DataError(f"'{p}' has arrays {z.files}; name the inputs 'x' (or 'X').")
-            return z[key]
-    raise DataError(f"input file '{p}' has an unsupported type '{suffix}'; use .csv, .parquet, .npy or .npz.")
+    if p.is_dir():
+        raise DataError(f"input '{p}' is a folder; give a .csv, .parquet, .npy or .npz file of new rows.")
+    name = p.name.lower()
+    how = "give a file of new rows with a header line and the training columns (.csv, .parquet, .npy or .npz)"
+    try:
+        if name.endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz")):
+            if not name.endswith(".gz"):
+                with p.open("rb") as fh:
+                    head = fh.read(65536)
+                if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):  # (UTF-16 has NULs)
+                    raise DataError(f"input file '{p}' is not text (it holds NUL bytes): a binary file, not a CSV; "
+                                    f"{how}.")
+            kwargs = dict(read_kwargs or {})
+            if name.endswith((".tsv", ".tsv.gz")):
+                kwargs.setdefault("sep", "\t")
+            frame = pd.read_csv(p, **kwargs)
+        elif name.endswith((".parquet", ".pq")):
+            try:
+                frame = pd.read_parquet(p)
+            except ImportError:
+                raise DataError("reading Parquet needs pyarrow: pip install pyarrow (or give a CSV).") from None
+        elif name.endswith(".npy"):
+            return _rows_array(np.load(p, allow_pickle=False), p)
+        elif name.endswith(".npz"):
+            with np.load(p, allow_pickle=False) as z:
+                key = next((k for k in ("x", "X", "x_test", "X_test") if k in z.files), None)
+                if key is None:
+                    raise DataError(f"'{p}' has arrays {z.files}; name the inputs 'x' (or 'X').")
+                return _rows_array(z[key], p)
+        else:
+            raise DataError(f"input file '{p}' has an unsupported type '{p.suffix}'; use .csv, .parquet, .npy or "
+                            ".npz.")
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataError(f"input file '{p}' is empty (no header line, no rows); {how}.") from None
+    except UnicodeDecodeError as exc:
+        encoding = (read_kwargs or {}).get("encoding") or "utf-8"
+        raise DataError(f"input file '{p}' is not text in the training file's encoding {encoding} ({exc.reason}): a "
+                        "binary file, or text in another encoding; save it as a CSV in that encoding.") from None
+    except Exception as exc:  # pandas/numpy/zip/parquet parse errors have no common base: each is the file's fault
+        detail = " ".join(str(exc).split())[:200]
+        raise DataError(f"input file '{p}' could not be read ({type(exc).__name__}: {detail}); {how}.") from None
+    frame.columns = [str(c) for c in frame.columns]
+    if frame.empty:
+        raise DataError(f"input file '{p}' has a header but no rows; {how}.")
+    return frame
+
+
+def _rows_array(arr: np.ndarray, p: Path) -> np.ndarray:
+    if arr.ndim == 0 or len(arr) == 0:
+        raise DataError(f"input file '{p}' holds no rows (shape {arr.shape}); give an array of shape (N, ...).")
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"input file '{p}' holds a {arr.dtype} array; give numbers (a float or integer array).")
+    return arr
 
 
 @torch.inference_mode()
 def predict(run_dir: str | Path, inputs: str | Path | pd.DataFrame | np.ndarray, *,
-            trust_code: bool = False) -> pd.DataFrame:
+            trust_code: bool = False, on_warning: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Predictions for new rows: class names (plus class probabilities) or values in the target's units.
 
+    Needs only the run directory (its model and stored preprocessing), never the training data. Columns of a
+    table the model did not use (an id, the target) are kept, first, beside the predictions. New rows that differ
+    from training (categories it never saw, numbers far outside its range, missing values it fills) are reported,
+    one line per column, to ``on_warning`` (default: `warnings.warn` with a DataWarning); rows that cannot be
+    predicted are a DataError naming the file and column.
     ``trust_code``: as for `load_run` (allow importing the run's model.factory module).
     """
+    from gradwise.data.preprocess import DataWarning, quote
+
     run = load_run(run_dir, trust_code=trust_code)
-    raw = read_inputs(inputs) if isinstance(inputs, str | Path) else inputs
-    x = run.preprocessor.transform_frame(raw) if isinstance(raw, pd.DataFrame) else run.preprocessor.transform_array(
-        raw)
+    pre = run.preprocessor
+    if isinstance(inputs, str | Path):
+        where = f"input file '{inputs}'"
+        raw = read_inputs(inputs, run.config.data.options.get("read_kwargs"))
+    else:
+        where = "the input rows"
+        raw = inputs
+    notes: list[str] = []
+    kept = pd.DataFrame()
+    if pre.kind == "table":
+        if not isinstance(raw, pd.DataFrame):
+            arr = raw.detach().cpu().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
+            if arr.dtype.kind not in "biufO":  # objects: e.g. a list of mixed values, checked per column below
+                raise DataError(f"{where} is a {arr.dtype} array; give numbers (a float or integer array).")
+            if arr.ndim != 2 or arr.shape[1] != len(pre.columns):
+                raise DataError(f"{where}: expected a 2-D array with {len(pre.columns)} columns (the training "
+                                f"columns {', '.join(map(quote, pre.columns))}), got shape {arr.shape}.")
+            raw = pd.DataFrame(arr, columns=pre.columns)
+        if raw.empty:
+            raise DataError(f"{where} has no rows; give at least one row with the training columns.")
+        x, notes = pre.transform_new_rows(raw, where)
+        kept = raw[[c for c in raw.columns if c not in pre.columns]].reset_index(drop=True)
+    elif isinstance(raw, pd.DataFrame):
+        raise DataError(f"{where}: this model was trained on {pre.kind} arrays, not a table; give an .npy/.npz array "
+                        f"of shape (N, {', '.join(map(str, pre.sample_shape))}).")
+    else:
+        x = _array_rows(pre, raw, where)
+    for note in notes:
+        if on_warning is None:
+            warnings.warn(f"{where}: {note}", DataWarning, stacklevel=3)
+        else:
+            on_warning(f"{where}: {note}")
+    return _with_kept(_predictions(run, x), kept)
+
+
+def _array_rows(pre: Any, raw: Any, where: str) -> torch.Tensor:
+    arr = raw.detach().cpu().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
+    if arr.ndim == 0 or len(arr) == 0:
+        raise DataError(f"{where} holds no samples (shape {arr.shape}).")
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"{where} is a {arr.dtype} array; give numbers (a float or integer array).")
+    with np.errstate(over="ignore", invalid="ignore"):
+        try:
+            return pre.transform_array(arr)
+        except DataError as exc:
+            raise DataError(f"{where}: {exc}") from None
+
+
+def _predictions(run: LoadedRun, x: torch.Tensor) -> pd.DataFrame:
     out = run.model(x).float()
-    if run.bundle.task == "classification":
+    pre = run.preprocessor
+    if run.task == "classification":
         if out.shape[-1] == 1:  # one logit (bce_with_logits): its sigmoid is the probability of the second class
             p1 = out.reshape(-1).sigmoid()
             probs = torch.stack([1 - p1, p1], 1)  # the same columns as the softmax path: prob_<class> per class
         else:
             probs = out.softmax(-1)
         idx = probs.argmax(1)
-        names = run.preprocessor.decode_labels(idx)
-        frame = pd.DataFrame({"prediction": names})
-        labels = run.preprocessor.class_names or [str(i) for i in range(probs.shape[1])]
+        frame = pd.DataFrame({"prediction": pre.decode_labels(idx)})
+        labels = pre.class_names or [str(i) for i in range(probs.shape[1])]
         for j, name in enumerate(labels):
             frame[f"prob_{name}"] = probs[:, j].numpy()
         return frame
-    values = run.preprocessor.inverse_target(out).reshape(len(x), -1).numpy()  # identity when unscaled
+    values = pre.inverse_target(out).reshape(len(x), -1).numpy()  # identity when unscaled
     if values.shape[1] == 1:
         return pd.DataFrame({"prediction": values[:, 0]})
     return pd.DataFrame({f"prediction_{i}": values[:, i] for i in range(values.shape[1])})
+
+
+def _with_kept(predictions: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
+    """The input's other columns (ids, the target) first, then the predictions; a clashing name gets 'input_'."""
+    if kept.empty and not len(kept.columns):
+        return predictions
+    taken = set(predictions.columns)
+    renamed = {}
+    for c in kept.columns:
+        name = c
+        while name in taken:
+            name = f"input_{name}"
+        taken.add(name)
+        renamed[c] = name
+    return pd.concat([kept.rename(columns=renamed), predictions], axis=1)
 
 
 def _fold_of(path: Path) -> int | None:

@@ -54,6 +54,31 @@ def _all_numeric_text(s: pd.Series) -> bool:
     return bool(pd.to_numeric(vals, errors="coerce").notna().all())
 
 
+MOSTLY_NUMERIC = 0.9  # a text column whose non-empty cells are at least this share numbers is a numeric column
+
+
+def numeric_with_text(frame: pd.DataFrame, columns: list[str]) -> dict[str, tuple[int, list[str]]]:
+    """Text columns that are numbers except for a few cells ('?', 'n/a', a typo): {column: (cells, examples)}.
+
+    At least MOSTLY_NUMERIC of the non-empty cells (and at least two) parse as numbers. Such a column is numeric
+    with those cells read as missing values, not a one-hot of hundreds of number strings.
+    """
+    out: dict[str, tuple[int, list[str]]] = {}
+    for c in columns:
+        s = frame[c]
+        if isinstance(s.dtype, pd.CategoricalDtype) or ptypes.is_bool_dtype(s.dtype):
+            continue
+        vals = s.dropna()
+        if vals.empty:
+            continue
+        parsed = pd.to_numeric(vals, errors="coerce")
+        numbers = int(parsed.notna().sum())
+        if numbers >= 2 and numbers >= MOSTLY_NUMERIC * len(vals) and numbers < len(vals):
+            text = vals[parsed.isna()]
+            out[c] = (int(len(text)), [str(v) for v in dict.fromkeys(text.tolist())][:3])
+    return out
+
+
 def clean_category_columns(frame: pd.DataFrame, columns: list[str], counts: dict[str, int]) -> pd.DataFrame:
     """Strip + casefold the string values of `columns`, adding how many values changed per column to `counts`."""
     frame = frame.copy()

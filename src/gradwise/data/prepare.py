@@ -16,7 +16,9 @@ Order of work, and why:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -26,13 +28,14 @@ from pandas.api import types as ptypes
 
 from gradwise.config import DataConfig
 from gradwise.data import cleaning
-from gradwise.data.datasets import ArraySource, TableSource, open_source
-from gradwise.data.preprocess import LabelCodec, Preprocessor
+from gradwise.data.datasets import BUILTIN_DATASETS, ArraySource, TableSource, open_source
+from gradwise.data.preprocess import HUGE, DataWarning, LabelCodec, Preprocessor, quote, show
 from gradwise.data.sampling import balance_indices, class_weight_vector, split_plan, subsample_count, take
 from gradwise.errors import ConfigError, DataError
 
 Split = tuple[torch.Tensor, torch.Tensor]
 MAX_INT_CLASSES = 50  # an integer target with more distinct values than this is treated as regression
+MAX_FLOAT_CLASSES = 10  # a declared classification target with more distinct non-integer numbers is refused
 SPLITS = ("train", "val", "test")
 
 
@@ -82,8 +85,21 @@ def load_data(cfg: DataConfig, seed: int, fold: int | None = None, *, loss: str 
     binary = one_logit_loss(loss)
     source = open_source(cfg)
     if isinstance(source, TableSource):
-        return _load_table(cfg, source, seed, fold, binary)
-    return _load_arrays(cfg, source, seed, fold, binary)
+        bundle = _load_table(cfg, source, seed, fold, binary)
+    else:
+        bundle = _load_arrays(cfg, source, seed, fold, binary)
+    bundle.preprocessor.source = _source_files(cfg)
+    return bundle
+
+
+def _source_files(cfg: DataConfig) -> dict[str, str]:
+    """The absolute paths of the files read, so that `gradwise eval` finds them from another working directory."""
+    out = {}
+    for key in ("dataset", "val_file", "test_file"):
+        value = getattr(cfg, key)
+        if value and value.strip().lower().replace("-", "_") not in BUILTIN_DATASETS:
+            out[key] = str(Path(value).expanduser().resolve())
+    return out
 
 
 def one_logit_loss(loss: str | None) -> bool:
@@ -110,6 +126,8 @@ def infer_task(y: pd.Series, declared: str | None, multi: bool, notes: dict[str,
         if declared == "classification" and multi:
             raise DataError("several target columns are only supported for regression; give one data.target for "
                             "classification.")
+        if declared == "classification":
+            _refuse_continuous_labels(y)
         notes["task_inferred"] = False
         return declared
     notes["task_inferred"] = True
@@ -124,6 +142,20 @@ def infer_task(y: pd.Series, declared: str | None, multi: bool, notes: dict[str,
     # a float column that holds only a few whole numbers is an integer label column that had a missing cell
     integral = bool(np.all(np.mod(values.to_numpy(dtype=np.float64), 1) == 0))
     return "classification" if integral and n_unique <= 10 else "regression"
+
+
+def _refuse_continuous_labels(y: pd.Series) -> None:
+    """task=classification on a measured quantity would train one class per distinct value: say so instead."""
+    if ptypes.is_bool_dtype(y.dtype) or not ptypes.is_numeric_dtype(y.dtype):
+        return
+    values = y.dropna().to_numpy(dtype=np.float64)
+    fractional = values[np.isfinite(values) & (np.mod(values, 1) != 0)]
+    distinct = int(pd.Series(values).nunique())
+    if fractional.size and distinct > MAX_FLOAT_CLASSES:
+        raise DataError(f"data.options.task=classification, but the target {quote(y.name)} holds {distinct} distinct "
+                        f"numbers, not whole class labels (e.g. {show(fractional[0])}): a classifier would learn "
+                        f"{distinct} classes, one per value. Set data.options.task=regression (loss.name=mse or auto) "
+                        "to predict the value, or bin the target into a few labels first.")
 
 
 def _codec(values: list[Any], class_names: list[str] | None) -> LabelCodec:
@@ -212,6 +244,9 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
         kinds = ", ".join(f"'{c}' ({frames['data'][c].dtype})" for c in unsupported)
         raise DataError(f"column(s) {kinds} are neither numbers nor categories. Convert them to numbers (e.g. a "
                         "date to days since an epoch) or leave them out with data.features.")
+    coerce = _numeric_text_columns(cfg, frames["data"], categorical, boolean, list(src.categorical), notes)
+    numeric = [c for c in features if c in numeric or c in coerce]  # in the file's column order
+    categorical = [c for c in categorical if c not in coerce]
     text = [c for c in categorical if c not in boolean]
     if not cfg.one_hot:
         if text:
@@ -346,14 +381,16 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
     pre = Preprocessor("table", task)
     pre.labels = codec
     pre.target_columns = list(targets)
-    pre.fit_table(train_df, numeric, categorical, boolean, scale=cfg.scale, missing=cfg.missing,
-                  clean_categories=cfg.clean_categories, clip_bounds=clip_bounds,
-                  max_categories=cfg.options.get("max_categories"))
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values: named by _check_finite below, not numpy
+        pre.fit_table(train_df, numeric, categorical, boolean, scale=cfg.scale, missing=cfg.missing,
+                      clean_categories=cfg.clean_categories, clip_bounds=clip_bounds,
+                      max_categories=cfg.options.get("max_categories"), coerce=coerce)
     xs: dict[str, np.ndarray | None] = {}
     for s, p in parts.items():
-        xs[s] = None if p is None else pre.table_matrix(p[0])
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by _check_finite, by column
+            xs[s] = None if p is None else pre.table_matrix(p[0])
         if xs[s] is not None:
-            _check_finite(pre, xs[s], s)
+            _check_finite(pre, xs[s], s, p[0])
     yd = {s: (None if p is None else p[1]) for s, p in parts.items()}
     indices = {s: (None if p is None else p[0].index.to_numpy()) for s, p in parts.items()}
     return _assemble(cfg, seed, src.name, "table", task, pre, xs, yd, indices, report, before,
@@ -431,9 +468,10 @@ def _load_arrays(cfg: DataConfig, src: ArraySource, seed: int, fold: int | None,
     pre.fit_array(raw["train"][0], cfg.scale, src.input_scale)  # type: ignore[index]
     xs: dict[str, np.ndarray | None] = {}
     for s, p in raw.items():
-        xs[s] = None if p is None else pre.array_matrix(p[0])
+        with np.errstate(over="ignore", invalid="ignore"):
+            xs[s] = None if p is None else pre.array_matrix(p[0])
         if xs[s] is not None:
-            _check_finite(pre, xs[s], s)
+            _check_finite(pre, xs[s], s, p[0])
     yd = {s: (None if p is None else p[1]) for s, p in raw.items()}
     indices = {s: (None if p is None else p[2]) for s, p in raw.items()}
     return _assemble(cfg, seed, src.name, src.kind, task, pre, xs, yd, indices, report, before,
@@ -443,14 +481,55 @@ def _load_arrays(cfg: DataConfig, src: ArraySource, seed: int, fold: int | None,
 # --------------------------------------------------------------------------------------------- shared tail
 
 
-def _check_finite(pre: Preprocessor, matrix: np.ndarray, split: str) -> None:
+def _numeric_text_columns(cfg: DataConfig, frame: pd.DataFrame, categorical: list[str], boolean: list[str],
+                          forced: list[str], notes: list[str]) -> list[str]:
+    """Text columns that are numbers but for a few cells: numeric, those cells missing (a warning names them).
+
+    With data.missing=none nothing would fill those cells, so that is a clear error instead of a failure later.
+    """
+    found = cleaning.numeric_with_text(frame, [c for c in categorical if c not in boolean and c not in forced])
+    for c, (count, examples) in found.items():
+        total = int(frame[c].notna().sum())
+        shown = ", ".join(show(e) for e in examples)
+        if cfg.missing == "none":
+            raise DataError(f"column {quote(c)} holds numbers except {count} of {total} cells with text (e.g. {shown})."
+                            " Set data.missing=median (or mean, most_frequent, drop) to read those cells as missing "
+                            "values and fill (or drop) them, fix the cells, or list the column in "
+                            "data.options.categorical to treat its values as categories.")
+        message = (f"column {quote(c)} holds numbers except {count} of {total} cells with text (e.g. {shown}); "
+                   f"those cells are read as missing values (data.missing={cfg.missing}). To treat the column as "
+                   "categories instead, list it in data.options.categorical.")
+        notes.append(message)
+        warnings.warn(message, DataWarning, stacklevel=4)
+    return list(found)
+
+
+def _check_finite(pre: Preprocessor, matrix: np.ndarray, split: str, raw: Any = None) -> None:
     bad = pre.nonfinite_columns(matrix.reshape(len(matrix), -1))
     if not bad:
         return
+    advice = ("probably a sentinel (such as 1e300 for 'unknown') or a wrong unit, not a measurement. Fix the "
+              "{what}, or ")
     if pre.kind == "table":
-        cols = ", ".join(f"'{c}' ({n} rows)" for c, n in bad.items())
+        for c in bad:
+            if c in pre.numeric and raw is not None:
+                vals = pd.to_numeric(raw[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+                huge = np.isfinite(vals) & (np.abs(vals) >= HUGE)
+                if huge.any():
+                    raise DataError(
+                        f"column {quote(c)} holds huge values ({int(huge.sum())} in the {split} rows, e.g. "
+                        f"{vals[huge][0]:g}) that overflow when scaled: " + advice.format(what="column")
+                        + "clip them with data.outliers=iqr_clip (fences fitted on the training rows), or leave the "
+                        "column out with data.features.")
+        cols = ", ".join(f"{quote(c)} ({n} rows)" for c, n in bad.items())
         raise DataError(f"the {split} features contain NaN/Inf after preprocessing in column(s) {cols}. Set "
                         "data.missing=median (or mean, most_frequent, drop) to impute or drop missing values.")
+    values = np.asarray(raw, dtype=np.float64) if raw is not None else np.zeros(0)
+    huge = np.isfinite(values) & (np.abs(values) >= HUGE)
+    if huge.any():
+        raise DataError(f"the {split} samples hold huge values ({int(huge.sum())} positions, e.g. "
+                        f"{values[huge][0]:g}) that overflow in float32: " + advice.format(what="array")
+                        + "remove those samples.")
     raise DataError(f"the {split} samples contain NaN/Inf values ({sum(bad.values())} affected positions). Clean "
                     "the array before training (e.g. numpy.nan_to_num) or remove those samples.")
 
@@ -544,6 +623,8 @@ def _assemble(cfg: DataConfig, seed: int, name: str, kind: str, task: str, pre: 
     report["rows"] = {"train": len(train[0]), "val": len(val[0]) if val else 0, "test": len(test[0]) if test else 0}
     report["preprocessor"] = pre.describe()
     report["input_shape"] = list(input_shape)
+    # stored with the run (preprocess.json): predict rebuilds the model from these without reading the data
+    pre.input_shape, pre.n_outputs = tuple(int(s) for s in input_shape), int(n_outputs)
     return DataBundle(name=name, task=task, train=train, val=val, test=test,  # type: ignore[arg-type]
                       n_classes=n_classes, n_outputs=n_outputs, input_shape=tuple(int(s) for s in input_shape),
                       class_names=pre.class_names, class_counts=class_counts, preprocessor=pre, report=report,

@@ -27,6 +27,34 @@ PREPROCESS_FILE = "preprocess.json"
 LEGACY_PREPROCESS_FILE = "preprocess.pkl"
 
 
+FAR_OUTSIDE = 1.0  # a new value further than this many training ranges beyond [min, max] is warned about
+HUGE = 1e30  # a feature value this large is almost surely an error (a sentinel, a unit): said so by name
+
+
+class DataWarning(UserWarning):
+    """New rows that can be predicted but differ from what training saw (unseen categories, far outside ranges)."""
+
+
+def quote(name: Any, limit: int = 60) -> str:
+    """A column name or value for a one-line message: quoted, control characters escaped, long text cut."""
+    text = str(name)
+    text = text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+    return "'" + (text[:limit] + "..." if len(text) > limit else text) + "'"
+
+
+def names(columns: Iterable[Any], limit: int = 20) -> str:
+    cols = list(columns)
+    shown = ", ".join(quote(c) for c in cols[:limit])
+    return shown + (f" and {len(cols) - limit} more" if len(cols) > limit else "")
+
+
+def show(value: Any) -> str:
+    """A cell value for a message: numbers in %g, text quoted and cut."""
+    if isinstance(value, float | np.floating):
+        return f"{float(value):g}"
+    return quote(value, 40)
+
+
 def clean_category_values(values: pd.Series, casefold: bool = True, strip: bool = True) -> pd.Series:
     """Every non-missing value as a str, stripped of surrounding whitespace and casefolded; missing stays NaN."""
     obj = values.astype(object)
@@ -130,6 +158,10 @@ class Preprocessor:
         self.numeric: list[str] = []
         self.categorical: list[str] = []
         self.boolean: list[str] = []  # bool columns cast to 0/1 when one-hot encoding is off
+        # numeric columns that held a few text cells in training ('?', 'n/a'): text is read as a missing value there
+        self.coerce: list[str] = []
+        # [min, max] of each numeric column's finite training values (after clipping): new rows far outside are warned
+        self.ranges: dict[str, tuple[float, float]] = {}
         self.clean_categories = False
         self.clip_bounds: dict[str, tuple[float, float]] = {}
         self.num_imputer: Any = None
@@ -149,20 +181,31 @@ class Preprocessor:
         self.target_columns: list[str] = []
         self.target_mean: np.ndarray | None = None
         self.target_scale: np.ndarray | None = None
+        # what rebuilding the model needs, so predicting never reads the training data (None: an older run's file)
+        self.input_shape: tuple[int, ...] | None = None
+        self.n_outputs: int | None = None
+        # absolute paths of the data files training read (eval re-reads them from another working directory)
+        self.source: dict[str, str] = {}
 
     # ----------------------------------------------------------------------------------------- table fitting
 
     def fit_table(self, frame: pd.DataFrame, numeric: list[str], categorical: list[str], boolean: list[str], *,
                   scale: str, missing: str, clean_categories: bool, clip_bounds: dict[str, tuple[float, float]],
-                  max_categories: int | None = None) -> Preprocessor:
+                  max_categories: int | None = None, coerce: Sequence[str] = ()) -> Preprocessor:
         from sklearn.impute import SimpleImputer
         from sklearn.preprocessing import OneHotEncoder
 
         self.columns = [*numeric, *boolean, *categorical]
         self.numeric, self.categorical, self.boolean = list(numeric), list(categorical), list(boolean)
+        self.coerce = [c for c in numeric if c in set(coerce)]
         self.clean_categories = clean_categories
         self.clip_bounds = dict(clip_bounds)
         num = self._numeric_block(frame)
+        self.ranges = {}
+        for j, c in enumerate(self.numeric):
+            vals = num[:, j][np.isfinite(num[:, j])]
+            if vals.size:
+                self.ranges[c] = (float(vals.min()), float(vals.max()))
         if self.numeric:
             if missing in ("mean", "median", "most_frequent"):
                 # keep_empty_features: an all-missing train column stays (as 0) so column positions never shift
@@ -202,8 +245,8 @@ class Preprocessor:
             raw = frame[c]
             vals = pd.to_numeric(raw, errors="coerce")
             bad = vals.isna() & raw.notna()
-            if bad.any():
-                raise DataError(f"column '{c}' should be numeric but holds {raw[bad].iloc[0]!r} (row "
+            if bad.any() and c not in self.coerce:  # a coerced column's text cells are missing values
+                raise DataError(f"column {quote(c)} should be numeric but holds {show(raw[bad].iloc[0])} (row "
                                 f"{raw.index[bad][0]}). Fix the value, or leave the cell empty to mark it missing.")
             cols.append(vals.to_numpy(dtype=np.float64, na_value=np.nan))
         num = np.stack(cols, axis=1)
@@ -225,8 +268,8 @@ class Preprocessor:
         """Transform a frame to the float32 feature matrix without the finiteness check."""
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:
-            raise DataError(f"the input is missing column(s) {', '.join(missing)}; the model was trained on: "
-                            f"{', '.join(self.columns)}.")
+            raise DataError(f"the input is missing column(s) {names(missing)}; the model was trained on: "
+                            f"{names(self.columns)}.")
         blocks = []
         num = self._numeric_block(frame)
         if self.num_imputer is not None:
@@ -308,6 +351,8 @@ class Preprocessor:
     def transform_array(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
         """New samples as an array → float32 tensor. For tables, columns are in `columns` order."""
         arr = _to_numpy(x)
+        if self.kind != "table" and arr.dtype.kind not in "biuf":  # text, objects, complex, dates: no numbers
+            raise DataError(f"input array has dtype {arr.dtype}; give numbers (a float or integer array).")
         if self.kind == "table":
             if arr.ndim != 2 or arr.shape[1] != len(self.columns):
                 raise DataError(f"expected a 2-D array with {len(self.columns)} columns ({', '.join(self.columns)}),"
@@ -316,6 +361,101 @@ class Preprocessor:
         matrix = self.array_matrix(arr)
         self._check_finite(matrix, "the input samples")
         return torch.from_numpy(matrix)
+
+    def transform_new_rows(self, frame: pd.DataFrame, where: str) -> tuple[torch.Tensor, list[str]]:
+        """New table rows at predict time → (features, warnings): what training saw is the rule.
+
+        Refused (DataError naming `where` and the column): missing feature columns, text in a numeric column,
+        missing/infinite numbers when training did not fill them (data.missing=none or drop), values too large to
+        survive scaling. Warned (one line per column, with counts): categories not seen in training, numbers far
+        outside the training range, missing/infinite values filled as training filled them, text read as missing in
+        a column training coerced the same way.
+        """
+        if self.kind != "table":
+            raise DataError(f"{where}: this model was trained on {self.kind} arrays, not a table; give an .npy/.npz "
+                            f"array of shape (N, {', '.join(map(str, self.sample_shape))}).")
+        absent = [c for c in self.columns if c not in frame.columns]
+        if absent:
+            raise DataError(f"{where} lacks the feature column(s) {names(absent)}; the model was trained on "
+                            f"{names(self.columns)}. Give every one of them (other columns are copied to the output).")
+        n = len(frame)
+        warnings: list[str] = []
+        for c in self.numeric:
+            raw = frame[c]
+            vals = pd.to_numeric(raw, errors="coerce")
+            text = vals.isna() & raw.notna()
+            if text.any():
+                example = show(raw[text].iloc[0])
+                if c not in self.coerce:
+                    raise DataError(f"{where}: column {quote(c)} is numeric in training but holds text ({example} in "
+                                    f"row {int(np.flatnonzero(text.to_numpy())[0]) + 1}; {int(text.sum())} of {n} "
+                                    "rows). Fix those cells, or leave them empty to mark them missing.")
+                warnings.append(f"column {quote(c)}: {int(text.sum())} of {n} rows hold text (e.g. {example}); read "
+                                "as missing values, as in training")
+            num = vals.to_numpy(dtype=np.float64, na_value=np.nan)
+            finite = np.isfinite(num)
+            gaps = int((~finite).sum())
+            if gaps:
+                rows = np.flatnonzero(~finite)[:5] + 1
+                if self.num_imputer is None:
+                    raise DataError(f"{where}: column {quote(c)} has {gaps} of {n} rows missing or infinite (rows "
+                                    f"{', '.join(map(str, rows))}{', ...' if gaps > 5 else ''}); this run was trained "
+                                    "without filling missing values (data.missing=none or drop), so it cannot predict "
+                                    "them. Fill those cells or remove those rows, or retrain with data.missing=median.")
+                fill = float(self.num_imputer.statistics_[self.numeric.index(c)])
+                warnings.append(f"column {quote(c)}: {gaps} of {n} rows are missing or infinite; filled with "
+                                f"{fill:g} (the training {self.num_imputer.strategy}), as in training")
+            if c in self.ranges and finite.any():
+                lo, hi = self.ranges[c]
+                width = hi - lo
+                with np.errstate(invalid="ignore", over="ignore"):
+                    far = finite & ((num < lo - FAR_OUTSIDE * width) | (num > hi + FAR_OUTSIDE * width))
+                if far.any():
+                    worst = num[far][np.argmax(np.abs(num[far] - (lo + hi) / 2))]
+                    clip = (f"; clipped to [{self.clip_bounds[c][0]:g}, {self.clip_bounds[c][1]:g}] as in training"
+                            if c in self.clip_bounds else "; the model extrapolates there")
+                    warnings.append(f"column {quote(c)}: {int(far.sum())} of {n} rows are outside the training range "
+                                    f"[{lo:g}, {hi:g}] by more than its width (e.g. {worst:g}){clip}")
+        if self.encoder is not None:
+            block = self._category_block(frame)
+            for i, c in enumerate(self.categorical):
+                col = block[:, i]
+                missing = pd.isna(col)
+                if missing.any() and self.cat_imputer is not None:
+                    fill = self.cat_imputer.statistics_[i]
+                    warnings.append(f"column {quote(c)}: {int(missing.sum())} of {n} rows are missing; filled with "
+                                    f"{show(fill)} (the training most frequent value), as in training")
+                    col = np.where(missing, fill, col)
+                col = np.where(pd.isna(col), MISSING_CATEGORY, col)
+                known = set(self.encoder.categories_[i].tolist())
+                unseen = np.array([v not in known for v in col.tolist()], dtype=bool)
+                if unseen.any():
+                    first = int(np.flatnonzero(unseen)[0])
+                    original = frame[c].iloc[first]  # as the user wrote it, not cleaned
+                    example = show(MISSING_CATEGORY if pd.isna(original) else original)
+                    rare = getattr(self.encoder, "infrequent_categories_", None)
+                    as_rare = self.encoder.handle_unknown == "infrequent_if_exist" and rare is not None \
+                        and rare[i] is not None
+                    how = "the infrequent category" if as_rare else "all-zero"
+                    warnings.append(f"column {quote(c)}: {int(unseen.sum())} of {n} rows have categories not seen in "
+                                    f"training (e.g. {example}); they are encoded as {how}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            matrix = self.table_matrix(frame)
+        bad = self.nonfinite_columns(matrix)
+        if bad:
+            c, count = next(iter(bad.items()))
+            if c in self.numeric:
+                j = self._origin.index(c)
+                row = int(np.flatnonzero(~np.isfinite(matrix[:, j]))[0])
+                value = pd.to_numeric(frame[c], errors="coerce").iloc[row]
+                raise DataError(f"{where}: column {quote(c)} holds values too large to use ({count} of {n} rows, e.g. "
+                                f"{show(value)} in row {row + 1}): they overflow when scaled as in training. Fix or "
+                                "remove those rows"
+                                + (f" (the training range was [{self.ranges[c][0]:g}, {self.ranges[c][1]:g}])."
+                                   if c in self.ranges else "."))
+            raise DataError(f"{where}: column {quote(c)} has {count} of {n} rows that cannot be encoded (missing, or "
+                            "not true/false). Fix or remove those rows.")
+        return torch.from_numpy(matrix), warnings
 
     def _check_finite(self, matrix: np.ndarray, where: str) -> None:
         bad = self.nonfinite_columns(matrix.reshape(len(matrix), -1))
@@ -423,7 +563,8 @@ class Preprocessor:
         if self.kind == "table":
             d.update(numeric=self.numeric, categorical=self.categorical, boolean=self.boolean,
                      n_features=len(self.feature_names), scaler=_scaler_name(self.scaler),
-                     one_hot=self.encoder is not None, clipped_columns=sorted(self.clip_bounds))
+                     one_hot=self.encoder is not None, clipped_columns=sorted(self.clip_bounds),
+                     text_read_as_missing=list(self.coerce))
         else:
             d.update(sample_shape=list(self.sample_shape), input_scale=self.input_scale, scale=self.scale_method)
         d["classes"] = self.class_names
@@ -597,6 +738,8 @@ def _state_to_json(pre: Preprocessor) -> dict[str, Any]:
                 "statistics": [_scalar(v) for v in pre.cat_imputer.statistics_.tolist()]},
             "scaler": scaler, "encoder": encoder,
             "feature_names": [str(n) for n in pre.feature_names], "origin": [_scalar(c) for c in pre._origin],
+            "coerce": [_scalar(c) for c in pre.coerce],
+            "ranges": [[_scalar(c), _number(lo), _number(hi)] for c, (lo, hi) in pre.ranges.items()],
         }
     return {
         "format": FORMAT_NAME, "version": FORMAT_VERSION, "kind": pre.kind, "task": pre.task, "table": table,
@@ -607,6 +750,10 @@ def _state_to_json(pre: Preprocessor) -> dict[str, Any]:
                                                    "names": list(pre.labels.names)},
         "target": {"columns": [_scalar(c) for c in pre.target_columns], "mean": _encode_array(pre.target_mean),
                    "scale": _encode_array(pre.target_scale)},
+        # the model's input and output widths: predict rebuilds the model from these, without the training data
+        "model": None if pre.input_shape is None or pre.n_outputs is None else {
+            "input_shape": [int(d) for d in pre.input_shape], "n_outputs": int(pre.n_outputs)},
+        "source": {str(k): str(v) for k, v in pre.source.items()},
     }
 
 
@@ -732,6 +879,21 @@ def _state_from_json(blob: Any, path: Path) -> Preprocessor:
             pre.target_mean is not None and pre.target_scale is not None
             and (pre.target_mean.ndim != 1 or pre.target_mean.shape != pre.target_scale.shape)):
         raise r.fail("target.mean/scale", "both absent, or two 1-D arrays of the same length")
+    # optional: absent from files of runs trained before predict stopped reading the training data
+    model = r.section(blob, "model", "file", optional=True) if "model" in blob else None
+    if model is not None:
+        shape = r.get(model, "input_shape", list, "model", "a list of positive integers")
+        if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+            raise r.fail("model.input_shape", "a list of positive integers")
+        outputs = r.get(model, "n_outputs", int, "model", "a positive integer")
+        if outputs < 1:
+            raise r.fail("model.n_outputs", "a positive integer")
+        pre.input_shape, pre.n_outputs = tuple(shape), outputs
+    source = r.section(blob, "source", "file", optional=True) if "source" in blob else None
+    if source is not None:
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in source.items()):
+            raise r.fail("source", "an object of file paths")
+        pre.source = dict(source)
     return pre
 
 
@@ -786,6 +948,14 @@ def _read_table(r: _Reader, pre: Preprocessor, t: dict[str, Any]) -> None:
         width += sum(w for _, w, _ in pre.encoder._maps)
     elif n_cat:
         raise r.fail("table.encoder", f"the one-hot encoder of the categorical columns {pre.categorical}")
+    if "coerce" in t:  # optional (older files): numeric columns whose text cells are missing values
+        pre.coerce = r.names(t, "coerce", "table")
+        if not set(pre.coerce) <= set(pre.numeric):
+            raise r.fail("table.coerce", "a list of numeric columns")
+    for item in r.get(t, "ranges", list, "table", "a list of [column, low, high]") if "ranges" in t else []:
+        if not isinstance(item, list) or len(item) != 3 or item[0] not in pre.numeric:
+            raise r.fail("table.ranges", "a list of [numeric column, low, high]")
+        pre.ranges[item[0]] = (r.number(item[1], "table.ranges"), r.number(item[2], "table.ranges"))
     pre.feature_names = r.get(t, "feature_names", list, "table", "a list of strings")
     pre._origin = r.names(t, "origin", "table")
     if len(pre.feature_names) != width or len(pre._origin) != width or not all(
