@@ -90,13 +90,13 @@ def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None
     serving, plan = build_serving(network, pre, task, fold=preprocessing and fmt != "safetensors",
                                   fallback_shape=tuple(shape) if shape else None)
     serving.eval()
+    example = example_inputs(pre, plan, 2)  # batch 2: torch.export specializes a dimension of size 0 or 1
     with torch.no_grad():
-        n_outputs = int(serving(example_inputs(pre, plan, 2)).shape[-1])
+        n_outputs = int(serving(example).shape[-1])
     info: dict[str, Any] = {}
     if fmt == "safetensors":
         data = _safetensors_bytes(network, run_path)
     else:
-        example = example_inputs(pre, plan, 2)
         with _quiet(), torch.no_grad():
             program = _capture(serving, example, run_path)
             if fmt == "onnx":
