@@ -277,3 +277,53 @@ def test_stale_temp_files_of_a_killed_write_are_removed_on_resume_and_nothing_el
     left = {p.name for p in ckpt.iterdir()}
     assert not left & set(orphans)
     assert set(foreign) <= left and (run / ".last.pt.k2x_9abc.tmp").exists()
+
+
+KILLED_MID_WRITE = """
+import sys, time
+from pathlib import Path
+import torch
+save, writes = torch.save, []
+
+def stalled(obj, f, *args, **kwargs):  # the third write of last.pt stops half-way: the process is killed there
+    if ".last.pt." in str(f):
+        writes.append(f)
+        if len(writes) == 3:
+            Path(f).write_bytes(b"half a checkpoint")
+            Path(sys.argv[1]).write_text(str(f))
+            time.sleep(600)
+    return save(obj, f, *args, **kwargs)
+
+torch.save = stalled
+from gradwise.cli import main
+main(sys.argv[2:])
+"""
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_a_temp_file_that_resume_removes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run, marker = tmp_path / "run", tmp_path / "writing"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_MID_WRITE, str(marker), *IRIS, "train.epochs=5",
+                             "--out", str(run)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), proc.stderr.read().decode() if proc.poll() is not None else "no write stalled"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    orphan = Path(marker.read_text())
+    assert orphan.exists() and orphan.parent == run / "checkpoints" and temp_files(run) == [orphan.name]
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 2
+
+    code, err = run_cli(["train", "--resume", str(run), "train.progress=none"], capsys)
+    assert code == 0, err
+    assert temp_files(run) == []
+    assert json.loads((run / "summary.json").read_text())["epochs_completed"] == 5
