@@ -37,12 +37,12 @@ def compare_cmd(run_dirs: tuple[Path, ...], out: Path) -> int:
     """Overlay the runs' curves, with a table of their config differences and final metrics."""
     from gradwise.cli import console
     from gradwise.report.compare import build_compare
-    from gradwise.train.checkpoint import atomic_write_text
+    from gradwise.report.writer import write_page
 
     page = build_compare(list(run_dirs))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, page)
+        write_page(out, page)
     except OSError as exc:
         raise CheckpointError(f"--out '{out}': cannot write the page there ({exc.strerror or exc}); give a writable "
                               "file, e.g. -o compare.html.") from None

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gradwise.report.html import CSP, CSS
-from gradwise.train.checkpoint import atomic_write_text
+from gradwise.report.writer import write_page
 
 if TYPE_CHECKING:
     import optuna
@@ -86,7 +86,7 @@ def study_html(setup: TuneSetup, study: optuna.Study, svgs: dict[str, str], best
 def write_study_report(setup: TuneSetup, study: optuna.Study, svgs: dict[str, str], best: FrozenTrial | None,
                        notes: list[str]) -> Path:
     path = setup.dir / "report.html"
-    atomic_write_text(path, study_html(setup, study, svgs, best, list(notes)))
+    write_page(path, study_html(setup, study, svgs, best, list(notes)))
     return path
 
 
