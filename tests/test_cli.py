@@ -99,6 +99,8 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     (["eval", "--split", "everything", "somewhere"], "'everything' is not one of"),
     (["tune"], "gradwise tune needs a CONFIG"),
     (["train", "optim.lrr=0.1"], "optim.lr"),
+    (["train", "--resume", "runs/a", "--overwrite"], "--overwrite replaces a run and --resume continues one"),
+    (["train", "--resume", "runs/a", "--out", "runs/b"], "--resume runs/a writes to its own directory"),
 ])
 def test_command_line_mistakes_exit_2_with_one_clear_line(capsys: pytest.CaptureFixture[str], args: list[str],
                                                           says: str) -> None:

@@ -107,6 +107,9 @@ def fit(model: nn.Module, train: Any, val: Any = None, test: Any = None, *, loss
     stored: RunConfig | None = None
     if resume is not None:
         rdir = _resume_dir(resume)
+        if out is not None and Path(out).resolve() != rdir.resolve():
+            raise ConfigError(f"fit(resume='{rdir}', out='{out}'): a resumed run writes to its own directory; leave "
+                              "out= out, or copy the run directory to out first and resume the copy.")
         base = read_yaml(rdir / "config.yaml")
         stored = validate_config(read_yaml(rdir / "config.yaml"), str(rdir / "config.yaml"))
     elif isinstance(config, RunConfig):
@@ -454,9 +457,19 @@ def _open_run(cfg: RunConfig, resume: str | Path | None, stored: RunConfig | Non
     main = int(os.environ.get("RANK", 0)) == 0  # other ranks of a distributed run write nothing
     if resume is None:
         path = Path(cfg.out) if cfg.out else default_run_dir(cfg.name)
-        cfg.out = str(path)
         created = not path.exists()
-        lock = claim_run_dir(path, overwrite=overwrite) if main else None
+        for attempt in range(5):
+            try:
+                lock = claim_run_dir(path, overwrite=overwrite) if main else None
+                break
+            except (CheckpointError, ConfigError):
+                # runs/<time>-<name> taken by a run started in the same second: the next free name, as
+                # default_run_dir does for a directory that already exists
+                if cfg.out or attempt == 4:
+                    raise
+                path = default_run_dir(cfg.name)
+                created = not path.exists()
+        cfg.out = str(path)
         try:
             if main:
                 RunDir(path).write_config(cfg.to_yaml())

@@ -117,3 +117,14 @@ def test_kill_during_a_resume_that_had_nothing_to_restore(tmp_path: Path, refere
     killed(tmp_path, "step:5", resume=out)  # starts over, killed again before step 6's checkpoint
     resume(out)
     assert_identical(final_state(out), reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", range(1, 29))
+def test_kill_after_every_step_then_resume_is_bit_identical(tmp_path: Path, reference: dict[str, object],
+                                                            step: int) -> None:
+    """The whole matrix: a SIGKILL right after each of the run's 28 optimizer steps (before and after step and
+    epoch checkpoints, in every epoch), then one --resume."""
+    out = killed(tmp_path, f"step:{step}")
+    resume(out)
+    assert_identical(final_state(out), reference)
