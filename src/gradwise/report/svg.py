@@ -7,6 +7,7 @@ script), and every string that reaches the page goes through html.escape here.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from html import escape
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
+_IDS = itertools.count(1)
 MAX_POINTS = 2500  # points per series: a page of a 100k-step run stays a few hundred KB
 SEVERITY_COLOR = {"error": "#d62728", "warning": "#e69500", "info": "#1f77b4"}
 
@@ -167,8 +169,9 @@ class Chart:
         if self.hline is not None:
             out.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(self.hline):.1f}" y2="{sy(self.hline):.1f}" '
                        'class="ref"/>')
-        out.append(f'<clipPath id="c{id(self)}"><rect x="{left}" y="{top}" width="{pw}" height="{ph}"/></clipPath>'
-                   f'<g clip-path="url(#c{id(self)})">')
+        clip = f"clip{next(_IDS)}"  # unique in the page (id() of a chart drawn and dropped can come back)
+        out.append(f'<clipPath id="{clip}"><rect x="{left}" y="{top}" width="{pw}" height="{ph}"/></clipPath>'
+                   f'<g clip-path="url(#{clip})">')
         for s in self.series:
             style = f'stroke="{s.color}"' + (' stroke-dasharray="5 3"' if s.dashed else "") + (
                 ' opacity="0.35"' if s.faded else "")
