@@ -71,7 +71,13 @@ def test_completed_run_records_steps_and_probes_and_writes_the_report(tmp_path: 
 
     page = html(out)
     assert page.count("<svg") >= 7  # loss, metrics, LR, gradient norms, update ratios, dead units, confusion matrix
-    assert "Confusion matrix (test)" in page and "setosa" in page and "macro average" in page
+    assert "Confusion matrix (test)" in page and "setosa" in page
+    # the page's macro precision/recall/F1 (scikit-learn on the final weights' test predictions) are the run's own
+    macro = re.search(r"<td>macro average</td><td>([0-9.]+)</td><td>([0-9.]+)</td><td>([0-9.]+)</td>", page)
+    assert macro is not None
+    test = run.summary["test"]
+    assert [float(v) for v in macro.groups()] == pytest.approx(
+        [test["test_precision"], test["test_recall"], test["test_f1"]], abs=1e-3)
     assert "head.weight" in page and "block1.0.weight" in page  # the layer table and the gradient-flow legend
     assert "data_report" not in page or "rows_loaded" in page
     # self-contained: nothing fetched (the SVG namespace is a name, not a fetch), no script
