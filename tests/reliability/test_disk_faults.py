@@ -54,8 +54,9 @@ class Disk:
     """Makes the disk under `root` full (or read-only) from a chosen write on.
 
     full_at_checkpoint=N: the N-th checkpoint write finds the disk full; full_after_epoch=N: the disk fills up right
-    after epoch N's row is appended to metrics.jsonl. only_checkpoints: the other files still fit (a checkpoint is
-    by far the largest file, and its failed temp file is removed, so summary.json can then be written)."""
+    after epoch N's row is appended to metrics.jsonl. `refuses(name)` picks the files the full disk refuses (all by
+    default): e.g. only checkpoints (by far the largest file; its failed temp file is removed, so summary.json can
+    then be written)."""
 
     def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch, error: int = errno.ENOSPC) -> None:
         self.root = root.resolve()
@@ -63,7 +64,7 @@ class Disk:
         self.full = False
         self.full_at_checkpoint: int | None = None
         self.full_after_epoch: int | None = None
-        self.only_checkpoints = False
+        self.refuses: Any = lambda name: True
         self.checkpoint_writes = 0
         self._mkstemp = tempfile.mkstemp
         monkeypatch.setattr(tempfile, "mkstemp", self.mkstemp)
@@ -73,7 +74,7 @@ class Disk:
         return Path(path).resolve().is_relative_to(self.root)
 
     def _refused(self, name: str) -> bool:
-        return self.full and (not self.only_checkpoints or ".pt." in name)
+        return self.full and self.refuses(name)
 
     def mkstemp(self, suffix: str | None = None, prefix: str | None = None, dir: Any = None,  # noqa: A002
                 text: bool = False) -> tuple[int, str]:
@@ -138,10 +139,11 @@ def test_a_full_disk_at_the_first_checkpoint_is_one_line_without_a_previous_chec
     assert code == 2
     assert f"'{run / 'checkpoints' / 'last.pt'}'" in line and "no space left on device (errno 28)" in line
     assert "unexpected pos" not in line  # torch's words for it
-    assert "intact" not in line and "No earlier 'last.pt' exists" in line
+    assert "intact" not in line and "No checkpoint had been written yet" in line and "--resume" not in line
     # the handler's own summary.json write met the full disk too: it did not mask the error, and says so
     assert "summary.json could not record the failure either" in line
-    assert temp_files(run) == [] and not (run / "checkpoints" / "last.pt").exists()
+    # a new run that recorded nothing is removed (api: so the same command can run again once there is space)
+    assert not run.exists() or (temp_files(run) == [] and not (run / "checkpoints" / "last.pt").exists())
 
 
 def test_a_full_disk_later_keeps_the_previous_checkpoint_and_resume_continues_once_there_is_space(
@@ -173,8 +175,9 @@ def test_the_first_refused_write_is_the_one_reported(tmp_path: Path, monkeypatch
     code, err = run_cli([*IRIS, "train.epochs=5", "--out", str(run)], capsys)
     line = one_line(err)
     assert code == 2 and "no space left on device (errno 28)" in line
-    assert f"cannot write checkpoint '{run / 'checkpoints' / 'last.pt'}'" in line
-    assert "The previous checkpoint in 'last.pt' is intact" in line
+    # epoch 2's last.pt, or epoch 1's best.pt when the writer thread had not linked it yet: a checkpoint either way
+    assert f"cannot write checkpoint '{run / 'checkpoints'}/" in line and "metrics.jsonl" not in line
+    assert f"`gradwise train --resume {run}` continues from" in line
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
 
 
@@ -184,8 +187,11 @@ def test_a_full_disk_at_a_metrics_row_with_no_checkpoint_pending(
     disk = Disk(tmp_path, monkeypatch)
     original = rundir.RunDir.append_metrics
 
+    # only metrics.jsonl is refused: epoch 2's checkpoint, possibly still being written, must not race it
+    disk.refuses = lambda name: name.endswith("metrics.jsonl")
+
     def append(self: Any, row: dict[str, Any]) -> None:
-        disk.full = disk.full or row["epoch"] == 3  # after epoch 2's checkpoint was written
+        disk.full = disk.full or row["epoch"] == 3
         original(self, row)
 
     monkeypatch.setattr(rundir.RunDir, "append_metrics", append)
@@ -200,7 +206,7 @@ def test_when_only_the_checkpoint_does_not_fit_summary_json_records_the_failure(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     disk = Disk(tmp_path, monkeypatch)
-    disk.only_checkpoints = True
+    disk.refuses = lambda name: ".pt." in name  # the temp files of checkpoints: ".last.pt.XXXXXXXX.tmp"
     disk.full_at_checkpoint = 1
     code, err = run_cli([*IRIS, "train.epochs=3", "--out", str(run)], capsys)
     line = one_line(err)
@@ -215,7 +221,7 @@ def test_a_read_only_disk_mid_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
                                   capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     disk = Disk(tmp_path, monkeypatch, error=errno.EROFS)
-    disk.full_after_epoch = 2
+    disk.full_at_checkpoint = 2  # epoch 2's checkpoint: epoch 1's (and its best.pt link) were written before it
     code, err = run_cli([*IRIS, "train.epochs=5", "--out", str(run)], capsys)
     line = one_line(err)
     assert code == 2 and "read-only file system (errno 30)" in line and "last.pt" in line

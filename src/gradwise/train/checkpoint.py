@@ -223,29 +223,30 @@ def describe_os_error(exc: OSError) -> str:
 
 def disk_error(exc: OSError, path: Path, *, checkpoint: bool = False, last: Path | None = None) -> DiskWriteError:
     """The one-line error for a refused write of `path`: which file, the OS's reason, what is still safe on disk
-    and how to go on. `checkpoint`: `path` is a checkpoint (its previous content, if any, is intact); `last`: the
-    run's last.pt, named as the state a resume continues from when it exists."""
+    and how to go on. `checkpoint`: `path` is a checkpoint in DIR/checkpoints/ (its previous content, if any, is
+    intact); `last`: the run's last.pt, named as the state a resume continues from when it exists."""
     hint = _DISK_HINTS.get(exc.errno or 0, "check that disk")
     if checkpoint:
-        last = path
-        what = f"cannot write checkpoint '{path}'"
-        run_dir = path.parent.parent
+        what, run_dir, last = f"cannot write checkpoint '{path}'", path.parent.parent, path.parent / "last.pt"
     elif path.is_dir():  # a write to an open file says no name (a full disk): the run directory is what is written
-        what = f"cannot write into the run directory '{path}'"
-        run_dir = path
+        what, run_dir = f"cannot write into the run directory '{path}'", path
     else:
-        what = f"cannot write '{path}'"
-        run_dir = path.parent
-    if last is not None and last.exists():
-        which = f"in '{last.name}'" if checkpoint else f"'{last.relative_to(run_dir)}'"
-        kept = (f"The previous checkpoint {which} is intact; {hint}, then `gradwise train --resume {run_dir}` "
-                "continues from it.")
-    elif checkpoint:
-        kept = (f"No earlier '{path.name}' exists (the run had not written one yet); {hint}, then `gradwise train "
-                f"--resume {run_dir}` starts it again.")
+        what, run_dir = f"cannot write '{path}'", path.parent
+    resumable = last is not None and last.exists()
+    if checkpoint and path == last:
+        kept = "The previous checkpoint in 'last.pt' is intact" if resumable else "No checkpoint had been written yet"
+    elif checkpoint:  # best.pt: last.pt holds the newest state whatever became of this one
+        kept = f"The previous '{path.name}' is intact" if path.exists() else f"No earlier '{path.name}' exists"
     else:
-        kept = f"{hint[:1].upper()}{hint[1:]} and run it again."
-    return DiskWriteError(f"{what}: {describe_os_error(exc)}. {kept}", path, exc)
+        kept = "The previous checkpoint 'checkpoints/last.pt' is intact" if resumable else ""
+    if resumable:
+        source = "it" if path == last else "'checkpoints/last.pt'"
+        then = f"{hint}, then `gradwise train --resume {run_dir}` continues from {source}."
+    else:
+        then = f"{hint} and train again (there is no checkpoint to resume from)."
+    if kept:
+        return DiskWriteError(f"{what}: {describe_os_error(exc)}. {kept}; {then}", path, exc)
+    return DiskWriteError(f"{what}: {describe_os_error(exc)}. {then[:1].upper()}{then[1:]}", path, exc)
 
 
 def is_disk_error(exc: BaseException) -> bool:

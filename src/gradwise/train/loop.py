@@ -290,8 +290,10 @@ class Trainer:
         try:
             self.checkpoints.flush()
         except CheckpointError as earlier:
-            # checkpoint writes queued before this error were refused first: on a full disk that write is the cause
-            if isinstance(error, DiskWriteError):
+            # a checkpoint write queued before a refused write of the loop's own (a metrics.jsonl row) was refused
+            # first: on a full disk that write is the cause. (The writer raises its failures in the order it was
+            # given the writes, so a checkpoint's error being raised is already the earliest.)
+            if isinstance(error, DiskWriteError) and error.path.parent != self.run_dir.checkpoints:
                 error = earlier
         except BaseException:  # a second Ctrl-C while waiting: the first error is still the one to raise
             pass
