@@ -605,9 +605,9 @@ def test_parquet_needs_pyarrow_or_loads(tmp_path: Path) -> None:
 
 def test_target_column_errors(tmp_path: Path) -> None:
     path = numeric_csv(tmp_path / "t.csv")
-    with pytest.raises(DataError, match=r"target column 'label' not found.*x1, x2, x3, y"):
+    with pytest.raises(DataError, match=r"target column 'label' not found.*'x1', 'x2', 'x3', 'y'"):
         load_data(cfg(dataset=str(path), target="label"), seed=0)
-    with pytest.raises(DataError, match=r"data.target must name.*x1, x2, x3, y"):
+    with pytest.raises(DataError, match=r"data.target must name.*'x1', 'x2', 'x3', 'y'"):
         load_data(cfg(dataset=str(path)), seed=0)
     with pytest.raises(DataError, match="not in"):
         load_data(cfg(dataset=str(path), target="y", features=["x1", "nope"]), seed=0)
@@ -836,3 +836,27 @@ def test_mixed_type_column_without_a_missing_policy_is_a_clear_error(tmp_path: P
     # the user may say it is a category column after all
     bundle = load_data(cfg(dataset=str(path), target="y", options={"categorical": ["x"]}), seed=0)
     assert len(bundle.feature_names) > 100  # one per distinct training value
+
+
+def test_huge_regression_target_is_named(tmp_path: Path) -> None:
+    # 1e300 in the target made the standardized loss NaN, and the message advised a lower learning rate
+    frame = _numeric_table(tmp_path)
+    frame.loc[10, "y"] = 1e300
+    frame.to_csv(tmp_path / "huge_y.csv", index=False)
+    with pytest.raises(DataError) as info:
+        load_data(cfg(dataset=str(tmp_path / "huge_y.csv"), target="y"), seed=0)
+    assert "regression target 'y' holds huge values (1, e.g. 1e+300 in row 11 of the training data)" in str(info.value)
+
+
+def test_unreadable_csv_message_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "ragged.csv").write_text("a,b\n1,2\n1,2,3,4\n")
+    with pytest.raises(DataError) as info:
+        load_data(cfg(dataset=str(tmp_path / "ragged.csv"), target="b"), seed=0)
+    assert "could not be read as a table" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_odd_column_names_stay_on_one_line(tmp_path: Path) -> None:
+    (tmp_path / "names.csv").write_text('"a\nb",y\n1,2\n')
+    with pytest.raises(DataError) as info:
+        load_data(cfg(dataset=str(tmp_path / "names.csv"), target="c"), seed=0)
+    assert "Its columns are: 'a\\nb', 'y'" in str(info.value) and "\n" not in str(info.value)

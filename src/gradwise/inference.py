@@ -240,6 +240,9 @@ def predict(run_dir: str | Path, inputs: str | Path | pd.DataFrame | np.ndarray,
             raw = pd.DataFrame(arr, columns=pre.columns)
         if raw.empty:
             raise DataError(f"{where} has no rows; give at least one row with the training columns.")
+        twice = raw.columns[raw.columns.duplicated()]
+        if len(twice):
+            raise DataError(f"{where} has the column {quote(twice[0])} more than once; give each column once.")
         x, notes = pre.transform_new_rows(raw, where)
         kept = raw[[c for c in raw.columns if c not in pre.columns]].reset_index(drop=True)
     elif isinstance(raw, pd.DataFrame):

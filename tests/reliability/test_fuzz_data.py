@@ -236,16 +236,18 @@ def predict_files(draw: st.DrawFn) -> tuple[str, bytes | np.ndarray, list[str]]:
     header = [c for c in ["x", "z", "city"] if draw(st.integers(0, 9)) > 0]  # now and then one is missing
     header += draw(st.lists(column_names, max_size=3))  # ids, duplicates, odd names
     header = draw(st.permutations(header))
-    kinds = {"x": "float", "z": "mostly_numbers", "city": "text"}
-    cols = [draw(column_values(draw(st.sampled_from([kinds.get(c, "text"), kinds.get(c, "text"), "float", "text",
-                                                     "empty", "constant"])), n)) for c in header]
+    kinds = {"x": "float", "z": "float", "city": "text"}
+    # mostly the kind training saw, now and then another (text in a numeric column, an empty or constant column)
+    cols = [draw(column_values(draw(st.sampled_from([kinds.get(c, "text")] * 6 + ["mostly_numbers", "float", "text",
+                                                                                 "empty", "constant"])), n))
+            for c in header]
     text = render(list(header), [list(r) for r in zip(*cols, strict=True)] if cols and n else [])
     shape = draw(st.sampled_from(["csv"] * 10 + ["empty", "junk"]))
     if shape == "empty":
         return ".csv", b"", list(header)
     if shape == "junk":
         return ".csv", draw(st.binary(min_size=1, max_size=200)), list(header)
-    return ".csv", draw(encoded(text)), list(header)
+    return ".csv", (text.encode() if draw(st.integers(0, 2)) else draw(encoded(text))), list(header)
 
 
 @settings(max_examples=PREDICT_EXAMPLES, deadline=None,

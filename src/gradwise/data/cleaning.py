@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
-from gradwise.data.preprocess import clean_category_values
+from gradwise.data.preprocess import clean_category_values, names, quote
 from gradwise.errors import DataError
 
 DEFAULT_THRESHOLD = {"iqr": 1.5, "zscore": 3.0}
@@ -181,10 +181,10 @@ def check_features(frame: pd.DataFrame, features: list[str] | None, targets: lis
     missing = [f for f in features if f not in columns]
     if missing:
         raise DataError(f"data.features names column(s) {', '.join(map(repr, missing))} that are not in '{where}'. "
-                        f"Its columns are: {', '.join(columns)}.")
+                        f"Its columns are: {names(columns)}.")
     clash = [f for f in features if f in targets]
     if clash:
-        raise DataError(f"column '{clash[0]}' is both the target and a feature; remove it from data.features.")
+        raise DataError(f"column {quote(clash[0])} is both the target and a feature; remove it from data.features.")
     return list(features)
 
 

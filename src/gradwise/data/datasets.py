@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from gradwise.config import DataConfig
+from gradwise.data.preprocess import names, quote
 from gradwise.errors import DataError
 
 SKLEARN_DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
@@ -152,7 +153,8 @@ def read_frame(path: Path, options: dict[str, Any], role: str = "data.dataset") 
     except DataError:
         raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as exc:
-        raise DataError(f"{role} = '{path}' could not be read as a table: {exc}. Check the file; for another "
+        detail = " ".join(str(exc).split())[:300]  # pandas' parser messages span lines
+        raise DataError(f"{role} = '{path}' could not be read as a table: {detail}. Check the file; for another "
                         "separator or encoding set data.options.read_kwargs, e.g. {sep: ';', encoding: latin-1}.") \
             from None
 
@@ -174,13 +176,13 @@ def table_targets(cfg: DataConfig, columns: list[str], where: str) -> list[str]:
         wanted = [wanted]
     if not wanted:
         raise DataError(f"'{where}' is a table, so data.target must name the column to predict. Its columns are: "
-                        f"{', '.join(columns)}. Set e.g. data.target={columns[-1]}.")
+                        f"{names(columns)}. Set e.g. data.target={quote(columns[-1])}.")
     missing = [t for t in wanted if t not in columns]
     if missing:
         close = difflib.get_close_matches(missing[0], columns, n=1, cutoff=0.6)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise DataError(f"target column '{missing[0]}' not found in '{where}'.{hint} Its columns are: "
-                        f"{', '.join(columns)}. Set data.target to one of them.")
+        hint = f" Did you mean {quote(close[0])}?" if close else ""
+        raise DataError(f"target column {quote(missing[0])} not found in '{where}'.{hint} Its columns are: "
+                        f"{names(columns)}. Set data.target to one of them.")
     return [str(t) for t in wanted]
 
 

@@ -29,7 +29,7 @@ from pandas.api import types as ptypes
 from gradwise.config import DataConfig
 from gradwise.data import cleaning
 from gradwise.data.datasets import BUILTIN_DATASETS, ArraySource, TableSource, open_source
-from gradwise.data.preprocess import HUGE, DataWarning, LabelCodec, Preprocessor, quote, show
+from gradwise.data.preprocess import HUGE, DataWarning, LabelCodec, Preprocessor, names, quote, show
 from gradwise.data.sampling import balance_indices, class_weight_vector, split_plan, subsample_count, take
 from gradwise.errors import ConfigError, DataError
 
@@ -233,7 +233,7 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
             absent = [c for c in [*features, *targets] if c not in extra.columns]
             if absent:
                 raise DataError(f"the {split} data (data.{split}_file or x_{split}) lacks column(s) "
-                                f"{', '.join(absent)} that the training data has; give it the same columns.")
+                                f"{names(absent)} that the training data has; give it the same columns.")
             frames[split] = extra
     frames = {k: f[[*features, *targets]].copy() for k, f in frames.items()}
     report["rows_loaded"] = {k: len(f) for k, f in frames.items()}
@@ -241,7 +241,7 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
     numeric, categorical, boolean, unsupported = cleaning.classify_columns(frames["data"], features,
                                                                            list(src.categorical))
     if unsupported:
-        kinds = ", ".join(f"'{c}' ({frames['data'][c].dtype})" for c in unsupported)
+        kinds = ", ".join(f"{quote(c)} ({frames['data'][c].dtype})" for c in unsupported)
         raise DataError(f"column(s) {kinds} are neither numbers nor categories. Convert them to numbers (e.g. a "
                         "date to days since an epoch) or leave them out with data.features.")
     coerce = _numeric_text_columns(cfg, frames["data"], categorical, boolean, list(src.categorical), notes)
@@ -259,7 +259,7 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
     for c in categorical:
         n_cat = frames["data"][c].nunique()
         if n_cat > cleaning.HIGH_CARDINALITY:
-            notes.append(f"categorical column '{c}' has {n_cat} distinct values (an id or free text?); one-hot "
+            notes.append(f"categorical column {quote(c)} has {n_cat} distinct values (an id or free text?); one-hot "
                          "encoding makes that many features. Drop it via data.features or set "
                          "data.options.max_categories.")
 
@@ -299,7 +299,7 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
     if task == "classification":
         all_labels = pd.concat([f[targets[0]] for f in frames.values()]).tolist()
         codec = _codec(all_labels, src.class_names)
-        ys = {k: codec.encode(f[targets[0]], where=f"target column '{targets[0]}'") for k, f in frames.items()}
+        ys = {k: codec.encode(f[targets[0]], where=f"target column {quote(targets[0])}") for k, f in frames.items()}
     else:
         ys = {}
         for k, f in frames.items():
@@ -309,6 +309,14 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
                 raise DataError(f"the regression target {targets} has {int(bad.sum())} non-numeric or infinite "
                                 f"value(s) (e.g. {f[targets].iloc[int(np.flatnonzero(bad)[0])].tolist()}). Fix or "
                                 "remove them, or set data.options.task=classification if the target is a label.")
+            huge = np.abs(vals) >= HUGE
+            if huge.any():  # standardizing them overflows: the loss would be NaN with no word on why
+                at = f.index[int(np.flatnonzero(huge.any(axis=1))[0])]
+                row = int(at) if isinstance(at, int | np.integer) else 0  # the file's data row (0-based)
+                raise DataError(f"the regression target {names(targets)} holds huge values ({int(huge.sum())}, e.g. "
+                                f"{vals[huge][0]:g} in row {row + 1} of the {'training data' if k == 'data' else k}): "
+                                "probably a sentinel (such as 1e300 for 'unknown') or a wrong unit. Fix or remove "
+                                "those rows.")
             ys[k] = (vals[:, 0] if len(targets) == 1 else vals).astype(np.float32)
     if cfg.classes is not None:
         codec, keep = _keep_classes(cfg, codec, ys, src.name, report)
@@ -395,7 +403,7 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
     indices = {s: (None if p is None else p[0].index.to_numpy()) for s, p in parts.items()}
     return _assemble(cfg, seed, src.name, "table", task, pre, xs, yd, indices, report, before,
                      (len(pre.feature_names),), list(pre.feature_names), fold, split_report, binary,
-                     f"the target column '{targets[0]}' of '{src.name}'")
+                     f"the target column {quote(targets[0])} of '{src.name}'")
 
 
 # --------------------------------------------------------------------------------------------- arrays
@@ -566,7 +574,7 @@ def _assemble(cfg: DataConfig, seed: int, name: str, kind: str, task: str, pre: 
         counts = np.bincount(y_tr, minlength=n_classes)
         if (counts > 0).sum() < 2:
             only = codec.names[int(np.argmax(counts))]
-            raise DataError(f"the training split has a single class ('{only}', {int(counts.max())} rows); a "
+            raise DataError(f"the training split has a single class ({quote(only)}, {int(counts.max())} rows); a "
                             "classifier needs at least two. Check data.target, use data.stratify=true, or give "
                             "data with more classes.")
         absent = [codec.names[i] for i in np.flatnonzero(counts == 0)]

@@ -109,7 +109,7 @@ class LabelCodec:
         if bad.any():
             unknown = sorted({str(v) for v in series[bad]})[:5]
             raise DataError(f"{where}: label value(s) {', '.join(map(repr, unknown))} are not among the classes "
-                            f"seen in training ({', '.join(self.names[:20])}). Remove those rows or retrain with "
+                            f"seen in training ({names(self.names)}). Remove those rows or retrain with "
                             "data that contains them.")
         return codes.to_numpy(dtype=np.int64)
 
