@@ -229,7 +229,7 @@ def predict_files(draw: st.DrawFn) -> tuple[str, bytes | np.ndarray, list[str]]:
         arr = np.empty(shape, dtype=object)
         if arr.size:
             arr.reshape(-1)[:] = values
-        with contextlib.suppress(ValueError, TypeError, OverflowError):
+        with contextlib.suppress(ValueError, TypeError, OverflowError), np.errstate(all="ignore"):
             return ".npy", arr.astype(kind), []
         return ".npy", arr, []
     n = draw(st.integers(0, 12))

@@ -398,7 +398,8 @@ class Preprocessor:
             if gaps:
                 rows = np.flatnonzero(~finite)[:5] + 1
                 if self.num_imputer is None:
-                    raise DataError(f"{where}: column {quote(c)} has {gaps} of {n} rows missing or infinite (rows "
+                    raise DataError(f"{where}: column {quote(c)} has {gaps} of {n} rows missing or infinite (row"
+                                    f"{'s' if gaps > 1 else ''} "
                                     f"{', '.join(map(str, rows))}{', ...' if gaps > 5 else ''}); this run was trained "
                                     "without filling missing values (data.missing=none or drop), so it cannot predict "
                                     "them. Fill those cells or remove those rows, or retrain with data.missing=median.")
