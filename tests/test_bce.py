@@ -104,7 +104,8 @@ def test_binary_csv_target_with_class_weights(tmp_path: Path) -> None:
     new = pd.read_csv(CUSTOMERS).head(5)
     new.to_csv(tmp_path / "new.csv", index=False)
     pred = predict(run.dir, tmp_path / "new.csv")
-    assert list(pred.columns) == ["prediction", "prob_no", "prob_yes"]
+    # the columns the model did not use (the id, the target itself) stay beside the predictions
+    assert list(pred.columns) == ["customer_id", "churn", "prediction", "prob_no", "prob_yes"]
     assert set(pred["prediction"]) <= {"yes", "no"}
 
 

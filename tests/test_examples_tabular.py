@@ -38,7 +38,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def in_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(ROOT)  # load_run re-reads the training CSV by the config's relative path
+    monkeypatch.chdir(ROOT)  # training and eval read the CSV by the config's relative path (predict does not)
 
 
 def test_committed_csv_is_what_the_script_writes(tmp_path: Path) -> None:
@@ -115,7 +115,7 @@ def test_predict_new_rows_equals_evaluation(trained: Path, in_root: None, tmp_pa
     proc = gw("predict", str(trained), str(tmp_path / "new.csv"), "-o", str(tmp_path / "pred.csv"))
     assert proc.returncode == 0, proc.stderr
     pred = pd.read_csv(tmp_path / "pred.csv")
-    assert list(pred.columns) == ["prediction", "prob_no", "prob_yes"]
+    assert list(pred.columns) == ["customer_id", "prediction", "prob_no", "prob_yes"]  # the id column is kept
     assert len(pred) == len(new)
     assert set(pred["prediction"]) <= {"no", "yes"}  # decoded back to the CSV's class names
     np.testing.assert_allclose(pred["prob_no"] + pred["prob_yes"], 1.0, atol=1e-6)
