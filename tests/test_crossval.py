@@ -76,7 +76,8 @@ def test_cv_summary_mean_and_std_are_numpys(cv: gradwise.CVResult) -> None:
     summary = json.loads((cv.dir / "cv_summary.json").read_text())
     assert summary == json.loads(json.dumps(cv.summary))
     assert summary["folds"] == summary["folds_completed"] == 5 and summary["status"] == "completed"
-    assert set(summary["metrics"]) == {"val_loss", "val_accuracy", "test_loss", "test_accuracy"}
+    names = {"loss", "accuracy", "precision", "recall", "f1", "balanced_accuracy"}  # no AUROC: iris has 3 classes
+    assert set(summary["metrics"]) == {f"{split}_{n}" for split in ("val", "test") for n in names}
     for name, stats in summary["metrics"].items():
         values = [fold["metrics"][name] for fold in summary["per_fold"]]
         assert stats["values"] == values
