@@ -21,8 +21,9 @@ from torch import nn
 from gradwise.config import OptimConfig, RunConfig, apply_overrides, echo, load_config, read_yaml, validate_config
 from gradwise.errors import CheckpointError, ConfigError, DataError
 from gradwise.signals import Interrupted
+from gradwise.track import check_trackers
 from gradwise.train.callbacks import EarlyStopping, ProgressBar, Unfreeze
-from gradwise.train.checkpoint import load_checkpoint, seed_everything
+from gradwise.train.checkpoint import load_checkpoint, load_training_state, seed_everything
 from gradwise.train.events import Callback
 from gradwise.train.loop import Trainer, make_autocast, resolve_device, resolve_precision
 from gradwise.train.rundir import RunDir, RunLock, claim_run_dir, default_run_dir, read_jsonl
@@ -45,12 +46,15 @@ class Run:
     def status(self) -> str:
         return self.summary.get("status", "unknown")
 
-    def export(self, format: str = "onnx", out: str | Path | None = None, *, which: str = "auto") -> Path:
+    def export(self, format: str = "onnx", out: str | Path | None = None, *, which: str = "auto",
+               preprocessing: bool = True, check: bool = True, trust_code: bool = False) -> Path:
         """Export this run's weights (best when early stopping restored them, else last): onnx, torchscript or
-        safetensors. Returns the written path (default: DIR/export/model.<ext>). See `gradwise export --help`."""
+        safetensors. Returns the written path (default: DIR/export/model.<ext>); FILE.json beside it says what the
+        model takes and returns. See `gradwise export --help`."""
         from gradwise.export import export_run
 
-        return export_run(self.dir, format, out, which=which)
+        return export_run(self.dir, format, out, which=which, preprocessing=preprocessing, check=check,
+                          trust_code=trust_code)
 
     def __repr__(self) -> str:
         test = {k: round(v, 4) for k, v in self.summary.get("test", {}).items()}
@@ -71,6 +75,7 @@ OPTIONS: dict[str, str] = {
     "betas": "optim.betas", "eps": "optim.eps", "l1": "optim.l1", "l2": "optim.l2",
     "label_smoothing": "loss.label_smoothing", "class_weights": "loss.class_weights",
     "threads": "train.threads", "repair": "doctor.repair", "probe_every": "doctor.probe_every", "name": "name",
+    "track": "track",
 }
 _OTHER_KEYWORDS = ("task", "forward", "augment", "target_transform", "config", "callbacks")
 
@@ -144,6 +149,7 @@ def fit(model: nn.Module, train: Any, val: Any = None, test: Any = None, *, loss
         overrides["out"] = str(out)
     apply_overrides(base, overrides)
     cfg = validate_config(base, "fit()")
+    check_trackers(cfg)  # a tracker package that is missing: said before any directory is made
 
     opened = _open_run(cfg, resume, stored, overwrite)
     try:
@@ -202,6 +208,7 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
                           f"{cfg.data.folds - 1}, or call gradwise.cross_validate(config) to train every fold and "
                           "get mean ± std (as `gradwise train` does; to continue a cross-validation, resume the "
                           "directory that holds its fold-0, fold-1, ... runs).")
+    check_trackers(cfg)  # a tracker package that is missing: said before any directory is made
     # the directory first (checked, locked, config.yaml written), then the heavy set-up: a run stopped or killed
     # from here on leaves a directory that `--resume` continues
     opened = _open_run(cfg, resume, stored, overwrite)
@@ -487,7 +494,9 @@ def _open_run(cfg: RunConfig, resume: str | Path | None, stored: RunConfig | Non
     opened = OpenedRun(path=path, lock=lock, resumed=True, stored=stored)
     try:
         last = path / "checkpoints" / "last.pt"
-        opened.state = load_checkpoint(last) if last.exists() else None
+        # the whole training state checked field by field before anything reads it: a foreign, cut-short or
+        # damaged last.pt is one line naming the file, not a KeyError from the override checks
+        opened.state = load_training_state(last) if last.exists() else None
         opened.lr_factor = check_resume_overrides(stored, cfg, path, opened.state)
         opened.finished, opened.note = _completed(path, stored, cfg)
     except BaseException:

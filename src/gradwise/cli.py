@@ -242,7 +242,9 @@ def predict_cmd(run_dir: Path, inputs: Path, out: Path | None, trust_code: bool)
     values, as CSV."""
     from gradwise.inference import predict
 
-    frame = predict(run_dir, inputs, trust_code=trust_code)
+    # warnings about the new rows (unseen categories, values far outside training, filled gaps): one line each
+    frame = predict(run_dir, inputs, trust_code=trust_code,
+                    on_warning=lambda m: err_console.print(f"warning: {m}", markup=False, style="yellow"))
     if out is None:
         sys.stdout.write(frame.to_csv(index=False))
     else:

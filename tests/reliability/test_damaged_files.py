@@ -88,19 +88,17 @@ DAMAGED: dict[str, Callable[[Path, dict[str, Path]], Any]] = {
     "damaged rng": lambda p, r: torch.save({**state_of(r), "rng": {"python": 1}}, p),
     "damaged history": lambda p, r: torch.save({**state_of(r), "history_json": "[{"}, p),
 }
-# read by api._open_run (check_resume_overrides reads state["epoch"]) before the trainer checks the state: these
-# need api.py to load last.pt with checkpoint.load_training_state
+# read by api._open_run (check_resume_overrides reads state["epoch"]) before the trainer sees the state: caught
+# there by checkpoint.load_training_state
 NEEDS_API = {
     "a list": lambda p, r: torch.save([1, 2, 3], p),
     "{'model': {}}": lambda p, r: torch.save({"model": {}}, p),
     "weights only": lambda p, r: torch.save({"model": state_of(r)["model"]}, p),
     "damaged epoch": lambda p, r: torch.save({**state_of(r), "epoch": "x"}, p),
 }
-_API_PENDING = pytest.mark.xfail(strict=True, reason="api._open_run reads state['epoch'] before the state is checked; "
-                                 "fixed by loading last.pt there with checkpoint.load_training_state")
 
 
-@pytest.mark.parametrize("damage", [*DAMAGED, *[pytest.param(k, marks=_API_PENDING) for k in NEEDS_API]])
+@pytest.mark.parametrize("damage", [*DAMAGED, *NEEDS_API])
 def test_resume_from_a_damaged_or_foreign_checkpoint_is_one_line(
         damage: str, runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = copy_run(runs, tmp_path)
