@@ -197,7 +197,7 @@ def execute(r: HeldOutRun, out: str | Path | None = None, doctor: bool = True) -
     path = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix=f"heldout-{r.name}-"))
     t0 = time.perf_counter()
     try:
-        run = gradwise.fit(model, train, out=path, doctor=doctor, **kw)
+        run = gradwise.fit(model, train, out=path, doctor=doctor, overwrite=True, **kw)
         findings = [(f.code, f.severity) for f in run.findings]
         h, status = run.history, run.status
         facts = (run.summary.get("doctor") or {}).get("facts") or {}

@@ -621,7 +621,8 @@ def run_case(c: Case, out: str | Path | None = None, repair: bool = False, refer
     out = Path(out or tempfile.mkdtemp(prefix=f"case-{c.name}-"))
     t0 = time.perf_counter()
     try:
-        run = gradwise.fit(model, train, out=out / ("repair" if repair else "plain"), repair=repair, **kw)
+        run = gradwise.fit(model, train, out=out / ("repair" if repair else "plain"), repair=repair, overwrite=True,
+                           **kw)
         found: dict[str, str] = {}
         for f in run.findings:
             if f.code not in found or f.rank > {"info": 0, "warning": 1, "error": 2}[found[f.code]]:
