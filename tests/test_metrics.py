@@ -153,3 +153,39 @@ def test_tune_metric_val_f1_is_maximized(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in
             (Path(trial.user_attrs["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
     assert trial.value == pytest.approx(max(r["val_f1"] for r in rows))
+
+def test_summary_has_per_class_test_metrics(tmp_path: Path) -> None:
+    """summary.json's test_per_class: sklearn's per-class precision, recall, F1 and support on the test split."""
+    out = tmp_path / "iris"
+    run = gradwise.train(None, ["data.dataset=iris", "model.name=mlp", "train.epochs=3", "train.progress=none",
+                                "doctor.enabled=false", f"out={out}"])
+    test_out, test_y = _outputs(run, "test")
+    p, r, f, s = precision_recall_fscore_support(test_y, test_out.argmax(1).numpy(), labels=range(3),
+                                                 zero_division=0)
+    per_class = json.loads((out / "summary.json").read_text())["test_per_class"]
+    assert per_class["precision"] == pytest.approx(p.tolist(), abs=TOL)
+    assert per_class["recall"] == pytest.approx(r.tolist(), abs=TOL)
+    assert per_class["f1"] == pytest.approx(f.tolist(), abs=TOL)
+    assert per_class["support"] == s.tolist()
+    assert all(isinstance(v, float) for v in run.summary["test"].values())  # crossval/tune read floats there
+
+
+@pytest.mark.parametrize("monitor", ["val_f1", "val_auroc", "val_balanced_accuracy"])
+def test_early_stopping_monitors_the_new_metrics_maximized(tmp_path: Path, monitor: str) -> None:
+    """train.early_stopping.monitor=val_f1 / val_auroc / val_balanced_accuracy: accepted, and mode auto keeps the
+    highest value as best (best.pt is that epoch)."""
+    run = gradwise.train(None, ["data.dataset=breast_cancer", "model.name=mlp", "train.epochs=4",
+                                f"train.early_stopping.monitor={monitor}", "train.progress=none",
+                                "doctor.enabled=false", f"out={tmp_path / monitor}"])
+    best = run.summary["best"]
+    values = [row[monitor] for row in run.history]
+    assert best["monitor"] == monitor and best["value"] == pytest.approx(max(values))
+    assert values.index(max(values)) + 1 == best["epoch"]
+
+
+def test_val_auroc_on_more_than_two_classes_is_refused_at_epoch_one(tmp_path: Path) -> None:
+    from gradwise.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="val_auroc"):
+        gradwise.train(None, ["data.dataset=iris", "model.name=mlp", "train.epochs=2", "train.progress=none",
+                              "train.early_stopping.monitor=val_auroc", f"out={tmp_path / 'multi'}"])

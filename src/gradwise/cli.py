@@ -310,7 +310,10 @@ def doctor_cmd(run_dir: Path) -> int:
     """Re-analyse a finished or crashed run from its files and print the findings; exit 1 when any is an error."""
     from gradwise.doctor.analyze import analyze_run
 
-    findings = analyze_run(run_dir)
+    notes: list[str] = []  # damaged or missing files: named, and the rows that can be read are still analysed
+    findings = analyze_run(run_dir, notes=notes)
+    for note in notes:
+        err_console.print(f"warning: {note}", markup=False, style="yellow")
     if not findings:
         console.print("doctor: no problems found")
     for f in findings:

@@ -13,13 +13,14 @@ from torch.nn.parameter import is_lazy
 
 from gradwise.errors import CheckpointError, ConfigError
 from gradwise.train.events import Callback
+from gradwise.train.metrics import BINARY_METRICS, CLASSIFICATION_METRICS, REGRESSION_METRICS
 
 if TYPE_CHECKING:
     from gradwise.config import EarlyStoppingConfig
     from gradwise.train.loop import Trainer
 
-_MAXIMIZE = ("accuracy", "r2", "f1", "auc", "precision", "recall")
-_TASK_METRICS = {"classification": ("accuracy",), "regression": ("mae", "r2")}  # see train.metrics.task_metrics
+_MAXIMIZE = ("accuracy", "r2", "f1", "auc", "auroc", "precision", "recall")
+_TASK_METRICS = {"classification": CLASSIFICATION_METRICS + BINARY_METRICS, "regression": REGRESSION_METRICS}
 _NOT_METRICS = ("epoch", "step", "seconds")  # bookkeeping columns of metrics.jsonl
 
 
@@ -90,6 +91,8 @@ class EarlyStopping(Callback):
         (train.early_stopping.monitor=val_acc for val_accuracy): stop at the start with the names that exist."""
         names = produced_metrics(trainer)
         if self.cfg.monitor in names:
+            if self.cfg.monitor.removeprefix("val_") in BINARY_METRICS:
+                self._check_in_logs = True  # AUROC exists for two classes only: checked against epoch 1's logs
             return
         if any(not type(c).__module__.startswith("gradwise.") for c in trainer.callbacks.callbacks):
             self._check_in_logs = True  # a callback of the user's may add it: checked against epoch 1's logs

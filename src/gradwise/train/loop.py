@@ -260,7 +260,7 @@ class Trainer:
             self.status = self.status_override or ("stopped" if self._signal is not None else "completed")
             self.callbacks.fire("on_train_end", self)
             if self.test_loader is not None and self.status == "completed":
-                test_metrics = self._evaluate(self.test_loader)
+                test_metrics = self._evaluate(self.test_loader, per_class=True)
             self.checkpoints.flush()  # a checkpoint the disk refused fails the run here, through the handler below
         except BaseException as exc:
             error = self._fail(exc, start)
@@ -404,9 +404,9 @@ class Trainer:
         self.weights_epoch = self.epoch
         self.save_checkpoint("last", *deferred)  # best.pt, when asked for, is the same state: one write, two names
 
-    def _evaluate(self, loader: Any) -> dict[str, float]:
+    def _evaluate(self, loader: Any, per_class: bool = False) -> dict[str, Any]:
         return evaluate(self.model, loader, self.loss_fn, self.device, self.task, self.autocast, self.forward,
-                        self.target_transform)
+                        self.target_transform, per_class=per_class)
 
     # ------------------------------------------------------------------------------------- checkpoints
     def _state(self, in_memory: bool = False) -> dict[str, Any]:
@@ -588,6 +588,9 @@ class Trainer:
     # ---------------------------------------------------------------------------------------- summary
     def _summary(self, seconds: float, test: dict[str, float], error: BaseException | None = None) -> dict[str, Any]:
         es = next((c for c in self.callbacks.callbacks if c.key == "early_stopping"), None)
+        # per-class lists beside "test", not in it: cross-validation and tuning read every value there as a float
+        test = dict(test)
+        per_class = test.pop("per_class", None)
         summary: dict[str, Any] = {
             "status": self.status,
             "name": self.config.name,
@@ -602,6 +605,7 @@ class Trainer:
             "restored_epoch": self.restored_epoch,
             "best": ({"monitor": es.cfg.monitor, "value": es.best, "epoch": es.best_epoch} if es else {}),
             "test": {f"test_{k}": v for k, v in test.items()},
+            "test_per_class": per_class or {},
             "wall_seconds": round(seconds, 3),
             "device": str(self.device),
             "precision": self.precision,
