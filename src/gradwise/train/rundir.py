@@ -97,14 +97,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line:
-            continue
+    # bytes, line by line: one line cut short by a crash or garbled by an editor (not UTF-8, not JSON, not an
+    # object) is skipped; everything else in the file is still good
+    for raw in path.read_bytes().splitlines():
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash: everything before it is still good
+            row = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
     return rows
 
 
@@ -119,11 +120,14 @@ def read_run(path: str | Path) -> dict[str, Any]:
     summary = {}
     if (p / "summary.json").exists():
         try:
-            summary = json.loads((p / "summary.json").read_text())
-        except json.JSONDecodeError:
+            summary = json.loads((p / "summary.json").read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
             summary = {}
+        if not isinstance(summary, dict):  # an edited file holding a list or a number: nothing to read from it
+            summary = {}
+    config = (p / "config.yaml").read_bytes().decode("utf-8", "replace") if (p / "config.yaml").exists() else ""
     return {"metrics": read_jsonl(p / "metrics.jsonl"), "findings": read_jsonl(p / "findings.jsonl"),
-            "summary": summary, "config": (p / "config.yaml").read_text() if (p / "config.yaml").exists() else ""}
+            "summary": summary, "config": config}
 
 
 # ------------------------------------------------------------------------------ claiming and locking a directory
