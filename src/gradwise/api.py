@@ -165,8 +165,8 @@ def fit(model: nn.Module, train: Any, val: Any = None, test: Any = None, *, loss
     except Interrupted as exc:
         exc.run_dir = opened.path  # type: ignore[attr-defined]  # the CLI's message names it
         raise
-    except Exception:
-        opened.abandon()  # bad data, a model that cannot be built, ...: no half-made directory is left behind
+    except Exception as exc:
+        opened.abandon(exc)  # bad data, a model that cannot be built, ...: no half-made directory is left behind
         raise
     finally:
         opened.close()
@@ -226,8 +226,8 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
     except Interrupted as exc:
         exc.run_dir = opened.path  # type: ignore[attr-defined]  # the CLI's message names it
         raise
-    except Exception:
-        opened.abandon()  # bad data, a model that cannot be built, ...: no half-made directory is left behind
+    except Exception as exc:
+        opened.abandon(exc)  # bad data, a model that cannot be built, ...: no half-made directory is left behind
         raise
     finally:
         opened.close()
@@ -431,13 +431,19 @@ class OpenedRun:
     lr_factor: float = 1.0  # optim.lr override / stored optim.lr: the resumed schedule is scaled by it
     created: bool = False  # the run made the directory (so it may remove it again)
 
-    def abandon(self) -> None:
+    def abandon(self, exc: BaseException | None = None) -> None:
         """A new run that failed before its fit recorded anything: remove what it wrote (the directory was empty
         or cleared when claimed), so that the corrected command can run into the same directory."""
         if self.resumed or self.lock is None:
             return
-        if (self.path / "summary.json").exists() or (self.path / "checkpoints" / "last.pt").exists():
-            return  # the fit started and recorded how it ended: keep it
+        metrics = self.path / "metrics.jsonl"
+        if (self.path / "checkpoints" / "last.pt").exists() or (metrics.exists() and metrics.stat().st_size):
+            return  # it trained: keep what it recorded
+        # a summary.json of a fit that failed at its first step is evidence (the doctor reads it); one of a fit that
+        # refused its input at the start (an unknown early-stopping monitor, ...) records nothing worth keeping
+        bad_input = isinstance(exc, ConfigError | DataError)
+        if (self.path / "summary.json").exists() and not bad_input:
+            return
         from gradwise.errors import GradwiseError
         from gradwise.train.rundir import LOCK_FILE, clear_run_dir
 

@@ -360,3 +360,24 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_with_any_override(tmp
     run = gradwise.train(resume=out, overrides=["model.widths=[8]", "train.epochs=2"])
     assert run.status == "completed" and [r["epoch"] for r in run.history] == [1, 2]
     assert "- 8" in (out / "config.yaml").read_text()
+
+
+def test_a_run_refused_at_fit_start_leaves_no_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """An unknown early-stopping monitor is found when the fit starts (the metric names depend on the task): the
+    run records nothing, so the directory goes and the corrected command can use the same --out."""
+    out = tmp_path / "run"
+    line = one_line_error(*cli(capsys, "train", *IRIS, "train.epochs=1", "train.early_stopping.monitor=val_acc",
+                               "--out", str(out))[::2])
+    assert "monitor=val_accuracy" in line and not out.exists()  # the nearest name is the suggestion
+    assert cli(capsys, "train", *IRIS, "train.epochs=1", "--out", str(out))[0] == 0
+
+
+def test_overwrite_replaces_a_run_that_used_trackers(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """metrics.csv and tensorboard/ are files a run writes: --overwrite clears them like metrics.jsonl."""
+    pytest.importorskip("tensorboard")
+    run = tmp_path / "run"
+    assert cli(capsys, "train", *IRIS, "train.epochs=1", "track=[csv, tensorboard]", "--out", str(run))[0] == 0
+    assert (run / "metrics.csv").exists() and (run / "tensorboard").is_dir()
+    code, _, err = cli(capsys, "train", *IRIS, "train.epochs=1", "--out", str(run), "--overwrite")
+    assert code == 0, err
+    assert not (run / "metrics.csv").exists() and not (run / "tensorboard").exists()

@@ -100,11 +100,18 @@ class EarlyStopping(Callback):
         self._unknown_monitor(names)
 
     def _unknown_monitor(self, names: list[str]) -> None:
+        import difflib
+
         from gradwise.config import echo
+
+        # the nearest name (val_acc -> val_accuracy), else the loss every run logs
+        close = [n for n in names if n.startswith(str(self.cfg.monitor))] or difflib.get_close_matches(
+            str(self.cfg.monitor), names, n=1, cutoff=0.6)
+        suggestion = close[0] if close else ("val_loss" if "val_loss" in names else names[0])
 
         raise ConfigError(f"train.early_stopping.monitor = {echo(self.cfg.monitor)} is not a metric this run logs, "
                           "so early stopping and the best checkpoint would never trigger; valid names: "
-                          f"{', '.join(names)}. Set e.g. train.early_stopping.monitor={names[-1]}.")
+                          f"{', '.join(names)}. Set e.g. train.early_stopping.monitor={suggestion}.")
 
     def _maybe_stop(self, trainer: Trainer) -> None:
         # wait >= 1: an epoch that improved never stops the run, even with patience 0
