@@ -318,3 +318,101 @@ def test_missing_onnx_package_names_the_pip_command(runs: dict[str, gradwise.Run
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # import onnxscript raises ImportError
     with pytest.raises(ExportError, match=r"'onnxscript'.*pip install 'gradwise\[export\]'"):
         runs["mlp"].export("onnx")
+
+
+# --------------------------------------------------------------------------------------------- gradwise.fit runs
+
+
+@pytest.fixture(scope="module")
+def fit_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[gradwise.Run, torch.Tensor]:
+    """gradwise.fit on the user's own nn.Module and iris tensors: a directory that cannot rebuild the model."""
+    from sklearn.datasets import load_iris
+
+    x, y = load_iris(return_X_y=True)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    x_t = torch.tensor(x, dtype=torch.float32)
+    run = gradwise.fit(net, (x_t, torch.tensor(y)), epochs=3, out=tmp_path_factory.mktemp("fit") / "fitrun",
+                       progress="none")
+    return run, x_t
+
+
+def _eager(model: torch.nn.Module, rows: torch.Tensor) -> np.ndarray:
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(rows).numpy()
+    model.train(was_training)
+    return out
+
+
+def test_fit_run_exports_its_in_memory_model(fit_run: tuple[gradwise.Run, torch.Tensor], tmp_path: Path) -> None:
+    import onnxruntime as ort
+    from safetensors.torch import load_file
+
+    run, x = fit_run
+    rows = x[::30]  # 5 rows of the training data, one batch
+    expected = _eager(run.model, rows)
+    training = run.model.training
+
+    onnx_path = run.export("onnx", tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"input": rows.numpy()})[0], expected, rtol=1e-5, atol=1e-5)
+    meta = json.loads(sidecar_path(onnx_path).read_text())
+    assert meta["trained_by"] == "gradwise.fit" and meta["task"] == "classification"
+    assert meta["input"]["shape"] == ["batch", 4] and meta["input"]["dtype"] == "float32"
+    assert meta["output"]["shape"] == ["batch", 3] and meta["output"]["classes"] is None
+    assert meta["output"]["meaning"].startswith("logits")
+    assert meta["preprocessing"]["kind"] == "none" and meta["preprocessing"]["file"] is None
+    assert meta["check"]["runtime"].startswith("onnxruntime") and meta["check"]["max_abs_diff"] < 1e-4
+    assert not (tmp_path / "m.preprocess.json").exists()
+
+    ts_path = run.export("torchscript", tmp_path / "m.pt")
+    np.testing.assert_allclose(torch.jit.load(str(ts_path))(rows).detach().numpy(), expected, rtol=1e-5, atol=1e-5)
+    assert json.loads(sidecar_path(ts_path).read_text())["check"]["runtime"].startswith("torch.jit.load")
+
+    st_path = run.export("safetensors", tmp_path / "m.safetensors")
+    fresh = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    fresh.load_state_dict(load_file(str(st_path)))
+    np.testing.assert_allclose(_eager(fresh, rows), expected, rtol=0, atol=0)
+    # the in-memory model equals the checkpoint `auto` names (early stopping restored best.pt)
+    best = torch.load(run.dir / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)["model"]
+    assert all(torch.equal(v, best[k]) for k, v in load_file(str(st_path)).items())
+    assert run.model.training == training  # the caller's module is left as it was (a copy is exported)
+
+
+@pytest.mark.parametrize("which", ["best", "last"])
+def test_fit_run_which_loads_that_checkpoint(fit_run: tuple[gradwise.Run, torch.Tensor], tmp_path: Path,
+                                             which: str) -> None:
+    from safetensors.torch import load_file
+
+    run, x = fit_run
+    state = torch.load(run.dir / "checkpoints" / f"{which}.pt", map_location="cpu", weights_only=True)["model"]
+    exported = load_file(str(run.export("safetensors", tmp_path / f"{which}.safetensors", which=which)))
+    assert exported.keys() == state.keys() and all(torch.equal(exported[k], state[k]) for k in state)
+    path = run.export("torchscript", tmp_path / f"{which}.pt", which=which)
+    reference = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    reference.load_state_dict(state)
+    np.testing.assert_allclose(torch.jit.load(str(path))(x[:7]).detach().numpy(), _eager(reference, x[:7]),
+                               rtol=1e-5, atol=1e-5)
+    assert json.loads(sidecar_path(path).read_text())["checkpoint"] == f"checkpoints/{which}.pt"
+
+
+def test_fit_run_directory_is_refused_by_the_cli_in_one_line(fit_run: tuple[gradwise.Run, torch.Tensor],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    run, _ = fit_run
+    for fmt in ("onnx", "safetensors"):
+        with pytest.raises(SystemExit) as stop:
+            cli_main(["export", str(run.dir), "--format", fmt])
+        err = capsys.readouterr().err.strip()
+        assert stop.value.code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+        assert "Python object given to gradwise.fit" in err and "run.export(" in err and "--trust-code" in err
+    # the Python API on the directory alone (no model object) refuses it the same way
+    with pytest.raises(ExportError, match="gradwise.fit"):
+        export_run(run.dir, "safetensors")
+
+
+def test_built_in_run_directory_is_not_taken_for_a_fit_run(runs: dict[str, gradwise.Run]) -> None:
+    from gradwise.export import is_fit_dir
+
+    assert not is_fit_dir(runs["mlp"].dir) and not is_fit_dir(runs["cnn1d"].dir)

@@ -47,12 +47,31 @@ class Run:
         return self.summary.get("status", "unknown")
 
     def export(self, format: str = "onnx", out: str | Path | None = None, *, which: str = "auto",
-               preprocessing: bool = True, check: bool = True, trust_code: bool = False) -> Path:
+               preprocessing: bool = True, check: bool = True, trust_code: bool = False,
+               example: Any = None) -> Path:
         """Export this run's weights (best when early stopping restored them, else last): onnx, torchscript or
         safetensors. Returns the written path (default: DIR/export/model.<ext>); FILE.json beside it says what the
-        model takes and returns. See `gradwise export --help`."""
-        from gradwise.export import export_run
+        model takes and returns. See `gradwise export --help`.
 
+        A run of `gradwise.fit` on your own module exports `self.model` itself (its directory cannot rebuild it),
+        traced on a few rows of its training inputs (or ``example``, e.g. ``X[:2]``); it takes what fit() was given.
+        """
+        from gradwise.export import ExportError, export_run
+
+        if self.extras.get("bundle") is None and self.model is not None:  # gradwise.fit: the model is the user's
+            trainer = self.extras.get("trainer")
+            if getattr(trainer, "forward", None) is not None and str(format).lower() != "safetensors":
+                raise ExportError(f"cannot export run '{self.dir}': fit(forward=...) calls the model its own way, "
+                                  "which an export of the module alone would not do. Wrap model and forward in one "
+                                  "nn.Module and export that with torch.onnx.export / torch.jit.trace, or export the "
+                                  "weights: run.export('safetensors').")
+            if example is None and trainer is not None:
+                example = trainer.train_loader
+            loss = self.config.loss.name
+            task = getattr(trainer, "task", None) or ("classification" if loss in _CLASSIFICATION_LOSSES else
+                                                      "regression" if loss in _REGRESSION_LOSSES else None)
+            return export_run(self.dir, format, out, which=which, check=check, model=self.model, example=example,
+                              task=task)
         return export_run(self.dir, format, out, which=which, preprocessing=preprocessing, check=check,
                           trust_code=trust_code)
 

@@ -16,11 +16,16 @@ returns, the preprocessing, the check) and model.preprocess.json (a copy of the 
 * safetensors holds the network's state_dict only (the safe weight format: no code), for `model.pretrained`.
 
 Opening the run never executes code from it (see `gradwise.inference.load_run`; `trust_code` as for predict).
+
+A run of `gradwise.fit(my_module, ...)` cannot be rebuilt from its directory (the model was a Python object, and no
+preprocessing was fitted): `Run.export` passes the in-memory module and an example input (its training data's first
+batch) instead, and `gradwise export DIR` on such a directory is refused in one line saying so (`is_fit_dir`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import io
 import json
@@ -54,13 +59,19 @@ class ExportError(GradwiseError, RuntimeError):
 
 def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None, *,
                which: str = "auto", trust_code: bool = False, preprocessing: bool = True,
-               check: bool = True) -> Path:
+               check: bool = True, model: nn.Module | None = None, example: Any = None,
+               task: str | None = None) -> Path:
     """Export RUN_DIR's model; returns the written path (default DIR/export/model.onnx|torchscript.pt|safetensors).
 
     ``which``: auto (the weights the run ended with: best when early stopping restored them, else last), best or
     last. ``preprocessing=False`` exports the bare network (input: the preprocessed feature vector; regression output
     in scaled units). ``check=False`` skips running the written model against the eager one. ``trust_code``: allow
     importing the model.factory module the run's config.yaml names (as for `gradwise predict --trust-code`).
+
+    ``model`` (with ``example``): the module a `gradwise.fit` run trained, which its directory cannot rebuild; it is
+    exported as it is (``which="auto"``) or with the best/last checkpoint's weights loaded into a copy of it, traced
+    and checked on ``example`` (a tensor of a few inputs, or a loader whose first batch's inputs are used). ``task``:
+    classification or regression, for the sidecar's description of the output.
     """
     from gradwise.inference import load_run
 
@@ -71,6 +82,8 @@ def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None
         raise ExportError(f"which={which!r} is not a checkpoint; use auto, best or last.")
     run_path = Path(run_dir)
     _check_checkpoints(run_path, which)
+    if model is None and is_fit_dir(run_path):
+        raise ExportError(fit_dir_message(run_path))
     if fmt == "onnx":
         if _torch_version() < (2, 6):
             raise ExportError(f"ONNX export uses torch's torch.export-based exporter, which needs torch 2.6 or newer "
@@ -79,6 +92,8 @@ def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None
         _require("onnx", "ONNX export")
         _require("onnxscript", "ONNX export (torch's exporter translates the graph with it)")
     path = _out_path(run_path, fmt, out)
+    if model is not None:
+        return _export_fitted(run_path, fmt, path, which, model, example, task, check)
 
     run = load_run(run_path, which, trust_code=trust_code)
     pre = run.preprocessor
@@ -107,24 +122,198 @@ def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None
                 data = _torchscript_bytes(serving, example)
                 info["exporter"] = f"torch.jit.trace, torch {torch.__version__}"
         if check:
-            info["check"] = _check(fmt, data, serving, pre, plan, run_path)
+            info["check"] = _check(fmt, data, serving, example_inputs(pre, plan, CHECK_ROWS, seed=1), run_path)
     seconds = time.perf_counter() - started
-
-    from gradwise.train.checkpoint import atomic_write_bytes
 
     preprocess_copy = _preprocess_copy_path(path)
     sidecar = _sidecar(fmt, path, run_path, run, plan, task, n_outputs, preprocess_copy, info, seconds)
+    copy_from = run_path / "preprocess.json"
+    _write(path, data, sidecar, (copy_from, preprocess_copy) if copy_from.exists() else None)
+    return path
+
+
+def _write(path: Path, data: bytes, sidecar: dict[str, Any], preprocess: tuple[Path, Path] | None) -> None:
+    """The export, the copy of preprocess.json (when there is one) and the sidecar, each written atomically."""
+    from gradwise.train.checkpoint import atomic_write_bytes
+
     try:
         atomic_write_bytes(path, lambda f: f.write(data))
-        if (run_path / "preprocess.json").exists():
-            raw = (run_path / "preprocess.json").read_bytes()
-            atomic_write_bytes(preprocess_copy, lambda f: f.write(raw))
+        if preprocess is not None:
+            raw = preprocess[0].read_bytes()
+            atomic_write_bytes(preprocess[1], lambda f: f.write(raw))
         text = json.dumps(sidecar, indent=2, allow_nan=False) + "\n"
         atomic_write_bytes(_sidecar_path(path), lambda f: f.write(text.encode()))
     except OSError as exc:
         raise ExportError(f"--out '{path}': cannot write the export there ({exc.strerror or exc}). Give a path in a "
                           "writable folder, e.g. --out exported/model.onnx.") from None
+
+
+# --------------------------------------------------------------------------------------------- gradwise.fit runs
+
+
+def is_fit_dir(run_dir: str | Path) -> bool:
+    """Whether RUN_DIR was written by `gradwise.fit` on a module given as a Python object, so that the directory
+    alone cannot rebuild the model: its config.yaml names no model.factory, and it has none of the files that
+    `gradwise train` writes from its data (preprocess.json, the older preprocess.pkl, data_report.json); fit() was
+    given tensors, so it fitted no preprocessing. (config.yaml's model.name is then only the unused default.)
+    A summary.json "trained_by" entry, where the run wrote one, decides instead."""
+    from gradwise.config import read_yaml
+    from gradwise.data.preprocess import LEGACY_PREPROCESS_FILE, PREPROCESS_FILE
+
+    path = Path(run_dir)
+    if not (path / "config.yaml").is_file():
+        return False
+    with contextlib.suppress(Exception):  # a damaged or older summary.json: the files decide
+        marker = json.loads((path / "summary.json").read_bytes()).get("trained_by")
+        if isinstance(marker, str) and marker:
+            return marker == "gradwise.fit"
+    if any((path / name).exists() for name in (PREPROCESS_FILE, LEGACY_PREPROCESS_FILE, "data_report.json")):
+        return False
+    try:
+        model = read_yaml(path / "config.yaml").get("model") or {}
+    except Exception:  # a damaged config.yaml: load_run says what is wrong with it
+        return False
+    return isinstance(model, dict) and not model.get("factory")
+
+
+def fit_dir_message(run_dir: Path) -> str:
+    return (f"cannot export run '{run_dir}' from its directory: its model was a Python object given to gradwise.fit "
+            "(config.yaml names no model.factory and the run stored no preprocess.json), which cannot be rebuilt "
+            "from the directory's files without your code. Export it in the training script with "
+            "run.export('onnx') (run = gradwise.fit(...); also 'torchscript' or 'safetensors'), or train it with "
+            "`gradwise train` from a config whose model.factory builds it (model.factory=mypkg.models:build) and "
+            "export that directory with --trust-code.")
+
+
+def _export_fitted(run_path: Path, fmt: str, path: Path, which: str, model: nn.Module, example: Any,
+                   task: str | None, check: bool) -> Path:
+    """Export the module a `gradwise.fit` run trained: no preprocessing to fold (it takes what fit() was given)."""
+    started = time.perf_counter()
+    rows = _example_rows(example, run_path)
+    checkpoint, source = _fitted_checkpoint(run_path, which)
+    network = _fitted_network(model, run_path, which)
+    serving, plan = build_serving(network, None, task or "", fold=False, fallback_shape=tuple(rows.shape[1:]))
+    serving.eval()
+    example_rows = rows[:2]  # batch 2: torch.export specializes a dimension of size 0 or 1
+    with torch.no_grad():
+        try:
+            output = serving(example_rows)
+        except Exception as exc:  # the user's forward on their own training inputs: shown as one line
+            raise ExportError(f"cannot export run '{run_path}': the model fails on 2 rows of its training inputs "
+                              f"(shape {tuple(example_rows.shape)}): {type(exc).__name__}: {_first_line(exc)}. "
+                              "Pass example= with inputs the model takes.") from None
+    if not isinstance(output, torch.Tensor):
+        raise ExportError(f"cannot export run '{run_path}': the model returns {type(output).__name__}, not one "
+                          "tensor; export formats here take a model with one tensor output (wrap it in a module that "
+                          "returns the tensor to serve, or use --format safetensors for the weights).")
+    info: dict[str, Any] = {}
+    if fmt == "safetensors":
+        data = _safetensors_bytes(network, run_path)
+    else:
+        meta = {"gradwise.task": task or "unknown", "gradwise.input": "model input (gradwise.fit: no preprocessing)"}
+        with _quiet(), torch.no_grad():
+            program = _capture(serving, example_rows, run_path)
+            if fmt == "onnx":
+                data = _onnx_bytes(program, run_path, meta)
+                info["opset"] = OPSET
+                info["exporter"] = f"torch.onnx.export(dynamo=True), torch {torch.__version__}"
+            else:
+                data = _torchscript_bytes(serving, example_rows)
+                info["exporter"] = f"torch.jit.trace, torch {torch.__version__}"
+        if check:
+            info["check"] = _check(fmt, data, serving, rows[:CHECK_ROWS], run_path)
+    graph = fmt != "safetensors"
+    inp: dict[str, Any] = {"dtype": str(rows.dtype).removeprefix("torch."), "shape": ["batch", *plan.input_shape],
+                           "takes": plan.takes,
+                           "meaning": "the model's own input, as gradwise.fit was given it (shape from the training "
+                                      "data's first batch): no preprocessing is stored with the run"}
+    out: dict[str, Any] = {"dtype": str(output.dtype).removeprefix("torch."), "shape": ["batch", *output.shape[1:]],
+                           "meaning": _fitted_output_meaning(task, output)}
+    if task == "classification":
+        out["classes"] = None  # fit() was given label indices; their names are the caller's
+    sidecar = {"format": fmt, "file": path.name, "run": str(run_path.resolve()), "checkpoint": checkpoint,
+               "source": source, "model": f"{type(model).__module__}.{type(model).__qualname__}",
+               "trained_by": "gradwise.fit", "task": task,
+               "input": {"name": "input", **inp} if graph else inp,
+               "output": {"name": "output", **out} if graph else out,
+               "preprocessing": {"kind": "none", "in_graph": [], "outside": [], "file": None}, **info,
+               "export_seconds": round(time.perf_counter() - started, 3)}
+    _write(path, data, sidecar, None)
     return path
+
+
+def _fitted_output_meaning(task: str | None, output: torch.Tensor) -> str:
+    width = int(output.shape[-1]) if output.ndim > 1 else 1
+    if task == "classification":
+        if width == 1:
+            return "one logit; sigmoid(logit) is the probability of class 1 (class names unknown)"
+        return "logits; softmax over the last axis gives the probabilities of classes 0..n-1 (class names unknown)"
+    if task == "regression":
+        return "predicted values, in the units of the targets gradwise.fit was given (no target scaling is stored)"
+    return "the model's outputs, as in training"
+
+
+def _fitted_checkpoint(run_path: Path, which: str) -> tuple[str, str]:
+    """('checkpoints/X.pt', where the exported weights come from) for a fit run."""
+    if which != "auto":
+        return f"checkpoints/{which}.pt", f"checkpoints/{which}.pt loaded into a copy of run.model"
+    # what load_run would pick: the in-memory model ended with these weights
+    from gradwise.config import read_yaml
+
+    try:
+        es = ((read_yaml(run_path / "config.yaml").get("train") or {}).get("early_stopping") or {})
+    except Exception:
+        es = {}
+    best = es.get("enabled", True) and es.get("restore_best", True) and (run_path / "checkpoints/best.pt").exists()
+    return f"checkpoints/{'best' if best else 'last'}.pt", "run.model (the weights the run ended with)"
+
+
+def _fitted_network(model: nn.Module, run_path: Path, which: str) -> nn.Module:
+    """A CPU copy of the user's module in eval mode (the caller's module is not moved or switched to eval), with the
+    best/last checkpoint's weights when asked for."""
+    try:
+        network = copy.deepcopy(model)
+    except Exception as exc:  # a module holding something deepcopy refuses (a lock, a file handle)
+        raise ExportError(f"cannot export run '{run_path}': the model cannot be copied for export "
+                          f"({type(exc).__name__}: {_first_line(exc)}); export it with torch.onnx.export or "
+                          "torch.jit.trace yourself.") from None
+    network = network.to("cpu").eval()
+    if which in ("best", "last"):
+        from gradwise.train.checkpoint import load_checkpoint, load_weights_into
+
+        ckpt = run_path / "checkpoints" / f"{which}.pt"
+        load_weights_into(network, load_checkpoint(ckpt), ckpt)
+    return network
+
+
+def _example_rows(example: Any, run_path: Path) -> torch.Tensor:
+    """At least 2 input rows on the CPU: `example` itself (a tensor/array), or a loader's first batch's inputs."""
+    if example is None:
+        raise ExportError(f"cannot export run '{run_path}': its input shape is unknown (the Run has no training "
+                          "loader, e.g. a completed run returned by fit(resume=...)). Pass a few inputs: "
+                          "run.export('onnx', example=X[:2]).")
+    if not isinstance(example, torch.Tensor | np.ndarray):
+        # the first batch of the training loader; its shuffling must not move the caller's random streams
+        with torch.random.fork_rng(devices=[]):
+            state = np.random.get_state()
+            try:
+                batch = next(iter(example))
+            except Exception as exc:
+                raise ExportError(f"cannot export run '{run_path}': no example input from {type(example).__name__} "
+                                  f"({type(exc).__name__}: {_first_line(exc)}). Pass example=X[:2].") from None
+            finally:
+                np.random.set_state(state)
+        example = batch[0] if isinstance(batch, tuple | list) else batch
+    if isinstance(example, np.ndarray):
+        example = torch.as_tensor(example)
+    if not isinstance(example, torch.Tensor) or example.ndim < 1 or len(example) == 0:
+        raise ExportError(f"cannot export run '{run_path}': the example input is a {type(example).__name__}, not a "
+                          "tensor of rows; export formats here take a model with one tensor input. Pass "
+                          "example=X[:2].")
+    rows = example.detach().to("cpu")
+    if len(rows) == 1:  # torch.export needs a batch of 2 to keep the batch dimension free
+        rows = torch.cat([rows, rows])
+    return rows
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -368,9 +557,9 @@ def _safetensors_bytes(network: nn.Module, run_dir: Path) -> bytes:
 # --------------------------------------------------------------------------------------------- checking
 
 
-def _check(fmt: str, data: bytes, serving: ServingModel, pre: Any, plan: Plan, run_dir: Path) -> dict[str, Any] | None:
-    """Run the exported bytes on batches of 1 and CHECK_ROWS inputs and compare with the eager module."""
-    x = example_inputs(pre, plan, CHECK_ROWS, seed=1)
+def _check(fmt: str, data: bytes, serving: ServingModel, x: torch.Tensor, run_dir: Path) -> dict[str, Any] | None:
+    """Run the exported bytes on batches of 1 and the rest of `x` and compare with the eager module."""
+    rows = len(x)
     with torch.no_grad():
         reference = serving(x).float().numpy()
     if fmt == "onnx":
@@ -394,10 +583,10 @@ def _check(fmt: str, data: bytes, serving: ServingModel, pre: Any, plan: Plan, r
     if not np.isfinite(diff) or diff > 1e-3 * scale:
         raise ExportError(f"cannot export run '{run_dir}' to {fmt}: the exported model's outputs differ from the "
                           f"network's by up to {diff:.3g} (shape {outputs.shape} vs {reference.shape}) on "
-                          f"{CHECK_ROWS} inputs at batch sizes 1 and {CHECK_ROWS - 1}, so it does not compute the same "
+                          f"{rows} inputs at batch sizes 1 and {rows - 1}, so it does not compute the same "
                           "function (a batch size or branch fixed at export time?). Nothing was written; try the "
                           "other format, or --format safetensors for the weights.")
-    return {"runtime": runtime, "rows": CHECK_ROWS, "batch_sizes": [1, CHECK_ROWS - 1], "max_abs_diff": diff}
+    return {"runtime": runtime, "rows": rows, "batch_sizes": [1, rows - 1], "max_abs_diff": diff}
 
 
 # --------------------------------------------------------------------------------------------- the sidecar
