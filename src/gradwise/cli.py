@@ -199,6 +199,8 @@ def _print_result(run: Any) -> None:
                       markup=False)
     console.print(f"  wall time      {s['wall_seconds']:.1f} s", markup=False)
     console.print(f"run directory: {run.dir}", markup=False)
+    if (run.dir / "report.html").exists():
+        console.print(f"report: {run.dir / 'report.html'}", markup=False)
 
 
 @app.command("config", context_settings=_CONTEXT, short_help="Print the resolved config (every key with its value).")

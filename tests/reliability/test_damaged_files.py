@@ -211,3 +211,18 @@ def test_doctor_with_a_file_missing_or_unreadable(missing: str, runs: dict[str, 
     code, out, err = cli(["doctor", str(run)], capsys)
     assert code in (0, 1) and "Traceback" not in err and "error:" not in err, err
     assert f"{missing} cannot be read" in err
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_report_on_an_edited_or_damaged_file_is_still_written(
+        edit: str, runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`gradwise report DIR` on a damaged directory: the page is written from what can be read, never a traceback."""
+    run = copy_run(runs, tmp_path, "diverging")
+    (run / "report.html").unlink(missing_ok=True)
+    name, content = EDITS[edit]
+    (run / name).write_bytes(content)
+    damage_metrics(run)
+    code, out, err = cli(["report", str(run)], capsys)
+    assert code == 0 and "Traceback" not in err and "unexpected" not in err, err
+    page = (run / "report.html").read_text()
+    assert "<svg" in page  # the readable rows of metrics.jsonl still draw the curves

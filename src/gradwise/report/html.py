@@ -81,6 +81,20 @@ def _kv_table(d: dict[str, Any]) -> str:
                                            for k, v in d.items()) + "</table>"
 
 
+def _finding(f: dict[str, Any]) -> dict[str, Any]:
+    """A finding row with its fields in the shapes the report draws (an edited file may hold anything)."""
+    out = dict(f)
+    out["code"] = str(f.get("code", "finding"))
+    out["message"] = str(f.get("message", ""))
+    fixes = f.get("fixes")
+    out["fixes"] = [str(x) for x in fixes] if isinstance(fixes, list) else ([str(fixes)] if fixes else [])
+    out["evidence"] = f.get("evidence") if isinstance(f.get("evidence"), dict) else {}
+    for key in ("epoch", "step"):
+        if not isinstance(f.get(key), int | float) or isinstance(f.get(key), bool):
+            out[key] = None
+    return out
+
+
 def finding_tooltip(f: dict[str, Any]) -> str:
     where = f" (epoch {f.get('epoch')}, step {f.get('step')})" if f.get("epoch") is not None else ""
     ev = f.get("evidence") or {}
@@ -113,12 +127,16 @@ class RunFiles:
         self.probes = read_jsonl(path / PROBES_FILE)
         self.findings = read_jsonl(path / "findings.jsonl")
         self.summary = summary if summary is not None else _json(path / "summary.json")
-        if self.summary.get("findings") is not None:
+        if isinstance(self.summary.get("findings"), list):
             self.findings = list(self.summary["findings"])  # the final judgment of each code
+        # the files are data someone may have edited: a finding is drawn only as a dict of the expected shapes
+        self.findings = [_finding(f) for f in self.findings if isinstance(f, dict)]
         self.data_report = _json(path / "data_report.json")
         cfg_path = path / "config.yaml"
-        self.config_text = cfg_path.read_text() if cfg_path.exists() else ""
-        self.actions: list[dict[str, Any]] = list(self.summary.get("actions") or [])
+        self.config_text = cfg_path.read_bytes().decode("utf-8", "replace") if cfg_path.exists() else ""
+        actions = self.summary.get("actions")
+        self.actions: list[dict[str, Any]] = [a for a in actions if isinstance(a, dict)] \
+            if isinstance(actions, list) else []
 
     @functools.cached_property
     def config(self) -> dict[str, Any]:

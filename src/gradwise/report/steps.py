@@ -197,7 +197,7 @@ def _cut(path: Path, keep: int | None, step: int) -> int:
     from before these files existed) drop the rows past `step`. Returns the lines kept."""
     if not path.exists():
         return 0
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     if keep is not None:
         kept = lines[:keep]
     else:

@@ -7,6 +7,11 @@
     DIR/checkpoints/last.pt  the newest good state (model, optimizer, schedule, RNG, ...); best.pt the best one
                              (a hard link to last.pt when both hold the same epoch: gradwise only ever replaces
                              these files, so overwrite them by renaming, not by writing into them)
+    DIR/steps.jsonl          the training loss (mean since the last row) and LR every train.log_every steps
+    DIR/probes.jsonl         the doctor's probe measurements: per-layer gradient norm, update/weight ratio,
+                             activation zero/saturation fractions
+    DIR/report.html          the self-contained report (curves with the findings, metrics, config, data report)
+    DIR/metrics.csv, DIR/tensorboard/, DIR/mlflow_run.json   what the trackers (track: [...]) write
     DIR/.lock                held (fcntl.flock) by the process that writes the run; it holds that process's pid
 
 A new run needs an empty (or new) directory: `claim_run_dir` refuses a directory that holds files unless asked to

@@ -104,7 +104,7 @@ def _report(setup: TuneSetup, study: optuna.Study, outcome: Outcome, files: dict
     if best is not None:
         values = ", ".join(f"{m} {format_value(v)}" for m, v in zip(setup.metrics, best.values, strict=True))
         console.print(f"[bold]best[/] trial {best.number}: {escape(values)}  {escape(params_text(setup, best))}")
-    for key in ("best", "trials", "pareto"):
+    for key in ("best", "trials", "pareto", "report"):
         if key in files:
             console.print(f"  {files[key].name:<11} {escape(_rel(files[key]))}")
     plots = [p for k, p in files.items() if k.startswith("plot_")]
