@@ -381,6 +381,7 @@ def _run(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: Any, t
                       optimizer=optimizer, schedule=schedule, run_dir=run_dir, task=task, device=device,
                       precision=precision, callbacks=all_callbacks, penalty=reg, augment=augment, forward=forward,
                       target_transform=target_transform, console=console)
+    trainer.trained_by = "gradwise.fit" if bundle is None else "gradwise.train"
     if bundle is not None:  # a built-in model: the header names it (every one is an nn.Sequential underneath)
         trainer.model_name = cfg.model.factory or cfg.model.name
     if cfg.train.compile:

@@ -84,6 +84,8 @@ DAMAGED: dict[str, Callable[[Path, dict[str, Path]], Any]] = {
     "damaged callbacks": lambda p, r: torch.save({**state_of(r), "callbacks": {"early_stopping": {}}}, p),
     "damaged early stopping": lambda p, r: torch.save(
         {**state_of(r), "callbacks": {"early_stopping": {"best": "0.5", "best_epoch": 1, "wait": 0}}}, p),
+    "damaged doctor": lambda p, r: torch.save(
+        {**state_of(r), "callbacks": {**state_of(r)["callbacks"], "doctor": {"findings": [5], "repairs": "x"}}}, p),
     "damaged optimizer": lambda p, r: torch.save({**state_of(r), "optimizer": {"state": {}, "param_groups": []}}, p),
     "damaged rng": lambda p, r: torch.save({**state_of(r), "rng": {"python": 1}}, p),
     "damaged history": lambda p, r: torch.save({**state_of(r), "history_json": "[{"}, p),

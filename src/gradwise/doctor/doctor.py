@@ -34,6 +34,7 @@ from gradwise.doctor.probes import (
     preserved,
     weight_layers,
 )
+from gradwise.errors import CheckpointError
 from gradwise.train.checkpoint import json_default
 from gradwise.train.events import Callback
 
@@ -605,14 +606,26 @@ class Doctor(Callback):
             # a rollback the doctor asked for: keep what it has seen and done since that checkpoint
             self._rolling_back = False
             return
-        if "json" in state:
-            state = json.loads(state["json"])
-        self._findings = [Finding.from_dict(d) for d in state.get("findings", [])]
+        # checked here, as early stopping does: a damaged value is a refused resume naming the checkpoint (the loop
+        # adds the file), not a TypeError in the middle of the resumed run
+        try:
+            if isinstance(state, dict) and "json" in state:
+                state = json.loads(state["json"])
+            if not isinstance(state, dict):
+                raise TypeError(f"a {type(state).__name__}, not a dict")
+            repairs = state.get("repairs", 0)
+            if isinstance(repairs, bool) or not isinstance(repairs, int) or repairs < 0:
+                raise TypeError(f"repairs {str(repairs)[:40]!r}")
+            findings = [Finding.from_dict(d) for d in state.get("findings", [])]
+            facts = Facts.from_dict(state["facts"]) if state.get("facts") else None
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise CheckpointError(f"its doctor state is damaged ({str(exc)[:120]}).") from None
+        self._findings = findings
         self._seen = {f.code: f.rank for f in self._findings}
-        self.repairs = state.get("repairs", 0)
+        self.repairs = repairs
         self._cut_lr = bool(state.get("cut_lr", False))
-        if state.get("facts"):
-            self.facts = Facts.from_dict(state["facts"])
+        if facts is not None:
+            self.facts = facts
 
 
 def _lr_factor(finding: Finding, low: float, high: float, target: float = LR_TARGET_RATIO) -> float:

@@ -107,6 +107,7 @@ class Trainer:
         self.forward = forward
         self.target_transform = target_transform
         self.callbacks = CallbackList(callbacks or [])
+        self.trained_by: str | None = None  # set by gradwise.api: "gradwise.fit" or "gradwise.train"
         self.console = console or Console(highlight=False)
         self.is_main = int(os.environ.get("RANK", 0)) == 0
 
@@ -594,6 +595,8 @@ class Trainer:
         summary: dict[str, Any] = {
             "status": self.status,
             "name": self.config.name,
+            # gradwise.fit (a model object: only its weights can be rebuilt from the directory) or gradwise.train
+            "trained_by": self.trained_by,
             "dir": str(self.run_dir.path),
             "epochs_completed": len(self.history),
             "resumed": self.resumed,
