@@ -189,15 +189,17 @@ def _print_result(run: Any) -> None:
         # the weights (and so eval and the test metrics) are the restored best epoch's, not the last one's
         console.print(f"  kept epoch {kept.get('epoch')} of {final.get('epoch')} (best "
                       f"{(s.get('best') or {}).get('monitor', 'val_loss')}; its weights were restored)", markup=False)
-    for key in ("train_loss", "val_loss", "val_accuracy", "val_mae", "val_r2"):
-        if kept.get(key) is not None:
-            console.print(f"  {key:<14} {kept[key]:.4f}", markup=False)
-    for key, value in (s.get("test") or {}).items():
-        console.print(f"  {key:<14} {value:.4f}", markup=False, style="bold")
+    shown = [k for k in ("train_loss", "val_loss", "val_accuracy", "val_mae", "val_r2") if kept.get(k) is not None]
+    test = s.get("test") or {}
+    width = max([14, *map(len, shown), *map(len, test)])  # one column for the values (test_balanced_accuracy)
+    for key in shown:
+        console.print(f"  {key:<{width}} {kept[key]:.4f}", markup=False)
+    for key, value in test.items():
+        console.print(f"  {key:<{width}} {value:.4f}", markup=False, style="bold")
     if run.findings:
         console.print(f"  doctor: {len(run.findings)} finding(s): {', '.join(f.code for f in run.findings)}",
                       markup=False)
-    console.print(f"  wall time      {s['wall_seconds']:.1f} s", markup=False)
+    console.print(f"  {'wall time':<{width}} {s['wall_seconds']:.1f} s", markup=False)
     console.print(f"run directory: {run.dir}", markup=False)
     if (run.dir / "report.html").exists():
         console.print(f"report: {run.dir / 'report.html'}", markup=False)
