@@ -10,6 +10,7 @@ import contextlib
 import difflib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,7 +172,7 @@ def fit(model: nn.Module, train: Any, val: Any = None, test: Any = None, *, loss
     check_trackers(cfg)  # a tracker package that is missing: said before any directory is made
 
     opened = _open_run(cfg, resume, stored, overwrite)
-    try:
+    with _claimed(opened):
         if opened.finished is not None:
             return _finished_run(opened, cfg, model)
         task = extra.get("task") or _infer_task(loss, train)
@@ -181,14 +182,6 @@ def fit(model: nn.Module, train: Any, val: Any = None, test: Any = None, *, loss
                         callbacks=callbacks or extra.get("callbacks") or [], opened=opened,
                         forward=extra.get("forward"), augment=extra.get("augment"),
                         target_transform=extra.get("target_transform"))
-    except Interrupted as exc:
-        exc.run_dir = opened.path  # type: ignore[attr-defined]  # the CLI's message names it
-        raise
-    except Exception as exc:
-        opened.abandon(exc)  # bad data, a model that cannot be built, ...: no half-made directory is left behind
-        raise
-    finally:
-        opened.close()
 
 
 def train(config: RunConfig | str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None, *,
@@ -231,7 +224,7 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
     # the directory first (checked, locked, config.yaml written), then the heavy set-up: a run stopped or killed
     # from here on leaves a directory that `--resume` continues
     opened = _open_run(cfg, resume, stored, overwrite)
-    try:
+    with _claimed(opened):
         seed_everything(cfg.seed)
         bundle = load_data(cfg.data, cfg.seed, fold=fold, loss=cfg.loss.name)
         model = build_model(cfg.model, bundle.input_shape, bundle.n_outputs, bundle.task)
@@ -242,14 +235,6 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
         train_loader, val_loader, test_loader = make_loaders_from_bundle(bundle, cfg)
         return _execute(cfg, model, train_loader, val_loader, test_loader, task=bundle.task, load=load, loss=None,
                         optimizer=None, callbacks=callbacks or [], opened=opened, bundle=bundle, console=console)
-    except Interrupted as exc:
-        exc.run_dir = opened.path  # type: ignore[attr-defined]  # the CLI's message names it
-        raise
-    except Exception as exc:
-        opened.abandon(exc)  # bad data, a model that cannot be built, ...: no half-made directory is left behind
-        raise
-    finally:
-        opened.close()
 
 
 # ------------------------------------------------------------------------------------------- internals
@@ -477,6 +462,22 @@ class OpenedRun:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+
+
+@contextlib.contextmanager
+def _claimed(opened: OpenedRun) -> Iterator[None]:
+    """The set-up and fit in a claimed run directory: a stop names the directory, a failure before the fit recorded
+    anything removes what it wrote, and the lock goes at the end whatever happens."""
+    try:
+        yield
+    except Interrupted as exc:
+        exc.run_dir = opened.path  # type: ignore[attr-defined]  # the CLI's message names it
+        raise
+    except Exception as exc:
+        opened.abandon(exc)  # bad data, a model that cannot be built, ...: no half-made directory is left behind
+        raise
+    finally:
+        opened.close()
 
 
 def _open_run(cfg: RunConfig, resume: str | Path | None, stored: RunConfig | None, overwrite: bool) -> OpenedRun:
