@@ -176,7 +176,7 @@ def fit(model: nn.Module, train: Any, val: Any = None, test: Any = None, *, loss
         if opened.finished is not None:
             return _finished_run(opened, cfg, model)
         task = extra.get("task") or _infer_task(loss, train)
-        train_loader, val_loader, test_loader = _loaders(cfg, train, val, test)
+        train_loader, val_loader, test_loader = _loaders(cfg, train, val, test, model)
         return _execute(cfg, model, train_loader, val_loader, test_loader, task=task, load=load,
                         loss=loss if not isinstance(loss, str) else None, optimizer=user_optimizer,
                         callbacks=callbacks or extra.get("callbacks") or [], opened=opened,
@@ -728,7 +728,7 @@ def _peek_target(data: Any) -> torch.Tensor | None:
     return None
 
 
-def _loaders(cfg: RunConfig, train: Any, val: Any, test: Any) -> tuple[Any, Any, Any]:
+def _loaders(cfg: RunConfig, train: Any, val: Any, test: Any, model: nn.Module | None = None) -> tuple[Any, Any, Any]:
     from gradwise.data.loaders import make_loader
 
     if train is None:
@@ -737,7 +737,11 @@ def _loaders(cfg: RunConfig, train: Any, val: Any, test: Any) -> tuple[Any, Any,
 
     # 'auto': the loaders are built before the model is on its device; _auto_batch resizes the training one later
     bs = cfg.train.batch_size if cfg.train.batch_size != "auto" else REFERENCE_BATCH
-    common = {"seed": cfg.seed, "num_workers": cfg.data.num_workers}
+    # a model that starts with an embedding takes integer ids: (X, y) pairs keep them int64 instead of float
+    first = next((m for m in model.modules() if next(m.parameters(recurse=False), None) is not None), None) \
+        if model is not None else None
+    common = {"seed": cfg.seed, "num_workers": cfg.data.num_workers,
+              "ids": isinstance(first, nn.Embedding | nn.EmbeddingBag)}
     return (make_loader(train, bs, shuffle=True, split="train", **common),
             make_loader(val, bs, shuffle=False, split="val", **common) if val is not None else None,
             make_loader(test, bs, shuffle=False, split="test", **common) if test is not None else None)

@@ -186,11 +186,15 @@ def _as_tensor(a: Any, what: str) -> torch.Tensor:
     raise DataError(f"{what}: expected a tensor, numpy array or list, got {type(a).__name__}.")
 
 
-def pair_to_tensors(data: tuple[Any, Any], split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(X, y) arrays -> float features and int64 (classification) or float (regression) targets."""
+def pair_to_tensors(data: tuple[Any, Any], split: str, ids: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(X, y) arrays -> float features and int64 (classification) or float (regression) targets.
+
+    ``ids``: the model starts with an embedding, so integer inputs are token/category ids and stay int64."""
     x = _as_tensor(data[0], f"{split} features")
     y = _as_tensor(data[1], f"{split} targets")
-    if not torch.is_floating_point(x) or x.dtype == torch.float64:
+    if ids and not torch.is_floating_point(x) and x.dtype != torch.bool:
+        x = x.long()
+    elif not torch.is_floating_point(x) or x.dtype == torch.float64:
         x = x.float()
     if y.dtype == torch.float64:
         y = y.float()
@@ -208,7 +212,8 @@ def eval_batch_size(batch_size: int, x: torch.Tensor, budget_bytes: int = 8 << 2
 
 
 def make_loader(data: Any, batch_size: int, *, shuffle: bool, seed: int, num_workers: int = 0,
-                drop_last: bool = False, weights: torch.Tensor | None = None, split: str = "train") -> Any:
+                drop_last: bool = False, weights: torch.Tensor | None = None, split: str = "train",
+                ids: bool = False) -> Any:
     """Turn what a user passes (Dataset, DataLoader, (X, y)) into a gradwise loader. `batch_size` is the training
     batch; evaluation splits (split != "train") are batched larger."""
     if isinstance(data, TensorLoader | DatasetLoader | UserLoader):
@@ -216,7 +221,7 @@ def make_loader(data: Any, batch_size: int, *, shuffle: bool, seed: int, num_wor
     if isinstance(data, DataLoader):
         return UserLoader(data)
     if isinstance(data, tuple | list) and len(data) == 2 and not isinstance(data, Dataset):
-        x, y = pair_to_tensors((data[0], data[1]), split)
+        x, y = pair_to_tensors((data[0], data[1]), split, ids=ids)
         if split != "train":
             batch_size = eval_batch_size(batch_size, x)
         return TensorLoader(x, y, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, weights=weights)
