@@ -250,8 +250,11 @@ def _write_data_report(run_path: Path, report: dict[str, Any]) -> None:
 
 def _execute(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: Any, test_loader: Any, *,
              load: CpuLoad | None = None, **kwargs: Any) -> Run:
-    # train.threads for everything the run does on the CPU (auto LR and batch size too); the caller's setting after
-    with cpu_threads(choose_threads(cfg.train.threads, load)):
+    from gradwise.determinism import deterministic_mode
+
+    # train.threads for everything the run does on the CPU (auto LR and batch size too); the caller's setting after.
+    # train.deterministic: torch's deterministic mode for this run only (see gradwise.determinism)
+    with cpu_threads(choose_threads(cfg.train.threads, load)), deterministic_mode(cfg.train.deterministic):
         # config.yaml records the count used: kernels with parallel reductions (BatchNorm, ...) round differently
         # with another count, so a resume (and a re-run of DIR/config.yaml) must compute with the same one
         cfg.train.threads = torch.get_num_threads()

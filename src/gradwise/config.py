@@ -343,7 +343,9 @@ class ModelConfig(Section):
     norm: Literal["batch", "layer", "none"] | None = None
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     init: str = Field("default", description="default, xavier_uniform, xavier_normal, he_uniform, he_normal, "
-                      "orthogonal, lecun")
+                      "orthogonal, lecun, constant (every weight = model.init_value; biases zero)")
+    init_value: float = Field(0.0, description="the weight value of model.init=constant (nn.init.constant_); "
+                              "every unit of a layer then computes the same function, which the doctor reports")
     options: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the factory")
     # transfer learning
     pretrained: str | None = Field(None, description="checkpoint, state_dict or safetensors file to start from")
@@ -481,6 +483,10 @@ class TrainConfig(Section):
                            "steps (DIR/steps.jsonl); read in batches, so no device sync per step")
     progress: Literal["auto", "bar", "plain", "none"] = "auto"
     compile: bool = False
+    deterministic: bool = Field(
+        False, description="torch.use_deterministic_algorithms(True), cuDNN deterministic and benchmark off, "
+        "CUBLAS_WORKSPACE_CONFIG=:4096:8 when unset, for the run only: GPU runs repeat bit for bit, at some speed "
+        "cost; an op without a deterministic implementation stops the run with an error")
     threads: int | Literal["auto", "all"] = Field(
         "auto", description="CPU threads for torch's kernels. auto: torch's count (one per physical core) less the "
         "cores other processes keep busy when the run starts (OMP_NUM_THREADS, when set, wins); all: torch's count; "

@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from gradwise.config import ModelConfig
-from gradwise.errors import CheckpointError, ModelError
+from gradwise.errors import CheckpointError, ConfigError, ModelError
 from gradwise.models import architectures as arch
 from gradwise.models.layers import apply_init, check_activation, check_init, unknown_name_error
 
@@ -223,9 +223,13 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int, 
     # Check names before building so that a typo fails fast with a helpful message.
     activation = check_activation(cfg.activation)
     init = check_init(cfg.init)
+    if cfg.init_value != 0.0 and init != "constant":
+        # a value no scheme reads would be silently dropped: say which switch it belongs to
+        raise ConfigError(f"model.init_value={cfg.init_value} is only used by model.init=constant, but model.init is "
+                          f"'{cfg.init}'; set model.init=constant or remove model.init_value.")
     if cfg.factory:
         model = _build_from_factory(cfg, input_shape, int(n_outputs), task)
     else:
         model = _build_builtin(cfg.model_copy(update={"activation": activation}), input_shape, int(n_outputs))
-    apply_init(model, init, activation)
+    apply_init(model, init, activation, cfg.init_value)
     return model

@@ -23,7 +23,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 INITS: tuple[str, ...] = ("default", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "orthogonal",
-                          "lecun")
+                          "lecun", "constant")
 
 NORMS: tuple[str, ...] = ("batch", "layer", "none")
 
@@ -102,8 +102,8 @@ def _fans(weight: torch.Tensor) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def init_weight(weight: torch.Tensor, scheme: str, activation: str = "relu") -> None:
-    """Initialise one weight tensor in place (shape (out, in, *kernel))."""
+def init_weight(weight: torch.Tensor, scheme: str, activation: str = "relu", value: float = 0.0) -> None:
+    """Initialise one weight tensor in place (shape (out, in, *kernel)); ``value`` is the constant scheme's."""
     if scheme == "default":
         return
     fan_in, _ = _fans(weight)
@@ -118,6 +118,10 @@ def init_weight(weight: torch.Tensor, scheme: str, activation: str = "relu") -> 
         fn(weight, a=slope, mode="fan_in", nonlinearity=nonlinearity)
     elif scheme == "orthogonal":
         nn.init.orthogonal_(weight)
+    elif scheme == "constant":
+        # every unit of the layer then computes the same function (and gets the same gradient, so they stay equal):
+        # kept because users ask for it (ablations, tests); the doctor's preflight reports it as bad_initialization
+        nn.init.constant_(weight, value)
     elif scheme == "lecun":
         # LeCun normal: the variance-preserving choice for selu/tanh networks.
         nn.init.normal_(weight, 0.0, 1.0 / math.sqrt(fan_in))
@@ -126,8 +130,10 @@ def init_weight(weight: torch.Tensor, scheme: str, activation: str = "relu") -> 
 
 
 @torch.no_grad()
-def apply_init(model: nn.Module, scheme: str, activation: str = "relu") -> None:
+def apply_init(model: nn.Module, scheme: str, activation: str = "relu", value: float = 0.0) -> None:
     """Apply ``scheme`` to every Linear/Conv weight (and RNN/attention input matrices) of ``model``; zero biases.
+
+    ``value`` is the weight of every entry for ``scheme="constant"`` (ignored by the others).
 
     Stacked gate matrices (GRU/LSTM ``weight_ih``/``weight_hh``, attention ``in_proj_weight``) are initialised one
     block at a time, because each block is its own (hidden, in) map and the fans must be those of one block.
@@ -137,7 +143,7 @@ def apply_init(model: nn.Module, scheme: str, activation: str = "relu") -> None:
         return
     for module in model.modules():
         if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
-            init_weight(module.weight, scheme, activation)
+            init_weight(module.weight, scheme, activation, value)
             if module.bias is not None:
                 module.bias.zero_()
         elif isinstance(module, nn.RNNBase):
@@ -145,12 +151,12 @@ def apply_init(model: nn.Module, scheme: str, activation: str = "relu") -> None:
             for name, param in module.named_parameters(recurse=False):
                 if name.startswith("weight"):
                     for block in param.chunk(gates, dim=0):
-                        init_weight(block, scheme, activation)
+                        init_weight(block, scheme, activation, value)
                 elif name.startswith("bias"):
                     param.zero_()
         elif isinstance(module, nn.MultiheadAttention):
             if module.in_proj_weight is not None:
                 for block in module.in_proj_weight.chunk(3, dim=0):
-                    init_weight(block, scheme, activation)
+                    init_weight(block, scheme, activation, value)
             if module.in_proj_bias is not None:
                 module.in_proj_bias.zero_()
