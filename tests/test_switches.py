@@ -25,7 +25,8 @@ def test_constant_init_fills_every_weight_and_zeroes_biases(tmp_path: Path) -> N
     bad = [f for f in run.findings if f.code == "bad_initialization"]
     assert bad, [f.code for f in run.findings]
     layers = bad[0].evidence["layers"]
-    assert any("constant across units" in entry["issue"] for entry in layers)
+    same = [entry for entry in layers if "constant across units" in entry["issue"]]
+    assert same and same[0]["layer"].endswith(".weight") and same[0]["distinct_rows"] == 1 and same[0]["units"] > 1
     assert "model.init=he_normal (ReLU)" in bad[0].fixes
     # the units stay identical while training: each layer's rows are still all equal after an epoch
     linears = [m for m in run.model.modules() if isinstance(m, nn.Linear)]

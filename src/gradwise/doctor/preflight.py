@@ -1059,8 +1059,10 @@ class Preflight:
             gain = float(w.std()) * math.sqrt(_fan_in(w))
             symmetric = bool((w.std(0) == 0).all())
             if symmetric:
+                # units: how many there are, all with one weight row (distinct_rows 1), so the layer acts as one
                 bad_layers.append({"layer": name, "issue": "constant across units (every unit computes the same "
-                                   "function, so they stay identical)", "std": float(w.std())})
+                                   "function, so they stay identical)", "std": float(w.std()),
+                                   "units": int(w.shape[0]), "distinct_rows": 1})
             elif gain > INIT_GAIN_HIGH:
                 bad_layers.append({"layer": name, "issue": f"std·√fan_in = {gain:.3g} (He: 1.41)",
                                    "std": float(w.std())})
