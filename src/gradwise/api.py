@@ -95,7 +95,7 @@ OPTIONS: dict[str, str] = {
     "betas": "optim.betas", "eps": "optim.eps", "l1": "optim.l1", "l2": "optim.l2",
     "label_smoothing": "loss.label_smoothing", "class_weights": "loss.class_weights",
     "threads": "train.threads", "repair": "doctor.repair", "probe_every": "doctor.probe_every", "name": "name",
-    "track": "track", "log_every": "train.log_every",
+    "track": "track", "log_every": "train.log_every", "deterministic": "train.deterministic",
 }
 _OTHER_KEYWORDS = ("task", "forward", "augment", "target_transform", "config", "callbacks")
 
