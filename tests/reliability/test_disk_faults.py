@@ -177,7 +177,12 @@ def test_the_first_refused_write_is_the_one_reported(tmp_path: Path, monkeypatch
     assert code == 2 and "no space left on device (errno 28)" in line
     # epoch 2's last.pt, or epoch 1's best.pt when the writer thread had not linked it yet: a checkpoint either way
     assert f"cannot write checkpoint '{run / 'checkpoints'}/" in line and "metrics.jsonl" not in line
-    assert f"`gradwise train --resume {run}` continues from" in line
+    # the advice matches the disk: on a loaded machine epoch 1's checkpoint, written on the writer thread, may itself
+    # meet the full disk, and then there is nothing to resume from
+    if (run / "checkpoints" / "last.pt").exists():
+        assert f"`gradwise train --resume {run}` continues from" in line
+    else:
+        assert "No checkpoint had been written yet" in line and "--resume" not in line
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
 
 

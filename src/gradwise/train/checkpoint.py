@@ -318,9 +318,9 @@ def snapshot(obj: Any) -> Any:
 class CheckpointWriter:
     """Writes checkpoints in order on one background thread; `flush()` waits until every write is on disk.
 
-    The state is snapshotted before `save` returns. At most one write waits behind the one in progress, so a loop
-    that checkpoints faster than the disk can write slows down instead of piling up copies in memory. A failed
-    write is raised by the next `save` or `flush` as a CheckpointError.
+    The state is snapshotted before `save` returns. One write is in flight at a time: `save` first waits for the
+    previous one, so a loop that checkpoints faster than the disk can write slows down instead of piling up copies
+    in memory, and a failed write is raised by the very next `save` (or `flush`) as a CheckpointError.
     """
 
     def __init__(self) -> None:
@@ -334,7 +334,7 @@ class CheckpointWriter:
             return
         # a write that already failed fails the run now, not two checkpoints later: on a full disk every further
         # epoch would be trained for nothing
-        while self._pending and (self._pending[0][1].done() or len(self._pending) >= 2):
+        while self._pending:
             self._wait(self._pending.pop(0))
         self._pending.append((path, self._pool.submit(save_checkpoint, path, state, tuple(also))))
 

@@ -315,6 +315,12 @@ class Trainer:
         try:
             write(*args)
         except OSError as exc:
+            # the checkpoint queued before this write decides what the message may promise (--resume continues
+            # from it, or there is nothing to resume); refused too, it is the earlier error and the one raised
+            try:
+                self.checkpoints.flush()
+            except CheckpointError as earlier:
+                raise earlier from exc
             raise disk_error(exc, self.run_dir.path / name, last=self.run_dir.last) from exc
 
     def _as_disk_error(self, exc: OSError) -> BaseException:
