@@ -32,7 +32,7 @@ from gradwise.config import RunConfig, apply_overrides, load_config, validate_co
 from gradwise.errors import CheckpointError, ConfigError
 from gradwise.train.checkpoint import atomic_write_json
 from gradwise.train.events import Callback
-from gradwise.train.rundir import RunLock, clear_run_dir, default_run_dir, run_files, unwritable
+from gradwise.train.rundir import RunLock, clear_run_dir, default_run_dir, make_dir, run_files, unwritable
 
 SUMMARY_FILE = "cv_summary.json"
 
@@ -128,13 +128,7 @@ def _claim_root(root: Path, resume: bool, overwrite: bool) -> None:
     The directory itself is not locked (it would hold a lock file beside fold-0 ... fold-K-1): each fold's run locks
     its own directory, so a second cross-validation started on the same directory stops at its first fold.
     """
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"--out '{root}' is an existing file, not a directory; give a directory for the "
-                          "cross-validation.")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise unwritable(root, exc, "cross-validation directory") from None
+    make_dir(root, "--out", "the cross-validation", "cross-validation directory")
     names = run_files(root)
     if names and not resume:
         if not overwrite:

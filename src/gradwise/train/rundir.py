@@ -239,19 +239,23 @@ def clear_run_dir(path: Path) -> None:
             target.unlink(missing_ok=True)
 
 
+def make_dir(path: Path, option: str, purpose: str, kind: str) -> None:
+    """Create `path` (parents too), or a one-line ConfigError: a file in the way, a read-only disk, no permission."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} '{path}' is an existing file, not a directory; give a directory for {purpose}.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise unwritable(path, exc, kind) from None
+
+
 def claim_run_dir(path: Path, *, overwrite: bool = False, what: str = "--out") -> RunLock:
     """Create and lock the directory of a new run; refuse one that holds files (unless `overwrite`: cleared).
 
     The lock comes first, so a second run started while one writes the directory is told who holds it rather than
     that the directory is not empty. Every OSError (read-only, a file in the way) is a one-line ConfigError.
     """
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{what} '{path}' is an existing file, not a directory; give a directory for the run "
-                          "(e.g. --out runs/my-run).")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise unwritable(path, exc) from None
+    make_dir(path, what, "the run (e.g. --out runs/my-run)", "run directory")
     lock = RunLock(path).acquire()
     try:
         names = run_files(path)
