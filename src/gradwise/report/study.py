@@ -40,16 +40,11 @@ def _trial_link(setup: TuneSetup, t: FrozenTrial) -> str:
 
 def study_html(setup: TuneSetup, study: optuna.Study, svgs: dict[str, str], best: FrozenTrial | None,
                notes: list[str]) -> str:
-    from gradwise.tune.results import format_value, pareto_front, ranked, retried_numbers, trial_config
+    from gradwise.tune.results import format_value, pareto_front, ranked, state_counts, trial_config
     from gradwise.tune.space import trial_overrides
 
     trials = study.get_trials(deepcopy=False)
-    retried = retried_numbers(trials)
-    counts: dict[str, int] = {}
-    for t in trials:
-        state = "INTERRUPTED" if t.number in retried else t.state.name
-        counts[state] = counts.get(state, 0) + 1
-    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no trials yet"
+    states = state_counts(trials)
     keys = [p.key for p in setup.space]
     rows = pareto_front(trials, setup) if setup.multi else ranked(trials, setup)[:20]
     head = "".join(f"<th>{escape(h)}</th>" for h in ("#", "trial", *setup.metrics, "epochs", *keys, "run"))

@@ -96,6 +96,17 @@ def params_text(setup: TuneSetup, trial: FrozenTrial) -> str:
 # ------------------------------------------------------------------------------------------------- files
 
 
+def state_counts(trials: list[FrozenTrial]) -> str:
+    """'3 complete, 1 interrupted, 1 pruned': the trials by state (a trial queued again after its process stopped
+    counts as interrupted), or 'no trials yet'."""
+    retried = retried_numbers(trials)
+    counts: dict[str, int] = {}
+    for t in trials:
+        state = "INTERRUPTED" if t.number in retried else t.state.name
+        counts[state] = counts.get(state, 0) + 1
+    return ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no trials yet"
+
+
 def write_results(setup: TuneSetup, study: optuna.Study) -> tuple[dict[str, Path], list[str]]:
     """Write trials.csv, best.yaml, pareto.csv and the plots; returns the files and notes on what was skipped."""
     setup.dir.mkdir(parents=True, exist_ok=True)
@@ -231,12 +242,7 @@ def leaderboard(setup: TuneSetup, trials: list[FrozenTrial], console: Console, t
     values are never cut short. Names and values are the user's text: printed as Text, never parsed as markup
     (`[relu, tanh]` would otherwise vanish as an unknown style tag).
     """
-    retried = retried_numbers(trials)
-    counts: dict[str, int] = {}
-    for t in trials:
-        state = "INTERRUPTED" if t.number in retried else t.state.name
-        counts[state] = counts.get(state, 0) + 1
-    summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no trials yet"
+    summary = state_counts(trials)
     console.print(Text.assemble(("study", "bold"), f" {setup.name}  ({summary})  objective: {setup.label()}"))
     rows = pareto_front(trials, setup) if setup.multi else ranked(trials, setup)[:top]
     if not rows:
