@@ -34,7 +34,7 @@ import re
 import time
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,15 +112,7 @@ def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None
     if fmt == "safetensors":
         data = _safetensors_bytes(network, run_path)
     else:
-        with _quiet(), torch.no_grad():
-            program = _capture(serving, example, run_path)
-            if fmt == "onnx":
-                data = _onnx_bytes(program, run_path, _onnx_metadata(pre, plan, task))
-                info["opset"] = OPSET
-                info["exporter"] = f"torch.onnx.export(dynamo=True), torch {torch.__version__}"
-            else:
-                data = _torchscript_bytes(serving, example)
-                info["exporter"] = f"torch.jit.trace, torch {torch.__version__}"
+        data = _graph_bytes(fmt, serving, example, run_path, lambda: _onnx_metadata(pre, plan, task), info)
         if check:
             info["check"] = _check(fmt, data, serving, example_inputs(pre, plan, CHECK_ROWS, seed=1), run_path)
     seconds = time.perf_counter() - started
@@ -211,15 +203,7 @@ def _export_fitted(run_path: Path, fmt: str, path: Path, which: str, model: nn.M
         data = _safetensors_bytes(network, run_path)
     else:
         meta = {"gradwise.task": task or "unknown", "gradwise.input": "model input (gradwise.fit: no preprocessing)"}
-        with _quiet(), torch.no_grad():
-            program = _capture(serving, example_rows, run_path)
-            if fmt == "onnx":
-                data = _onnx_bytes(program, run_path, meta)
-                info["opset"] = OPSET
-                info["exporter"] = f"torch.onnx.export(dynamo=True), torch {torch.__version__}"
-            else:
-                data = _torchscript_bytes(serving, example_rows)
-                info["exporter"] = f"torch.jit.trace, torch {torch.__version__}"
+        data = _graph_bytes(fmt, serving, example_rows, run_path, lambda: meta, info)
         if check:
             info["check"] = _check(fmt, data, serving, rows[:CHECK_ROWS], run_path)
     graph = fmt != "safetensors"
@@ -314,6 +298,19 @@ def _example_rows(example: Any, run_path: Path) -> torch.Tensor:
     if len(rows) == 1:  # torch.export needs a batch of 2 to keep the batch dimension free
         rows = torch.cat([rows, rows])
     return rows
+
+
+def _graph_bytes(fmt: str, serving: nn.Module, example: torch.Tensor, run_path: Path,
+                 metadata: Callable[[], dict[str, str]], info: dict[str, Any]) -> bytes:
+    """The ONNX or TorchScript file of `serving`, captured on `example`; `info` gets the exporter (and opset)."""
+    with _quiet(), torch.no_grad():
+        program = _capture(serving, example, run_path)
+        if fmt == "onnx":
+            info["opset"] = OPSET
+            info["exporter"] = f"torch.onnx.export(dynamo=True), torch {torch.__version__}"
+            return _onnx_bytes(program, run_path, metadata())
+        info["exporter"] = f"torch.jit.trace, torch {torch.__version__}"
+        return _torchscript_bytes(serving, example)
 
 
 def sidecar_path(path: str | Path) -> Path:
