@@ -10,8 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
+import torch
 from tests.data_report_reference import CASES, REFERENCE, case_figures, messy_csv
+from torch.utils.data import TensorDataset
+
+import gradwise
+from gradwise import Callback
 
 
 def _same(a: Any, b: Any, where: str) -> None:
@@ -43,3 +47,39 @@ def test_report_figures_and_tensors_unchanged_by_the_speed_ups(figures: dict[str
     are what the code before the data-preparation speed-ups produced (tests/fixtures/data_report_reference.json)."""
     reference = json.loads(REFERENCE.read_text())[case]
     _same(figures[case], reference, case)
+
+
+class _EvalBatches(Callback):
+    """Records the batch sizes the model sees in evaluation mode (validation and test passes)."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def on_fit_start(self, trainer: Any) -> None:
+        def record(module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+            if not module.training:
+                self.sizes.append(len(args[0]))
+
+        trainer.model.register_forward_pre_hook(record)
+
+
+def test_evaluation_batches_are_never_larger_than_training_batches(tmp_path: Path) -> None:
+    """A config run (digits, batch 16: 180 validation / 359 test rows) and gradwise.fit with (X, y) arrays and with
+    a Dataset evaluate in batches of at most the training batch, so evaluation never needs more memory than
+    training (it used to take 2x the batch, or as many rows as 8 MiB of input)."""
+    seen = _EvalBatches()
+    gradwise.train(None, ["data.dataset=digits", "model.name=mlp", "train.epochs=1", "train.batch_size=16",
+                          "train.progress=none", "doctor.enabled=false", f"out={tmp_path / 'cfg'}"], callbacks=[seen])
+    assert seen.sizes and max(seen.sizes) == 16
+
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor(x, dtype=torch.float32)
+    y = torch.tensor(y)
+    for name, val in (("pairs", (x[:300], y[:300])), ("dataset", TensorDataset(x[:300], y[:300]))):
+        seen = _EvalBatches()
+        gradwise.fit(torch.nn.Sequential(torch.nn.Linear(64, 10)), (x[300:], y[300:]), val=val, epochs=1,
+                     batch_size=24, loss="cross_entropy", progress="none", doctor=False, callbacks=[seen],
+                     out=tmp_path / name)
+        assert seen.sizes and max(seen.sizes) == 24, name
