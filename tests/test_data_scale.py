@@ -3,6 +3,7 @@ and a tuning study prepares its data once per worker process."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import tempfile
@@ -11,7 +12,8 @@ from typing import Any
 
 import pytest
 import torch
-from tests.data_report_reference import CASES, REFERENCE, case_figures, messy_csv
+from rich.console import Console
+from tests.data_report_reference import CASES, REFERENCE, ROOT, case_figures, messy_csv
 from torch.utils.data import TensorDataset
 
 import gradwise
@@ -83,3 +85,40 @@ def test_evaluation_batches_are_never_larger_than_training_batches(tmp_path: Pat
                      batch_size=24, loss="cross_entropy", progress="none", doctor=False, callbacks=[seen],
                      out=tmp_path / name)
         assert seen.sizes and max(seen.sizes) == 24, name
+
+
+def test_a_study_prepares_its_data_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three trials of `gradwise tune` in one process read the CSV once, and every trial's run still gets the full
+    data report and the same split as a run of its own."""
+    import pandas as pd
+    import yaml
+
+    from gradwise.tune.command import tune
+
+    csv = tmp_path / "churn.csv"
+    csv.write_text((ROOT / "examples" / "data" / "customers.csv").read_text())
+    reads: list[str] = []
+    real = pd.read_csv
+
+    def counting(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(path) == str(csv):
+            reads.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pd, "read_csv", counting)
+    config = tmp_path / "tune.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "churn-tune", "data": {"dataset": str(csv), "target": "churn", "missing": "median",
+                                        "features": ["tenure_months", "age", "plan", "contract"]},
+        "model": {"name": "mlp", "widths": [16]}, "train": {"epochs": 1}, "doctor": {"enabled": False},
+        "tune": {"metric": "val_accuracy", "trials": 3, "sampler": "random", "pruner": "none",
+                 "space": {"optim.lr": {"low": 1.0e-3, "high": 0.1, "log": True}}}}))
+    code = tune(config, None, None, None, None, False, tmp_path / "study", [],
+                console=Console(file=io.StringIO(), width=160))
+    assert code == 0
+    assert len(reads) == 1, f"the CSV was read {len(reads)} times for 3 trials"
+    reports = [json.loads(p.read_text()) for p in sorted((tmp_path / "study").glob("trial-*/data_report.json"))]
+    assert len(reports) == 3 and reports[0] == reports[1] == reports[2]
+    alone = gradwise.train(config, [f"out={tmp_path / 'alone'}", "train.progress=none"])
+    assert json.loads((alone.dir / "data_report.json").read_text())["split"] == reports[0]["split"]
+    assert reports[0]["missing"]["imputed"]

@@ -16,7 +16,13 @@ Order of work, and why:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import copy
+import dataclasses
+import json
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -82,14 +88,69 @@ def load_data(cfg: DataConfig, seed: int, fold: int | None = None, *, loss: str 
     for (the run's loss.name; None: integer class labels): bce_with_logits on two classes gets one 0/1 float column
     and a one-logit model. Raises DataError with a fix on bad data.
     """
+    cache = _PREPARED.get()
+    key = _prepared_key(cfg, seed, fold, loss) if cache is not None else None
+    if cache is not None and key == cache.key and cache.bundle is not None:
+        cache.reused += 1
+        return cache.view()
     binary = one_logit_loss(loss)
     source = open_source(cfg)
     if isinstance(source, TableSource):
         bundle = _load_table(cfg, source, seed, fold, binary)
     else:
         bundle = _load_arrays(cfg, source, seed, fold, binary)
+    del source
     bundle.preprocessor.source = _source_files(cfg)
+    if cache is not None:
+        cache.key, cache.bundle = key, bundle
+        cache.prepared += 1
+        return cache.view()
     return bundle
+
+
+class PreparedData:
+    """The last `load_data` result of a process, for runs that repeat it on the same data (a study's trials).
+
+    Only one preparation is kept: a search over data.* keys holds the memory of one, not of every variant.
+    """
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self.bundle: DataBundle | None = None
+        self.prepared = 0  # preparations done
+        self.reused = 0  # calls answered from the kept one
+
+    def view(self) -> DataBundle:
+        """The kept bundle for one more run: the same tensors and fitted preprocessing (nothing modifies them in
+        place), its own copy of the report (small, and a run may add to it)."""
+        assert self.bundle is not None
+        return dataclasses.replace(self.bundle, report=copy.deepcopy(self.bundle.report))
+
+
+_PREPARED: contextvars.ContextVar[PreparedData | None] = contextvars.ContextVar("gradwise_prepared", default=None)
+
+
+@contextlib.contextmanager
+def reuse_prepared(cache: PreparedData) -> Iterator[PreparedData]:
+    """Within the block, `load_data` on the same data config, seed, fold and loss returns ``cache``'s preparation
+    instead of reading, cleaning, splitting and fitting again (gradwise tune: once per worker process)."""
+    token = _PREPARED.set(cache)
+    try:
+        yield cache
+    finally:
+        _PREPARED.reset(token)
+
+
+def _prepared_key(cfg: DataConfig, seed: int, fold: int | None, loss: str | None) -> str:
+    """What a preparation depends on: the data config, seed, fold, loss, and the size and time of each file read
+    (a file rewritten during a study is read again)."""
+    files = {}
+    for name, path in _source_files(cfg).items():
+        with contextlib.suppress(OSError):
+            st = Path(path).stat()
+            files[name] = [path, st.st_size, st.st_mtime_ns]
+    return json.dumps({"data": cfg.model_dump(mode="json"), "seed": seed, "fold": fold, "loss": loss,
+                       "files": files}, sort_keys=True, default=str)
 
 
 def _source_files(cfg: DataConfig) -> dict[str, str]:
