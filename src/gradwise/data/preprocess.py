@@ -122,6 +122,17 @@ def parse_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
     return vals, (codes >= 0) & np.isnan(vals)
 
 
+def _spread_stats(values: np.ndarray, scale: str) -> tuple[float, float]:
+    """(center, spread) of all of ``values``: mean/std, min/range or median/IQR."""
+    if scale == "standard":
+        return float(values.mean()), float(values.std())
+    if scale == "minmax":
+        low = float(values.min())
+        return low, float(values.max()) - low
+    q1, med, q3 = np.percentile(values, [25, 50, 75])
+    return float(med), float(q3 - q1)
+
+
 def _scaler_steps(scaler: Any) -> list[tuple[Any, np.ndarray]]:
     """A fitted scaler (sklearn's or a loaded one) as the in-place numpy steps of its transform, in its order."""
     if scaler is None:
@@ -443,22 +454,16 @@ class Preprocessor:
         self.feature_names = []
         if scale == "none":
             return self
-        xs = x.astype(np.float64) * self.input_scale
-        # statistics over every axis except channels: per-channel for images/(C, L) signals, global for (L,)
-        axes = (0,) + tuple(range(2, xs.ndim)) if xs.ndim >= 3 else tuple(range(xs.ndim))
-        keep = xs.ndim >= 3
-        if scale == "standard":
-            center, spread = xs.mean(axis=axes, keepdims=keep), xs.std(axis=axes, keepdims=keep)
-        elif scale == "minmax":
-            center = xs.min(axis=axes, keepdims=keep)
-            spread = xs.max(axis=axes, keepdims=keep) - center
-        else:  # robust
-            q1, med, q3 = np.percentile(xs, [25, 50, 75], axis=axes, keepdims=keep)
-            center, spread = med, q3 - q1
+        # statistics over every axis except channels: per-channel for images/(C, L) signals, global for (L,) signals.
+        # One channel at a time in float64: a float64 copy of a whole image set is 8x its uint8 pixels
+        channels = [x[:, c] for c in range(x.shape[1])] if x.ndim >= 3 else [x]
+        stats = [_spread_stats(np.multiply(ch, self.input_scale, dtype=np.float64), scale) for ch in channels]
+        center, spread = (np.array([s[i] for s in stats], dtype=np.float64) for i in (0, 1))
         spread = np.where(spread > 0, spread, 1.0)  # a constant channel is centred, not divided by zero
-        # drop the batch axis so the stats broadcast against one sample or a batch
-        self.center = np.asarray(center[0] if keep else center, dtype=np.float32)
-        self.spread = np.asarray(spread[0] if keep else spread, dtype=np.float32)
+        # shaped to broadcast against one sample or a batch: (C, 1, ...) per channel, a scalar for (L,) signals
+        shape = (-1,) + (1,) * (x.ndim - 2) if x.ndim >= 3 else ()
+        self.center = np.asarray(center.reshape(shape), dtype=np.float32)
+        self.spread = np.asarray(spread.reshape(shape), dtype=np.float32)
         return self
 
     def array_matrix(self, x: np.ndarray) -> np.ndarray:
@@ -470,10 +475,13 @@ class Preprocessor:
             shape = ", ".join(map(str, self.sample_shape))
             raise DataError(f"input samples have shape {x.shape[1:]}, but the model was trained on "
                             f"{self.sample_shape}; give an array of shape (N, {shape}).")
-        out = x.astype(np.float32) * np.float32(self.input_scale)
+        # in place on the one float32 copy (the same operations, so the same bits, without two more copies)
+        out = x.astype(np.float32)
+        out *= np.float32(self.input_scale)
         if self.center is not None and self.spread is not None:
-            out = (out - self.center) / self.spread
-        return out.astype(np.float32, copy=False)
+            out -= self.center
+            out /= self.spread
+        return out
 
     # ----------------------------------------------------------------------------------------- public transforms
 
