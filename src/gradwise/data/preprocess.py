@@ -346,9 +346,15 @@ class Preprocessor:
         return vals
 
     def _numeric_block(self, frame: pd.DataFrame) -> np.ndarray:
-        num = np.empty((len(frame), len(self.numeric)), dtype=np.float64, order="F")  # filled a column at a time
-        for j, c in enumerate(self.numeric):
-            num[:, j] = self._numeric_column(frame, c)
+        """The numeric columns as one row-major float64 block (what the sklearn statistics are fitted on: row-major,
+        as before, so they sum in the same order and come out the same to the last bit)."""
+        num = np.empty((len(frame), len(self.numeric)), dtype=np.float64)
+        for j0 in range(0, len(self.numeric), COLUMN_GROUP):  # through a column-major stage: see table_matrix
+            group = self.numeric[j0:j0 + COLUMN_GROUP]
+            stage = np.empty((len(frame), len(group)), dtype=np.float64, order="F")
+            for g, c in enumerate(group):
+                stage[:, g] = self._numeric_column(frame, c)
+            num[:, j0:j0 + len(group)] = stage
         return num
 
     def _category_codes(self, frame: pd.DataFrame, c: str) -> tuple[np.ndarray, list[Any]]:
