@@ -6,16 +6,28 @@ time of this process (steadier than wall time on a shared machine), epochs actua
 best validation accuracy, and the test accuracy of the best trial's run (how well the winner generalizes).
 
     python bench/tune_efficiency.py [--trials 30] [--epochs 20] [--seeds 0 1]
+
+`--vs-optuna` measures gradwise's fixed costs instead: the same random search (same parameters, no pruning) run
+by `gradwise tune` and by bare Optuna whose objective trains the same model (gradwise's mlp builder) by hand on
+tensors prepared once (AdamW, the same batch size, validation accuracy each epoch), each in a fresh process.
+Printed: seconds per trial (median of Optuna's trial durations) and the whole study's wall time.
+
+    OMP_NUM_THREADS=1 python bench/tune_efficiency.py --vs-optuna [--trials 8] [--epochs 2] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import yaml
@@ -65,12 +77,146 @@ def run(root: Path, epochs: int, trials: int, sampler: str, pruner: str, seed: i
     }
 
 
+# ------------------------------------------------------------------------------------ gradwise vs bare Optuna
+
+
+CPU_PER_TRIAL: list[float] = []  # process CPU seconds of each objective call (steadier than wall time when loaded)
+
+
+def cpu_timed(fn: Any) -> Any:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        c0 = time.process_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            CPU_PER_TRIAL.append(time.process_time() - c0)
+    return timed
+
+
+def trial_seconds(study: optuna.Study) -> list[float]:
+    return [(t.datetime_complete - t.datetime_start).total_seconds() for t in study.get_trials(deepcopy=False)
+            if t.datetime_complete is not None and t.datetime_start is not None]
+
+
+def gradwise_study(root: Path, epochs: int, trials: int) -> dict:
+    """`gradwise tune`, random search without pruning (every trial trains every epoch, as the hand one does)."""
+    from gradwise.tune import objective
+
+    objective.Objective.__call__ = cpu_timed(objective.Objective.__call__)  # type: ignore[method-assign]
+    t0, c0 = time.perf_counter(), time.process_time()
+    summary = run(root, epochs, trials, "random", "none", 0)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        str(root / "random-none-0" / "study.journal")))
+    study = optuna.load_study(study_name="bench-random-none", storage=storage)
+    return {"wall": wall, "cpu": cpu, "trials": trial_seconds(study), "trials_cpu": CPU_PER_TRIAL,
+            "best": summary["best_val"]}
+
+
+def optuna_study(epochs: int, trials: int) -> dict:
+    """Bare Optuna: the data prepared once (as gradwise prepares it), each trial builds and trains the model by hand."""
+    import torch
+    from torch import nn
+
+    from gradwise.config import load_config
+    from gradwise.data import load_data
+    from gradwise.models.architectures import mlp
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    cfg = load_config(None, ["data.dataset=mnist1d"])
+    bundle = load_data(cfg.data, 0)
+    (x, y), (xv, yv) = bundle.train, bundle.val  # type: ignore[misc]
+    space = SPACE
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("optim.lr", space["optim.lr"]["low"], space["optim.lr"]["high"], log=True)
+        wd = trial.suggest_float("optim.weight_decay", space["optim.weight_decay"]["low"],
+                                 space["optim.weight_decay"]["high"], log=True)
+        dropout = trial.suggest_float("model.dropout", 0.0, 0.5, step=0.1)
+        activation = trial.suggest_categorical("model.activation", space["model.activation"])
+        widths = json.loads(trial.suggest_categorical("model.widths", [json.dumps(w) for w in space["model.widths"]]))
+        torch.manual_seed(0)
+        net = mlp(tuple(x.shape[1:]), 10, widths=widths, activation=activation, norm="batch", dropout=dropout)
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=wd)
+        loss_fn = nn.CrossEntropyLoss()
+        g = torch.Generator().manual_seed(0)
+        best = 0.0
+        for _ in range(epochs):
+            net.train()
+            order = torch.randperm(len(x), generator=g)
+            for i in range(0, len(x), 128):
+                idx = order[i:i + 128]
+                loss = loss_fn(net(x[idx]), y[idx])
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            net.eval()
+            with torch.inference_mode():
+                best = max(best, (net(xv).argmax(1) == yv).float().mean().item())
+        return best
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(cpu_timed(objective), n_trials=trials)
+    return {"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0, "trials": trial_seconds(study),
+            "trials_cpu": CPU_PER_TRIAL, "best": study.best_value}
+
+
+def vs_optuna_child(side: str, epochs: int, trials: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        got = gradwise_study(Path(tmp), epochs, trials) if side == "gradwise" else optuna_study(epochs, trials)
+    print(json.dumps(got))
+
+
+def vs_optuna(args: argparse.Namespace) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    got: dict[str, list[dict]] = {"optuna": [], "gradwise": []}
+    for _ in range(args.repeats):  # interleaved: a change of load hits both sides alike
+        for side in got:
+            proc = subprocess.run([sys.executable, __file__, "--child", side, "--trials", str(args.trials),
+                                   "--epochs", str(args.epochs)], capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                raise SystemExit(f"{side} failed:\n{proc.stderr[-3000:]}")
+            got[side].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    def med(key: str, per_trial: bool = False) -> dict[str, float]:
+        return {side: statistics.median(s for r in rows for s in r[key]) if per_trial else
+                statistics.median(r[key] for r in rows) for side, rows in got.items()}
+
+    per, per_cpu, wall, cpu = med("trials", True), med("trials_cpu", True), med("wall"), med("cpu")
+    print(f"MNIST-1D MLP, random search, {args.trials} trials x {args.epochs} epochs, 1 thread, {args.repeats} "
+          f"repeats (medians); load average {os.getloadavg()[0]:.1f}")
+    print("| | bare Optuna, trained by hand | gradwise tune | ratio |")
+    print("|---|---|---|---|")
+    print(f"| seconds per trial | {per['optuna']:.2f} | {per['gradwise']:.2f} | "
+          f"{per['gradwise'] / per['optuna']:.2f}x |")
+    print(f"| CPU seconds per trial | {per_cpu['optuna']:.2f} | {per_cpu['gradwise']:.2f} | "
+          f"{per_cpu['gradwise'] / per_cpu['optuna']:.2f}x |")
+    print(f"| study wall seconds (data, trials, results) | {wall['optuna']:.1f} | {wall['gradwise']:.1f} | "
+          f"{wall['gradwise'] / wall['optuna']:.2f}x |")
+    print(f"| study CPU seconds | {cpu['optuna']:.1f} | {cpu['gradwise']:.1f} | "
+          f"{cpu['gradwise'] / cpu['optuna']:.2f}x |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=30)
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--trials", type=int, default=None)
+    ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--vs-optuna", action="store_true", help="gradwise tune's fixed costs against bare Optuna")
+    ap.add_argument("--repeats", type=int, default=3, help="--vs-optuna: studies per side")
+    ap.add_argument("--child", choices=["gradwise", "optuna"], help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child or args.vs_optuna:
+        args.trials, args.epochs = args.trials or 8, args.epochs or 2
+        if args.child:
+            vs_optuna_child(args.child, args.epochs, args.trials)
+        else:
+            vs_optuna(args)
+        return
+    args.trials, args.epochs = args.trials or 30, args.epochs or 20
 
     arms = [("tpe", "median"), ("random", "none")]
     results: dict[tuple[str, str], list[dict]] = {a: [] for a in arms}

@@ -298,6 +298,11 @@ def _run(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: Any, t
     if cfg.train.batch_size == "auto":
         _auto_batch(cfg, model, loss_fn, train_loader, device, precision, forward, console,
                     user_optimizer=optimizer is not None)
+        from gradwise.data.loaders import eval_batch_size
+
+        for loader in (val_loader, test_loader):  # evaluation batches follow the training batch (eval_batch_size)
+            if hasattr(loader, "resize"):
+                loader.resize(eval_batch_size(cfg.train.batch_size))
     lr_search: LRSearch | None = None
     if optimizer is None:
         if cfg.optim.lr == "auto":

@@ -121,7 +121,7 @@ def _load_bundle(cfg: RunConfig, path: Path, pre: Any, why: str = "to rebuild it
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", *, trust_code: bool = False) -> dict[str, float]:
-    from gradwise.data.loaders import TensorLoader
+    from gradwise.data.loaders import TensorLoader, eval_batch_size
     from gradwise.recipes import build_loss
     from gradwise.train.metrics import evaluate
 
@@ -135,7 +135,9 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, trust_code: bool =
     loss_fn = build_loss(run.config.loss, bundle.task, bundle.n_outputs, bundle.class_counts)
     # the identity when no target was scaled (classification, data.scale_target=false)
     transform = run.preprocessor.inverse_target
-    return evaluate(run.model, TensorLoader(*data, 256, shuffle=False), loss_fn, torch.device("cpu"), bundle.task,
+    # batches of the training size: never more memory than training needed (config.yaml records auto's choice)
+    batch = eval_batch_size(run.config.train.batch_size if isinstance(run.config.train.batch_size, int) else 128)
+    return evaluate(run.model, TensorLoader(*data, batch, shuffle=False), loss_fn, torch.device("cpu"), bundle.task,
                     contextlib.nullcontext, target_transform=transform)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
-from gradwise.data.preprocess import clean_category_values, names, quote
+from gradwise.data.preprocess import cleaned_categories, distinct_values, names, parse_numbers, quote
 from gradwise.errors import DataError
 
 DEFAULT_THRESHOLD = {"iqr": 1.5, "zscore": 3.0}
@@ -48,10 +48,11 @@ def classify_columns(frame: pd.DataFrame, features: list[str], forced_categorica
 
 
 def _all_numeric_text(s: pd.Series) -> bool:
-    vals = s.dropna()
-    if vals.empty or isinstance(s.dtype, pd.CategoricalDtype):
+    if isinstance(s.dtype, pd.CategoricalDtype):
         return False
-    return bool(pd.to_numeric(vals, errors="coerce").notna().all())
+    vals, text = parse_numbers(s)  # per distinct value, not per cell
+    has_values = not np.isnan(vals).all() or (text is not None and text.any())
+    return has_values and (text is None or not text.any())
 
 
 MOSTLY_NUMERIC = 0.9  # a text column whose non-empty cells are at least this share numbers is a numeric column
@@ -68,24 +69,26 @@ def numeric_with_text(frame: pd.DataFrame, columns: list[str]) -> dict[str, tupl
         s = frame[c]
         if isinstance(s.dtype, pd.CategoricalDtype) or ptypes.is_bool_dtype(s.dtype):
             continue
-        vals = s.dropna()
-        if vals.empty:
+        codes, uniques = pd.factorize(s, use_na_sentinel=True)  # distinct values in order of first appearance
+        if not len(uniques):
             continue
-        parsed = pd.to_numeric(vals, errors="coerce")
-        numbers = int(parsed.notna().sum())
-        if numbers >= 2 and numbers >= MOSTLY_NUMERIC * len(vals) and numbers < len(vals):
-            text = vals[parsed.isna()]
-            out[c] = (int(len(text)), [str(v) for v in dict.fromkeys(text.tolist())][:3])
+        is_number = pd.to_numeric(pd.Series(uniques.tolist(), dtype=object), errors="coerce").notna().to_numpy()
+        cells = np.bincount(codes[codes >= 0], minlength=len(uniques))
+        total, numbers = int(cells.sum()), int(cells[is_number].sum())
+        if numbers >= 2 and numbers >= MOSTLY_NUMERIC * total and numbers < total:
+            text = uniques[~is_number].tolist()
+            out[c] = (total - numbers, [str(v) for v in dict.fromkeys(text)][:3])
     return out
 
 
 def clean_category_columns(frame: pd.DataFrame, columns: list[str], counts: dict[str, int]) -> pd.DataFrame:
-    """Strip + casefold the string values of `columns`, adding how many values changed per column to `counts`."""
-    frame = frame.copy()
+    """Strip + casefold the string values of `columns`, adding how many values changed per column to `counts`.
+
+    Per distinct value, in one pass that also counts the changes; only the cleaned columns are new (the frame is
+    copied shallowly: copy-on-write shares the other columns)."""
+    frame = frame.copy(deep=False)
     for c in columns:
-        before = frame[c].astype(object)
-        after = clean_category_values(frame[c])
-        changed = int((before.notna() & (before.map(str) != after.map(str))).sum())
+        after, changed = cleaned_categories(frame[c])
         if changed:
             counts[c] = counts.get(c, 0) + changed
         frame[c] = after
@@ -94,11 +97,13 @@ def clean_category_columns(frame: pd.DataFrame, columns: list[str], counts: dict
 
 def strip_labels(frame: pd.DataFrame, targets: list[str]) -> pd.DataFrame:
     """String labels lose surrounding whitespace ("cat " is "cat"); case is kept because it is the class name."""
-    frame = frame.copy()
+    frame = frame.copy(deep=False)
     for t in targets:
         if ptypes.is_object_dtype(frame[t].dtype) or ptypes.is_string_dtype(frame[t].dtype):
-            obj = frame[t].astype(object)
-            frame[t] = obj.where(obj.isna(), obj.map(lambda v: str(v).strip()))
+            codes, texts = distinct_values(frame[t])  # one strip per distinct label, not per row
+            lookup = np.empty(len(texts) + 1, dtype=object)
+            lookup[:-1], lookup[-1] = [v.strip() for v in texts], np.nan
+            frame[t] = pd.Series(lookup[codes], index=frame.index, dtype=object)
     return frame
 
 
@@ -142,7 +147,8 @@ def outlier_bounds(train: pd.DataFrame, numeric: list[str], method: str, thresho
     for c in numeric:
         vals = pd.to_numeric(train[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         vals = vals[np.isfinite(vals)]
-        if len(np.unique(vals)) <= 2:
+        # at most two distinct values (a flag): every value is the min or the max; no sort needed to tell
+        if not vals.size or not ((vals != vals.min()) & (vals != vals.max())).any():
             skipped.append(c)
             continue
         if family == "iqr":

@@ -452,22 +452,25 @@ def load_image_folder(path: Path, options: dict[str, Any], role: str = "data.dat
     if isinstance(size, int):
         size = (size, size)
     grayscale = options.get("grayscale")
-    images: list[Any] = []
+    # first pass: headers only (mode and size, no pixels decoded), so that no decoded image is kept around
+    paths: list[Path] = []
     labels: list[str] = []
+    modes: set[str] = set()
+    sizes: set[tuple[int, int]] = set()
     for cls, fs in files.items():
         for f in fs:
             try:
-                img = Image.open(f)
-                img.load()
+                with Image.open(f) as img:
+                    modes.add(img.mode)
+                    sizes.add(img.size)
             except (UnidentifiedImageError, OSError) as exc:
                 raise DataError(f"image '{f}' could not be read: {exc}. Remove or replace the file.") from None
-            images.append(img)
+            paths.append(f)
             labels.append(cls)
     if grayscale is None:
-        grayscale = all(im.mode in ("L", "1", "I", "I;16", "F") for im in images)
+        grayscale = modes <= {"L", "1", "I", "I;16", "F"}
     mode = "L" if grayscale else "RGB"
     if size is None:
-        sizes = {im.size for im in images}
         if len(sizes) > 1:
             a, b = sorted(sizes)[:2]
             raise DataError(f"images in '{path}' have different sizes (e.g. {a[0]}x{a[1]} and {b[0]}x{b[1]}); "
@@ -475,14 +478,18 @@ def load_image_folder(path: Path, options: dict[str, Any], role: str = "data.dat
         w, h = sizes.pop()
         size = (h, w)
     h, w = int(size[0]), int(size[1])
-    arrays = []
-    for im in images:
-        im = im.convert(mode)
+    # second pass: each image decoded straight into its row of one uint8 array (no list of arrays, no stacking copy)
+    x = np.empty((len(paths), 1 if grayscale else 3, h, w), dtype=np.uint8)
+    for i, f in enumerate(paths):
+        try:
+            with Image.open(f) as img:
+                im = img.convert(mode)
+        except (UnidentifiedImageError, OSError) as exc:  # a truncated file fails only when decoded
+            raise DataError(f"image '{f}' could not be read: {exc}. Remove or replace the file.") from None
         if im.size != (w, h):
             im = im.resize((w, h), Image.BILINEAR)
         a = np.asarray(im, dtype=np.uint8)
-        arrays.append(a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0))
-    x = np.stack(arrays)
+        x[i] = a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)
     y = np.asarray(labels, dtype=object)
     return ArraySource(name=path.name, kind="image", x=x, y=y, class_names=None, task="classification",
                        input_scale=1 / 255)

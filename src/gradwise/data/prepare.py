@@ -16,7 +16,13 @@ Order of work, and why:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import copy
+import dataclasses
+import json
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -82,14 +88,69 @@ def load_data(cfg: DataConfig, seed: int, fold: int | None = None, *, loss: str 
     for (the run's loss.name; None: integer class labels): bce_with_logits on two classes gets one 0/1 float column
     and a one-logit model. Raises DataError with a fix on bad data.
     """
+    cache = _PREPARED.get()
+    key = _prepared_key(cfg, seed, fold, loss) if cache is not None else None
+    if cache is not None and key == cache.key and cache.bundle is not None:
+        cache.reused += 1
+        return cache.view()
     binary = one_logit_loss(loss)
     source = open_source(cfg)
     if isinstance(source, TableSource):
         bundle = _load_table(cfg, source, seed, fold, binary)
     else:
         bundle = _load_arrays(cfg, source, seed, fold, binary)
+    del source
     bundle.preprocessor.source = _source_files(cfg)
+    if cache is not None:
+        cache.key, cache.bundle = key, bundle
+        cache.prepared += 1
+        return cache.view()
     return bundle
+
+
+class PreparedData:
+    """The last `load_data` result of a process, for runs that repeat it on the same data (a study's trials).
+
+    Only one preparation is kept: a search over data.* keys holds the memory of one, not of every variant.
+    """
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self.bundle: DataBundle | None = None
+        self.prepared = 0  # preparations done
+        self.reused = 0  # calls answered from the kept one
+
+    def view(self) -> DataBundle:
+        """The kept bundle for one more run: the same tensors and fitted preprocessing (nothing modifies them in
+        place), its own copy of the report (small, and a run may add to it)."""
+        assert self.bundle is not None
+        return dataclasses.replace(self.bundle, report=copy.deepcopy(self.bundle.report))
+
+
+_PREPARED: contextvars.ContextVar[PreparedData | None] = contextvars.ContextVar("gradwise_prepared", default=None)
+
+
+@contextlib.contextmanager
+def reuse_prepared(cache: PreparedData) -> Iterator[PreparedData]:
+    """Within the block, `load_data` on the same data config, seed, fold and loss returns ``cache``'s preparation
+    instead of reading, cleaning, splitting and fitting again (gradwise tune: once per worker process)."""
+    token = _PREPARED.set(cache)
+    try:
+        yield cache
+    finally:
+        _PREPARED.reset(token)
+
+
+def _prepared_key(cfg: DataConfig, seed: int, fold: int | None, loss: str | None) -> str:
+    """What a preparation depends on: the data config, seed, fold, loss, and the size and time of each file read
+    (a file rewritten during a study is read again)."""
+    files = {}
+    for name, path in _source_files(cfg).items():
+        with contextlib.suppress(OSError):
+            st = Path(path).stat()
+            files[name] = [path, st.st_size, st.st_mtime_ns]
+    return json.dumps({"data": cfg.model_dump(mode="json"), "seed": seed, "fold": fold, "loss": loss,
+                       "files": files}, sort_keys=True, default=str)
 
 
 def _source_files(cfg: DataConfig) -> dict[str, str]:
@@ -235,7 +296,10 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
                 raise DataError(f"the {split} data (data.{split}_file or x_{split}) lacks column(s) "
                                 f"{names(absent)} that the training data has; give it the same columns.")
             frames[split] = extra
-    frames = {k: f[[*features, *targets]].copy() for k, f in frames.items()}
+    # the columns used (copy-on-write: no data is copied here); from now on only `frames` holds the rows, so each
+    # frame can be released as soon as what replaces it exists
+    frames = {k: f[[*features, *targets]] for k, f in frames.items()}
+    src.frame, src.val, src.test = src.frame.iloc[:0], None, None
     report["rows_loaded"] = {k: len(f) for k, f in frames.items()}
 
     numeric, categorical, boolean, unsupported = cleaning.classify_columns(frames["data"], features,
@@ -281,6 +345,7 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
             f, n = cleaning.drop_missing_rows(f, features, numeric)
             dropped["missing"] += n
         frames[key] = f
+    del f
     report["rows_dropped_target_missing"] = dropped["target_missing"]
     report["duplicates_dropped"] = dropped["duplicates"]
     report["categories_cleaned"] = cat_changes
@@ -297,8 +362,9 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
     report.update(task_notes)
     codec: LabelCodec | None = None
     if task == "classification":
-        all_labels = pd.concat([f[targets[0]] for f in frames.values()]).tolist()
-        codec = _codec(all_labels, src.class_names)
+        # the distinct labels of every frame (not every row): the codec is fitted on those
+        distinct = [v for f in frames.values() for v in pd.unique(f[targets[0]].dropna()).tolist()]
+        codec = _codec(distinct, src.class_names)
         ys = {k: codec.encode(f[targets[0]], where=f"target column {quote(targets[0])}") for k, f in frames.items()}
     else:
         ys = {}
@@ -341,6 +407,7 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
     parts["test"] = (main.iloc[te], ys["data"][te]) if te is not None else (
         (frames["test"], ys["test"]) if "test" in frames else None)
     report["split"] = split_report
+    del main, frames  # the split's frames hold the rows now
 
     # ---- subsample the training rows
     train_df, y_train = parts["train"]  # type: ignore[misc]
@@ -357,6 +424,7 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
 
     # ---- outliers (fences from the training rows)
     clip_bounds: dict[str, tuple[float, float]] = {}
+    clipping = cfg.outliers.endswith("_clip") and bool(numeric)
     if cfg.outliers != "none" and numeric:
         bounds, skipped, t = cleaning.outlier_bounds(train_df, numeric, cfg.outliers, cfg.outlier_threshold)
         out_rep: dict[str, Any] = {"method": cfg.outliers, "threshold": t, "bounds": bounds,
@@ -371,21 +439,11 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
                                 f"an _clip method instead of {cfg.outliers}.")
             parts["train"] = (train_df, y_train)
         else:
-            clip_bounds = bounds
-            out_rep["clipped"] = {s: cleaning.outlier_counts(p[0], bounds)[0] for s, p in parts.items() if p}
+            clip_bounds = bounds  # the values clipped are counted while transforming, below
         report["outliers"] = out_rep
 
-    # ---- missing values (reported per column; imputed by the preprocessor, fitted on train)
-    found = {s: cleaning.missing_counts(p[0], features, numeric) for s, p in parts.items() if p}
-    totals: dict[str, int] = {}
-    for per in found.values():
-        for c, n in per.items():
-            totals[c] = totals.get(c, 0) + n
-    report["missing"] = {"strategy": cfg.missing, "rows_dropped": dropped["missing"],
-                         ("imputed" if cfg.missing in ("mean", "median", "most_frequent") else "found"): totals,
-                         "by_split": found}
-
-    # ---- fit on train, transform all
+    # ---- fit on train; then one pass per split builds its matrix and counts what data_report.json says about it
+    # (missing values, values clipped); each split's frame is released as soon as its matrix exists
     pre = Preprocessor("table", task)
     pre.labels = codec
     pre.target_columns = list(targets)
@@ -393,14 +451,36 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
         pre.fit_table(train_df, numeric, categorical, boolean, scale=cfg.scale, missing=cfg.missing,
                       clean_categories=cfg.clean_categories, clip_bounds=clip_bounds,
                       max_categories=cfg.options.get("max_categories"), coerce=coerce)
+    del train_df
     xs: dict[str, np.ndarray | None] = {}
-    for s, p in parts.items():
+    yd: dict[str, np.ndarray | None] = {}
+    indices: dict[str, np.ndarray | None] = {}
+    seen: dict[str, dict[str, dict[str, int]]] = {}
+    for s in SPLITS:
+        part = parts.pop(s)
+        xs[s] = yd[s] = indices[s] = None
+        if part is None:
+            continue
+        frame, yd[s] = part
+        del part
+        seen[s] = {"missing": {}, "outside": {}}
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by _check_finite, by column
-            xs[s] = None if p is None else pre.table_matrix(p[0])
-        if xs[s] is not None:
-            _check_finite(pre, xs[s], s, p[0])
-    yd = {s: (None if p is None else p[1]) for s, p in parts.items()}
-    indices = {s: (None if p is None else p[0].index.to_numpy()) for s, p in parts.items()}
+            xs[s] = pre.table_matrix(frame, seen[s])
+        _check_finite(pre, xs[s], s, frame)
+        indices[s] = frame.index.to_numpy()
+        del frame
+    if clipping:
+        report["outliers"]["clipped"] = {s: {c: n for c, n in got["outside"].items() if n} for s, got in seen.items()}
+
+    # ---- missing values (reported per column; imputed by the preprocessor, fitted on train)
+    found = {s: {c: got["missing"][c] for c in features if got["missing"].get(c)} for s, got in seen.items()}
+    totals: dict[str, int] = {}
+    for per in found.values():
+        for c, n in per.items():
+            totals[c] = totals.get(c, 0) + n
+    report["missing"] = {"strategy": cfg.missing, "rows_dropped": dropped["missing"],
+                         ("imputed" if cfg.missing in ("mean", "median", "most_frequent") else "found"): totals,
+                         "by_split": found}
     return _assemble(cfg, seed, src.name, "table", task, pre, xs, yd, indices, report, before,
                      (len(pre.feature_names),), list(pre.feature_names), fold, split_report, binary,
                      f"the target column {quote(targets[0])} of '{src.name}'")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from pandas.api import types as ptypes
 
 from gradwise.errors import CheckpointError, DataError
 
@@ -28,6 +30,7 @@ LEGACY_PREPROCESS_FILE = "preprocess.pkl"
 
 
 FAR_OUTSIDE = 1.0  # a new value further than this many training ranges beyond [min, max] is warned about
+COLUMN_GROUP = 8  # numeric columns transformed together through one column-major stage (see table_matrix)
 HUGE = 1e30  # a feature value this large is almost surely an error (a sentinel, a unit): said so by name
 
 
@@ -55,23 +58,90 @@ def show(value: Any) -> str:
     return quote(value, 40)
 
 
+def distinct_values(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Each cell's code into the column's distinct non-missing values as str (-1: missing), in order of first
+    appearance: one hash pass over the cells, so that string work is done once per distinct value, not per cell.
+
+    Cells that are equal but print differently (0.0 and -0.0; 1, 1.0 and True in a mixed object column) would share
+    a code, so such columns are turned into str cell by cell first (rare: forced-categorical floats, mixed objects).
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    plain = uniques.tolist()
+    if not all(isinstance(u, str) for u in plain) and not (
+            ptypes.is_bool_dtype(values.dtype) or ptypes.is_integer_dtype(values.dtype)):
+        cells = values.to_numpy(dtype=object)
+        text = np.full(len(cells), np.nan, dtype=object)
+        keep = ~pd.isna(cells)
+        text[keep] = [str(v) for v in cells[keep].tolist()]
+        codes, uniques = pd.factorize(text, use_na_sentinel=True)
+        plain = uniques.tolist()
+    return codes, [str(u) for u in plain]
+
+
+def _clean_text(text: str, casefold: bool, strip: bool) -> str:
+    text = text.strip() if strip else text
+    return text.casefold() if casefold else text
+
+
+def cleaned_categories(values: pd.Series, casefold: bool = True, strip: bool = True) -> tuple[pd.Series, int]:
+    """`clean_category_values` as a pandas categorical column, and how many non-missing cells it changed (for
+    data_report.json), in one pass. Categorical: duplicate detection and the later passes hash small integer
+    codes instead of a million strings."""
+    codes, texts = distinct_values(values)
+    cleaned = [_clean_text(t, casefold, strip) for t in texts]
+    changed = np.array([a != b for a, b in zip(texts, cleaned, strict=True)], dtype=bool)
+    n_changed = int(np.bincount(codes[codes >= 0], minlength=len(texts))[changed].sum()) if changed.any() else 0
+    merged, categories = pd.factorize(np.array(cleaned, dtype=object))  # " Red" and "red" are one category now
+    cells = np.append(merged, -1)[codes]  # code -1 (missing) stays -1
+    column = pd.Categorical.from_codes(cells, categories=pd.Index(categories, dtype=object))
+    return pd.Series(column, index=values.index, name=values.name), n_changed
+
+
 def clean_category_values(values: pd.Series, casefold: bool = True, strip: bool = True) -> pd.Series:
     """Every non-missing value as a str, stripped of surrounding whitespace and casefolded; missing stays NaN."""
-    obj = values.astype(object)
-    mask = obj.notna().to_numpy()
-    out = pd.Series(np.full(len(obj), np.nan, dtype=object), index=obj.index, name=obj.name)
-    cleaned = obj[mask].map(str)
-    if strip:
-        cleaned = cleaned.map(str.strip)
-    if casefold:
-        cleaned = cleaned.map(str.casefold)
-    out[mask] = cleaned.to_numpy(dtype=object)
-    return out
+    return cleaned_categories(values, casefold, strip)[0].astype(object)
 
 
 def as_category_strings(values: pd.Series) -> pd.Series:
     """Non-missing values as str (OneHotEncoder needs one type); None/NaN/NA all become NaN."""
     return clean_category_values(values, casefold=False, strip=False)
+
+
+def parse_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
+    """A column as a new float64 array, and which cells are text that is not a number (None for a numeric dtype).
+
+    Text columns are parsed once per distinct value (`pd.to_numeric` on the distinct values, then spread back
+    through the codes), not once per cell.
+    """
+    if ptypes.is_numeric_dtype(values.dtype) and not ptypes.is_bool_dtype(values.dtype):
+        return values.to_numpy(dtype=np.float64, na_value=np.nan, copy=True), None
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    parsed = pd.to_numeric(pd.Series(uniques.tolist(), dtype=object), errors="coerce")
+    lookup = np.append(parsed.to_numpy(dtype=np.float64, na_value=np.nan), np.nan)  # code -1 (missing): NaN
+    vals = lookup[codes]
+    return vals, (codes >= 0) & np.isnan(vals)
+
+
+def _spread_stats(values: np.ndarray, scale: str) -> tuple[float, float]:
+    """(center, spread) of all of ``values``: mean/std, min/range or median/IQR."""
+    if scale == "standard":
+        return float(values.mean()), float(values.std())
+    if scale == "minmax":
+        low = float(values.min())
+        return low, float(values.max()) - low
+    q1, med, q3 = np.percentile(values, [25, 50, 75])
+    return float(med), float(q3 - q1)
+
+
+def _scaler_steps(scaler: Any) -> list[tuple[Any, np.ndarray]]:
+    """A fitted scaler (sklearn's or a loaded one) as the in-place numpy steps of its transform, in its order."""
+    if scaler is None:
+        return []
+    method = getattr(scaler, "method", None) or _SKLEARN_SCALERS[type(scaler).__name__]
+    if method == "minmax":
+        return [(np.multiply, np.asarray(scaler.scale_, np.float64)), (np.add, np.asarray(scaler.min_, np.float64))]
+    center = scaler.mean_ if method == "standard" else scaler.center_
+    return [(np.subtract, np.asarray(center, np.float64)), (np.divide, np.asarray(scaler.scale_, np.float64))]
 
 
 def _to_numpy(values: Any) -> np.ndarray:
@@ -91,7 +161,9 @@ class LabelCodec:
     @classmethod
     def fit(cls, values: Iterable[Any]) -> LabelCodec:
         """Sorted distinct labels (numbers numerically, text alphabetically)."""
-        plain = list(dict.fromkeys(_plain(v) for v in pd.Series(list(values), dtype=object).dropna()))
+        series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+        # distinct values first (one hash pass), then the per-value work on those only
+        plain = list(dict.fromkeys(_plain(v) for v in pd.unique(series.dropna()).tolist()))
         try:
             ordered = sorted(plain)
         except TypeError:  # mixed types: order by text so it is still deterministic
@@ -103,15 +175,17 @@ class LabelCodec:
 
     def encode(self, values: Any, where: str = "labels") -> np.ndarray:
         series = pd.Series(_to_numpy(values).tolist() if not isinstance(values, pd.Series) else values, dtype=object)
-        series = series.map(_plain)
-        codes = series.map(self._index)
-        bad = codes.isna()
+        # pd.factorize: one hash pass over the labels, then _plain and the class lookup once per distinct value
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        lookup = np.array([self._index.get(_plain(u), -1) for u in uniques.tolist()] + [-1], dtype=np.int64)
+        out = lookup[codes]
+        bad = out < 0
         if bad.any():
-            unknown = sorted({str(v) for v in series[bad]})[:5]
+            unknown = sorted({str(_plain(v)) for v in series[bad].tolist()})[:5]
             raise DataError(f"{where}: label value(s) {', '.join(map(repr, unknown))} are not among the classes "
                             f"seen in training ({names(self.names)}). Remove those rows or retrain with "
                             "data that contains them.")
-        return codes.to_numpy(dtype=np.int64)
+        return out
 
     def decode(self, indices: Any) -> list[str]:
         idx = _to_numpy(indices).astype(np.int64).reshape(-1)
@@ -207,12 +281,24 @@ class Preprocessor:
             if vals.size:
                 self.ranges[c] = (float(vals.min()), float(vals.max()))
         if self.numeric:
-            if missing in ("mean", "median", "most_frequent"):
+            if missing == "median":
+                # numpy's nanmedian is SimpleImputer(strategy="median")'s statistic (the mean of the same two middle
+                # values) by partial sorting, where sklearn's masked-array median sorts every column: 5 s of 8 at
+                # 700k training rows. An all-missing column gets 0, as keep_empty_features=True gives it.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice": that column gets 0
+                    stats = np.nanmedian(num, axis=0) if len(num) else np.full(num.shape[1], np.nan)
+                self.num_imputer = _FittedImputer("median", np.where(np.isnan(stats), 0.0, stats))
+            elif missing in ("mean", "most_frequent"):
                 # keep_empty_features: an all-missing train column stays (as 0) so column positions never shift
-                self.num_imputer = SimpleImputer(strategy=missing, keep_empty_features=True).fit(num)
-                num = self.num_imputer.transform(num)
+                self.num_imputer = SimpleImputer(strategy=missing, keep_empty_features=True, copy=False).fit(num)
+            if self.num_imputer is not None:  # its transform, in place: no second float64 block
+                for j, value in enumerate(np.asarray(self.num_imputer.statistics_, dtype=np.float64)):
+                    column = num[:, j]
+                    column[np.isnan(column)] = value
             if scale != "none":
                 self.scaler = _make_scaler(scale).fit(num)  # sklearn scalers ignore NaN while fitting
+        del num
         if self.categorical:
             cat = self._category_block(frame)
             if missing in ("mean", "median", "most_frequent"):
@@ -237,59 +323,127 @@ class Preprocessor:
                 self._origin.extend([col] * width)
         return self
 
+    def _numeric_column(self, frame: pd.DataFrame, c: str, counts: dict[str, dict[str, int]] | None = None
+                        ) -> np.ndarray:
+        """Column ``c`` as a new float64 array: text cells (of a coerced column) and ±inf read as NaN, then clipped
+        to the training fences. ``counts`` (data_report.json) gets the column's missing and out-of-fence cells,
+        counted on the values as read, in this same pass."""
+        raw = frame[c]
+        vals, text = parse_numbers(raw)
+        if text is not None and text.any() and c not in self.coerce:  # a coerced column's text is missing values
+            raise DataError(f"column {quote(c)} should be numeric but holds {show(raw[text].iloc[0])} (row "
+                            f"{raw.index[text][0]}). Fix the value, or leave the cell empty to mark it missing.")
+        finite = np.isfinite(vals)
+        bounds = self.clip_bounds.get(c)
+        if counts is not None:
+            counts["missing"][c] = int(len(vals) - np.count_nonzero(finite))
+            if bounds is not None:  # as read: ±inf is beyond the fences, NaN is not
+                with np.errstate(invalid="ignore"):
+                    counts["outside"][c] = int(np.count_nonzero((vals < bounds[0]) | (vals > bounds[1])))
+        vals[~finite] = np.nan  # ±inf is treated as a missing value (imputed, or reported)
+        if bounds is not None:
+            np.clip(vals, bounds[0], bounds[1], out=vals)  # NaN stays NaN
+        return vals
+
     def _numeric_block(self, frame: pd.DataFrame) -> np.ndarray:
-        if not self.numeric:
-            return np.zeros((len(frame), 0))
-        cols = []
-        for c in self.numeric:
-            raw = frame[c]
-            vals = pd.to_numeric(raw, errors="coerce")
-            bad = vals.isna() & raw.notna()
-            if bad.any() and c not in self.coerce:  # a coerced column's text cells are missing values
-                raise DataError(f"column {quote(c)} should be numeric but holds {show(raw[bad].iloc[0])} (row "
-                                f"{raw.index[bad][0]}). Fix the value, or leave the cell empty to mark it missing.")
-            cols.append(vals.to_numpy(dtype=np.float64, na_value=np.nan))
-        num = np.stack(cols, axis=1)
-        num[~np.isfinite(num)] = np.nan  # ±inf is treated as a missing value (imputed, or reported)
-        for j, c in enumerate(self.numeric):
-            if c in self.clip_bounds:
-                lo, hi = self.clip_bounds[c]
-                num[:, j] = np.clip(num[:, j], lo, hi)  # NaN stays NaN
+        """The numeric columns as one row-major float64 block (what the sklearn statistics are fitted on: row-major,
+        as before, so they sum in the same order and come out the same to the last bit)."""
+        num = np.empty((len(frame), len(self.numeric)), dtype=np.float64)
+        for j0 in range(0, len(self.numeric), COLUMN_GROUP):  # through a column-major stage: see table_matrix
+            group = self.numeric[j0:j0 + COLUMN_GROUP]
+            stage = np.empty((len(frame), len(group)), dtype=np.float64, order="F")
+            for g, c in enumerate(group):
+                stage[:, g] = self._numeric_column(frame, c)
+            num[:, j0:j0 + len(group)] = stage
         return num
 
-    def _category_block(self, frame: pd.DataFrame) -> np.ndarray:
-        cols = []
-        for c in self.categorical:
-            s = clean_category_values(frame[c]) if self.clean_categories else as_category_strings(frame[c])
-            cols.append(s.to_numpy(dtype=object))
-        return np.stack(cols, axis=1) if cols else np.zeros((len(frame), 0), dtype=object)
+    def _category_codes(self, frame: pd.DataFrame, c: str) -> tuple[np.ndarray, list[Any]]:
+        """Column ``c`` as codes (-1: missing) into its distinct values, cleaned as in training."""
+        codes, texts = distinct_values(frame[c])
+        if self.clean_categories:
+            texts = [_clean_text(t, casefold=True, strip=True) for t in texts]
+        return codes, texts
 
-    def table_matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        """Transform a frame to the float32 feature matrix without the finiteness check."""
+    def _category_block(self, frame: pd.DataFrame) -> np.ndarray:
+        block = np.empty((len(frame), len(self.categorical)), dtype=object)
+        for i, c in enumerate(self.categorical):
+            codes, values = self._category_codes(frame, c)
+            lookup = np.empty(len(values) + 1, dtype=object)
+            lookup[:-1], lookup[-1] = values, np.nan  # code -1 (missing) picks the last entry
+            block[:, i] = lookup[codes]
+        return block
+
+    def _onehot_maps(self) -> list[tuple[dict[Any, int], int, int | None]]:
+        """The fitted encoder as (category -> output column, width, column of unknown values) per input column."""
+        if isinstance(self.encoder, _FittedOneHot):
+            return self.encoder._maps
+        cached = getattr(self, "_onehot_cache", None)
+        if cached is None or cached[0] is not self.encoder:
+            rare = getattr(self.encoder, "infrequent_categories_", None) or [None] * len(self.encoder.categories_)
+            fitted = _FittedOneHot(list(self.encoder.categories_), list(rare), self.encoder.handle_unknown)
+            self._onehot_cache = (self.encoder, fitted._maps)
+        return self._onehot_cache[1]
+
+    def table_matrix(self, frame: pd.DataFrame, counts: dict[str, dict[str, int]] | None = None) -> np.ndarray:
+        """Transform a frame to the float32 feature matrix without the finiteness check.
+
+        One pass, one column at a time, straight into the one float32 matrix: the same float64 operations in the
+        same order as the fitted sklearn objects (so the same bits), with at most one float64 column alive
+        besides it. Text work is per distinct value. ``counts``: {"missing": {column: cells},
+        "outside": {column: cells beyond the clip fences}} of this frame, for data_report.json.
+        """
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:
             raise DataError(f"the input is missing column(s) {names(missing)}; the model was trained on: "
                             f"{names(self.columns)}.")
-        blocks = []
-        num = self._numeric_block(frame)
-        if self.num_imputer is not None:
-            num = self.num_imputer.transform(num)
-        if self.scaler is not None:
-            num = self.scaler.transform(num)
-        blocks.append(num)
-        if self.boolean:
-            blocks.append(np.stack([pd.to_numeric(frame[c].astype(object).map(_bool01), errors="coerce")
-                                    .to_numpy(dtype=np.float64, na_value=np.nan) for c in self.boolean], axis=1))
+        out = np.zeros((len(frame), len(self.feature_names)), dtype=np.float32)  # zeroed lazily by the OS
+        fill = None if self.num_imputer is None else np.asarray(self.num_imputer.statistics_, dtype=np.float64)
+        scaling = _scaler_steps(self.scaler)
+        for j0 in range(0, len(self.numeric), COLUMN_GROUP):
+            # a few columns at a time through a column-major stage: writing one column of a row-major matrix
+            # touches a cache line per cell (1.2 s for 700k x 20 here), the stage's block copy does not
+            group = self.numeric[j0:j0 + COLUMN_GROUP]
+            stage = np.empty((len(frame), len(group)), dtype=np.float32, order="F")
+            for g, c in enumerate(group):
+                vals = self._numeric_column(frame, c, counts)
+                if fill is not None:
+                    vals[np.isnan(vals)] = fill[j0 + g]
+                for op, arr in scaling:  # sklearn's in-place steps: x -= mean; x /= scale (or x *= scale; x += min)
+                    op(vals, arr[j0 + g], out=vals)
+                stage[:, g] = vals
+            out[:, j0:j0 + len(group)] = stage
+            del stage
+        at = len(self.numeric)
+        for c in self.boolean:
+            codes, uniques = pd.factorize(frame[c], use_na_sentinel=True)
+            if counts is not None:
+                counts["missing"][c] = int(np.count_nonzero(codes < 0))
+            as01 = pd.to_numeric(pd.Series([_bool01(u) for u in uniques.tolist()], dtype=object), errors="coerce")
+            out[:, at] = np.append(as01.to_numpy(dtype=np.float64, na_value=np.nan), np.nan)[codes]
+            at += 1
         if self.encoder is not None:
-            cat = self._category_block(frame)
-            if self.cat_imputer is not None:
-                cat = self.cat_imputer.transform(cat)
-            cat = np.where(pd.isna(cat), MISSING_CATEGORY, cat)
-            blocks.append(self.encoder.transform(cat))
-        return np.concatenate(blocks, axis=1).astype(np.float32)
+            for i, (c, (index, width, unknown)) in enumerate(zip(self.categorical, self._onehot_maps(), strict=True)):
+                codes, values = self._category_codes(frame, c)
+                if counts is not None:
+                    counts["missing"][c] = int(np.count_nonzero(codes < 0))
+                gap: Any = MISSING_CATEGORY
+                if self.cat_imputer is not None:
+                    stat = self.cat_imputer.statistics_[i]
+                    gap = MISSING_CATEGORY if pd.isna(stat) else stat
+                # output column of each distinct value, the missing cells' value last (code -1)
+                where = [index.get(v, unknown) for v in [*values, gap]]
+                column = np.array([-1 if w is None else w for w in where], dtype=np.int64)[codes]
+                rows = np.flatnonzero(column >= 0)
+                out[rows, at + column[rows]] = 1.0
+                at += width
+        return out
 
     def nonfinite_columns(self, matrix: np.ndarray) -> dict[str, int]:
         """Input columns whose transformed values contain NaN/Inf, with how many rows are affected."""
+        # the column sums in float64 are finite exactly when every value is (float32 values cannot overflow them):
+        # one pass and no matrix-sized mask in the usual case
+        if matrix.dtype == np.float32 and np.isfinite(np.add.reduce(matrix, axis=0, dtype=np.float64)).all():
+            return {}
         bad = ~np.isfinite(matrix)
         out: dict[str, int] = {}
         for j in np.flatnonzero(bad.any(axis=0)):
@@ -306,22 +460,16 @@ class Preprocessor:
         self.feature_names = []
         if scale == "none":
             return self
-        xs = x.astype(np.float64) * self.input_scale
-        # statistics over every axis except channels: per-channel for images/(C, L) signals, global for (L,)
-        axes = (0,) + tuple(range(2, xs.ndim)) if xs.ndim >= 3 else tuple(range(xs.ndim))
-        keep = xs.ndim >= 3
-        if scale == "standard":
-            center, spread = xs.mean(axis=axes, keepdims=keep), xs.std(axis=axes, keepdims=keep)
-        elif scale == "minmax":
-            center = xs.min(axis=axes, keepdims=keep)
-            spread = xs.max(axis=axes, keepdims=keep) - center
-        else:  # robust
-            q1, med, q3 = np.percentile(xs, [25, 50, 75], axis=axes, keepdims=keep)
-            center, spread = med, q3 - q1
+        # statistics over every axis except channels: per-channel for images/(C, L) signals, global for (L,) signals.
+        # One channel at a time in float64: a float64 copy of a whole image set is 8x its uint8 pixels
+        channels = [x[:, c] for c in range(x.shape[1])] if x.ndim >= 3 else [x]
+        stats = [_spread_stats(np.multiply(ch, self.input_scale, dtype=np.float64), scale) for ch in channels]
+        center, spread = (np.array([s[i] for s in stats], dtype=np.float64) for i in (0, 1))
         spread = np.where(spread > 0, spread, 1.0)  # a constant channel is centred, not divided by zero
-        # drop the batch axis so the stats broadcast against one sample or a batch
-        self.center = np.asarray(center[0] if keep else center, dtype=np.float32)
-        self.spread = np.asarray(spread[0] if keep else spread, dtype=np.float32)
+        # shaped to broadcast against one sample or a batch: (C, 1, ...) per channel, a scalar for (L,) signals
+        shape = (-1,) + (1,) * (x.ndim - 2) if x.ndim >= 3 else ()
+        self.center = np.asarray(center.reshape(shape), dtype=np.float32)
+        self.spread = np.asarray(spread.reshape(shape), dtype=np.float32)
         return self
 
     def array_matrix(self, x: np.ndarray) -> np.ndarray:
@@ -333,10 +481,13 @@ class Preprocessor:
             shape = ", ".join(map(str, self.sample_shape))
             raise DataError(f"input samples have shape {x.shape[1:]}, but the model was trained on "
                             f"{self.sample_shape}; give an array of shape (N, {shape}).")
-        out = x.astype(np.float32) * np.float32(self.input_scale)
+        # in place on the one float32 copy (the same operations, so the same bits, without two more copies)
+        out = x.astype(np.float32)
+        out *= np.float32(self.input_scale)
         if self.center is not None and self.spread is not None:
-            out = (out - self.center) / self.spread
-        return out.astype(np.float32, copy=False)
+            out -= self.center
+            out /= self.spread
+        return out
 
     # ----------------------------------------------------------------------------------------- public transforms
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from gradwise.data.prepare import PreparedData, reuse_prepared
 from gradwise.errors import ConfigError, GradwiseError, TrainingError
 from gradwise.train.events import Callback
 from gradwise.tune.setup import SUMMARY_METRICS, TuneSetup
@@ -132,6 +133,7 @@ class Objective:
         self.finished = False
         self.mlflow_parent: str | None = None  # the study's MLflow run (track: [mlflow]), found or made once
         self.mlflow_off = "mlflow" not in setup.base.track.use
+        self.prepared = PreparedData()  # the trials' data, prepared by the first trial of this process
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         # who runs this trial, written before the lock is released: a worker that finds it RUNNING later can tell
@@ -219,11 +221,12 @@ class Objective:
             (run_dir / "summary.json").unlink(missing_ok=True)
             trial.set_user_attr("resumed_from", str(partial))
         try:
-            if partial is not None:
-                run = gradwise.train(None, {k: v for k, v in overrides.items() if k not in params},
-                                     resume=run_dir, callbacks=[watcher])
-            else:
-                run = gradwise.train(setup.base, overrides, callbacks=[watcher])
+            with reuse_prepared(self.prepared):  # the data is read, cleaned, split and fitted once per process
+                if partial is not None:
+                    run = gradwise.train(None, {k: v for k, v in overrides.items() if k not in params},
+                                         resume=run_dir, callbacks=[watcher])
+                else:
+                    run = gradwise.train(setup.base, overrides, callbacks=[watcher])
         except TrainingError as exc:  # a non-finite loss with the doctor off: as hopeless as it gets
             metrics = run_dir / "metrics.jsonl"
             trial.set_user_attr("epochs", len(metrics.read_text().splitlines()) if metrics.exists() else 0)
