@@ -84,7 +84,14 @@ def load_data(cfg: DataConfig, seed: int, fold: int | None = None, *, loss: str 
     """
     binary = one_logit_loss(loss)
     source = open_source(cfg)
-    if isinstance(source, TableSource):
+    if cfg.text and not isinstance(source, TableSource):
+        raise DataError(f"data.text = {cfg.text} names text columns, but '{cfg.dataset}' is not a table; give a "
+                        ".csv/.tsv/.parquet file with those columns, or remove data.text.")
+    if isinstance(source, TableSource) and cfg.text:
+        from gradwise.data.text import load_text_table  # free-text columns: tokenized instead (data/text.py)
+
+        bundle = load_text_table(cfg, source, seed, fold, binary)
+    elif isinstance(source, TableSource):
         bundle = _load_table(cfg, source, seed, fold, binary)
     else:
         bundle = _load_arrays(cfg, source, seed, fold, binary)

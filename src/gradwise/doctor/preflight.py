@@ -1052,9 +1052,12 @@ class Preflight:
         facts = self.facts
         bad_layers: list[dict[str, Any]] = []
         named = dict(self.model.named_parameters())
+        # embedding tables are looked up, not multiplied: N(0, 1) rows are torch's default and fan_in means nothing
+        tables = {f"{n}.weight" if n else "weight" for n, m in self.model.named_modules()
+                  if isinstance(m, nn.Embedding | nn.EmbeddingBag)}
         for name in facts.layer_order or [n for n, p in named.items() if p.ndim >= 2]:
             w = named[name].detach().float()
-            if w.ndim < 2 or w.shape[0] < 2:
+            if w.ndim < 2 or w.shape[0] < 2 or name in tables:
                 continue
             gain = float(w.std()) * math.sqrt(_fan_in(w))
             symmetric = bool((w.std(0) == 0).all())
