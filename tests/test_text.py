@@ -186,3 +186,64 @@ def test_resume_a_text_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     code, _, err = cli(capsys, "train", "--resume", str(run), "train.epochs=5", "data.tokenizer.vocab_size=50",
                        "--quiet")
     assert code == 2 and "data.tokenizer.vocab_size" in err, err
+
+
+# ------------------------------------------------------------------------------------------ tune
+
+
+def test_tune_searches_tokenizer_and_model_keys(tmp_path: Path) -> None:
+    import io
+
+    import yaml
+    from optuna.trial import TrialState
+    from rich.console import Console
+
+    from gradwise.tune.command import tune
+
+    config = {
+        "name": "sms-tune", "seed": 0,
+        "data": {"dataset": str(write_sample(tmp_path)), "target": "Label", "text": ["SMS"]},
+        "model": {"name": "embedding_bag", "hidden_size": 16},
+        "train": {"epochs": 2, "batch_size": 32},
+        "tune": {"metric": "val_f1", "trials": 3, "sampler": "random", "pruner": "none",
+                 "space": {"data.tokenizer.kind": ["word", "bpe", "char"],
+                           "data.tokenizer.vocab_size": {"low": 200, "high": 2000, "log": True},
+                           "model.name": ["embedding_bag", "gru"]}},
+    }
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    buf = io.StringIO()
+    code = tune(path, None, None, None, None, False, tmp_path / "study", [],
+                console=Console(file=buf, width=160, highlight=False))
+    assert code == 0, buf.getvalue()
+    frame = pd.read_csv(tmp_path / "study" / "trials.csv")
+    assert len(frame) == 3 and (frame["state"] == TrialState.COMPLETE.name).all(), frame
+    assert {"params_data.tokenizer.kind", "params_data.tokenizer.vocab_size", "params_model.name"} <= set(frame)
+    # each trial's tokenizer is the one its parameters asked for
+    for _, row in frame.iterrows():
+        report = json.loads((Path(row["user_attrs_run_dir"]) / "data_report.json").read_text())["text"]
+        assert report["tokenizer"]["kind"] == row["params_data.tokenizer.kind"]
+        assert report["tokenizer"]["vocab_size"] <= row["params_data.tokenizer.vocab_size"]
+
+
+# ------------------------------------------------------------------------------------------ doctor
+
+
+def test_doctor_flags_a_tokenizer_fitted_on_the_wrong_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                            ) -> None:
+    frame = sms_sample(800)
+    train, test = write_sample(tmp_path, frame.iloc[:400], "train.csv"), write_sample(tmp_path, frame.iloc[400:],
+                                                                                       "test.csv")
+    # a tokenizer fitted on the test rows (what a tokenizer.json from the wrong split is)
+    code, _, err = cli(capsys, *train_args(test, tmp_path / "on_test", "train.epochs=1"))
+    assert code == 0, err
+    findings = [json.loads(line) for line in (tmp_path / "on_test" / "findings.jsonl").read_text().splitlines()]
+    assert not any("out of vocabulary" in f["message"] for f in findings)  # fitted on its own training split: quiet
+    assert not any(f["code"] == "unnormalized_inputs" for f in findings)  # token ids are not measurements
+    code, _, err = cli(capsys, *train_args(train, tmp_path / "run", "train.epochs=1", f"data.test_file={test}",
+                                           f"data.tokenizer.file={tmp_path / 'on_test' / 'tokenizer.json'}"))
+    assert code == 0, err
+    findings = [json.loads(line) for line in (tmp_path / "run" / "findings.jsonl").read_text().splitlines()]
+    wrong = [f for f in findings if "knows the test texts better than the training texts" in f["message"]]
+    assert wrong and wrong[0]["code"] == "train_eval_mismatch", findings
+    assert wrong[0]["evidence"]["train_oov_rate"] > wrong[0]["evidence"]["test_oov_rate"]

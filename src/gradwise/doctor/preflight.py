@@ -30,6 +30,7 @@ from gradwise.doctor.probes import (
     run_forward,
     trace_model,
 )
+from gradwise.doctor.text_checks import text_split_findings
 from gradwise.train.checkpoint import rng_state, set_rng_state
 
 # One set of thresholds for every run (see the module docstring of rules.py for why each generalizes).
@@ -319,6 +320,7 @@ class Preflight:
         self.check_values(x, y)
         if self.halt:
             return
+        self.findings += text_split_findings(self.bundle)  # text runs: OOV/truncation gaps between splits
         idx = subsample(len(y), PROBE_ROWS)
         px, py = x[idx.to(x.device)], y[idx.to(y.device)]
         px, py = px.to(self.device), py.to(self.device)

@@ -419,10 +419,10 @@ def _text_dims(input_shape: tuple[int, ...], model: str, vocab_size: int | None)
 class BagOfEmbeddings(nn.Module):
     """Mean of the token (and optionally hashed bigram) embeddings of each text: fastText's classifier body."""
 
-    def __init__(self, vocab_size: int, dim: int, bigram_buckets: int) -> None:
+    def __init__(self, vocab_size: int, dim: int, bigram_buckets: int, mode: str = "mean") -> None:
         super().__init__()
         self.vocab_size, self.buckets = vocab_size, bigram_buckets
-        self.bag = nn.EmbeddingBag(vocab_size + bigram_buckets, dim, mode="mean", padding_idx=PAD_ID)
+        self.bag = nn.EmbeddingBag(vocab_size + bigram_buckets, dim, mode=mode, padding_idx=PAD_ID)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         if self.buckets and ids.shape[1] > 1:
@@ -438,18 +438,22 @@ class BagOfEmbeddings(nn.Module):
 
 
 def embedding_bag(input_shape: tuple[int, ...], n_outputs: int, *, vocab_size: int | None = None,
-                  hidden_size: int | None = None, dropout: float = 0.0, bigrams: int = 0) -> nn.Module:
+                  hidden_size: int | None = None, dropout: float = 0.0, bigrams: int = 0,
+                  mode: str = "mean") -> nn.Module:
     """fastText-like: the mean of the tokens' embeddings (padding left out), then one linear layer.
 
     ``hidden_size``: the embedding width (64). ``bigrams``: buckets of hashed word-pair embeddings added to the
-    bag (0: none; fastText uses millions, a few 10k suit small data).
+    bag (0: none; fastText uses millions, a few 10k suit small data). ``mode``: mean (fastText), sum (keeps how
+    long the text is) or max.
     """
     _text_dims(input_shape, "embedding_bag", vocab_size)
     assert vocab_size is not None
+    _check_choice("embedding_bag", "mode", mode, ("mean", "sum", "max"))
     dim = hidden_size or 64
     head: list[nn.Module] = [nn.Dropout(dropout)] if dropout > 0 else []
     head.append(nn.Linear(dim, n_outputs))
-    return _sequential([("embed", BagOfEmbeddings(vocab_size, dim, int(bigrams))), ("head", nn.Sequential(*head))])
+    return _sequential([("embed", BagOfEmbeddings(vocab_size, dim, int(bigrams), mode)),
+                        ("head", nn.Sequential(*head))])
 
 
 def _masked_pool(x: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
