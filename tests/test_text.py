@@ -247,3 +247,41 @@ def test_doctor_flags_a_tokenizer_fitted_on_the_wrong_split(tmp_path: Path, caps
     wrong = [f for f in findings if "knows the test texts better than the training texts" in f["message"]]
     assert wrong and wrong[0]["code"] == "train_eval_mismatch", findings
     assert wrong[0]["evidence"]["train_oov_rate"] > wrong[0]["evidence"]["test_oov_rate"]
+
+
+# ------------------------------------------------------------------------------------------ factory, detection
+
+
+def test_factory_model_gets_token_ids_and_the_vocabulary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "my_text_nets.py").write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "from gradwise.data.text import padding_mask\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, vocab_size, n_outputs):\n"
+        "        super().__init__()\n"
+        "        self.embed = nn.Embedding(vocab_size, 16)\n"
+        "        self.head = nn.Linear(16, n_outputs)\n\n"
+        "    def forward(self, ids):\n"
+        "        assert ids.dtype == torch.int64 and ids.ndim == 2\n"
+        "        mask = padding_mask(ids).unsqueeze(-1).float()\n"
+        "        return self.head((self.embed(ids) * mask).sum(1) / mask.sum(1).clamp(min=1))\n\n"
+        "def make(vocab_size, n_outputs):\n"
+        "    return Net(vocab_size, n_outputs)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run = tmp_path / "run"
+    code, _, err = cli(capsys, *train_args(write_sample(tmp_path), run, "model.factory=my_text_nets:make"))
+    assert code == 0, err
+    vocab = json.loads((run / "data_report.json").read_text())["text"]["tokenizer"]["vocab_size"]
+    weights = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert weights["embed.weight"].shape == (vocab, 16)
+
+
+def test_free_text_column_without_data_text_is_pointed_out(tmp_path: Path) -> None:
+    data = write_sample(tmp_path)
+    # one-hot of hundreds of messages trains, but data_report.json says what the column is and what to set
+    gradwise.train(None, [f"data.dataset={data}", "data.target=Label", "model.name=logreg", "train.epochs=1",
+                          "train.progress=none", f"out={tmp_path / 'run'}"])
+    notes = json.loads((tmp_path / "run" / "data_report.json").read_text())["warnings"]
+    assert any("looks like free text" in n and "data.text" in n for n in notes), notes

@@ -269,6 +269,11 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
             notes.append(f"categorical column {quote(c)} has {n_cat} distinct values (an id or free text?); one-hot "
                          "encoding makes that many features. Drop it via data.features or set "
                          "data.options.max_categories.")
+            from gradwise.data.text import looks_like_text
+
+            if looks_like_text(frames["data"][c]):
+                notes.append(f"column {quote(c)} looks like free text (several words per cell): set data.text: "
+                             f"[{c}] to tokenize it for a text model (embedding_bag, gru, transformer).")
 
     # ---- stateless cleaning on every source frame
     cat_changes: dict[str, int] = {}
