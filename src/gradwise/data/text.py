@@ -187,7 +187,10 @@ class TextEncoder:
         unknown = 0
         rows_unknown = 0
         for i, e in enumerate(encodings):
+            # a text that spells a special token ("[PAD]") must not make padding inside a text: unknown instead
             row = e.ids
+            if PAD_ID in row and self.unk_id is not None:
+                row = [self.unk_id if t == PAD_ID else t for t in row]
             lengths[i] = len(row)
             kept = row[:self.max_length]
             ids[i, :len(kept)] = kept
@@ -275,6 +278,9 @@ def vocab_size_of(preprocessor: Any) -> int | None:
 
 def check_text_columns(frame: pd.DataFrame, text: list[str], features: list[str], where: str) -> None:
     """data.text names existing, non-numeric, non-empty columns, and no other feature column is left unused."""
+    twice = sorted({c for c in text if text.count(c) > 1})
+    if twice:
+        raise DataError(f"data.text names column {twice[0]!r} more than once; list each text column once.")
     missing = [c for c in text if c not in frame.columns]
     if missing:
         raise DataError(f"data.text names column {missing[0]!r}, which is not in '{where}' (its columns: "
@@ -313,6 +319,10 @@ def load_text_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | No
     notes: list[str] = []
     report: dict[str, Any] = {"dataset": src.name, "kind": "text", "warnings": notes}
     targets = src.targets
+    clash = [c for c in text if c in targets]
+    if clash:
+        raise DataError(f"column {clash[0]!r} is both the target and in data.text; the text to read and the label to "
+                        "predict are different columns. Fix data.text or data.target.")
     if cfg.features is not None:
         features = cleaning.check_features(src.frame, cfg.features, targets, src.name)
     else:  # the default (every column but the target) is the text columns here: other columns are said by name
