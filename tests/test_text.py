@@ -73,6 +73,28 @@ def test_tokenizer_is_fitted_on_the_training_split_only(tmp_path: Path, capsys: 
     assert 0.0 < splits["val"]["oov_rate"] < splits["test"]["oov_rate"]
 
 
+@pytest.mark.parametrize("kind", ["word", "bpe", "wordpiece", "char"])
+def test_each_tokenizer_kind_and_its_saved_form(kind: str, tmp_path: Path) -> None:
+    from gradwise.data.preprocess import Preprocessor
+
+    texts = join_texts(sms_sample(400), ["SMS"])
+    enc, report = TextEncoder.fit(texts, TokenizerConfig(kind=kind, vocab_size=500, length_percentile=90), ["SMS"])
+    assert report["tokenizer"]["vocab_size"] == enc.vocab_size <= 500
+    new = ["Congratulations U have WON a Nokia phone visit www.example.com/claim now 08001234567"]
+    ids, stats = enc.encode(new)
+    assert ids.shape == (1, enc.max_length) and ids.dtype == np.int64
+    # the URL is one token, not its pieces
+    assert "_url_" in enc.tokenizer.decode(ids[0].tolist(), skip_special_tokens=False) or kind == "char"
+    if kind in ("bpe", "char"):  # subwords and characters spell words training never saw
+        assert stats["oov_rate"] < 0.1
+    # what a run directory keeps (preprocess.json + tokenizer.json) encodes exactly the same ids
+    pre = Preprocessor("text", "classification")
+    pre.text, pre.sample_shape = enc, (enc.max_length,)
+    pre.save(tmp_path / "preprocess.json")
+    loaded = Preprocessor.load(tmp_path)
+    np.testing.assert_array_equal(loaded.text.encode(new + texts[:50])[0], enc.encode(new + texts[:50])[0])
+
+
 # ------------------------------------------------------------------------------------------ padding never counts
 
 
@@ -206,7 +228,7 @@ def test_tune_searches_tokenizer_and_model_keys(tmp_path: Path) -> None:
         "model": {"name": "embedding_bag", "hidden_size": 16},
         "train": {"epochs": 2, "batch_size": 32},
         "tune": {"metric": "val_f1", "trials": 3, "sampler": "random", "pruner": "none",
-                 "space": {"data.tokenizer.kind": ["word", "bpe", "char"],
+                 "space": {"data.tokenizer.kind": ["word", "bpe", "wordpiece"],
                            "data.tokenizer.vocab_size": {"low": 200, "high": 2000, "log": True},
                            "model.name": ["embedding_bag", "gru"]}},
     }
