@@ -44,7 +44,8 @@ def one(model: str, seed: int, out: Path) -> dict[str, float]:
     support = spam["support"]
     return {"accuracy": summary["test"]["test_accuracy"], "spam_f1": spam["f1"][1],
             "spam_recall": spam["recall"][1], "always_ham": support[0] / sum(support),
-            "wall": summary["wall_seconds"], "cpu": cpu, "threads": summary["threads"], "epochs": summary["epochs_completed"],
+            "wall": summary["wall_seconds"], "cpu": cpu, "threads": summary["threads"],
+            "epochs": summary["epochs_completed"],
             "max_length": report["text"]["max_length"], "vocab": report["text"]["tokenizer"]["vocab_size"]}
 
 
@@ -61,7 +62,8 @@ def main() -> None:
             for seed, r in zip(seeds, results, strict=True):
                 print(f"{model:14s} seed {seed}: accuracy {r['accuracy']:.4f}  spam F1 {r['spam_f1']:.4f}  spam recall "
                       f"{r['spam_recall']:.4f}  always-ham {r['always_ham']:.4f}  {r['epochs']} epochs  "
-                      f"{r['wall']:.1f} s wall, {r['cpu']:.1f} s CPU, {r['threads']} thread(s)  (vocab {r['vocab']}, max_length {r['max_length']})", flush=True)
+                      f"{r['wall']:.1f} s wall, {r['cpu']:.1f} s CPU, {r['threads']} thread(s)  (vocab {r['vocab']}, "
+                      f"max_length {r['max_length']})", flush=True)
             rows.append((model, results))
     print("\n| model | test accuracy (mean, min) | spam F1 (mean, min) | wall s (mean) | CPU s (mean) |\n"
           "|---|---|---|---|---|")
