@@ -213,6 +213,26 @@ def test_resume_a_text_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 # ------------------------------------------------------------------------------------------ tune
 
 
+def test_tune_space_accepts_tokenizer_keys_and_checks_their_values() -> None:
+    from gradwise.config import validate_config
+    from gradwise.errors import ConfigError
+    from gradwise.tune.space import build_space
+
+    def space(entries: dict) -> list:
+        return build_space(validate_config({"tune": {"space": entries}}, "config"))
+
+    params = space({"data.tokenizer.kind": ["word", "bpe", "char"],
+                    "data.tokenizer.vocab_size": {"low": 500, "high": 20000, "log": True},
+                    "data.tokenizer.length_percentile": {"low": 90.0, "high": 100.0},
+                    "model.name": ["embedding_bag", "gru", "transformer"]})
+    kinds = {p.key: p.kind for p in params}
+    assert kinds == {"data.tokenizer.kind": "categorical", "data.tokenizer.vocab_size": "int",
+                     "data.tokenizer.length_percentile": "float", "model.name": "categorical"}
+    with pytest.raises(ConfigError, match="data.tokenizer.kind"):  # a value the config refuses, said before trials
+        space({"data.tokenizer.kind": ["word", "sentencepiece"]})
+
+
+@pytest.mark.slow  # a real 3-trial study (~10 s on an idle machine)
 def test_tune_searches_tokenizer_and_model_keys(tmp_path: Path) -> None:
     import io
 
