@@ -327,3 +327,23 @@ def test_free_text_column_without_data_text_is_pointed_out(tmp_path: Path) -> No
                           "train.progress=none", f"out={tmp_path / 'run'}"])
     notes = json.loads((tmp_path / "run" / "data_report.json").read_text())["warnings"]
     assert any("looks like free text" in n and "data.text" in n for n in notes), notes
+
+
+def test_pretrained_word_vectors_start_the_embedding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    vectors = tmp_path / "vectors.txt"
+    # fastText's header line, then GloVe-style lines; "FREE" is found for the lowercase token "free"
+    vectors.write_text("3 16\nFREE " + " ".join(["0.5"] * 16) + "\ncall " + " ".join(["-0.25"] * 16)
+                       + "\nzyxwvut " + " ".join(["1"] * 16) + "\n")
+    run = tmp_path / "run"
+    code, _, err = cli(capsys, *train_args(write_sample(tmp_path), run, "model.hidden_size=16", "train.epochs=1",
+                                           "optim.lr=1e-12", f"model.embeddings={vectors}"))
+    assert code == 0, err
+    report = json.loads((run / "data_report.json").read_text())["embeddings"]
+    assert report["found"] == 2 and report["dim"] == 16
+    vocab = json.loads((run / "tokenizer.json").read_text())["model"]["vocab"]
+    weights = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]["embed.bag.weight"]
+    torch.testing.assert_close(weights[vocab["free"]], torch.full((16,), 0.5), atol=1e-6, rtol=0)
+    torch.testing.assert_close(weights[vocab["call"]], torch.full((16,), -0.25), atol=1e-6, rtol=0)
+    # vectors of another width: one line saying which width to set
+    code, _, err = cli(capsys, *train_args(write_sample(tmp_path), tmp_path / "run2", f"model.embeddings={vectors}"))
+    assert code == 2 and "16-number vectors" in err and "64 wide" in err, err

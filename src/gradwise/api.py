@@ -202,7 +202,7 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
     Run is returned as it ended) unless ``train.epochs`` extends it.
     """
     from gradwise.data import load_data, make_loaders_from_bundle
-    from gradwise.data.text import vocab_size_of
+    from gradwise.data.text import init_embeddings, vocab_size_of
     from gradwise.models import build_model
 
     load = CpuLoad()  # what other processes keep busy while the run sets up decides train.threads: auto
@@ -230,6 +230,8 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
         bundle = load_data(cfg.data, cfg.seed, fold=fold, loss=cfg.loss.name)
         model = build_model(cfg.model, bundle.input_shape, bundle.n_outputs, bundle.task,
                             vocab_size=vocab_size_of(bundle.preprocessor))
+        if cfg.model.embeddings:  # word vectors into a text model's embedding table (data/text.py)
+            bundle.report["embeddings"] = init_embeddings(model, bundle.preprocessor, cfg.model.embeddings)
         if opened.finished is not None:
             return _finished_run(opened, cfg, model, bundle)
         _write_data_report(opened.path, bundle.report)

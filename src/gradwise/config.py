@@ -381,6 +381,8 @@ class ModelConfig(Section):
     # transfer learning
     pretrained: str | None = Field(None, description="checkpoint, state_dict or safetensors file to start from")
     pretrained_strict: bool = False
+    embeddings: str | None = Field(None, description="text runs: a word-vector file (GloVe/fastText text format: a "
+                                   "token and its numbers per line) to start the token embedding from")
     pretrained_exclude: list[str] = Field(default_factory=list, description="modules/patterns not to load from "
                                           "model.pretrained, e.g. [head] for a fresh head of the same width")
     freeze: list[str] = Field(default_factory=list, description="parameter-name patterns to freeze (fnmatch)")
@@ -389,6 +391,14 @@ class ModelConfig(Section):
                                     "running statistics (they run in eval mode while training)")
     lr_decay_groups: float | None = Field(None, gt=0, le=1, description="discriminative LRs: earlier blocks get "
                                           "lr × this factor per block")
+
+    @field_validator("embeddings")
+    @classmethod
+    def _embeddings_path(cls, v: str | None) -> str | None:
+        problem = _path_problem(v, "model.embeddings") if v else None
+        if problem:
+            raise ValueError(problem)
+        return v
 
     @field_validator("pretrained")
     @classmethod

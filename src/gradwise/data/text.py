@@ -444,3 +444,59 @@ def load_text_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | No
         if pair is not None:
             setattr(bundle, s, (pair[0].long(), pair[1]))
     return bundle
+
+
+def init_embeddings(model: Any, preprocessor: Any, path: str) -> dict[str, Any]:
+    """model.embeddings: copy word vectors from a local text file into the model's first embedding table.
+
+    The file has one token per line followed by its numbers (GloVe's .txt, fastText's .vec; a first line of two
+    integers, fastText's header, is skipped). Each vocabulary token takes the vector of the same word, or of its
+    lowercase form; tokens without one keep their random start. Returns what was found, for data_report.json.
+    """
+    from torch import nn
+
+    text = getattr(preprocessor, "text", None)
+    if text is None:
+        raise ConfigError(f"model.embeddings = '{path}' gives word vectors, but this run has no text columns; set "
+                          "data.text: [column] or remove model.embeddings.")
+    table = next((m for m in model.modules() if isinstance(m, nn.Embedding | nn.EmbeddingBag)), None)
+    if table is None:
+        raise ConfigError(f"model.embeddings = '{path}': the model has no embedding table to fill; use embedding_bag, "
+                          "gru, lstm or transformer, or a model.factory that starts with nn.Embedding.")
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"model.embeddings = '{p}' is not a file; give a word-vector text file (a token and its "
+                        "numbers per line, e.g. GloVe's glove.6B.100d.txt).")
+    dim = int(table.weight.shape[1])
+    vocab = text.tokenizer.get_vocab(with_added_tokens=False)
+    wanted: dict[str, list[int]] = {}
+    for token, i in vocab.items():
+        if i != PAD_ID and i != text.unk_id:
+            wanted.setdefault(token, []).append(i)
+    found: dict[int, list[float]] = {}
+    with p.open(encoding="utf-8", errors="replace") as fh:
+        for n, line in enumerate(fh):
+            parts = line.rstrip().split(" ")
+            if n == 0 and len(parts) == 2 and all(x.isdigit() for x in parts):
+                continue  # fastText's "count dim" header
+            if len(parts) < 2:
+                continue
+            if len(parts) - 1 != dim:
+                raise ConfigError(f"model.embeddings = '{p}' holds {len(parts) - 1}-number vectors (line {n + 1}) but "
+                                  f"the model's embedding is {dim} wide; set the model's embedding width to "
+                                  f"{len(parts) - 1} (model.hidden_size, or model.options.embed_dim for gru/lstm/rnn).")
+            word = parts[0]
+            for key in (word, word.lower()):
+                for i in wanted.get(key, []):
+                    if i not in found:
+                        try:
+                            found[i] = [float(x) for x in parts[1:]]
+                        except ValueError:
+                            raise DataError(f"model.embeddings = '{p}', line {n + 1}: {word!r} is not followed by "
+                                            "numbers; give a word-vector text file.") from None
+    if found:
+        rows = torch.tensor(list(found), dtype=torch.long)
+        with torch.no_grad():
+            table.weight[rows] = torch.tensor(list(found.values()), dtype=table.weight.dtype)
+    return {"file": str(p), "dim": dim, "vocabulary": len(wanted), "found": len(found),
+            "coverage": len(found) / max(len(wanted), 1)}
