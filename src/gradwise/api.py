@@ -202,6 +202,7 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
     Run is returned as it ended) unless ``train.epochs`` extends it.
     """
     from gradwise.data import load_data, make_loaders_from_bundle
+    from gradwise.data.text import init_embeddings, vocab_size_of
     from gradwise.models import build_model
 
     load = CpuLoad()  # what other processes keep busy while the run sets up decides train.threads: auto
@@ -227,7 +228,10 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
     with _claimed(opened):
         seed_everything(cfg.seed)
         bundle = load_data(cfg.data, cfg.seed, fold=fold, loss=cfg.loss.name)
-        model = build_model(cfg.model, bundle.input_shape, bundle.n_outputs, bundle.task)
+        model = build_model(cfg.model, bundle.input_shape, bundle.n_outputs, bundle.task,
+                            vocab_size=vocab_size_of(bundle.preprocessor))
+        if cfg.model.embeddings:  # word vectors into a text model's embedding table (data/text.py)
+            bundle.report["embeddings"] = init_embeddings(model, bundle.preprocessor, cfg.model.embeddings)
         if opened.finished is not None:
             return _finished_run(opened, cfg, model, bundle)
         _write_data_report(opened.path, bundle.report)
@@ -885,13 +889,15 @@ def prepare(config: RunConfig | str | Path | None = None, overrides: list[str] |
             ) -> tuple[RunConfig, nn.Module, Any, Any, torch.device]:
     """Config -> (config, model, loss, train loader, device), as `gradwise train` builds them (for lr-find)."""
     from gradwise.data import load_data, make_loaders_from_bundle
+    from gradwise.data.text import vocab_size_of
     from gradwise.models import build_model
     from gradwise.recipes import build_loss
 
     cfg = config if isinstance(config, RunConfig) else load_config(config, overrides)
     seed_everything(cfg.seed)
     bundle = load_data(cfg.data, cfg.seed, loss=cfg.loss.name)
-    model = build_model(cfg.model, bundle.input_shape, bundle.n_outputs, bundle.task)
+    model = build_model(cfg.model, bundle.input_shape, bundle.n_outputs, bundle.task,
+                        vocab_size=vocab_size_of(bundle.preprocessor))
     _apply_transfer(cfg, model)
     train_loader, _, _ = make_loaders_from_bundle(bundle, cfg)
     device = resolve_device(cfg.train.device)

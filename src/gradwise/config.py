@@ -245,6 +245,33 @@ class Section(BaseModel):
         return value
 
 
+class TokenizerConfig(Section):
+    """data.tokenizer: how the text columns of data.text become token ids (fitted on the training split only)."""
+
+    kind: Literal["word", "bpe", "wordpiece", "char"] = Field(
+        "word", description="word (whole words), bpe or wordpiece (subwords: fewer unknown tokens), char (characters)")
+    vocab_size: int = Field(20000, ge=8, le=1 << 24, description="most tokens to keep, the special ones included")
+    min_frequency: int = Field(1, ge=1, description="a token seen fewer times than this in training is unknown")
+    lowercase: bool = True
+    unicode: Literal["nfkc", "nfc", "nfd", "nfkd", "none"] = Field(
+        "nfkc", description="Unicode normalization (nfkc also folds full-width and ligature characters)")
+    urls: Literal["keep", "token"] = Field("token", description="token: every URL becomes the one token _url_")
+    numbers: Literal["keep", "token"] = Field("keep", description="token: every run of digits becomes _num_")
+    max_length: int | Literal["auto"] = Field(
+        "auto", description="tokens per text: longer texts are truncated, shorter ones padded; auto: the "
+        "length_percentile of the training texts' lengths")
+    length_percentile: float = Field(95.0, gt=0.0, le=100.0, description="percentile for max_length: auto")
+    file: str | None = Field(None, description="a saved tokenizer.json (Hugging Face tokenizers) to use as it is "
+                             "instead of training one")
+
+    @field_validator("max_length")
+    @classmethod
+    def _length(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 1 <= v <= 100_000:
+            raise ValueError("data.tokenizer.max_length is 'auto' or a number of tokens from 1 to 100000")
+        return v
+
+
 class DataConfig(Section):
     dataset: str = Field("mnist1d", description="built-in name (mnist1d, digits, iris, wine, breast_cancer, "
                          "diabetes, fashion_mnist) or a path to a .csv/.parquet/.npz/.npy file or image folder")
@@ -278,6 +305,9 @@ class DataConfig(Section):
     augment_strength: float = Field(1.0, ge=0.0, le=100.0)
     num_workers: int = Field(0, ge=0, le=1024)
     options: dict[str, Any] = Field(default_factory=dict, description="dataset-specific arguments")
+    text: list[str] | None = Field(None, description="free-text columns of a table, tokenized (see data.tokenizer) "
+                                   "into token ids for embedding_bag, gru, lstm, transformer or a model.factory")
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
 
     @field_validator("dataset", "val_file", "test_file")
     @classmethod
@@ -328,7 +358,8 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    name: str = Field("cnn1d", description="mlp, cnn1d, cnn2d, resnet, rnn, gru, lstm, transformer, logreg")
+    name: str = Field("cnn1d", description="mlp, cnn1d, cnn2d, resnet, rnn, gru, lstm, transformer, logreg, "
+                      "embedding_bag (text)")
     factory: str | None = Field(None, description='your own model: "package.module:function"')
     widths: list[Annotated[int, Field(ge=1, le=1_000_000)]] | None = Field(
         None, description="hidden layer widths (mlp)")
@@ -350,6 +381,8 @@ class ModelConfig(Section):
     # transfer learning
     pretrained: str | None = Field(None, description="checkpoint, state_dict or safetensors file to start from")
     pretrained_strict: bool = False
+    embeddings: str | None = Field(None, description="text runs: a word-vector file (GloVe/fastText text format: a "
+                                   "token and its numbers per line) to start the token embedding from")
     pretrained_exclude: list[str] = Field(default_factory=list, description="modules/patterns not to load from "
                                           "model.pretrained, e.g. [head] for a fresh head of the same width")
     freeze: list[str] = Field(default_factory=list, description="parameter-name patterns to freeze (fnmatch)")
@@ -358,6 +391,14 @@ class ModelConfig(Section):
                                     "running statistics (they run in eval mode while training)")
     lr_decay_groups: float | None = Field(None, gt=0, le=1, description="discriminative LRs: earlier blocks get "
                                           "lr × this factor per block")
+
+    @field_validator("embeddings")
+    @classmethod
+    def _embeddings_path(cls, v: str | None) -> str | None:
+        problem = _path_problem(v, "model.embeddings") if v else None
+        if problem:
+            raise ValueError(problem)
+        return v
 
     @field_validator("pretrained")
     @classmethod

@@ -83,7 +83,8 @@ def load_run(run_dir: str | Path, which: str = "auto", *, trust_code: bool = Fal
                               "(`gradwise train --resume` rewrites it)")
         input_shape, n_outputs, task = bundle.input_shape, bundle.n_outputs, bundle.task
         pre = pre if pre is not None else bundle.preprocessor
-    model = build_model(cfg.model, input_shape, n_outputs, task)
+    model = build_model(cfg.model, input_shape, n_outputs, task, vocab_size=getattr(pre.text, "vocab_size", None)
+                        if pre is not None and pre.text is not None else None)
     load_weights_into(model, load_checkpoint(ckpt), ckpt)
     model.eval()
     return LoadedRun(cfg, model, pre, ckpt, path, task, bundle)
@@ -101,7 +102,7 @@ def _load_bundle(cfg: RunConfig, path: Path, pre: Any, why: str = "to rebuild it
 
     data = cfg.data
     recorded = getattr(pre, "source", None) or {}
-    changes: dict[str, str] = {}
+    changes: dict[str, Any] = {}
     for key in ("dataset", "val_file", "test_file"):
         value = getattr(data, key)
         builtin = bool(value) and value.strip().lower().replace("-", "_") in BUILTIN_DATASETS
@@ -115,6 +116,10 @@ def _load_bundle(cfg: RunConfig, path: Path, pre: Any, why: str = "to rebuild it
                         f"'{path / 'config.yaml'}' is not found from '{Path.cwd()}'{where}. Run it where training "
                         "ran or put the file back" + (f"; `gradwise predict {path} ROWS` needs only the run directory."
                                                        if why == "to rebuild its splits" else "."))
+    if getattr(pre, "text", None) is not None:
+        # eval re-applies the run's own tokenizer (and length) to the re-read splits instead of training a new one
+        changes["tokenizer"] = data.tokenizer.model_copy(update={"file": str(path / "tokenizer.json"),
+                                                                "max_length": pre.text.max_length})
     if changes:
         data = data.model_copy(update=changes)
     return load_data(data, cfg.seed, fold=_fold_of(path) if cfg.data.folds > 1 else None, loss=cfg.loss.name)
@@ -231,7 +236,13 @@ def predict(run_dir: str | Path, inputs: str | Path | pd.DataFrame | np.ndarray,
         raw = inputs
     notes: list[str] = []
     kept = pd.DataFrame()
-    if pre.kind == "table":
+    if pre.kind == "text":  # raw text: the run's tokenizer.json encodes it as in training
+        if not isinstance(raw, pd.DataFrame):
+            raise DataError(f"{where}: this model reads text; give a table (.csv/.tsv/.parquet or a DataFrame) with "
+                            f"the column(s) {', '.join(map(quote, pre.text.columns))}.")
+        x, notes = pre.text.transform_new_rows(raw, where)
+        kept = raw[[c for c in raw.columns if c not in pre.text.columns]].reset_index(drop=True)
+    elif pre.kind == "table":
         if not isinstance(raw, pd.DataFrame):
             arr = raw.detach().cpu().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
             if arr.dtype.kind not in "biufO":  # objects: e.g. a list of mixed values, checked per column below

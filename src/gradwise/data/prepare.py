@@ -95,7 +95,14 @@ def load_data(cfg: DataConfig, seed: int, fold: int | None = None, *, loss: str 
         return cache.view()
     binary = one_logit_loss(loss)
     source = open_source(cfg)
-    if isinstance(source, TableSource):
+    if cfg.text and not isinstance(source, TableSource):
+        raise DataError(f"data.text = {cfg.text} names text columns, but '{cfg.dataset}' is not a table; give a "
+                        ".csv/.tsv/.parquet file with those columns, or remove data.text.")
+    if isinstance(source, TableSource) and cfg.text:
+        from gradwise.data.text import load_text_table  # free-text columns: tokenized instead (data/text.py)
+
+        bundle = load_text_table(cfg, source, seed, fold, binary)
+    elif isinstance(source, TableSource):
         bundle = _load_table(cfg, source, seed, fold, binary)
     else:
         bundle = _load_arrays(cfg, source, seed, fold, binary)
@@ -326,6 +333,11 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
             notes.append(f"categorical column {quote(c)} has {n_cat} distinct values (an id or free text?); one-hot "
                          "encoding makes that many features. Drop it via data.features or set "
                          "data.options.max_categories.")
+            from gradwise.data.text import looks_like_text
+
+            if looks_like_text(frames["data"][c]):
+                notes.append(f"column {quote(c)} looks like free text (several words per cell): set data.text: "
+                             f"[{c}] to tokenize it for a text model (embedding_bag, gru, transformer).")
 
     # ---- stateless cleaning on every source frame
     cat_changes: dict[str, int] = {}

@@ -260,6 +260,8 @@ class Preprocessor:
         self.n_outputs: int | None = None
         # absolute paths of the data files training read (eval re-reads them from another working directory)
         self.source: dict[str, str] = {}
+        # kind "text" (data.text): the fitted gradwise.data.text.TextEncoder; its tokenizer.json sits beside this file
+        self.text: Any = None
 
     # ----------------------------------------------------------------------------------------- table fitting
 
@@ -675,6 +677,8 @@ class Preprocessor:
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
         # allow_nan=False: strict JSON any reader accepts (non-finite numbers are encoded as strings, see _encode_array)
+        if self.text is not None:  # first: a preprocess.json that names a tokenizer always finds it
+            self.text.save_tokenizer(p.parent)
         atomic_write_text(p, json.dumps(_state_to_json(self), indent=1, allow_nan=False) + "\n")
         return p
 
@@ -717,6 +721,8 @@ class Preprocessor:
                      n_features=len(self.feature_names), scaler=_scaler_name(self.scaler),
                      one_hot=self.encoder is not None, clipped_columns=sorted(self.clip_bounds),
                      text_read_as_missing=list(self.coerce))
+        elif self.text is not None:
+            d["text"] = self.text.describe()
         else:
             d.update(sample_shape=list(self.sample_shape), input_scale=self.input_scale, scale=self.scale_method)
         d["classes"] = self.class_names
@@ -906,6 +912,7 @@ def _state_to_json(pre: Preprocessor) -> dict[str, Any]:
         "model": None if pre.input_shape is None or pre.n_outputs is None else {
             "input_shape": [int(d) for d in pre.input_shape], "n_outputs": int(pre.n_outputs)},
         "source": {str(k): str(v) for k, v in pre.source.items()},
+        "text": None if pre.text is None else pre.text.to_json(),
     }
 
 
@@ -990,10 +997,10 @@ def _state_from_json(blob: Any, path: Path) -> Preprocessor:
         raise CheckpointError(f"preprocessor file '{path}' has format version {version}; this gradwise reads "
                               f"version {FORMAT_VERSION}. " + ("Upgrade gradwise to open this run." if newer else
                                                                "Retrain the run with this gradwise."))
-    kind = r.get(blob, "kind", str, "file", '"table", "signal" or "image"')
+    kind = r.get(blob, "kind", str, "file", '"table", "signal", "image" or "text"')
     task = r.get(blob, "task", str, "file", '"classification" or "regression"')
-    if kind not in ("table", "signal", "image"):
-        raise r.fail("kind", '"table", "signal" or "image"')
+    if kind not in ("table", "signal", "image", "text"):
+        raise r.fail("kind", '"table", "signal", "image" or "text"')
     if task not in ("classification", "regression"):
         raise r.fail("task", '"classification" or "regression"')
     pre = Preprocessor(kind, task)
@@ -1046,6 +1053,10 @@ def _state_from_json(blob: Any, path: Path) -> Preprocessor:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in source.items()):
             raise r.fail("source", "an object of file paths")
         pre.source = dict(source)
+    if kind == "text":  # the fitted tokenizer: tokenizer.json in the same directory, read as data
+        from gradwise.data.text import TextEncoder
+
+        pre.text = TextEncoder.from_json(blob.get("text"), path)
     return pre
 
 

@@ -30,6 +30,7 @@ from gradwise.doctor.probes import (
     run_forward,
     trace_model,
 )
+from gradwise.doctor.text_checks import text_split_findings
 from gradwise.train.checkpoint import rng_state, set_rng_state
 
 # One set of thresholds for every run (see the module docstring of rules.py for why each generalizes).
@@ -319,6 +320,7 @@ class Preflight:
         self.check_values(x, y)
         if self.halt:
             return
+        self.findings += text_split_findings(self.bundle)  # text runs: OOV/truncation gaps between splits
         idx = subsample(len(y), PROBE_ROWS)
         px, py = x[idx.to(x.device)], y[idx.to(y.device)]
         px, py = px.to(self.device), py.to(self.device)
@@ -1052,9 +1054,12 @@ class Preflight:
         facts = self.facts
         bad_layers: list[dict[str, Any]] = []
         named = dict(self.model.named_parameters())
+        # embedding tables are looked up, not multiplied: N(0, 1) rows are torch's default and fan_in means nothing
+        tables = {f"{n}.weight" if n else "weight" for n, m in self.model.named_modules()
+                  if isinstance(m, nn.Embedding | nn.EmbeddingBag)}
         for name in facts.layer_order or [n for n, p in named.items() if p.ndim >= 2]:
             w = named[name].detach().float()
-            if w.ndim < 2 or w.shape[0] < 2:
+            if w.ndim < 2 or w.shape[0] < 2 or name in tables:
                 continue
             gain = float(w.std()) * math.sqrt(_fan_in(w))
             symmetric = bool((w.std(0) == 0).all())

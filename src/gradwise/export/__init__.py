@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gradwise.errors import GradwiseError
+from gradwise.errors import ConfigError, GradwiseError
 from gradwise.export.serving import Plan, ServingModel, build_serving, example_inputs
 
 FORMATS = ("onnx", "torchscript", "safetensors")
@@ -97,6 +97,10 @@ def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None
 
     run = load_run(run_path, which, trust_code=trust_code)
     pre = run.preprocessor
+    if pre.kind == "text":  # the tokenizer runs outside the network: the export would take token ids (to do)
+        raise ConfigError(f"'{run_path}' is a text run (data.text): gradwise export does not export text runs yet. "
+                          f"Use `gradwise predict {run_path} messages.csv` on raw text, or the weights in "
+                          "checkpoints/ with the run's tokenizer.json.")
     # never run.bundle: that is the training data, which an export does not need (and may not have at hand)
     task = getattr(run, "task", None) or pre.task
     shape = getattr(pre, "input_shape", None)

@@ -273,24 +273,47 @@ def _recurrent(kind: str, input_shape: tuple[int, ...], n_outputs: int, hidden_s
 
 def rnn(input_shape: tuple[int, ...], n_outputs: int, *, hidden_size: int | None = None,
         num_layers: int | None = None, activation: str = "relu", norm: str | None = None, dropout: float = 0.0,
-        bidirectional: bool = False, pool: str = "last") -> nn.Module:
-    """Elman RNN (tanh cell) over (T, F) sequences; a flat (L,) input is L steps of 1 feature."""
+        bidirectional: bool = False, pool: str = "last", vocab_size: int | None = None,
+        embed_dim: int | None = None) -> nn.Module:
+    """Elman RNN (tanh cell) over (T, F) sequences; a flat (L,) input is L steps of 1 feature.
+
+    With ``vocab_size`` (a text run) the input is (L,) token ids: embedded (``embed_dim``, default hidden_size)
+    and read as packed sequences, so padding never reaches the cell.
+    """
+    if vocab_size is not None:
+        return text_recurrent("rnn", input_shape, n_outputs, vocab_size, hidden_size, num_layers, activation, norm,
+                              dropout, bidirectional, pool, embed_dim)
     return _recurrent("rnn", input_shape, n_outputs, hidden_size, num_layers, activation, norm, dropout,
                       bidirectional, pool)
 
 
 def gru(input_shape: tuple[int, ...], n_outputs: int, *, hidden_size: int | None = None,
         num_layers: int | None = None, activation: str = "relu", norm: str | None = None, dropout: float = 0.0,
-        bidirectional: bool = False, pool: str = "last") -> nn.Module:
-    """GRU over (T, F) sequences; a flat (L,) input is L steps of 1 feature."""
+        bidirectional: bool = False, pool: str = "last", vocab_size: int | None = None,
+        embed_dim: int | None = None) -> nn.Module:
+    """GRU over (T, F) sequences; a flat (L,) input is L steps of 1 feature.
+
+    With ``vocab_size`` (a text run) the input is (L,) token ids: embedded (``embed_dim``, default hidden_size)
+    and read as packed sequences, so padding never reaches the cell.
+    """
+    if vocab_size is not None:
+        return text_recurrent("gru", input_shape, n_outputs, vocab_size, hidden_size, num_layers, activation, norm,
+                              dropout, bidirectional, pool, embed_dim)
     return _recurrent("gru", input_shape, n_outputs, hidden_size, num_layers, activation, norm, dropout,
                       bidirectional, pool)
 
 
 def lstm(input_shape: tuple[int, ...], n_outputs: int, *, hidden_size: int | None = None,
          num_layers: int | None = None, activation: str = "relu", norm: str | None = None, dropout: float = 0.0,
-         bidirectional: bool = False, pool: str = "last") -> nn.Module:
-    """LSTM over (T, F) sequences; a flat (L,) input is L steps of 1 feature."""
+         bidirectional: bool = False, pool: str = "last", vocab_size: int | None = None,
+         embed_dim: int | None = None) -> nn.Module:
+    """LSTM over (T, F) sequences; a flat (L,) input is L steps of 1 feature.
+
+    With ``vocab_size`` (a text run) the input is (L,) token ids: see `gru`.
+    """
+    if vocab_size is not None:
+        return text_recurrent("lstm", input_shape, n_outputs, vocab_size, hidden_size, num_layers, activation, norm,
+                              dropout, bidirectional, pool, embed_dim)
     return _recurrent("lstm", input_shape, n_outputs, hidden_size, num_layers, activation, norm, dropout,
                       bidirectional, pool)
 
@@ -325,7 +348,7 @@ def _auto_patch(steps: int) -> int:
 def transformer(input_shape: tuple[int, ...], n_outputs: int, *, hidden_size: int | None = None,
                 num_layers: int | None = None, heads: int | None = None, activation: str = "gelu",
                 norm: str | None = None, dropout: float = 0.0, ff_mult: int = 2,
-                patch_size: int | None = None) -> nn.Module:
+                patch_size: int | None = None, vocab_size: int | None = None) -> nn.Module:
     """Pre-LN Transformer encoder over (T, F) sequences; a flat (L,) input is L tokens of 1 feature.
 
     Tokens get a learned positional embedding, so the model is tied to the sequence length T. ``patch_size`` > 1
@@ -333,7 +356,13 @@ def transformer(input_shape: tuple[int, ...], n_outputs: int, *, hidden_size: in
     univariate signal of 16 or more steps is cut into patches about sqrt(T) long (as many tokens as a token has
     steps: a single time step carries too little to attend over, PatchTST's observation); sequences with several
     features per step keep one token per step.
+
+    With ``vocab_size`` (a text run) the input is (L,) token ids: one token each, embedded, with the padding masked
+    out of attention and of the mean pooling.
     """
+    if vocab_size is not None:
+        return text_transformer(input_shape, n_outputs, vocab_size, hidden_size, num_layers, heads, activation, norm,
+                                dropout, ff_mult)
     steps, n_features = _sequence_shape(input_shape)
     if patch_size is None:
         patch_size = _auto_patch(steps) if n_features == 1 and steps >= 16 else 1
@@ -366,3 +395,168 @@ def transformer(input_shape: tuple[int, ...], n_outputs: int, *, hidden_size: in
     head.append(nn.Linear(hidden_size, n_outputs))
     blocks.append(("head", nn.Sequential(*head)))
     return _sequential(blocks)
+
+
+# --------------------------------------------------------------------------------------------------- token ids
+# Text runs (data.text) feed (N, L) int64 token ids, right-padded with id 0 (gradwise.data.text.PAD_ID). Every model
+# here derives the padding mask from the ids and keeps padding out of every computation: EmbeddingBag's
+# padding_idx, packed sequences, attention key masks and masked pooling. So a text gives the same output whatever
+# it is padded to (tests/test_text.py). The embedding is the first layer with parameters: gradwise keeps the
+# inputs int64 for it, and the doctor knows they are ids, not measurements.
+
+PAD_ID = 0
+
+
+def _text_dims(input_shape: tuple[int, ...], model: str, vocab_size: int | None) -> int:
+    if vocab_size is None:
+        raise ModelError(f"model '{model}' on token ids needs a vocabulary: train it on text (data.text: [column] in "
+                         "the config) or use a model for numbers (mlp, cnn1d, ...).")
+    if len(input_shape) != 1:
+        raise ModelError(f"model '{model}' reads token ids shaped (L,) per sample, got {tuple(input_shape)}.")
+    return int(input_shape[0])
+
+
+class BagOfEmbeddings(nn.Module):
+    """Mean of the token (and optionally hashed bigram) embeddings of each text: fastText's classifier body."""
+
+    def __init__(self, vocab_size: int, dim: int, bigram_buckets: int, mode: str = "mean") -> None:
+        super().__init__()
+        self.vocab_size, self.buckets = vocab_size, bigram_buckets
+        self.bag = nn.EmbeddingBag(vocab_size + bigram_buckets, dim, mode=mode, padding_idx=PAD_ID)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.buckets and ids.shape[1] > 1:
+            a, b = ids[:, :-1], ids[:, 1:]
+            # a pair with padding in it is padding: it must not count, or the padded length would change the mean
+            pairs = torch.where((a != PAD_ID) & (b != PAD_ID),
+                                (a * 1_000_003 + b) % self.buckets + self.vocab_size, torch.zeros_like(a))
+            ids = torch.cat([ids, pairs], dim=1)
+        return self.bag(ids)
+
+    def extra_repr(self) -> str:
+        return f"vocab_size={self.vocab_size}, bigram_buckets={self.buckets}"
+
+
+def embedding_bag(input_shape: tuple[int, ...], n_outputs: int, *, vocab_size: int | None = None,
+                  hidden_size: int | None = None, dropout: float = 0.0, bigrams: int = 0,
+                  mode: str = "mean") -> nn.Module:
+    """fastText-like: the mean of the tokens' embeddings (padding left out), then one linear layer.
+
+    ``hidden_size``: the embedding width (64). ``bigrams``: buckets of hashed word-pair embeddings added to the
+    bag (0: none; fastText uses millions, a few 10k suit small data). ``mode``: mean (fastText), sum (keeps how
+    long the text is) or max.
+    """
+    _text_dims(input_shape, "embedding_bag", vocab_size)
+    assert vocab_size is not None
+    _check_choice("embedding_bag", "mode", mode, ("mean", "sum", "max"))
+    dim = hidden_size or 64
+    head: list[nn.Module] = [nn.Dropout(dropout)] if dropout > 0 else []
+    head.append(nn.Linear(dim, n_outputs))
+    return _sequential([("embed", BagOfEmbeddings(vocab_size, dim, int(bigrams), mode)),
+                        ("head", nn.Sequential(*head))])
+
+
+def _masked_pool(x: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """Mean or max over the real tokens of (N, T, H) only; a text with no token gives zeros."""
+    m = mask.unsqueeze(-1)
+    if mode == "max":
+        return x.masked_fill(~m, float("-inf")).amax(1).masked_fill(~m.any(1), 0.0)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+class TextRecurrent(nn.Module):
+    """Token ids → embeddings → RNN/GRU/LSTM over the real tokens only (packed) → one (N, H·dirs) vector."""
+
+    def __init__(self, kind: str, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int,
+                 dropout: float, bidirectional: bool, pool: str) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        self.drop = nn.Dropout(dropout)
+        cls = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[kind]
+        self.rnn = cls(embed_dim, hidden_size, num_layers=num_layers, batch_first=True,
+                       dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
+        self.pool = pool
+        self.directions = 2 if bidirectional else 1
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        mask = ids != PAD_ID
+        # an empty text still gets one step (its padding embedding, all zeros): a packed sequence cannot be empty
+        lengths = mask.sum(1).clamp(min=1)
+        x = self.drop(self.embed(ids))
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, state = self.rnn(packed)
+        if self.pool in ("mean", "max"):
+            seq, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])
+            return _masked_pool(seq, mask, self.pool)
+        h_n = state[0] if isinstance(state, tuple) else state
+        # packed: each text's final state is the one after its last real token, never after padding
+        return torch.cat(list(h_n[-self.directions:]), dim=1)
+
+
+def text_recurrent(kind: str, input_shape: tuple[int, ...], n_outputs: int, vocab_size: int | None,
+                   hidden_size: int | None, num_layers: int | None, activation: str, norm: str | None,
+                   dropout: float, bidirectional: bool, pool: str, embed_dim: int | None) -> nn.Module:
+    """rnn/gru/lstm on token ids: an embedding, the packed recurrent encoder, the usual small head."""
+    _text_dims(input_shape, kind, vocab_size)
+    assert vocab_size is not None
+    _check_choice(kind, "pool", pool, ("last", "mean", "max"))
+    hidden_size = hidden_size or 128
+    encoder = TextRecurrent(kind, vocab_size, embed_dim or hidden_size, hidden_size, num_layers or 1, dropout,
+                            bidirectional, pool)
+    n_summary = hidden_size * encoder.directions
+    head: list[nn.Module] = []
+    norm_layer = make_norm(norm or "layer", n_summary, 0)
+    if norm_layer is not None:
+        head.append(norm_layer)
+    head += [nn.Linear(n_summary, hidden_size), make_activation(activation)]
+    if dropout > 0:
+        head.append(nn.Dropout(dropout))
+    head.append(nn.Linear(hidden_size, n_outputs))
+    return _sequential([("encoder", encoder), ("head", nn.Sequential(*head))])
+
+
+class TextTransformer(nn.Module):
+    """Token ids → embeddings + learned positions → pre-LN encoder layers with a key padding mask → masked mean."""
+
+    def __init__(self, vocab_size: int, max_length: int, hidden_size: int, heads: int, num_layers: int,
+                 ff_mult: int, dropout: float, activation: str) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, hidden_size, padding_idx=PAD_ID)
+        # a table of its own, not a bare Parameter: the token embedding stays the first module with parameters,
+        # which is how gradwise (and the doctor) tell a model on ids. Small init: positions nudge the tokens.
+        self.position = nn.Embedding(max_length, hidden_size)
+        nn.init.normal_(self.position.weight, std=0.02)
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(hidden_size, heads, dim_feedforward=ff_mult * hidden_size, dropout=dropout,
+                                       activation=make_activation(activation), batch_first=True, norm_first=True)
+            for _ in range(num_layers))
+        self.norm = nn.LayerNorm(hidden_size)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        mask = ids != PAD_ID
+        # an empty text attends to its first (padding) position: a row with every key masked would give NaN
+        keys = mask.clone()
+        keys[:, 0] = True
+        x = self.embed(ids) + self.position.weight[:ids.shape[1]]
+        for layer in self.layers:
+            x = layer(x, src_key_padding_mask=~keys)
+        return _masked_pool(self.norm(x), mask, "mean")
+
+
+def text_transformer(input_shape: tuple[int, ...], n_outputs: int, vocab_size: int | None,
+                     hidden_size: int | None, num_layers: int | None, heads: int | None, activation: str,
+                     norm: str | None, dropout: float, ff_mult: int) -> nn.Module:
+    """transformer on token ids (padding masked in attention and pooling)."""
+    steps = _text_dims(input_shape, "transformer", vocab_size)
+    assert vocab_size is not None
+    hidden_size, heads = hidden_size or 64, heads or 4
+    if norm == "batch":
+        raise ModelError("transformer: norm='batch' is not supported; the encoder uses LayerNorm. "
+                         "Fix: set model.norm to 'layer' (or leave it unset).")
+    if hidden_size % heads:
+        raise ModelError(f"transformer: hidden_size={hidden_size} is not divisible by heads={heads}. "
+                         f"Fix: choose model.hidden_size as a multiple of model.heads (e.g. {heads * 16}).")
+    encoder = TextTransformer(vocab_size, steps, hidden_size, heads, num_layers or 2, ff_mult, dropout, activation)
+    head: list[nn.Module] = [nn.Dropout(dropout)] if dropout > 0 else []
+    head.append(nn.Linear(hidden_size, n_outputs))
+    return _sequential([("encoder", encoder), ("head", nn.Sequential(*head))])

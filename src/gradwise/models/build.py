@@ -29,7 +29,10 @@ MODELS: dict[str, ModelBuilder] = {
     "gru": arch.gru,
     "lstm": arch.lstm,
     "transformer": arch.transformer,
+    "embedding_bag": arch.embedding_bag,
 }
+# the models that read token ids (a data.text run): embedding_bag only does; the sequence models do with a vocab
+TEXT_MODELS = ("embedding_bag", "rnn", "gru", "lstm", "transformer")
 
 # Sample ranks (dims without the batch) each model accepts, what they mean, and what to use instead otherwise.
 _SHAPES: dict[str, tuple[tuple[int, ...], str]] = {
@@ -142,15 +145,18 @@ def _import_factory(spec: str) -> Callable[..., Any]:
     return obj
 
 
-def _build_from_factory(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int, task: str) -> nn.Module:
+def _build_from_factory(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int, task: str,
+                        vocab_size: int | None = None) -> nn.Module:
     assert cfg.factory is not None
     fn = _import_factory(cfg.factory)
     kwargs: dict[str, Any] = dict(cfg.options)
     names, _ = _signature_params(fn)
     # Only explicitly named parameters get the shape info: a **kwargs factory often forwards everything to a
     # constructor that would reject unexpected names.
-    for key, value in (("input_shape", tuple(input_shape)), ("n_outputs", n_outputs), ("task", task)):
-        if key in names:
+    # a text run's factory also gets vocab_size (its inputs are (N, L) int64 ids, 0 = padding)
+    for key, value in (("input_shape", tuple(input_shape)), ("n_outputs", n_outputs), ("task", task),
+                       ("vocab_size", vocab_size)):
+        if key in names and (key != "vocab_size" or value is not None):
             kwargs[key] = value
     try:
         model = fn(**kwargs)
@@ -163,15 +169,19 @@ def _build_from_factory(cfg: ModelConfig, input_shape: tuple[int, ...], n_output
     return model
 
 
-def _build_builtin(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+def _build_builtin(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int,
+                   vocab_size: int | None = None) -> nn.Module:
     name = cfg.name.strip().lower()
     if name not in MODELS:
         raise unknown_name_error("model", cfg.name, list(MODELS), "name")
     builder = MODELS[name]
+    if vocab_size is not None and name not in TEXT_MODELS:
+        raise ModelError(f"model '{name}' cannot read token ids (this run has data.text); use one of "
+                         f"{', '.join(TEXT_MODELS)}, or your own model.factory.")
     _check_shape(name, input_shape)
     accepted, _ = _signature_params(builder)
-    accepted -= {"input_shape", "n_outputs"}
-    kwargs: dict[str, Any] = {}
+    accepted -= {"input_shape", "n_outputs", "vocab_size"}  # vocab_size comes from the data, never from options
+    kwargs: dict[str, Any] = {} if vocab_size is None else {"vocab_size": int(vocab_size)}
     ignored: list[str] = []
     for field in _ARCH_FIELDS:
         value = getattr(cfg, field)
@@ -207,12 +217,14 @@ def _build_builtin(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: in
                          f"{kwargs}: {exc}") from exc
 
 
-def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int, task: str) -> nn.Module:
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int, task: str,
+                vocab_size: int | None = None) -> nn.Module:
     """Build the model described by ``cfg`` for samples of ``input_shape`` (no batch dim).
 
     The model maps a batch (N, *input_shape) to (N, n_outputs) raw outputs (logits for classification, no softmax).
     ``cfg.factory`` ("package.module:function") takes precedence over ``cfg.name``.
     ``cfg.init`` is applied to every Linear/Conv (and recurrent/attention) weight after building, biases zeroed.
+    ``vocab_size`` (a text run's tokenizer): the samples are (L,) int64 token ids, 0 = padding.
     """
     if task not in TASKS:
         raise ModelError(f"task '{task}' is not supported; expected one of {', '.join(TASKS)}.")
@@ -228,8 +240,9 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int, 
         raise ConfigError(f"model.init_value={cfg.init_value} is only used by model.init=constant, but model.init is "
                           f"'{cfg.init}'; set model.init=constant or remove model.init_value.")
     if cfg.factory:
-        model = _build_from_factory(cfg, input_shape, int(n_outputs), task)
+        model = _build_from_factory(cfg, input_shape, int(n_outputs), task, vocab_size)
     else:
-        model = _build_builtin(cfg.model_copy(update={"activation": activation}), input_shape, int(n_outputs))
+        model = _build_builtin(cfg.model_copy(update={"activation": activation}), input_shape, int(n_outputs),
+                               vocab_size)
     apply_init(model, init, activation, cfg.init_value)
     return model

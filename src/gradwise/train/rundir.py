@@ -143,6 +143,7 @@ RUN_FILES = frozenset({
     "config.yaml", "metrics.jsonl", "findings.jsonl", "summary.json", "checkpoints", "preprocess.json",
     "preprocess.pkl", "data_report.json", "lr_find.json", "lr_find.png", "steps.jsonl", "probes.jsonl",
     "report.html", "error.txt", "export", "metrics.csv", "tensorboard", "mlflow_run.json", LOCK_FILE,
+    "tokenizer.json",  # a data.text run's fitted tokenizer
 })
 
 
