@@ -1,0 +1,52 @@
+"""`gradwise train CONFIG --nproc N`: N processes on this machine, started by torch's own launcher.
+
+It is `torchrun --standalone --nproc-per-node N -m gradwise train CONFIG ...` run in this process
+(`torch.distributed.run`, the elastic agent: a rendezvous on a free local port, one worker per process with RANK,
+WORLD_SIZE and LOCAL_RANK set, and OMP_NUM_THREADS=1 unless it is set). On several machines, call torchrun itself
+(README "Training on several processes and machines"); the training is the same.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+from rich.console import Console
+
+from gradwise.signals import exit_status
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """Run `gradwise train ARGV` in `nproc` processes; the exit status of the run (0, 1 failed, 2 bad input, 128+N
+    stopped by signal N)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    args = get_args_parser().parse_args(["--standalone", "--nproc-per-node", str(nproc), "--module", "gradwise",
+                                         "train", *argv])
+    try:
+        run(args)
+    except SignalException as exc:  # the launcher got SIGTERM/SIGINT: it passed it on to the processes
+        return exit_status(exc.sigval)
+    except ChildFailedError as exc:
+        codes = {rank: failure.exitcode for rank, failure in exc.failures.items()}
+        return _status(codes)
+    return 0
+
+
+def _status(codes: dict[int, int]) -> int:
+    """One exit status for the processes' exit codes (those that failed): a stop by signal when that is all there
+    is (every process stopped at the same step and rank 0 recorded it), else the first failure's."""
+    stops = {exit_status(signal.SIGINT), exit_status(signal.SIGTERM)}
+    if all(code in stops for code in codes.values()):
+        return max(codes.values())
+    rank, code = min(((r, c) for r, c in codes.items() if c not in stops and c != 1), default=min(codes.items()))
+    if code < 0:  # killed by a signal (the OOM killer: SIGKILL), so it could not say why itself
+        Console(stderr=True, highlight=False).print(
+            f"error: process rank {rank} was killed by {signal.Signals(-code).name}; the others were stopped. The "
+            "last checkpoint is intact: `gradwise train --resume DIR --nproc N` continues from it.", markup=False)
+        return 1
+    if code not in (1, 2):
+        print(f"error: process rank {rank} exited with status {code}; the others were stopped.", file=sys.stderr)
+    return code if code in (1, 2) else 1
