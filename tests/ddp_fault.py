@@ -5,7 +5,8 @@
 runs `gradwise train ARGS` (the real CLI) in each process that torchrun starts; right after optimizer step STEP
 (counted over the whole run), process RANK does WHAT:
 
-* `kill`: SIGKILL to the whole process group (launcher and every process: a machine that loses power);
+* `kill`: once the checkpoints written so far have landed, SIGKILL to the whole process group (launcher and every
+  process: a machine that loses power);
 * `pause`: writes DIR/.paused-rank-RANK (its pid) and waits, up to 120 s, for a signal (the test sends SIGTERM to
   this one process only);
 * `nan`: the next step's batch of this process only is NaN (a bad row on one machine).
@@ -39,6 +40,7 @@ def main() -> None:
         if not mine or self.step != int(step):
             return
         if what == "kill":
+            self.checkpoints.flush()  # the step checkpoints so far have landed: the point of the kill is exact
             os.killpg(os.getpgid(0), signal.SIGKILL)
         if what == "pause":
             (run_dir / f".paused-rank-{rank}").write_text(str(os.getpid()))

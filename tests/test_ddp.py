@@ -201,16 +201,16 @@ def test_ddp_checkpoint_evaluates_and_resumes_in_one_process(ddp_run: Path, tmp_
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None:
-    """Killed (the whole group, SIGKILL) after step 5 of 3 epochs x 4 steps, with dropout and a step checkpoint
-    every 2 steps; `--resume DIR --nproc 2` ends with the weights of an uninterrupted run, bit for bit."""
+    """Killed (the whole group, SIGKILL) after step 7 of 3 epochs x 4 steps, with dropout and a step checkpoint
+    every 2 steps (the last one at step 6, mid-epoch 2); `--resume DIR --nproc 2` ends with the weights of an uninterrupted run, bit for bit."""
     args = [*TINY, "model.dropout=0.3", "train.epochs=3", "train.batch_size=16", "train.checkpoint_every=2"]
     ref = gw("train", *args, "--out", "ref", "--nproc", "2", cwd=tmp_path)
     assert ref.returncode == 0, ref.stderr
-    killed = fault("kill", 0, 5, *args, "--out", str(tmp_path / "run"), cwd=tmp_path)
+    killed = fault("kill", 0, 7, *args, "--out", str(tmp_path / "run"), cwd=tmp_path)
     killed.communicate(timeout=240)
     assert killed.returncode != 0
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
-    assert 0 < state["batch_in_epoch"] and state["step"] in (2, 4)  # mid-epoch 2
+    assert state["batch_in_epoch"] == 2 and state["step"] == 6  # mid-epoch 2
     # a mid-epoch checkpoint of 2 processes is refused on 1, leaving the directory as it was
     one = gw("train", "--resume", "run", cwd=tmp_path)
     assert one.returncode == 2 and "in the middle of epoch 2 by 2 process(es)" in one.stderr
