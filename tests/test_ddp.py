@@ -202,7 +202,8 @@ def test_ddp_checkpoint_evaluates_and_resumes_in_one_process(ddp_run: Path, tmp_
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None:
     """Killed (the whole group, SIGKILL) after step 7 of 3 epochs x 4 steps, with dropout and a step checkpoint
-    every 2 steps (the last one at step 6, mid-epoch 2); `--resume DIR --nproc 2` ends with the weights of an uninterrupted run, bit for bit."""
+    every 2 steps (the last one at step 6, mid-epoch 2); `--resume DIR --nproc 2` ends with the weights of an
+    uninterrupted run, bit for bit."""
     args = [*TINY, "model.dropout=0.3", "train.epochs=3", "train.batch_size=16", "train.checkpoint_every=2"]
     ref = gw("train", *args, "--out", "ref", "--nproc", "2", cwd=tmp_path)
     assert ref.returncode == 0, ref.stderr
@@ -296,3 +297,40 @@ def test_two_nodes_on_localhost_write_one_run_directory(tmp_path: Path) -> None:
     assert len(runs) == 1
     s = summary(runs[0] / "run")
     assert s["status"] == "completed" and s["processes"] == 2 and len(rows(runs[0] / "run")) == 2
+
+
+USER_SCRIPT = '''
+import sys
+import torch.distributed as dist
+from sklearn.datasets import load_iris
+from torch import nn
+
+import gradwise
+
+dist.init_process_group("gloo")  # the user's own set-up: gradwise joins this group and leaves it open
+X, y = load_iris(return_X_y=True)
+model = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 3))
+run = gradwise.fit(model, (X[:120], y[:120]), val=(X[120:], y[120:]), loss="cross_entropy", epochs=3,
+                   batch_size=16, out=sys.argv[1], progress="none", threads=1)
+assert dist.is_initialized()
+print("rank", dist.get_rank(), "status", run.status, "processes", run.summary["processes"],
+      "val_loss", run.history[-1]["val_loss"])
+dist.destroy_process_group()
+'''
+
+
+@pytest.mark.slow
+def test_fit_inside_a_users_torchrun_script(tmp_path: Path) -> None:
+    """`gradwise.fit` on each process of the user's own torchrun script: one data-parallel run, one directory,
+    the same validation loss on both processes."""
+    script = tmp_path / "train.py"
+    script.write_text(USER_SCRIPT)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(script), str(tmp_path / "run")], capture_output=True, text=True, cwd=tmp_path,
+                          env=_env(), timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = sorted(line for line in done.stdout.splitlines() if line.startswith("rank"))
+    assert [line.split()[:6] for line in lines] == [["rank", "0", "status", "completed", "processes", "2"],
+                                                      ["rank", "1", "status", "completed", "processes", "2"]]
+    assert lines[0].split()[-1] == lines[1].split()[-1]  # the same global metrics on both processes
+    assert summary(tmp_path / "run")["processes"] == 2 and len(rows(tmp_path / "run")) == 3

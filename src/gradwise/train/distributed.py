@@ -114,7 +114,7 @@ class Distributed:
         self.created = created  # gradwise made the process group, so it closes it
         self.ddp: DistributedDataParallel | None = None
         self.pending_signal: int | None = None  # a signal this process got, not yet agreed on
-        self.saved_world: int | None = None  # the process count of the checkpoint a resume starts from
+        self._window_rows: int | None = None  # rows of the current step over all processes (None: not known)
 
     @property
     def is_main(self) -> bool:
@@ -198,10 +198,11 @@ class Distributed:
         gradients the gradient of the global batch's mean loss: processes x local rows / global rows. It is 1.0
         when every process has the same number of rows; the last batch of an epoch can be uneven."""
         rows = getattr(trainer.train_loader, "global_rows", None)
+        self._window_rows = None
         if rows is None:  # a loader of the user's: DDP's plain average
             return 1.0
         first = trainer.batch_in_epoch * trainer.accumulate
-        total = sum(rows(first + k) for k in range(len(window)))
+        self._window_rows = total = sum(rows(first + k) for k in range(len(window)))
         local = sum(len(b[1]) for b in window)
         return self.world * local / total
 
@@ -210,7 +211,12 @@ class Distributed:
         return contextlib.nullcontext() if last or self.ddp is None else self.ddp.no_sync()
 
     def step_loss(self, loss: torch.Tensor, rows: int) -> tuple[torch.Tensor, int]:
-        """(the global batch's mean loss, its rows) from this process's weighted loss and rows: one all-reduce."""
+        """(the global batch's mean loss, its rows) from this process's weighted loss and rows: one all-reduce, on
+        the loss's device and without waiting for it (the rows are known from the loader: no host sync on a GPU)."""
+        if self._window_rows is not None:
+            total = loss.detach().clone()
+            self._all_reduce(total, dist.ReduceOp.SUM)
+            return total / self.world, self._window_rows
         both = torch.stack([loss.detach().double().reshape(()), torch.tensor(float(rows), dtype=torch.float64,
                                                                              device=loss.device)])
         self._all_reduce(both, dist.ReduceOp.SUM)
