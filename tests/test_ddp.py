@@ -137,6 +137,7 @@ def test_launcher_exit_status() -> None:
     assert _status({0: 143, 1: 143}) == 143  # both stopped by SIGTERM at the same step
     assert _status({1: 2, 0: 1}) == 2  # rank 1's bad input; rank 0 stopped because of it
     assert _status({0: 1}) == 1
+    assert _status({0: 130, 1: 1}) == 130  # Ctrl-C during start-up: rank 0 stopped, rank 1 lost its peer
 
 
 # ------------------------------------------------------------------------------- 2 processes

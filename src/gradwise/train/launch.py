@@ -37,10 +37,12 @@ def launch(nproc: int, argv: list[str]) -> int:
 
 def _status(codes: dict[int, int]) -> int:
     """One exit status for the processes' exit codes (those that failed): a stop by signal when that is all there
-    is (every process stopped at the same step and rank 0 recorded it), else the first failure's."""
+    is (every process stopped at the same step and rank 0 recorded it), else the first failure's (1: a process
+    that stopped because another one failed)."""
     stops = {exit_status(signal.SIGINT), exit_status(signal.SIGTERM)}
-    if all(code in stops for code in codes.values()):
-        return max(codes.values())
+    if any(code in stops for code in codes.values()) and all(code in stops or code == 1 for code in codes.values()):
+        # stopped by a signal (during start-up, a process that got it alone stops, the others then fail with 1)
+        return max(code for code in codes.values() if code in stops)
     rank, code = min(((r, c) for r, c in codes.items() if c not in stops and c != 1), default=min(codes.items()))
     if code < 0:  # killed by a signal (the OOM killer: SIGKILL), so it could not say why itself
         Console(stderr=True, highlight=False).print(
