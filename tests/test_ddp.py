@@ -335,3 +335,18 @@ def test_fit_inside_a_users_torchrun_script(tmp_path: Path) -> None:
                                                       ["rank", "1", "status", "completed", "processes", "2"]]
     assert lines[0].split()[-1] == lines[1].split()[-1]  # the same global metrics on both processes
     assert summary(tmp_path / "run")["processes"] == 2 and len(rows(tmp_path / "run")) == 3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (NCCL)")
+def test_nccl_on_two_gpus_matches_one_gpu(tmp_path: Path) -> None:
+    """The NCCL path: one process per GPU (LOCAL_RANK), fp32 so that the comparison is tight; TF32 matmuls and
+    atomics make GPU sums vary, hence 1e-3."""
+    gpu = [*TINY, "train.device=cuda", "train.precision=fp32", "train.epochs=3"]
+    two = gw("train", *gpu, "train.batch_size=16", "--out", "two", "--nproc", "2", cwd=tmp_path)
+    assert two.returncode == 0, two.stderr
+    one = gw("train", *gpu, "train.batch_size=32", "--out", "one", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    assert summary(tmp_path / "two")["processes"] == 2 and summary(tmp_path / "two")["device"] == "cuda:0"
+    for a, b in zip(rows(tmp_path / "two"), rows(tmp_path / "one"), strict=True):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-3)
