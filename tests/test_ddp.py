@@ -33,6 +33,9 @@ TINY = ["data.dataset=iris", "model.name=mlp", "train.progress=none"]
 
 def _env() -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    # the processes import the gradwise these tests import (they run in a temporary working directory)
+    src = str(Path(gradwise.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
     return env
