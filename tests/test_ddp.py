@@ -353,3 +353,17 @@ def test_nccl_on_two_gpus_matches_one_gpu(tmp_path: Path) -> None:
     assert summary(tmp_path / "two")["processes"] == 2 and summary(tmp_path / "two")["device"] == "cuda:0"
     for a, b in zip(rows(tmp_path / "two"), rows(tmp_path / "one"), strict=True):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_one_process_run_resumes_on_two(tmp_path: Path) -> None:
+    """A one-process checkpoint (no `module.` prefixes, one random state) goes on data-parallel at an epoch end."""
+    one = gradwise.train(None, [*TINY, "train.epochs=2", "train.batch_size=16", "train.threads=1",
+                                f"out={tmp_path / 'run'}"])
+    assert one.status == "completed" and one.summary["processes"] == 1
+    done = gw("train", "--resume", "run", "train.epochs=3", "--nproc", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    s = summary(tmp_path / "run")
+    assert s["status"] == "completed" and s["processes"] == 2 and s["resumed"]
+    steps = [r["step"] for r in rows(tmp_path / "run")]
+    assert steps == [7, 14, 18]  # 7 steps of 16 rows per epoch, then 4 of 2 x 16
