@@ -3,13 +3,15 @@
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/ddp_fault.py WHAT RANK STEP -- ARGS
 
 runs `gradwise train ARGS` (the real CLI) in each process that torchrun starts; right after optimizer step STEP
-(counted over the whole run), process RANK does WHAT:
+(counted over the whole run; `nan`: at that step), process RANK does WHAT:
 
 * `kill`: once the checkpoints written so far have landed, SIGKILL to the whole process group (launcher and every
   process: a machine that loses power);
 * `pause`: writes DIR/.paused-rank-RANK (its pid) and waits, up to 120 s, for a signal (the test sends SIGTERM to
   this one process only);
-* `nan`: the next step's batch of this process only is NaN (a bad row on one machine).
+* `nan`: that step's batch of this process only is NaN (a bad row on one machine);
+* `stop`: this process alone sets `should_stop` after that step (a callback of the user's that looks at its own
+  batches only).
 
 DIR is the value after --out or --resume.
 """
@@ -39,6 +41,8 @@ def main() -> None:
         real_step(self, window)
         if not mine or self.step != int(step):
             return
+        if what == "stop":
+            self.should_stop, self.stop_reason = True, f"rank {rank} asked to stop"
         if what == "kill":
             self.checkpoints.flush()  # the step checkpoints so far have landed: the point of the kill is exact
             os.killpg(os.getpgid(0), signal.SIGKILL)

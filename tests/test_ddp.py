@@ -276,6 +276,17 @@ def test_doctor_flags_a_nan_on_one_process_only(tmp_path: Path) -> None:
     assert any(f["code"] == "nonfinite_values" and f["step"] == 4 for f in findings)
 
 
+@pytest.mark.slow
+def test_should_stop_on_one_process_stops_both(tmp_path: Path) -> None:
+    """A callback on rank 1 alone stops the run after step 5: rank 0 stops at that step too, with rank 1's reason."""
+    proc = fault("stop", 1, 5, *TINY, "train.epochs=20", "train.batch_size=16", "--out", str(tmp_path / "run"),
+                 cwd=tmp_path)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    s = summary(tmp_path / "run")
+    assert s["status"] == "completed" and s["steps"] == 5 and s["stop_reason"] == "rank 1 asked to stop"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
