@@ -114,8 +114,8 @@ def app(ctx: click.Context) -> None:
               help="Allow importing the model.factory module that the run directory's config.yaml names (it runs "
                    "that module's code; GRADWISE_TRUSTED_MODULES=mypkg allows one package for good).")
 @click.option("--nproc", type=click.IntRange(min=1), metavar="N",
-              help="Train data-parallel in N processes on this machine (one per GPU, or CPU processes with one "
-                   "thread each), started by torch's launcher (torchrun); train.batch_size is per process.")
+              help="Train data-parallel in N processes on this machine (one per GPU, or CPU processes sharing the "
+                   "cores), started by torch's launcher (torchrun); train.batch_size is per process.")
 def train(args: tuple[str, ...], out: Path | None, resume: Path | None, quiet: bool, overwrite: bool,
           trust_code: bool, nproc: int | None) -> int:
     """Train a model from a YAML config and/or KEY=VALUE overrides.

@@ -2,12 +2,14 @@
 
 It is `torchrun --standalone --nproc-per-node N -m gradwise train CONFIG ...` run in this process
 (`torch.distributed.run`, the elastic agent: a rendezvous on a free local port, one worker per process with RANK,
-WORLD_SIZE and LOCAL_RANK set, and OMP_NUM_THREADS=1 unless it is set). On several machines, call torchrun itself
-(README "Training on several processes and machines"); the training is the same.
+WORLD_SIZE and LOCAL_RANK set), each process with torch's threads / N CPU threads unless OMP_NUM_THREADS is set.
+On several machines, call torchrun itself (README "Training on several processes and machines"); the training is
+the same.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -25,6 +27,12 @@ def launch(nproc: int, argv: list[str]) -> int:
 
     args = get_args_parser().parse_args(["--standalone", "--nproc-per-node", str(nproc), "--module", "gradwise",
                                          "train", *argv])
+    if "OMP_NUM_THREADS" not in os.environ:
+        # torchrun would give every process 1 thread (and print a banner saying so); the cores are shared out
+        # instead: torch's threads (one per physical core) / N each, at least 1. A count that is set is kept.
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = str(max(1, torch.get_num_threads() // nproc))
     try:
         run(args)
     except SignalException as exc:  # the launcher got SIGTERM/SIGINT: it passed it on to the processes
