@@ -23,7 +23,7 @@ import torch
 import gradwise
 from gradwise.cli import main as cli_main
 from gradwise.data.loaders import DatasetLoader, TensorLoader, batch_part, block, global_batches
-from gradwise.errors import ConfigError
+from gradwise.errors import CheckpointError, ConfigError
 from gradwise.train.distributed import check_resume_world, resolve_strategy
 from gradwise.train.launch import _status
 
@@ -134,6 +134,12 @@ def test_mid_epoch_checkpoint_resumes_on_its_own_process_count_only() -> None:
     check_resume_world({**state, "batch_in_epoch": 0}, 1, "last.pt")  # at an epoch boundary: any count
     with pytest.raises(ConfigError, match=r"middle of epoch 2 by 2 process\(es\).*--nproc 2"):
         check_resume_world(state, 1, "last.pt")
+    from gradwise.train.checkpoint import rng_state
+
+    check_resume_world({**state, "rng_ranks": [rng_state(), rng_state()]}, 2, "last.pt")
+    for damaged in ([rng_state()], [rng_state(), {"torch": "x"}], "x"):
+        with pytest.raises(CheckpointError, match=r"'rng_ranks'\) are damaged"):
+            check_resume_world({**state, "rng_ranks": damaged}, 2, "last.pt")
 
 
 def test_launcher_exit_status() -> None:

@@ -285,13 +285,11 @@ class Distributed:
             return {**state, "rng": states[self.rank]}
         if self.rank == 0:
             return state
-        from gradwise.train.checkpoint import rng_state, seed_everything
+        from gradwise.train.checkpoint import rng_state, seed_everything, set_rng_state
 
         keep = rng_state()
         seed_everything(_rank_seed(int(state.get("step", 0)), self.rank))
         fresh = rng_state()
-        from gradwise.train.checkpoint import set_rng_state
-
         set_rng_state(keep)
         return {**state, "rng": fresh}
 
@@ -417,6 +415,22 @@ def check_resume_world(state: dict[str, Any] | None, world: int, path: Any) -> N
     if not isinstance(saved, int) or saved < 1:
         raise CheckpointError(f"checkpoint '{path}' cannot be resumed: its 'world_size' is {saved!r}, not a number "
                               "of processes.")
+    ranks = state.get("rng_ranks")
+    if ranks is not None:  # the processes' random streams: each tried on the generators, as the "rng" one is
+        from gradwise.train.checkpoint import rng_state, set_rng_state
+
+        current = rng_state()
+        try:
+            if not isinstance(ranks, list) or len(ranks) != saved:
+                raise TypeError("not one per process")
+            for one in ranks:
+                set_rng_state(one)
+        except Exception as exc:
+            raise CheckpointError(f"checkpoint '{path}' cannot be resumed: its processes' random-number states "
+                                  f"('rng_ranks') are damaged ({type(exc).__name__}). Resume from the run directory "
+                                  "that wrote it, or start the run again in a new directory.") from None
+        finally:
+            set_rng_state(current)
     if saved != world and int(state.get("batch_in_epoch", 0)) > 0:
         how = "in one process" if saved == 1 else f"on {saved} processes (`--nproc {saved}`)"
         raise ConfigError(f"--resume '{path}': the checkpoint was taken in the middle of epoch "
