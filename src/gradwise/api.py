@@ -171,7 +171,7 @@ def fit(model: nn.Module, train: Any, val: Any = None, test: Any = None, *, loss
     cfg = validate_config(base, "fit()")
     check_trackers(cfg)  # a tracker package that is missing: said before any directory is made
 
-    opened = _open_run(cfg, resume, stored, overwrite)
+    opened = _open_run(cfg, resume, stored, overwrite, _distributed(cfg))
     with _claimed(opened):
         if opened.finished is not None:
             return _finished_run(opened, cfg, model)
@@ -224,7 +224,7 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
     check_trackers(cfg)  # a tracker package that is missing: said before any directory is made
     # the directory first (checked, locked, config.yaml written), then the heavy set-up: a run stopped or killed
     # from here on leaves a directory that `--resume` continues
-    opened = _open_run(cfg, resume, stored, overwrite)
+    opened = _open_run(cfg, resume, stored, overwrite, _distributed(cfg))
     with _claimed(opened):
         seed_everything(cfg.seed)
         bundle = load_data(cfg.data, cfg.seed, fold=fold, loss=cfg.loss.name)
@@ -234,7 +234,8 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
             bundle.report["embeddings"] = init_embeddings(model, bundle.preprocessor, cfg.model.embeddings)
         if opened.finished is not None:
             return _finished_run(opened, cfg, model, bundle)
-        _write_data_report(opened.path, bundle.report)
+        if opened.dist is None or opened.dist.is_main:
+            _write_data_report(opened.path, bundle.report)
         _apply_transfer(cfg, model)
         train_loader, val_loader, test_loader = make_loaders_from_bundle(bundle, cfg)
         return _execute(cfg, model, train_loader, val_loader, test_loader, task=bundle.task, load=load, loss=None,
@@ -271,17 +272,18 @@ def _run(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: Any, t
          target_transform: Any = None, console: Console | None = None) -> Run:
     from gradwise.recipes import build_loss, build_optimizer, build_scheduler, penalty
 
-    device = resolve_device(cfg.train.device)
+    dist = opened.dist  # a data-parallel run (gradwise.train.distributed), or None
+    device = dist.device if dist is not None else resolve_device(cfg.train.device)
     precision = resolve_precision(cfg.train.precision, device)
     run_path = opened.path
     cfg.out = str(run_path)
-    run_dir = RunDir(run_path)
+    run_dir = RunDir(run_path, is_main=dist is None or dist.is_main)  # one process writes the directory
     resume_state = opened.state
     if resume_state is None:
         # a new run, or a resumed one stopped before its first checkpoint: it starts over, so it must draw the same
         # random numbers as an uninterrupted run from here on (dropout masks, the LR finder, shuffling)
         seed_everything(cfg.seed)
-        if opened.resumed:
+        if opened.resumed and run_dir.is_main:
             _forget_unsaved_progress(run_dir)
     model.to(device)
 
@@ -325,6 +327,8 @@ def _run(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: Any, t
             groups = [{"params": names, "lr_scale": cfg.model.lr_decay_groups ** (len(blocks) - 1 - i)}
                       for i, names in enumerate(blocks)]
         optimizer = build_optimizer(model, cfg.optim, groups=groups)
+    if dist is not None:  # rank 0's auto batch size and LR for all; then each process's part of the data
+        train_loader, val_loader, test_loader = dist.prepare(cfg, train_loader, val_loader, test_loader, optimizer)
     accumulate = cfg.train.accumulate
     steps_per_epoch = -(-len(train_loader) // accumulate)
     schedule = build_scheduler(optimizer, cfg.schedule, steps_per_epoch, cfg.train.epochs)
@@ -374,10 +378,12 @@ def _run(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: Any, t
         # superseded by the file written here, and removed so that no tool is tempted to open it.
         bundle.preprocessor.save(run_path / PREPROCESS_FILE)
         (run_path / LEGACY_PREPROCESS_FILE).unlink(missing_ok=True)
+    if dist is not None:
+        dist.wrap(model, cfg.seed)
     trainer = Trainer(model, train_loader, val_loader, test_loader, config=cfg, loss_fn=loss_fn,
                       optimizer=optimizer, schedule=schedule, run_dir=run_dir, task=task, device=device,
                       precision=precision, callbacks=all_callbacks, penalty=reg, augment=augment, forward=forward,
-                      target_transform=target_transform, console=console)
+                      target_transform=target_transform, console=console, dist=dist)
     trainer.trained_by = "gradwise.fit" if bundle is None else "gradwise.train"
     if bundle is not None:  # a built-in model: the header names it (every one is an nn.Sequential underneath)
         trainer.model_name = cfg.model.factory or cfg.model.name
@@ -447,10 +453,13 @@ class OpenedRun:
     stored: RunConfig | None = None
     lr_factor: float = 1.0  # optim.lr override / stored optim.lr: the resumed schedule is scaled by it
     created: bool = False  # the run made the directory (so it may remove it again)
+    dist: Any = None  # the process group of a data-parallel run (gradwise.train.distributed.Distributed)
 
     def abandon(self, exc: BaseException | None = None) -> None:
         """A new run that failed before its fit recorded anything: remove what it wrote (the directory was empty
         or cleared when claimed), so that the corrected command can run into the same directory."""
+        if self.dist is not None and not self.dist.is_main:
+            return
         if self.resumed or self.lock is None:
             return
         metrics = self.path / "metrics.jsonl"
@@ -474,6 +483,8 @@ class OpenedRun:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+        if self.dist is not None:
+            self.dist.close()
 
 
 @contextlib.contextmanager
@@ -492,14 +503,31 @@ def _claimed(opened: OpenedRun) -> Iterator[None]:
         opened.close()
 
 
-def _open_run(cfg: RunConfig, resume: str | Path | None, stored: RunConfig | None, overwrite: bool) -> OpenedRun:
+def _distributed(cfg: RunConfig) -> Any:
+    """The process group of a data-parallel run (train.strategy: ddp, or auto under torchrun), else None."""
+    from gradwise.train.distributed import setup
+
+    return setup(cfg.train.strategy, cfg.train.device, compile=cfg.train.compile,
+                 unfreeze_after=cfg.model.unfreeze_after if cfg.model.freeze else None)
+
+
+def _open_run(cfg: RunConfig, resume: str | Path | None, stored: RunConfig | None, overwrite: bool,
+              dist: Any = None) -> OpenedRun:
     """Claim the run's directory before any heavy set-up, so that nothing later can leave it half-written.
 
     A new run: the directory must be new or empty (``overwrite`` clears a previous run's files), is locked, and its
     config.yaml is written at once (a run killed during start-up can be resumed). A resume: the directory is locked
     (a read-only one is refused here), its checkpoint read and the overrides checked against the stored config and
     the checkpoint -- all before anything is written.
+
+    Data-parallel (``dist``): rank 0 does all this and sends what it found to the other processes (which may be on
+    other machines, without the directory); an error there is raised on every process.
     """
+    if dist is not None:
+        from gradwise.train.distributed import open_on_main
+
+        return open_on_main(dist, cfg, lambda: _open_run(cfg, resume, stored, overwrite, None),
+                            lambda **kw: OpenedRun(lock=None, stored=stored, **kw))
     main = int(os.environ.get("RANK", 0)) == 0  # other ranks of a distributed run write nothing
     if resume is None:
         path = Path(cfg.out) if cfg.out else default_run_dir(cfg.name)
@@ -536,6 +564,9 @@ def _open_run(cfg: RunConfig, resume: str | Path | None, stored: RunConfig | Non
         # the whole training state checked field by field before anything reads it: a foreign, cut-short or
         # damaged last.pt is one line naming the file, not a KeyError from the override checks
         opened.state = load_training_state(last) if last.exists() else None
+        from gradwise.train.distributed import check_resume_world, world
+
+        check_resume_world(opened.state, world(), last)  # mid-epoch: on as many processes as it was taken by
         opened.lr_factor = check_resume_overrides(stored, cfg, path, opened.state)
         opened.finished, opened.note = _completed(path, stored, cfg)
     except BaseException:
@@ -550,8 +581,8 @@ def _open_run(cfg: RunConfig, resume: str | Path | None, stored: RunConfig | Non
 # steps of the old size).
 RESUME_FREE = ("name", "out", "tune", "doctor", "data.num_workers", "train.progress", "train.log_every",
                "train.checkpoint_every", "train.eval_every", "train.threads", "train.device", "train.precision",
-               "train.compile", "train.clip_grad", "train.clip_mode", "train.early_stopping.enabled",
-               "train.early_stopping.patience", "train.early_stopping.min_delta",
+               "train.compile", "train.strategy", "train.clip_grad", "train.clip_mode",
+               "train.early_stopping.enabled", "train.early_stopping.patience", "train.early_stopping.min_delta",
                "train.early_stopping.restore_best")
 RESUME_CHECKED = ("train.epochs", "optim.lr", "train.batch_size", "train.accumulate")
 

@@ -29,6 +29,7 @@ from rich.markup import escape
 
 from gradwise.errors import GradwiseError
 from gradwise.signals import Interrupted, exit_status, signal_name, signum_of, stop_on_signals
+from gradwise.train.distributed import PeerError, launched, rank
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -112,8 +113,11 @@ def app(ctx: click.Context) -> None:
 @click.option("--trust-code", is_flag=True,
               help="Allow importing the model.factory module that the run directory's config.yaml names (it runs "
                    "that module's code; GRADWISE_TRUSTED_MODULES=mypkg allows one package for good).")
+@click.option("--nproc", type=click.IntRange(min=1), metavar="N",
+              help="Train data-parallel in N processes on this machine (one per GPU, or CPU processes sharing the "
+                   "cores), started by torch's launcher (torchrun); train.batch_size is per process.")
 def train(args: tuple[str, ...], out: Path | None, resume: Path | None, quiet: bool, overwrite: bool,
-          trust_code: bool) -> int:
+          trust_code: bool, nproc: int | None) -> int:
     """Train a model from a YAML config and/or KEY=VALUE overrides.
 
     With no config: built-in defaults (a 1-D CNN on MNIST-1D) with your overrides applied. Every key and its
@@ -137,7 +141,13 @@ def train(args: tuple[str, ...], out: Path | None, resume: Path | None, quiet: b
         overrides.append(f"out={out}")
     if quiet:
         overrides.append("train.progress=none")
-    if config is None and resume is None and not quiet:
+    if nproc is not None and nproc > 1 and launched() is None:  # this process starts the N that train
+        from gradwise.train.launch import launch
+
+        return launch(nproc, ([config] if config else []) + overrides + (["--resume", str(resume)] if resume else [])
+                      + (["--overwrite"] if overwrite else []) + (["--trust-code"] if trust_code else []))
+    main_rank = rank() == 0  # the other processes of a data-parallel run print nothing but their errors
+    if config is None and resume is None and not quiet and main_rank:
         from gradwise.config import load_config
 
         cfg = load_config(None, overrides)
@@ -155,9 +165,10 @@ def train(args: tuple[str, ...], out: Path | None, resume: Path | None, quiet: b
         return _status_code(cv.status, last)
     run = train_run(config, overrides, resume=resume, console=console, trust_code=trust_code, overwrite=overwrite)
     note = run.extras.get("already_completed")
-    if note:
+    if note and main_rank:
         console.print(note, markup=False)
-    _print_result(run)
+    if main_rank:
+        _print_result(run)
     return _status_code(run.status, run.summary.get("stop_reason"))
 
 
@@ -404,8 +415,13 @@ def _main(argv: list[str] | None) -> None:
         err_console.print(_stopped_line(exc), markup=False)
         sys.exit(exc.exit_status)
     except GradwiseError as exc:
-        err_console.print(f"error: {exc}", markup=False, style="bold red")
-        sys.exit(2)
+        # a process of a data-parallel run names its rank; one that stopped because another failed says nothing
+        # more (that one's own line says why)
+        if isinstance(exc, PeerError) and rank() > 0:
+            sys.exit(1)
+        where = f"[rank {rank()}] " if launched() is not None and launched()[1] > 1 else ""  # type: ignore[index]
+        err_console.print(f"error: {where}{exc}", markup=False, style="bold red")
+        sys.exit(2 if not isinstance(exc, PeerError) else 1)
     except click.UsageError as exc:
         err_console.print(f"error: {_usage_hint(exc, list(sys.argv[1:] if argv is None else argv))}", markup=False,
                           style="bold red")

@@ -528,6 +528,11 @@ class TrainConfig(Section):
         False, description="torch.use_deterministic_algorithms(True), cuDNN deterministic and benchmark off, "
         "CUBLAS_WORKSPACE_CONFIG=:4096:8 when unset, for the run only: GPU runs repeat bit for bit, at some speed "
         "cost; an op without a deterministic implementation stops the run with an error")
+    strategy: Literal["auto", "single", "ddp"] = Field(
+        "auto", description="auto: data-parallel (DDP) when started by torchrun with WORLD_SIZE > 1 (`gradwise train "
+        "CONFIG --nproc N`), else one process; single: one process; ddp: DistributedDataParallel, one process per "
+        "device (NCCL on GPUs, Gloo on CPUs). batch_size is per process: a step sees batch_size x processes x "
+        "accumulate rows")
     threads: int | Literal["auto", "all"] = Field(
         "auto", description="CPU threads for torch's kernels. auto: torch's count (one per physical core) less the "
         "cores other processes keep busy when the run starts (OMP_NUM_THREADS, when set, wins); all: torch's count; "

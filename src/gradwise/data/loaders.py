@@ -25,6 +25,36 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch * 7919 + 17) % (2**63))
 
 
+# Data-parallel sharding (train.strategy: ddp). A training epoch's order is the same (seed, epoch) permutation as in
+# one process; global batch i is its rows [i*B, (i+1)*B) with B = batch_size x processes, and process r trains on
+# the r-th of `world` near-equal parts of it. So the rows of a step are those of one process's step with batch B,
+# every process takes the same number of steps, and the order does not depend on anything but (seed, epoch) and
+# the process count. A last global batch with fewer rows than processes is left out of that epoch (a process
+# cannot take a step on no rows). Evaluation splits are cut into `world` contiguous blocks instead: every row is
+# evaluated exactly once, and the blocks in rank order are the split in its order.
+
+
+def global_batches(n: int, batch: int, world: int, drop_last: bool = False) -> int:
+    """Steps of an epoch of `n` rows in global batches of `batch` x `world` rows (see above)."""
+    big = batch * world
+    return n // big if drop_last else n // big + (1 if n % big >= world else 0)
+
+
+def batch_part(n: int, batch: int, world: int, rank: int, i: int) -> tuple[int, int]:
+    """Start and end (in the epoch's order) of process `rank`'s rows of global batch `i`."""
+    big = batch * world
+    q, r = divmod(min(big, n - i * big), world)
+    start = i * big + rank * q + min(rank, r)
+    return start, start + q + (1 if rank < r else 0)
+
+
+def block(n: int, world: int, rank: int) -> tuple[int, int]:
+    """Rows [start, end) of process `rank`'s contiguous block of an evaluation split of `n` rows."""
+    q, r = divmod(n, world)
+    start = rank * q + min(rank, r)
+    return start, start + q + (1 if rank < r else 0)
+
+
 class TensorLoader:
     """Mini-batches of in-memory tensors by index slicing; optionally weighted sampling with replacement."""
 
@@ -42,6 +72,19 @@ class TensorLoader:
         self.weights = weights
         self.epoch = 0
         self.skip = 0
+        self.rank, self.world, self.by_block = 0, 1, False  # one process (see shard())
+
+    def shard(self, rank: int, world: int) -> TensorLoader:
+        """Yield only process `rank`'s part of the data of a `world`-process run: its part of every global batch
+        when training (shuffle or weights), its contiguous block of rows otherwise (an evaluation split). The
+        tensors stay whole (the doctor's pre-flight reads the whole split)."""
+        self.rank, self.world, self.by_block = rank, world, not self.shuffle and self.weights is None
+        return self
+
+    def global_rows(self, i: int) -> int:
+        """Rows of global batch `i` over all processes (what one process's batch `i` has in a one-process run)."""
+        big = self.batch_size * self.world
+        return min(big, len(self.x) - i * big)
 
     @property
     def dataset_size(self) -> int:
@@ -63,6 +106,11 @@ class TensorLoader:
 
     def __len__(self) -> int:
         n = len(self.x)
+        if self.world > 1:
+            if self.by_block:
+                start, end = block(n, self.world, self.rank)
+                return -(-(end - start) // self.batch_size)
+            return global_batches(n, self.batch_size, self.world, self.drop_last)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def _order(self) -> torch.Tensor | None:
@@ -78,7 +126,15 @@ class TensorLoader:
             order = order.to(self.x.device)
         bs = self.batch_size
         for i in range(self.skip, len(self)):
-            if order is None:
+            if self.world > 1:  # data-parallel: this process's part (see shard())
+                if self.by_block:
+                    start = block(len(self.x), self.world, self.rank)[0] + i * bs
+                    end = min(start + bs, block(len(self.x), self.world, self.rank)[1])
+                else:
+                    start, end = batch_part(len(self.x), bs, self.world, self.rank, i)
+                idx = slice(start, end) if order is None else order[start:end]
+                yield self.x[idx], self.y[idx]
+            elif order is None:
                 yield self.x[i * bs:(i + 1) * bs], self.y[i * bs:(i + 1) * bs]
             else:
                 idx = order[i * bs:(i + 1) * bs]
@@ -93,16 +149,30 @@ class EpochSampler(Sampler[int]):
         self.n, self.seed, self.shuffle, self.batch_size = n, seed, shuffle, batch_size
         self.epoch = 0
         self.skip = 0
+        self.rank, self.world = 0, 1  # data-parallel: see TensorLoader.shard
 
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
         self.epoch, self.skip = epoch, skip_batches
 
+    def _parts(self) -> list[tuple[int, int]]:
+        """This process's [start, end) ranges of the epoch's order, one per batch (data-parallel only)."""
+        if not self.shuffle:
+            start, end = block(self.n, self.world, self.rank)
+            return [(s, min(s + self.batch_size, end)) for s in range(start, end, self.batch_size)]
+        count = global_batches(self.n, self.batch_size, self.world)
+        return [batch_part(self.n, self.batch_size, self.world, self.rank, i) for i in range(count)]
+
     def __len__(self) -> int:
+        if self.world > 1:
+            return sum(end - start for start, end in self._parts()[self.skip:])
         return max(self.n - self.skip * self.batch_size, 0)
 
     def __iter__(self) -> Iterator[int]:
         order = torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch)) if self.shuffle \
             else torch.arange(self.n)
+        if self.world > 1:  # each part is at most one batch and every full part is one: batches stay aligned
+            parts, self.skip = self._parts()[self.skip:], 0
+            return iter([i for start, end in parts for i in order[start:end].tolist()])
         start = self.skip * self.batch_size
         self.skip = 0
         return iter(order[start:].tolist())
@@ -130,6 +200,17 @@ class DatasetLoader:
     @property
     def dataset_size(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
+
+    def shard(self, rank: int, world: int) -> DatasetLoader:
+        """This process's part of the data of a `world`-process run (see TensorLoader.shard)."""
+        self.sampler.rank, self.sampler.world = rank, world
+        self._options["drop_last"] = False  # the sampler's parts decide the batches
+        self.resize(self.batch_size)
+        return self
+
+    def global_rows(self, i: int) -> int:
+        big = self.batch_size * self.sampler.world
+        return min(big, self.sampler.n - i * big)
 
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
         self.sampler.set_epoch(epoch, skip_batches)

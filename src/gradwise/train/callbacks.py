@@ -214,6 +214,9 @@ def run_header(trainer: Trainer) -> list[str]:
         label = f"{trainer.model_name} ({label})"
     lr = cfg.optim.lr if isinstance(cfg.optim.lr, int | float) else trainer.optimizer.param_groups[0]["lr"]
     batch = getattr(trainer.train_loader, "batch_size", tc.batch_size)
+    world = trainer.dist.world if getattr(trainer, "dist", None) is not None else 1
+    if world > 1:  # data-parallel: the batch is per process
+        batch = f"{batch} x {world} processes"
     if trainer.accumulate > 1:
         batch = f"{batch} x {trainer.accumulate} accumulated"
     es = tc.early_stopping

@@ -93,7 +93,7 @@ class Trainer:
                  callbacks: list[Callback] | None = None, penalty: Callable[[nn.Module], Any] | None = None,
                  augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  forward: Callable | None = None, target_transform: Callable | None = None,
-                 console: Console | None = None) -> None:
+                 console: Console | None = None, dist: Any = None) -> None:
         self.config = config
         self.model = model
         self.train_loader, self.val_loader, self.test_loader = train_loader, val_loader, test_loader
@@ -109,7 +109,10 @@ class Trainer:
         self.callbacks = CallbackList(callbacks or [])
         self.trained_by: str | None = None  # set by gradwise.api: "gradwise.fit" or "gradwise.train"
         self.console = console or Console(highlight=False)
-        self.is_main = int(os.environ.get("RANK", 0)) == 0
+        # a data-parallel fit (gradwise.train.distributed.Distributed; None in one process): its steps go through
+        # the DDP wrapper, and each step and epoch end with the processes agreeing (loss, stop, repair)
+        self.dist = dist
+        self.is_main = dist.is_main if dist is not None else int(os.environ.get("RANK", 0)) == 0
 
         tc = config.train
         self.epochs = tc.epochs
@@ -161,21 +164,30 @@ class Trainer:
     def _train_step(self, window: list[Any]) -> None:
         """One optimizer step over `accumulate` micro-batches."""
         model, opt = self.model, self.optimizer
+        dist = self.dist
+        if dist is not None:
+            model = dist.ddp  # its backward averages the gradients over the processes
         # Weight each micro-batch by its share of the window's samples, so an accumulated step equals one big
         # batch even when the last micro-batch is short (a per-micro-batch mean would over-weight it).
         n_total = len(window[0][1]) if len(window) == 1 else sum(len(b[1]) for b in window)
+        share = dist.loss_share(self, window) if dist is not None else 1.0  # processes with uneven rows
         step_loss: torch.Tensor | None = None
-        for batch in window:
+        for i, batch in enumerate(window):
             x, y = (batch[0], batch[1]) if self._batches_on_device else to_device(batch, self.device)
             if self.augment is not None:
                 x = self.augment(x)
-            with self.autocast():
-                out = self.forward(model, x) if self.forward else model(x)
-                loss = self.loss_fn(out, y)
-            if len(window) > 1:
-                loss = loss * (len(y) / n_total)
-            self.scaler.scale(loss).backward()
+            # data-parallel: gradients are all-reduced once per optimizer step, at the last micro-batch
+            with dist.sync_context(i == len(window) - 1) if dist is not None else contextlib.nullcontext():
+                with self.autocast():
+                    out = self.forward(model, x) if self.forward else model(x)
+                    loss = self.loss_fn(out, y)
+                if len(window) > 1 or share != 1.0:
+                    loss = loss * (len(y) / n_total * share)
+                self.scaler.scale(loss).backward()
             step_loss = loss.detach() if step_loss is None else step_loss + loss.detach()
+        if dist is not None:  # the global batch's loss and rows, the same on every process
+            assert step_loss is not None
+            step_loss, n_total = dist.step_loss(step_loss, n_total)
         if self.penalty is not None:  # explicit L1/L2: once per optimizer step, not per micro-batch
             reg = self.penalty(model)
             if reg is not None:
@@ -352,6 +364,8 @@ class Trainer:
             self.callbacks.fire("on_batch_start", self)
             self._train_step(window)
             self.callbacks.fire("on_batch_end", self)
+            if self.dist is not None:
+                self.dist.agree(self)  # every process stops, or rolls back, at this same step
             if self._rollback is not None:
                 self._do_rollback()
                 return
@@ -393,6 +407,8 @@ class Trainer:
             self.callbacks.fire("on_epoch_end", self, logs)
         finally:
             deferred, self._deferred_saves = self._deferred_saves, None
+        if self.dist is not None:
+            self.dist.agree(self)
         if self._rollback is not None:
             self._do_rollback()
             return
@@ -412,8 +428,10 @@ class Trainer:
         self.save_checkpoint("last", *deferred)  # best.pt, when asked for, is the same state: one write, two names
 
     def _evaluate(self, loader: Any, per_class: bool = False) -> dict[str, Any]:
+        # data-parallel: each process evaluates its block of rows, and the metrics are those of the whole split
+        gather = self.dist.eval_gather(self.model, loader) if self.dist is not None else None
         return evaluate(self.model, loader, self.loss_fn, self.device, self.task, self.autocast, self.forward,
-                        self.target_transform, per_class=per_class)
+                        self.target_transform, per_class=per_class, gather=gather)
 
     # ------------------------------------------------------------------------------------- checkpoints
     def _state(self, in_memory: bool = False) -> dict[str, Any]:
@@ -499,18 +517,26 @@ class Trainer:
 
     def save_checkpoint(self, which: str = "last", *also: str) -> None:
         """Write checkpoints/<which>.pt (and the same state as <also>.pt) atomically, unless the state is bad."""
-        if not self.is_main:
-            return
         if self._deferred_saves is not None:
             self._deferred_saves.extend(w for w in (which, *also) if w not in self._deferred_saves)
             return
         if not self.state_is_good or not bool(torch.isfinite(self.last_loss)):
             return  # never replace a good checkpoint with a broken state
+        # data-parallel: every process's random streams go in (a collective: all processes save at the same step)
+        ranks = self.dist.rng_states() if self.dist is not None else None
+        if not self.is_main:
+            return
         names = [self.run_dir.checkpoints / f"{w}.pt" for w in dict.fromkeys((which, *also))]
-        self.checkpoints.save(names[0], self._state(), also=names[1:])
+        state = self._state()
+        if ranks is not None:
+            state.update(rng_ranks=ranks, world_size=self.dist.world)
+        self.checkpoints.save(names[0], state, also=names[1:])
 
     def load_weights(self, which: str = "best") -> None:
         """Put back the weights of checkpoints/<which>.pt (nothing else), if it exists; sets `restored_epoch`."""
+        if self.dist is not None:  # rank 0 reads the file, the other processes take its weights
+            self.weights_epoch = self.restored_epoch = self.dist.load_weights(self, which)
+            return
         self.checkpoints.flush()
         path = self.run_dir.checkpoints / f"{which}.pt"
         if path.exists():
@@ -546,8 +572,16 @@ class Trainer:
             if to == "start" and self._initial_state is None:
                 to = "best"  # a resumed fit has no start state in memory: the best checkpoint is the earliest good one
             candidates = [] if to == "start" else [self.run_dir.checkpoints / f"{to}.pt", self.run_dir.last]
-            path = next((p for p in candidates if p.exists()), None)
-            state = load_checkpoint(path) if path is not None else self._initial_state
+
+            def read() -> tuple[Path | None, dict[str, Any] | None]:
+                found = next((p for p in candidates if p.exists()), None)
+                return found, (load_checkpoint(found) if found is not None else None)
+
+            # data-parallel: rank 0 reads, every process takes the same state (with its own random streams)
+            path, state = self.dist.read_on_main(read) if self.dist is not None else read()
+            if self.dist is not None and state is not None:
+                state = self.dist.own_rng(state)
+            state = state if state is not None else self._initial_state
             if state is None:
                 raise TrainingError("repair wanted to roll back but there is no good state to roll back to.")
             source = path.stem if path is not None else "start"
@@ -578,6 +612,11 @@ class Trainer:
         previous = {}
 
         def handler(signum: int, frame: Any) -> None:
+            if self.dist is not None:
+                # data-parallel: the processes agree after this step to stop together (torchrun also passes a
+                # Ctrl-C on as SIGTERM: a second signal is not a second Ctrl-C there)
+                self.dist.pending_signal = self.dist.pending_signal or signum
+                return
             if self._signal is not None:  # a second Ctrl-C: stop now
                 raise KeyboardInterrupt
             self._signal = signum
@@ -620,6 +659,7 @@ class Trainer:
             "precision": self.precision,
             "threads": torch.get_num_threads(),  # CPU threads of torch's kernels during the run (train.threads)
             "parameters": sum(p.numel() for p in self.model.parameters()),
+            "processes": self.dist.world if self.dist is not None else 1,  # data-parallel processes
             "stop_reason": self.stop_reason,
             "actions": self.actions,
         }

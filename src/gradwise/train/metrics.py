@@ -107,9 +107,10 @@ def binary_auroc(score: torch.Tensor, target: torch.Tensor) -> float | None:
 def evaluate(model: nn.Module, loader: Any, loss_fn: Callable, device: torch.device, task: str | None,
              autocast: Callable[[], AbstractContextManager], forward: Callable | None = None,
              target_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-             per_class: bool = False) -> dict[str, Any]:
+             per_class: bool = False, gather: Callable | None = None) -> dict[str, Any]:
     """Mean loss (weighted by batch size) and task metrics (see `task_metrics`; ``per_class`` adds the per-class
-    values of a classification); one device sync at the end."""
+    values of a classification); one device sync at the end. ``gather(total, count, outputs, targets)`` combines
+    the parts of a split evaluated by several processes (gradwise.train.distributed)."""
     was_training = model.training
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=device)
@@ -129,6 +130,8 @@ def evaluate(model: nn.Module, loader: Any, loss_fn: Callable, device: torch.dev
                 tgts.append(y.detach())
     finally:
         model.train(was_training)
+    if gather is not None:
+        total, count, outs, tgts = gather(total, count, outs, tgts)
     metrics: dict[str, Any] = {"loss": (total / max(count, 1)).item()}
     if task is not None and outs:
         out, tgt = torch.cat(outs), torch.cat(tgts)
