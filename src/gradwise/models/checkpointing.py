@@ -1,6 +1,7 @@
-"""Activation checkpointing (`train.activation_checkpointing`): each top-level block ``block1..N`` of a model keeps
-only its input in the forward pass and recomputes its activations in the backward pass (torch.utils.checkpoint,
-non-reentrant). Memory for activations falls from all blocks' to about one block's, for about one more forward pass.
+"""Activation checkpointing (`train.activation_checkpointing`): each top-level block ``block1..N`` of a model (the
+recurrent models' one ``encoder``) keeps only its input in the forward pass and recomputes its activations in the
+backward pass (torch.utils.checkpoint, non-reentrant). Memory for activations falls from all blocks' to about one
+block's, for about one more forward pass.
 
 The block's class is swapped for a subclass whose forward checkpoints, so parameter names, checkpoints, freezing
 and copies (weight averaging's deepcopy) are those of the plain model. Outputs and gradients are the plain model's:
@@ -69,14 +70,15 @@ def is_checkpointed(module: nn.Module) -> bool:
 
 def enable_activation_checkpointing(model: nn.Module) -> list[str]:
     """Checkpoint each top-level block named ``block1``, ``block2``, ... of `model` (every built-in deep model has
-    them); returns their names. A model without such blocks is a ConfigError: there is nothing to checkpoint."""
-    names = [name for name, _ in model.named_children() if name.startswith("block")]
+    them; the recurrent ones have one ``encoder``, checkpointed whole); returns their names. A model without such
+    blocks is a ConfigError: there is nothing to checkpoint."""
+    names = [name for name, _ in model.named_children() if name.startswith("block") or name == "encoder"]
     if not names:
         raise ConfigError("train.activation_checkpointing = true, but the model has no top-level blocks named "
                           "block1, block2, ... to checkpoint (the built-in mlp, cnn1d, cnn2d, resnet and transformer "
-                          "have them). Name your model's repeated blocks so (an nn.Sequential of "
-                          "OrderedDict([('block1', ...), ...])), wrap them in torch.utils.checkpoint yourself, or set "
-                          "train.activation_checkpointing=false.")
+                          "have them, rnn/gru/lstm an encoder). Name your model's repeated blocks so (an "
+                          "nn.Sequential of OrderedDict([('block1', ...), ...])), wrap them in torch.utils.checkpoint "
+                          "yourself, or set train.activation_checkpointing=false.")
     for name in names:
         block = getattr(model, name)
         if not is_checkpointed(block):
