@@ -25,9 +25,9 @@ from typing import Any
 # deep enough, and batches large enough, that activations rather than weights decide the peak:
 # name -> (model fields, sample shape, batch)
 MODELS: dict[str, tuple[dict[str, Any], tuple[int, ...], int]] = {
-    "transformer": ({"hidden_size": 128, "heads": 4, "num_layers": 12, "options": {"patch_size": 4}}, (1024,), 32),
-    "resnet": ({"channels": [32, 64, 128], "num_layers": 3}, (3, 32, 32), 64),
-    "mlp": ({"widths": [1024] * 8, "norm": "batch", "dropout": 0.1}, (256,), 512),
+    "transformer": ({"hidden_size": 128, "heads": 4, "num_layers": 24, "options": {"patch_size": 8}}, (1024,), 64),
+    "resnet": ({"channels": [32, 64, 128], "num_layers": 4}, (3, 32, 32), 128),
+    "mlp": ({"widths": [512] * 24, "norm": "batch", "dropout": 0.1}, (256,), 2048),
 }
 
 

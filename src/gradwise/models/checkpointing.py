@@ -70,7 +70,8 @@ def is_checkpointed(module: nn.Module) -> bool:
 
 def enable_activation_checkpointing(model: nn.Module) -> list[str]:
     """Checkpoint each top-level block named ``block1``, ``block2``, ... of `model` (every built-in deep model has
-    them; the recurrent ones have one ``encoder``, checkpointed whole); returns their names. A model without such
+    them; the recurrent ones have one ``encoder``, checkpointed whole; a ResNet stage, each residual block); returns
+    their names. A model without such
     blocks is a ConfigError: there is nothing to checkpoint."""
     names = [name for name, _ in model.named_children() if name.startswith("block") or name == "encoder"]
     if not names:
@@ -79,8 +80,15 @@ def enable_activation_checkpointing(model: nn.Module) -> list[str]:
                           "have them, rnn/gru/lstm an encoder). Name your model's repeated blocks so (an "
                           "nn.Sequential of OrderedDict([('block1', ...), ...])), wrap them in torch.utils.checkpoint "
                           "yourself, or set train.activation_checkpointing=false.")
+    from gradwise.models.architectures import BasicBlock
+
     for name in names:
         block = getattr(model, name)
-        if not is_checkpointed(block):
-            block.__class__ = _checkpointed_class(type(block))
+        # a ResNet stage is checkpointed residual block by residual block: recomputing a whole stage in the backward
+        # pass would hold all of its activations again at once, and the first stage's are the largest
+        units = list(block.children()) if isinstance(block, nn.Sequential) and len(block) > 0 and all(
+            isinstance(m, BasicBlock) for m in block) else [block]
+        for unit in units:
+            if not is_checkpointed(unit):
+                unit.__class__ = _checkpointed_class(type(unit))
     return names
