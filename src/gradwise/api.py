@@ -398,7 +398,12 @@ def _compiled_forward(model: nn.Module) -> Any:
 
 
 def _apply_transfer(cfg: RunConfig, model: nn.Module) -> None:
-    if cfg.model.pretrained:
+    from gradwise.models.hub import PUBLISHED, is_hub_name, load_published_weights
+
+    if cfg.model.pretrained == PUBLISHED and is_hub_name(cfg.model.name) and not cfg.model.factory:
+        # torchvision's/timm's published weights, asked of the library (its cache) when a run starts
+        load_published_weights(model, cfg.model.name, cfg.model.options)
+    elif cfg.model.pretrained:
         from gradwise.models import load_pretrained
 
         load_pretrained(model, cfg.model.pretrained, cfg.model.pretrained_strict, cfg.model.pretrained_exclude)

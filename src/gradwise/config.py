@@ -328,7 +328,9 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    name: str = Field("cnn1d", description="mlp, cnn1d, cnn2d, resnet, rnn, gru, lstm, transformer, logreg")
+    name: str = Field("cnn1d", description="mlp, cnn1d, cnn2d, resnet, rnn, gru, lstm, transformer, logreg; or a "
+                      "torchvision/timm architecture, e.g. torchvision:resnet18, timm:convnext_atto (pip install "
+                      "\"gradwise[vision]\"; model.options go to its constructor)")
     factory: str | None = Field(None, description='your own model: "package.module:function"')
     widths: list[Annotated[int, Field(ge=1, le=1_000_000)]] | None = Field(
         None, description="hidden layer widths (mlp)")
@@ -348,7 +350,8 @@ class ModelConfig(Section):
                               "every unit of a layer then computes the same function, which the doctor reports")
     options: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the factory")
     # transfer learning
-    pretrained: str | None = Field(None, description="checkpoint, state_dict or safetensors file to start from")
+    pretrained: str | None = Field(None, description="checkpoint, state_dict or safetensors file to start from; "
+                                   "'weights' with a torchvision:/timm: model: the library's published weights")
     pretrained_strict: bool = False
     pretrained_exclude: list[str] = Field(default_factory=list, description="modules/patterns not to load from "
                                           "model.pretrained, e.g. [head] for a fresh head of the same width")
