@@ -51,20 +51,17 @@ def _library(name: str) -> tuple[str, str, Any]:
 
 
 def _construct(lib: str, arch: str, module: Any, options: dict[str, Any], n_outputs: int, in_chans: int) -> nn.Module:
+    import difflib
+
+    names = module.list_models()
+    if arch not in names:
+        close = difflib.get_close_matches(arch, names, n=5)
+        where = "timm.list_models()" if lib == "timm" else "torchvision.models.list_models()"
+        raise ModelError(f"model.name = '{lib}:{arch}' is not a {lib} model; similar: {', '.join(close) or 'none'} "
+                         f"({where} lists them).")
     try:
         if lib == "timm":
-            if arch not in module.list_models():
-                close = module.list_models(f"*{arch}*")[:8]
-                raise ModelError(f"model.name = 'timm:{arch}' is not a timm model; similar: "
-                                 f"{', '.join(close) or 'none'} (timm.list_models() lists them).")
             return module.create_model(arch, pretrained=False, num_classes=n_outputs, in_chans=in_chans, **options)
-        names = module.list_models()
-        if arch not in names:
-            import difflib
-
-            close = difflib.get_close_matches(arch, names, n=5)
-            raise ModelError(f"model.name = 'torchvision:{arch}' is not a torchvision model; similar: "
-                             f"{', '.join(close) or 'none'} (torchvision.models.list_models() lists them).")
         return module.get_model(arch, weights=None, **options)
     except ModelError:
         raise
@@ -119,7 +116,14 @@ def build_hub_model(name: str, input_shape: tuple[int, ...], n_outputs: int,
     if len(input_shape) == 2:
         # a hook rather than a wrapper module: the library's parameter names stay as they are (freeze patterns)
         model.register_forward_pre_hook(lambda _m, args: (_ChannelFirst()(args[0]), *args[1:]))
-    return model
+    try:  # one sample through it now: images too small for its downsampling fail here in one line, not mid-run
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_shape))
+    except RuntimeError as exc:
+        raise ModelError(f"model.name = {name!r} cannot take samples of shape {tuple(input_shape)} "
+                         f"({str(exc).splitlines()[0]}); give it larger images (data.options.image_size, e.g. 64) "
+                         "or choose another architecture.") from None
+    return model.train()
 
 
 def load_published_weights(model: nn.Module, name: str, options: dict[str, Any] | None = None) -> list[str]:
