@@ -60,6 +60,7 @@ class Recorder(Callback):
         self.lrs.append(trainer.optimizer.param_groups[0]["lr"])
 
 
+@pytest.mark.filterwarnings("ignore:train.ema.decay")  # a short run: its EMA is meant to differ from the weights
 def test_ema_is_torchs_formula_over_the_raw_weights_and_is_what_is_validated_and_saved(tmp_path: Path) -> None:
     x, y, xv, yv = digits()
     rec = Recorder()
@@ -180,3 +181,14 @@ def test_a_killed_averaging_run_resumes_bit_identical(tmp_path: Path, average: l
 def test_ema_and_swa_together_are_refused() -> None:
     with pytest.raises(ConfigError, match="train.ema and train.swa"):
         gradwise.train(None, [*IRIS, "train.ema.decay=0.9", "train.swa.start=0.5"])
+
+
+def test_an_ema_longer_than_a_third_of_the_run_is_warned_about(tmp_path: Path) -> None:
+    # iris: 105 rows, batch 16: 7 steps an epoch, 14 in all; decay 0.9 remembers ~10 steps
+    with pytest.warns(UserWarning, match=r"train.ema.decay = 0.9 averages over ~10 steps.*train.ema.decay=0.786"):
+        gradwise.train(None, [*IRIS, "train.epochs=2", "train.ema.decay=0.9", f"out={tmp_path / 'short'}"])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        gradwise.train(None, [*IRIS, "train.epochs=2", "train.ema.decay=0.5", f"out={tmp_path / 'fits'}"])
