@@ -107,7 +107,7 @@ class WeightAveraging(Callback):
         if self.ema is not None and 1 / (1 - self.ema.decay) > steps / 3:
             # measured (bench/averaging.py): an EMA remembering a third of the run or more still holds early,
             # untrained weights at the end, and was 3 points worse than no averaging on MNIST-1D
-            best = max(0.5, round(1 - 3 / steps, 3))
+            best = max(0.5, math.floor((1 - 10 / steps) * 1000) / 1000)  # remembering a tenth of the run
             warnings.warn(f"train.ema.decay = {self.ema.decay} averages over ~{1 / (1 - self.ema.decay):.0f} steps, "
                           f"more than a third of this run's {steps}: the average will still hold early weights. "
                           f"Use e.g. train.ema.decay={best}, or train longer.", UserWarning, stacklevel=2)
