@@ -96,6 +96,7 @@ OPTIONS: dict[str, str] = {
     "label_smoothing": "loss.label_smoothing", "class_weights": "loss.class_weights",
     "threads": "train.threads", "repair": "doctor.repair", "probe_every": "doctor.probe_every", "name": "name",
     "track": "track", "log_every": "train.log_every", "deterministic": "train.deterministic",
+    "ema": "train.ema", "swa": "train.swa", "activation_checkpointing": "train.activation_checkpointing",
 }
 _OTHER_KEYWORDS = ("task", "forward", "augment", "target_transform", "config", "callbacks")
 
@@ -286,6 +287,10 @@ def _run(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: Any, t
         if opened.resumed and run_dir.is_main:
             _forget_unsaved_progress(run_dir)
     model.to(device)
+    if cfg.train.activation_checkpointing:
+        from gradwise.models.checkpointing import enable_activation_checkpointing
+
+        enable_activation_checkpointing(model)
 
     n_outputs = bundle.n_outputs if bundle is not None else _output_width(model, train_loader, device, forward)
     if loss is None:
@@ -354,6 +359,12 @@ def _run(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: Any, t
         all_callbacks.append(doctor_cb)
     if cfg.model.unfreeze_after is not None and cfg.model.freeze:
         all_callbacks.append(Unfreeze(cfg.model.unfreeze_after))
+    if cfg.train.ema is not None or cfg.train.swa is not None:
+        from gradwise.train.averaging import SwaLR, WeightAveraging
+
+        all_callbacks.append(WeightAveraging(model, ema=cfg.train.ema, swa=cfg.train.swa))
+        if cfg.train.swa is not None:
+            all_callbacks.append(SwaLR(cfg.train.swa, optimizer))
     if cfg.train.progress != "none":
         all_callbacks.append(ProgressBar(cfg.train.progress))
     all_callbacks.extend(callbacks)
@@ -397,11 +408,17 @@ def _run(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: Any, t
 
 def _compiled_forward(model: nn.Module) -> Any:
     compiled = torch.compile(model)
-    return lambda _m, x: compiled(x)
+    # another module (weight averaging's copy, evaluated in the model's place) runs uncompiled
+    return lambda m, x: compiled(x) if m is model else m(x)
 
 
 def _apply_transfer(cfg: RunConfig, model: nn.Module) -> None:
-    if cfg.model.pretrained:
+    from gradwise.models.hub import PUBLISHED, is_hub_name, load_published_weights
+
+    if cfg.model.pretrained == PUBLISHED and is_hub_name(cfg.model.name) and not cfg.model.factory:
+        # torchvision's/timm's published weights, asked of the library (its cache) when a run starts
+        load_published_weights(model, cfg.model.name, cfg.model.options)
+    elif cfg.model.pretrained:
         from gradwise.models import load_pretrained
 
         load_pretrained(model, cfg.model.pretrained, cfg.model.pretrained_strict, cfg.model.pretrained_exclude)
@@ -583,7 +600,7 @@ RESUME_FREE = ("name", "out", "tune", "doctor", "data.num_workers", "train.progr
                "train.checkpoint_every", "train.eval_every", "train.threads", "train.device", "train.precision",
                "train.compile", "train.strategy", "train.clip_grad", "train.clip_mode",
                "train.early_stopping.enabled", "train.early_stopping.patience", "train.early_stopping.min_delta",
-               "train.early_stopping.restore_best")
+               "train.early_stopping.restore_best", "train.activation_checkpointing")
 RESUME_CHECKED = ("train.epochs", "optim.lr", "train.batch_size", "train.accumulate")
 
 

@@ -359,7 +359,8 @@ class DataConfig(Section):
 
 class ModelConfig(Section):
     name: str = Field("cnn1d", description="mlp, cnn1d, cnn2d, resnet, rnn, gru, lstm, transformer, logreg, "
-                      "embedding_bag (text)")
+                      "embedding_bag (text); or a torchvision/timm architecture, e.g. torchvision:resnet18, "
+                      "timm:convnext_atto (pip install \"gradwise[vision]\"; model.options go to its constructor)")
     factory: str | None = Field(None, description='your own model: "package.module:function"')
     widths: list[Annotated[int, Field(ge=1, le=1_000_000)]] | None = Field(
         None, description="hidden layer widths (mlp)")
@@ -379,7 +380,8 @@ class ModelConfig(Section):
                               "every unit of a layer then computes the same function, which the doctor reports")
     options: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the factory")
     # transfer learning
-    pretrained: str | None = Field(None, description="checkpoint, state_dict or safetensors file to start from")
+    pretrained: str | None = Field(None, description="checkpoint, state_dict or safetensors file to start from; "
+                                   "'weights' with a torchvision:/timm: model: the library's published weights")
     pretrained_strict: bool = False
     embeddings: str | None = Field(None, description="text runs: a word-vector file (GloVe/fastText text format: a "
                                    "token and its numbers per line) to start the token embedding from")
@@ -504,6 +506,27 @@ class EarlyStoppingConfig(Section):
     restore_best: bool = True
 
 
+class EmaConfig(Section):
+    """`train.ema`: an exponential moving average of the weights (torch.optim.swa_utils.AveragedModel)."""
+
+    decay: float = Field(0.999, gt=0.0, lt=1.0, description="weight of the average at each optimizer step: "
+                         "ema = decay * ema + (1 - decay) * weights; it forgets over about 1 / (1 - decay) steps "
+                         "(0.999: ~1000), so pick it below 1 - 1 / (the run's steps / 3) for a short run")
+
+
+class SwaConfig(Section):
+    """`train.swa`: stochastic weight averaging (AveragedModel, SWALR, update_bn of torch.optim.swa_utils)."""
+
+    start: float = Field(0.75, gt=0.0, lt=1.0, description="averaging starts at this fraction of train.epochs "
+                         "(0.75 of 40 epochs: from epoch 31 on); the weights at the end of each epoch from there on "
+                         "are averaged")
+    lr: float | None = Field(None, gt=0.0, le=1e3, description="the LR of the averaging epochs (SWALR anneals to "
+                             "it, x each group's lr_scale); null: the LR the schedule has reached when averaging "
+                             "starts, held constant")
+    anneal_epochs: int = Field(2, ge=0, le=1_000_000, description="epochs over which SWALR moves the LR to swa.lr")
+    anneal_strategy: Literal["cos", "linear"] = "cos"
+
+
 class TrainConfig(Section):
     epochs: int = Field(30, ge=1)
     batch_size: int | Literal["auto"] = Field(
@@ -533,10 +556,25 @@ class TrainConfig(Section):
         "CONFIG --nproc N`), else one process; single: one process; ddp: DistributedDataParallel, one process per "
         "device (NCCL on GPUs, Gloo on CPUs). batch_size is per process: a step sees batch_size x processes x "
         "accumulate rows")
+    ema: EmaConfig | None = Field(None, description="average the weights as an exponential moving average, e.g. "
+                                  "train.ema.decay=0.999: validation, early stopping, best.pt, the test, export and "
+                                  "predict use the average; last.pt keeps the raw weights too, for --resume")
+    swa: SwaConfig | None = Field(None, description="stochastic weight averaging from train.swa.start of the "
+                                  "epochs, e.g. train.swa.start=0.75 train.swa.lr=0.01; BatchNorm statistics are "
+                                  "recomputed over the training data at the end")
+    activation_checkpointing: bool = Field(
+        False, description="recompute each block's activations in the backward pass instead of keeping them "
+        "(torch.utils.checkpoint, built-in models' block1..N): less memory, about one more forward pass of time")
     threads: int | Literal["auto", "all"] = Field(
         "auto", description="CPU threads for torch's kernels. auto: torch's count (one per physical core) less the "
         "cores other processes keep busy when the run starts (OMP_NUM_THREADS, when set, wins); all: torch's count; "
         "or a number")
+
+    @model_validator(mode="after")
+    def _one_average(self) -> TrainConfig:
+        if self.ema is not None and self.swa is not None:
+            raise ValueError("train.ema and train.swa both average the weights; keep one, e.g. train.swa=null")
+        return self
 
     @field_validator("threads", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from torch import nn
 from gradwise.config import ModelConfig
 from gradwise.errors import CheckpointError, ConfigError, ModelError
 from gradwise.models import architectures as arch
+from gradwise.models.hub import build_hub_model, is_hub_name
 from gradwise.models.layers import apply_init, check_activation, check_init, unknown_name_error
 
 ModelBuilder = Callable[..., nn.Module]
@@ -241,6 +242,8 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int, 
                           f"'{cfg.init}'; set model.init=constant or remove model.init_value.")
     if cfg.factory:
         model = _build_from_factory(cfg, input_shape, int(n_outputs), task, vocab_size)
+    elif is_hub_name(cfg.name):  # torchvision:resnet18, timm:convnext_atto
+        model = build_hub_model(cfg.name, input_shape, int(n_outputs), cfg.options)
     else:
         model = _build_builtin(cfg.model_copy(update={"activation": activation}), input_shape, int(n_outputs),
                                vocab_size)

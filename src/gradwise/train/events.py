@@ -20,7 +20,8 @@ on_validation_end/on_epoch_end it counts the epoch ending there, so it equals ``
 ``last_loss`` (the last step's loss, a detached tensor: reading it as a float costs a device sync),
 ``epoch_loss()`` (the epoch's mean training loss so far; a device sync), ``samples_in_epoch``, ``last_batch``,
 ``history``, ``run_dir``, ``is_main``. What it can change: ``should_stop`` (finish after this epoch/step),
-``stop_reason``, ``request_rollback(...)`` (restore the last good checkpoint and go on with changed settings).
+``stop_reason``, ``request_rollback(...)`` (restore the last good checkpoint and go on with changed settings),
+``eval_model`` (a module evaluated and saved as checkpoints' "model" in the model's place: weight averaging's copy).
 
 A callback that keeps state across a resume implements ``state_dict``/``load_state_dict``; the state goes into
 every checkpoint under the callback's ``key``.

@@ -154,6 +154,9 @@ class Trainer:
         self.weights_epoch: int | None = None
         self.restored_epoch: int | None = None  # the epoch load_weights() put back (early stopping's best.pt)
         self.model_name: str | None = None  # a display name for the run header (e.g. the config's model.name)
+        # the weights evaluated and saved as a checkpoint's "model" when they are not the trained ones (weight
+        # averaging sets it: gradwise.train.averaging); None: the model's own
+        self.eval_model: nn.Module | None = None
 
     @property
     def epochs_done(self) -> int:
@@ -428,15 +431,16 @@ class Trainer:
         self.save_checkpoint("last", *deferred)  # best.pt, when asked for, is the same state: one write, two names
 
     def _evaluate(self, loader: Any, per_class: bool = False) -> dict[str, Any]:
+        model = self.model if self.eval_model is None else self.eval_model  # weight averaging: the average
         # data-parallel: each process evaluates its block of rows, and the metrics are those of the whole split
-        gather = self.dist.eval_gather(self.model, loader) if self.dist is not None else None
-        return evaluate(self.model, loader, self.loss_fn, self.device, self.task, self.autocast, self.forward,
+        gather = self.dist.eval_gather(model, loader) if self.dist is not None else None
+        return evaluate(model, loader, self.loss_fn, self.device, self.task, self.autocast, self.forward,
                         self.target_transform, per_class=per_class, gather=gather)
 
     # ------------------------------------------------------------------------------------- checkpoints
     def _state(self, in_memory: bool = False) -> dict[str, Any]:
         state = {
-            "model": self.model.state_dict(),
+            "model": (self.model if self.eval_model is None else self.eval_model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
