@@ -34,6 +34,7 @@ from gradwise.doctor.probes import (
     preserved,
     weight_layers,
 )
+from gradwise.doctor.thresholds import DEFAULT, Thresholds
 from gradwise.errors import CheckpointError
 from gradwise.train.checkpoint import json_default
 from gradwise.train.events import Callback
@@ -42,17 +43,7 @@ if TYPE_CHECKING:
     from gradwise.config import DoctorConfig
     from gradwise.train.loop import Trainer
 
-# The update/weight ratio an LR repair aims at. The ratio scales with the LR; healthy runs show 1e-3 .. 1.2e-2 on
-# the first probes (2e-2 .. 6e-2 at their peak LR), so a repair aims at the geometric middle of the first range.
-LR_TARGET_RATIO = 5e-3
-# lr_too_low measures later and at (near) the peak LR (steps >= 8, LR >= 30% of the schedule's peak; see
-# rules.Thresholds.lr_low_burn_in), where healthy runs take larger steps: 1.1e-3 .. 2.7e-2 over the 16 healthy runs
-# of the case suite and the held-out set (first 5 probes of that window), median 9.6e-3. Its repair aims at that
-# median: a repaired run starts late (step ~32), so aiming at the lower half of the range leaves it short.
-LR_LOW_TARGET_RATIO = 1e-2
 MAX_RECORDS = 400  # probe records kept (the rules look at recent windows and at the first probes)
-RECENT_LOSSES = 20  # a NaN after the loss grew this many steps before it is a divergence (not an old spike)
-SPIKE_WINDOW = 50  # a probed gradient norm >= explode_growth x the first probes' this few steps before a NaN
 
 
 class Doctor(Callback):
@@ -60,7 +51,7 @@ class Doctor(Callback):
     order = 30  # before early stopping and the progress bar
 
     def __init__(self, cfg: DoctorConfig, task: str | None = None, bundle: Any = None,
-                 thresholds: rules.Thresholds = rules.DEFAULT) -> None:
+                 thresholds: Thresholds = DEFAULT) -> None:
         self.cfg = cfg
         self.task = task
         self.bundle = bundle
@@ -86,7 +77,7 @@ class Doctor(Callback):
         self._cut_lr = False  # a repair has lowered the LR in this run
         # the first positive step loss since the start or a repair, and the last finite ones (CPU: read every step)
         self._loss_first: float | None = None
-        self._loss_recent: collections.deque[float] = collections.deque(maxlen=RECENT_LOSSES)
+        self._loss_recent: collections.deque[float] = collections.deque(maxlen=self.t.recent_losses)
         self.halted = False
         self.context: RunContext | None = None  # what the fixes are judged against (set at fit start)
         # where the probe measurements go as they are taken (the report's StepLog sets it: DIR/probes.jsonl)
@@ -184,7 +175,8 @@ class Doctor(Callback):
                 self.probe_y = tr[1][idx.to(tr[1].device)].to(trainer.device)
         elif self.cfg.preflight and not trainer.resumed:
             pre = Preflight(model, trainer.loss_fn, trainer.train_loader, trainer.val_loader, trainer.test_loader,
-                            trainer.device, trainer.forward, self.task, self.bundle, sampler_weights=loader_weights)
+                            trainer.device, trainer.forward, self.task, self.bundle, sampler_weights=loader_weights,
+                            thresholds=self.t)
             pre.run()
             self.facts = pre.facts
             self.probe_x, self.probe_y = pre.probe_x, pre.probe_y
@@ -323,7 +315,7 @@ class Doctor(Callback):
             fixes=["optim.lr=<lr*0.1>", "train.clip_grad=1.0", "doctor.repair=true"],
             step=trainer.step, epoch=trainer.epoch + 1))
         start = self._loss_first
-        recent = list(self._loss_recent) or [r.loss for r in self.records[-RECENT_LOSSES:]
+        recent = list(self._loss_recent) or [r.loss for r in self.records[-self.t.recent_losses:]
                                              if r.loss is not None and math.isfinite(r.loss)]
         if start is None and self.records and self.records[0].loss is not None:
             start = self.records[0].loss  # GPU: the step losses are not read every step, the probes' are
@@ -426,12 +418,12 @@ class Doctor(Callback):
             # start again from the initial weights, later go back to the best checkpoint; either with LR / 10
             to = "start" if trainer.epoch < 2 else "best"
             self._repair(trainer, "lr_too_high", "updates too large for the weights", to=to, now=True,
-                         lr_factor=_lr_factor(by["lr_too_high"], 1e-3, 0.3))
+                         lr_factor=_lr_factor(by["lr_too_high"], 1e-3, 0.3, self.t.lr_target_ratio))
         elif "lr_too_low" in by and not self._cut_lr:
             # never undo an LR cut the doctor made because the run blew up: small steps right after such a repair
             # come from the restored (often damaged) weights and the cut itself, not from a user's too-low LR
             self._repair(trainer, "lr_too_low", "updates too small for the loss to move", restore=False, now=True,
-                         lr_factor=_lr_factor(by["lr_too_low"], 3.0, 1000.0, LR_LOW_TARGET_RATIO))
+                         lr_factor=_lr_factor(by["lr_too_low"], 3.0, 1000.0, self.t.lr_low_target_ratio))
 
     # ---------------------------------------------------------------------------------------- epoch end
     def _epoch_probe(self, trainer: Trainer, logs: dict[str, Any]) -> None:
@@ -499,7 +491,7 @@ class Doctor(Callback):
             # the initial weights with the LR that brings the largest step to the target size.
             big = self._largest_step()
             if big is not None and big >= self.t.dead_repair_step:
-                factor = float(f"{min(0.3, max(1e-3, LR_TARGET_RATIO / big)):.3g}")
+                factor = float(f"{min(0.3, max(1e-3, self.t.lr_target_ratio / big)):.3g}")
                 self._repair(trainer, "dead_units", f"units died after steps of {big:.0%} of the weights", to="start",
                              lr_factor=factor, now=True)
         elif "plateau" in fresh and fresh["plateau"].evidence.get("early") and not _saturation_plateau(found):
@@ -508,10 +500,10 @@ class Doctor(Callback):
                 self._repair(trainer, "plateau", f"early plateau in epoch {now}", lr_factor=3.0, restore=False)
 
     def _gradient_spike(self, step: int) -> tuple[ProbeRecord, float] | None:
-        """The probe within SPIKE_WINDOW steps before `step` whose gradient norm is largest, with the first probes'
+        """The probe within spike_window steps before `step` whose gradient norm is largest, with the first probes'
         median norm, when it is >= explode_growth times that median (or not finite)."""
         first = [r.grad_norm for r in self.records[:3] if 0 < r.grad_norm < math.inf]
-        recent = [r for r in self.records if 0 <= step - r.step <= SPIKE_WINDOW and not math.isnan(r.grad_norm)]
+        recent = [r for r in self.records if 0 <= step - r.step <= self.t.spike_window and not math.isnan(r.grad_norm)]
         if not first or not recent:
             return None
         g0 = rules._median(first)
@@ -628,7 +620,7 @@ class Doctor(Callback):
             self.facts = facts
 
 
-def _lr_factor(finding: Finding, low: float, high: float, target: float = LR_TARGET_RATIO) -> float:
+def _lr_factor(finding: Finding, low: float, high: float, target: float) -> float:
     """The LR factor that brings the measured update/weight ratio to `target`, within [low, high]."""
     ratio = finding.evidence.get("update_to_weight")
     ratio = float(ratio) if isinstance(ratio, int | float) and ratio > 0 else target

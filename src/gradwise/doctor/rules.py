@@ -19,115 +19,12 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from gradwise.doctor.findings import Finding
 from gradwise.doctor.preflight import Facts
 from gradwise.doctor.probes import ProbeRecord
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    # curves (epoch means of the training loss L, validation loss V; S = know-nothing loss)
-    diverge_factor: float = 2.0  # L >= 2x its running minimum ...
-    probe_blowup: float = 10.0  # or a probe step's loss >= 10x the start (and the know-nothing loss), still >= 2x
-    diverge_rise: float = 0.1  # ... and the rise >= 0.1·S, for 2 epochs in a row (or 1 when above the start)
-    # ... or a collapse: the loss had reached <= 0.85·S and is back at >= 0.95·S (what was learned is lost)
-    collapse_best: float = 0.85
-    collapse_level: float = 0.95
-    osc_window: int = 6  # epochs looked at for oscillation
-    osc_rel: float = 0.2  # a move counts when it changes L by >= 20% (of the lower of the two epochs) ...
-    # ... and by >= 10% of S. Once a model fits well, its epoch-mean loss is a small number whose relative
-    # epoch-to-epoch noise is large (0.05 -> 0.2 -> 0.07 is a healthy small-batch run near its floor); a bounce
-    # only costs something when it undoes a sizeable part of what there is to learn. 10% of S is the same
-    # "matters on the scale S" bar the divergence rule uses (diverge_rise).
-    osc_abs: float = 0.1
-    osc_moves: int = 3  # >= 3 such moves, >= 2 of them rises, changing direction >= 2 times
-    # or, where the loss is far from its floor (>= 0.2·S on both sides of a move), moves of >= 20% and >= 0.05·S:
-    # >= 4 of them in the window, >= 2 rises, >= 3 changes of direction
-    osc_abs_high: float = 0.05
-    osc_level: float = 0.2
-    plateau_epochs: int = 4  # the best L improved < 1% over this many epochs ...
-    lr_stopped: float = 1e-3  # ... or: the schedule has cut the LR below 1e-3 of its peak ...
-    lr_stopped_left: float = 0.3  # ... with >= 30% of the planned epochs to go ...
-    lr_stopped_loss: float = 0.1  # ... and the loss still >= 0.1·S (not a model that has nothing left to learn)
-    plateau_gain: float = 0.01
-    high_loss: float = 0.6  # ... while L >= 0.6·S (less than 40% of the loss explained)
-    no_learning: float = 0.98  # after 5 epochs the best L is still >= 0.98·min(start, S), flat for 3 epochs
-    no_learning_epochs: int = 5
-    overfit_rise: float = 1.2  # V >= 1.2x its best, the rise >= 0.05·S, L still falling, 2 epochs in a row
-    overfit_abs: float = 0.05
-    gap_abs: float = 0.3  # or V - L >= 0.3·S and V >= 2·L for 3 epochs
-    # with early stopping: a warning only if the best validation loss is >= 0.2·S above the lowest training loss
-    # (the model fits its own rows far better than it ever does new ones: more data or regularization would pay)
-    gap_best: float = 0.2
-    # labels that do not generalize: the validation loss never gets 10% below its know-nothing loss while the
-    # training loss did (train <= 0.9·S, val >= 0.9·S_val), and at the epoch that fits the training rows best the
-    # validation rows are worse by >= 10% (each loss relative to its own know-nothing loss; label_gap): a run
-    # that is merely slow to start moves both losses together.
-    # Symmetric on purpose: "learned something" means the same 10% on both sides. The train side must not ask
-    # for memorization (0.7·S): early stopping ends a shuffled-label run long before the model memorizes.
-    label_val: float = 0.9
-    label_train: float = 0.9
-    label_gap: float = 0.1
-    mismatch_rel: float = 1.25  # eval-mode loss on training rows >= 1.25x the train-mode loss ...
-    mismatch_abs: float = 0.15  # ... and higher by >= 0.15·S, 2 epochs in a row
-    mismatch_train_rel: float = 4.0  # or the train-mode loss >= 4x the eval-mode loss (dropout pays ~1.5-3x)
-    # sampled steps
-    update_high: float = 0.1  # median ‖ΔW‖/‖W‖ over layers and over the last probes (~1e-3 is healthy)
-    # lr_too_low's limit, on the window it is judged on (steps >= lr_low_burn_in at >= 30% of the schedule's real
-    # peak LR). Healthy runs show 1.1e-3 .. 2.7e-2 there -- about 3.5x what they show on steps 1-4 during warmup
-    # (median of that factor over the 15 healthy warmup runs of the case suite and the held-out set that do not
-    # start with RAdam's tiny steps), where the limit used to be 1e-4, ~10x below the healthy range. Measured at
-    # the peak LR, the same placement is ~3e-4.
-    update_low: float = 3e-4
-    update_healthy: float = 1e-3  # the low end of the healthy range on that window (steps_look_healthy)
-    # repair of dead units: the largest probed step near the peak LR was above what healthy runs take there (their
-    # first probes at the peak LR show 2e-2 .. 6e-2), so the LR is cut and the run restarts from its initial weights
-    dead_repair_step: float = 0.05
-    # a network the large steps killed, whatever its activation: after a probed step >= dead_repair_step (at the peak
-    # LR, after the optimizer's start-up) the weight matrices' gradients fell to <= this share of their size on the
-    # first probes, on the last min_probes probes, with the loss back at the know-nothing loss (collapse_level·S)
-    dead_grad: float = 1e-3
-    # lr_too_high is info while the loss on its probe steps falls to <= this share of the first probe's loss
-    lr_high_progress: float = 0.5
-    lr_active: float = 0.3  # LR rules only look at steps whose LR is >= 30% of the peak (not warmup/decay tails)
-    # lr_too_low ignores the first optimizer steps: momentum builds up over ~1/(1-β) = 10 steps and RAdam
-    # rectifies its variance with deliberately tiny steps for its first ~5; step 8 is the first probe after
-    # both (probes run at steps 0, 1, 2, 4, 8, ...). lr_too_high keeps every step >= 1: a too-high LR shows
-    # as an early transient (the first large steps do the damage).
-    lr_low_burn_in: int = 8
-    explode_rel: float = 10.0  # ‖g‖/‖W‖ of a layer (healthy runs stay below ~2) ...
-    explode_growth: float = 100.0  # ... or the global gradient norm grown 100x from its first probes
-    explode_depth: float = 1e2  # ... or (‖g‖/‖W‖) first layer / last layer >= 100
-    vanish_depth: float = 1e-3  # (‖g‖/‖W‖) first layer / last layer
-    reg_ratio: float = 1.0  # regularization force / data force (median of the first probes)
-    # 1-NN label agreement <= chance + 10% of what is left above chance: labels unrelated to the inputs (real
-    # data sits far above: digits 0.98 vs chance 0.10, breast_cancer 0.92 vs 0.53, MNIST-1D ~0.5 vs 0.10)
-    neighbour_margin: float = 0.1
-    nn_capacity_gap: float = 0.08  # val accuracy this far below the neighbours' label agreement: too little capacity
-    carry_gap: float = 0.2  # val accuracy this far below the neighbours' label agreement: the val labels disagree
-    nan_growth: float = 100.0  # a loss that grew this many times before turning non-finite: a divergence
-    # underfitting with a cause (a bottleneck, over-regularization): the final L >= 0.25·S and the eval-mode loss
-    # on training rows >= 0.85x the validation loss (no generalization gap left)
-    under_low: float = 0.25
-    under_low_reg: float = 0.1  # ... 0.1·S when the regularizer out-pulls the data on the first steps
-    under_gap: float = 0.85
-    # behind a layer narrower than the classes the layers before it still memorize a little: a modest gap remains
-    under_gap_bottleneck: float = 0.7
-    min_probes: int = 3
-    # activations on the fixed probe batch, at epoch ends
-    dead_share: float = 0.5  # >= 50% of a ReLU layer's units never fire, 2 epochs in a row
-    sat_unit: float = 0.9  # a unit is saturated on >= 90% of the probe rows
-    sat_share: float = 0.5  # >= 50% of a layer's units saturated, 2 epochs in a row
-    # ... or >= 50% of all of a layer's outputs (units x probe rows) saturated, 2 epochs in a row: a saturated
-    # output passes back < 5% of its gradient, so half the layer's gradient signal is gone whether the saturation
-    # sits in a few units or is spread over all of them (the per-unit test misses the spread case)
-    sat_layer: float = 0.5
-
-
-DEFAULT = Thresholds()
+from gradwise.doctor.thresholds import DEFAULT, Thresholds
 
 
 def _finite(v: Any) -> bool:
