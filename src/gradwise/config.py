@@ -516,6 +516,11 @@ class DoctorConfig(Section):
     preflight: bool = True
     nan_guard: bool = True
     halt_on_error: bool = Field(True, description="stop training on a non-finite loss when repair is off")
+    thresholds: dict[str, float] = Field(default_factory=dict, description=(
+        "a check's threshold by name, e.g. doctor.thresholds.diverge_factor=3 (`gradwise doctor --list` shows "
+        "every check with the thresholds it reads)"))
+    disable: list[str] = Field(default_factory=list, description=(
+        "checks to switch off, by name, e.g. [oscillating_loss] (`gradwise doctor --list` names them)"))
 
 
 class SearchParam(Section):

@@ -168,6 +168,12 @@ class CurveThresholds:
     # label_problem / overfitting from memorization need this many validated epochs (3 for "learned nothing")
     label_epochs: int = 5
     label_nothing_epochs: int = 3
+    # predictions carry over to new rows when the best validation accuracy beats the majority class's share by
+    # max(carry_margin, neighbour_margin x what is left above it)
+    carry_margin: float = 0.05
+    # label_problem needs classes of at least this many training rows: with fewer, a row's nearest neighbour
+    # disagrees and new rows score badly with correct labels too, so memorizing them is too little data (overfitting)
+    label_min_class_rows: int = 20
 
 
 @dataclass(frozen=True)
