@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from rich.markup import escape
 
-from gradwise.doctor import rules
+from gradwise.doctor import checks, rules
+from gradwise.doctor.evidence import labels_look_random
 from gradwise.doctor.findings import SEVERITY_RANK, Finding, fill_fixes
 from gradwise.doctor.fixes import RunContext
 from gradwise.doctor.preflight import PROBE_ROWS, Facts, Preflight, loss_kind, split_tensors, subsample
@@ -34,7 +35,7 @@ from gradwise.doctor.probes import (
     preserved,
     weight_layers,
 )
-from gradwise.doctor.thresholds import DEFAULT, Thresholds
+from gradwise.doctor.thresholds import Thresholds, configured
 from gradwise.errors import CheckpointError
 from gradwise.train.checkpoint import json_default
 from gradwise.train.events import Callback
@@ -51,11 +52,14 @@ class Doctor(Callback):
     order = 30  # before early stopping and the progress bar
 
     def __init__(self, cfg: DoctorConfig, task: str | None = None, bundle: Any = None,
-                 thresholds: Thresholds = DEFAULT) -> None:
+                 thresholds: Thresholds | None = None) -> None:
         self.cfg = cfg
         self.task = task
         self.bundle = bundle
-        self.t = thresholds
+        # doctor.thresholds / doctor.disable: checked here, before training (a typo is a ConfigError naming it)
+        self.t = thresholds if thresholds is not None else configured(getattr(cfg, "thresholds", None))
+        self.disabled: tuple[str, ...] = tuple(getattr(cfg, "disable", None) or ())
+        checks.validate_disabled(self.disabled)
         self._findings: list[Finding] = []
         self._seen: dict[str, int] = {}  # code -> highest severity reported
         self.repairs = 0
@@ -134,7 +138,7 @@ class Doctor(Callback):
         order = self.facts.layer_order or [n for n, _ in self._layers]
         quiet = not any(self._seen.get(c, 0) >= 1 for c in ("dead_units", "saturated_units", "vanishing_gradients",
                                                             "exploding_gradients", "lr_too_low", "lr_too_high"))
-        random_labels = rules.labels_look_random(self.facts, self.t)  # neighbours share labels at chance level
+        random_labels = labels_look_random(self.facts, self.t)  # neighbours share labels at chance level
         healthy = rules.steps_look_healthy(self.records, order, self.t)
         if quiet and (random_labels or healthy):
             label = next((c for c in finding.causes if "labels" in c), "labels unrelated to the inputs")
@@ -176,6 +180,7 @@ class Doctor(Callback):
         elif self.cfg.preflight and not trainer.resumed:
             pre = Preflight(model, trainer.loss_fn, trainer.train_loader, trainer.val_loader, trainer.test_loader,
                             trainer.device, trainer.forward, self.task, self.bundle, sampler_weights=loader_weights,
+                            disabled=self.disabled,
                             thresholds=self.t)
             pre.run()
             self.facts = pre.facts
@@ -403,7 +408,7 @@ class Doctor(Callback):
     # ---------------------------------------------------------------------------------------- probe rules
     def _probe_rules(self, trainer: Trainer) -> None:
         found = rules.probe_findings(self.records, self.facts, trainer.history, self.t,
-                                     clipping=trainer.clip_grad is not None)
+                                     clipping=trainer.clip_grad is not None, disabled=self.disabled)
         for f in found:
             self.report(trainer, f)
         if not (self.cfg.repair and self.repairs < self.cfg.max_repairs):
@@ -462,13 +467,13 @@ class Doctor(Callback):
         self._epoch_probe(trainer, logs)
         history = [*trainer.history, logs]
         acts = rules.activation_findings(self.activations, logs.get("epoch"), trainer.step, self.t,
-                                         coupled_decay=_coupled_decay(trainer.optimizer))
+                                         coupled_decay=_coupled_decay(trainer.optimizer), disabled=self.disabled)
         for f in acts:
             self.report(trainer, f)
         found = acts + rules.curve_findings(history, self.facts, planned_epochs=trainer.epochs, t=self.t,
-                                            early_stopping=_keeps_best(trainer))
+                                            early_stopping=_keeps_best(trainer), disabled=self.disabled)
         found += rules.probe_findings(self.records, self.facts, history, self.t, epoch_end=True,
-                                      clipping=trainer.clip_grad is not None)
+                                      clipping=trainer.clip_grad is not None, disabled=self.disabled)
         now = logs.get("epoch")
         for f in found[len(acts):]:
             if not (f.code == "lr_too_low" and self._cut_lr):  # never blame the doctor's own LR cut on the schedule
@@ -560,13 +565,14 @@ class Doctor(Callback):
         if self.halted:
             return
         for f in rules.curve_findings(trainer.history, self.facts, final=True, planned_epochs=trainer.epochs,
-                                      t=self.t, early_stopping=_keeps_best(trainer)):
+                                      t=self.t, early_stopping=_keeps_best(trainer), disabled=self.disabled):
             self.report(trainer, f)
+        dropout = self.facts.dropout_max if self.facts else 0.0
         for f in rules.over_regularization(self.records, self.facts, trainer.history, trainer.config, self.t,
-                                           dropout=self.facts.dropout_max if self.facts else 0.0):
+                                           dropout=dropout, disabled=self.disabled):
             self.report(trainer, f)
         for f in rules.probe_findings(self.records, self.facts, trainer.history, self.t, epoch_end=True,
-                                      clipping=trainer.clip_grad is not None, final=True):
+                                      clipping=trainer.clip_grad is not None, disabled=self.disabled, final=True):
             if not (f.code == "lr_too_low" and self._cut_lr):  # never advise undoing the doctor's own LR cut
                 self.report(trainer, f)
         self._outcomes(trainer)

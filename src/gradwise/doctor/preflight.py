@@ -237,8 +237,9 @@ class Preflight:
 
     def __init__(self, model: nn.Module, loss_fn: Any, train: Any, val: Any, test: Any, device: torch.device,
                  forward: Any = None, task: str | None = None, bundle: Any = None, sampler_weights: bool = False,
-                 thresholds: Thresholds = DEFAULT) -> None:
+                 thresholds: Thresholds = DEFAULT, disabled: tuple[str, ...] = ()) -> None:
         self.t = thresholds
+        self.disabled = disabled
         self.model, self.loss_fn, self.device, self.forward = model, loss_fn, device, forward
         self.train, self.val, self.test = train, val, test
         self.bundle = bundle
@@ -251,11 +252,15 @@ class Preflight:
         self.halt = False  # a check found something that makes training pointless or impossible
         self._sum_rows = 0  # the loss sums over its rows: the training batch size (0: a mean)
 
-    @staticmethod
-    def _guarded(check: Any, *args: Any) -> None:
-        """Run a check whose failure must not stop the training (it only loses that check's verdict)."""
-        with contextlib.suppress(Exception):
-            check(*args)
+    def _run(self, name: str, *args: Any) -> None:
+        """Run the declared check `name` (doctor/checks/preflight.py) the one way every check runs: skipped when
+        switched off (doctor.disable), and guarded -- its failure loses that check's verdict, never the training."""
+        from gradwise.doctor import checks
+
+        if name in self.disabled:
+            return
+        method = checks.REGISTRY[name].runs_in.removeprefix("Preflight.")
+        checks.guarded(name, getattr(self, method), *args)
 
     def add(self, code: str, severity: str, message: str, evidence: dict[str, Any], causes: list[str],
             fixes: list[str]) -> None:
@@ -274,7 +279,7 @@ class Preflight:
         if tr is None:
             return
         x, y = tr
-        self.check_values(x, y)
+        self._run("nonfinite_data", x, y)
         if self.halt:
             return
         idx = subsample(len(y), self.t.probe_rows)
@@ -299,12 +304,13 @@ class Preflight:
                                                                        nn.Linear)
             self.facts.unit_dims = trace.unit_dims
             self.facts.n_outputs = int(out.shape[-1]) if out.ndim > 1 else 1
-            self.check_labels(y, out)
+            self._run("labels", y, out)
             if self.halt:
                 return
-            self._guarded(self.check_order, y)
-            self._guarded(self.check_norm_batch)
-            self._guarded(self.measure_neighbours, x, y)
+            self._run("sample_order", y)
+            self._run("norm_batch")
+            with contextlib.suppress(Exception):  # a measurement: without it, checks that read it skip
+                self.measure_neighbours(x, y)
             ysub = y[subsample(len(y), 20000).to(y.device)].to(self.device)
             self.facts.baseline, self.facts.zero_loss = constant_losses(self.loss_fn, self.facts.loss_kind,
                                                                         out.detach(), ysub)
@@ -313,21 +319,21 @@ class Preflight:
                 vy = vt[1][subsample(len(vt[1]), 20000).to(vt[1].device)].to(self.device)
                 self.facts.val_baseline, _ = constant_losses(self.loss_fn, self.facts.loss_kind, out.detach(), vy)
                 self.facts.val_rows = len(vt[1])
-            self._guarded(self.check_reduction, out.detach(), ysub)
+            self._run("sum_reduction", out.detach(), ysub)
             if self.facts.loss_kind in ("mse", "mae", "huber") and y.is_floating_point():
                 self.facts.target_rms = float(ysub.float().pow(2).mean().sqrt())
-            self.check_inputs(x, trace)
-            self.check_wiring(trace, y)
-            self._guarded(self.check_eval_determinism)
-            self.check_leakage(x)
-            self._guarded(self.check_near_copies, x)
-            self._guarded(self.check_split_scale, x)
-            self._guarded(self.check_label_column, x, y)
-            self._guarded(self.check_split_structure, x)
+            self._run("input_scale", x, trace)
+            self._run("wiring", trace, y)
+            self._run("eval_determinism")
+            self._run("leakage", x)
+            self._run("near_copies", x)
+            self._run("split_scale", x)
+            self._run("label_column", x, y)
+            self._run("split_structure", x)
             loss = self.initial_loss(out, py)
-            self.check_init(trace, loss)
+            self._run("initialization", trace, loss)
             if loss is not None and loss.requires_grad:
-                self.check_gradients(loss)
+                self._run("first_gradients", loss)
 
     # -- data ------------------------------------------------------------------------------------------
     def check_values(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -595,6 +601,8 @@ class Preflight:
                   "shuffles them every epoch"])
 
     def _imbalance(self, counts: list[int], binary: bool = False) -> None:
+        if "class_imbalance" in self.disabled:
+            return
         if len(counts) < 2:
             return
         ratio = max(counts) / max(min(counts), 1)

@@ -144,6 +144,9 @@ class CurveThresholds:
     under_gap: float = 0.85
     # behind a layer narrower than the classes the layers before it still memorize a little: a modest gap remains
     under_gap_bottleneck: float = 0.7
+    # over-regularization: the run is held back when its final loss is >= this share of S (or the under_low rules)
+    reg_high_loss: float = 0.5
+    dropout_high: float = 0.7  # a dropout rate this high is over-regularization when the run underfits
     # no_learning's "flat": the last 3 epochs move by at most this share of S
     flat_share: float = 0.02
     # a divergence counts on one epoch alone when the loss is this far above the start (and S)
@@ -209,6 +212,10 @@ class StepThresholds:
     explode_depth: float = 1e2  # ... or (‖g‖/‖W‖) first layer / last layer >= 100
     vanish_depth: float = 1e-3  # (‖g‖/‖W‖) first layer / last layer
     reg_ratio: float = 1.0  # regularization force / data force (median of the first probes)
+    # lr_too_high is info while its probe losses also never rose above this factor of the first probe's loss
+    progress_rise: float = 1.1
+    low_lr_loss: float = 0.5  # lr_too_low only while the loss is still >= this share of S
+    target_rms_large: float = 10.0  # regression targets with RMS above this: standardize them (outputs start near 0)
     nan_growth: float = 100.0  # a loss that grew this many times before turning non-finite: a divergence
     min_probes: int = 3
 
@@ -225,6 +232,7 @@ class ActivationThresholds:
     # output passes back < 5% of its gradient, so half the layer's gradient signal is gone whether the saturation
     # sits in a few units or is spread over all of them (the per-unit test misses the spread case)
     sat_layer: float = 0.5
+    dead_min_units: int = 4  # layers of fewer units are not judged for dead units
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ class Check:
 
     name: ClassVar[str]
     code: ClassVar[Code]
+    also: ClassVar[tuple[Code, ...]] = ()  # other codes a declared-only check can raise
     family: ClassVar[str]
     stage: ClassVar[Stage]
     severity: ClassVar[Severity] = "warning"
@@ -92,14 +93,16 @@ def guarded(name: str, fn: Any, *args: Any) -> Any:
         return None
 
 
-def run(selected: Sequence[type[Check]], facts: Any, t: Thresholds, disabled: Iterable[str] = ()) -> list[Finding]:
-    """Every selected check over the same facts, in order, each guarded; the findings they raised."""
+def run(selected: Sequence[type[Check]], facts: Any, t: Thresholds, disabled: Iterable[str] = (),
+        guard: bool = True) -> list[Finding]:
+    """Every selected check over the same facts, in order, each guarded (unless `guard=False`: then a check's
+    exception propagates); the findings they raised."""
     off = set(disabled)
     out: list[Finding] = []
     for cls in selected:
         if cls.name in off or cls.runs_in:
             continue
-        found = guarded(cls.name, cls().check, facts, t)
+        found = guarded(cls.name, cls().check, facts, t) if guard else cls().check(facts, t)
         if found is not None:
             out.append(found)
             if isinstance(getattr(facts, "found", None), list):  # later checks of the pass read what was found
@@ -125,4 +128,38 @@ def disabled_codes(disabled: Iterable[str], runs_in: str) -> set[str]:
 
 
 # the families register their checks on import
-from gradwise.doctor.checks import curves  # noqa: E402,F401
+from gradwise.doctor.checks import activations, curves, preflight, steps  # noqa: E402,F401
+
+
+# ------------------------------------------------------------------------------------------------- the listing
+def listed() -> list[type[Check]]:
+    """The checks by stage (pre-flight first), then family."""
+    return sorted(REGISTRY.values(), key=lambda c: (STAGES.index(c.stage), FAMILIES.index(c.family)))
+
+
+def describe(t: Thresholds | None = None) -> str:
+    """`gradwise doctor --list`: every check with its code(s), stage, family, what it measures and the thresholds
+    it reads (with the values in force), in the order the checks run."""
+    from gradwise.doctor.thresholds import DEFAULT
+
+    t = t or DEFAULT
+    lines = []
+    for c in listed():
+        codes = ", ".join([c.code, *c.also])
+        lines.append(f"{c.name}  [{codes}]  stage={c.stage} family={c.family} severity={c.severity}")
+        lines.append(f"    {c.measures}")
+        if c.thresholds:
+            lines.append("    thresholds: " + ", ".join(f"{n}={getattr(t, n):g}" for n in c.thresholds))
+    lines.append(f"{len(REGISTRY)} checks; switch one off with doctor.disable=[name], change a threshold with "
+                 "doctor.thresholds.<name>=<value>")
+    return "\n".join(lines)
+
+
+def markdown_table() -> str:
+    """The README's table of checks, generated from the registry (tests/test_doctor_checks.py keeps them equal)."""
+    rows = ["| check | code | stage | measures | thresholds |", "|---|---|---|---|---|"]
+    for c in listed():
+        codes = ", ".join(f"`{x}`" for x in (c.code, *c.also))
+        ths = ", ".join(f"`{n}`" for n in c.thresholds) or "-"
+        rows.append(f"| `{c.name}` | {codes} | {c.stage} | {c.measures} | {ths} |")
+    return "\n".join(rows)
