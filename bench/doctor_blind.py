@@ -1,7 +1,7 @@
 """A blind evaluation set for the doctor: faulty and healthy training runs written without reading how the doctor
 decides (nothing under `gradwise.doctor`, the case suite, its tests or its notes was read).
 
-The runs differ from `gradwise.doctor.cases` and `bench/doctor_holdout.py`: a 1-D CNN with dilated convolutions,
+The runs differ from `bench/doctor/cases.py` and `bench/doctor_holdout.py`: a 1-D CNN with dilated convolutions,
 a GRU over digit columns, a wide one-layer tanh net on make_moons, deep narrow ELU / GELU / LeakyReLU / sigmoid
 stacks, a CNN with GroupNorm, a bottleneck autoencoder, data from make_classification / make_moons, class-sorted
 loaders, NaN cells, duplicated rows, targets left in their units, frozen layers, SGD without momentum, Adamax,

@@ -2,7 +2,7 @@
 doctor decides (nothing under `gradwise.doctor`, the case suite, its tests, its notes or `doctor_blind.py`'s run
 expectations was read).
 
-The runs differ from `gradwise.doctor.cases`, `bench/doctor_holdout.py` and `bench/doctor_blind.py`: make_circles,
+The runs differ from `bench/doctor/cases.py`, `bench/doctor_holdout.py` and `bench/doctor_blind.py`: make_circles,
 make_blobs and make_regression data, a 1-D CNN with kernel size 1 and global pooling, an LSTM over MNIST-1D patches,
 2-D convolutions on the 8x8 digits, pre- and post-norm TransformerEncoders over digit rows, a zero-initialized
 residual MLP, an nn.Softmax / nn.LogSoftmax module before cross-entropy, NLL on raw logits, a reduction='sum' loss,

@@ -2,7 +2,7 @@
 doctor decides (nothing under `gradwise.doctor`, the case suite, its tests, its notes, the README's doctor section
 or the other sets' run expectations was read; the other sets were only listed by name to avoid repeating them).
 
-The setups differ from `gradwise.doctor.cases`, `bench/doctor_holdout.py`, `bench/doctor_blind.py` and
+The setups differ from `bench/doctor/cases.py`, `bench/doctor_holdout.py`, `bench/doctor_blind.py` and
 `bench/doctor_blind2.py`: a Conv1d net with a BatchNorm1d head trained at batch size 2, a 512-unit GRU under plain
 SGD at lr 3.0, a final layer initialized with std 10, a row-index "ID" column left unscaled, a feature that is the
 label plus noise, an "augmentation" that always reverses the signal, 50 Fashion images for 100 epochs, regression

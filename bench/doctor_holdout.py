@@ -1,7 +1,7 @@
 """A held-out check of the doctor: runs its authors have not seen, written without tuning anything in
 `gradwise.doctor`.
 
-`gradwise.doctor.cases` is the suite the doctor's rules were developed against. This file is a second, independent
+`bench/doctor/cases.py` is the suite the doctor's rules were developed against. This file is a second, independent
 set: other datasets and splits (Fashion-MNIST subsets, sklearn digits read as 8x8 images, MNIST-1D's predefined
 train/test split, wine/iris/breast_cancer/diabetes with other seeds and split shares), other architectures (2-D
 CNNs, an nn.TransformerEncoder over MNIST-1D patches, an LSTM, a residual MLP with LayerNorm, models calling

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from rich.markup import escape
 
-from gradwise.doctor import checks, rules
+from gradwise.doctor import checks, repair, rules
 from gradwise.doctor.evidence import labels_look_random
-from gradwise.doctor.findings import SEVERITY_RANK, Finding, fill_fixes
+from gradwise.doctor.findings import Finding, fill_fixes
 from gradwise.doctor.fixes import RunContext
 from gradwise.doctor.preflight import PROBE_ROWS, Facts, Preflight, loss_kind, split_tensors, subsample
 from gradwise.doctor.probes import (
@@ -267,8 +267,7 @@ class Doctor(Callback):
     def on_batch_end(self, trainer: Trainer) -> None:
         if self._pending is not None:
             p, self._pending = self._pending, None
-            trainer.request_rollback(p["reason"], lr_factor=p.get("lr_factor"), clip_grad=p.get("clip_grad"),
-                                     extra=p.get("extra"), restore=p.get("restore", True), to=p.get("to", "last"))
+            trainer.request_rollback(**p)
             return
         probe = self._probe is not None
         if self.cfg.nan_guard:
@@ -354,24 +353,33 @@ class Doctor(Callback):
                         "applied many times)", "learning rate too high"],
                 fixes=["train.clip_grad=1.0", "optim.lr=<lr*0.1>", "doctor.repair=true"],
                 step=trainer.step, epoch=trainer.epoch + 1))
-        if self.cfg.repair and self.repairs < self.cfg.max_repairs:
-            self._repair(trainer, "nonfinite_values", f"non-finite loss at step {trainer.step}", lr_factor=0.1,
-                         clip_grad=trainer.clip_grad or 1.0, now=True)
+        if self._may_repair():
+            self._repair(trainer, repair.after_nonfinite(trainer.step, self._repair_state(trainer)))
         elif self.cfg.halt_on_error:
             trainer.should_stop = True
             trainer.stop_reason = f"non-finite loss at step {trainer.step} (doctor NaN guard)"
             trainer.status_override = "failed"
 
     # ---------------------------------------------------------------------------------------- repair
-    def _repair(self, trainer: Trainer, code: str, reason: str, *, lr_factor: float | None = None,
-                clip_grad: float | None = None, restore: bool = True, to: str = "last", now: bool = False) -> None:
+    def _may_repair(self) -> bool:
+        return bool(self.cfg.repair and self.repairs < self.cfg.max_repairs)
+
+    def _repair_state(self, trainer: Trainer) -> repair.RepairState:
+        ref = self.records[0] if self.records else None
+        return repair.RepairState(
+            epoch=trainer.epoch, epochs=trainer.epochs, clip_grad=trainer.clip_grad, cut_lr=self._cut_lr,
+            init_abnormal=bool(self.facts is not None and self.facts.init_abnormal), seen=frozenset(self._seen),
+            largest_step=self._largest_step(),
+            recent_updates=tuple(rules.update_ratio(r, ref) for r in self.records[-3:]))
+
+    def _repair(self, trainer: Trainer, request: repair.RepairRequest) -> None:
+        """Carry out a repair decision: the doctor's own bookkeeping, then the loop's request_rollback."""
+        code = request.finding
         self.repairs += 1
-        self._cut_lr = self._cut_lr or (lr_factor is not None and lr_factor < 1)
+        self._cut_lr = self._cut_lr or (request.lr_factor is not None and request.lr_factor < 1)
         loss = float(trainer.history[-1]["train_loss"]) if trainer.history else None
-        extra = {"by": "doctor", "finding": code, "train_loss_before": loss}
-        request = {"reason": reason, "lr_factor": lr_factor, "clip_grad": clip_grad, "extra": extra,
-                   "restore": restore, "to": to}
-        self._rolling_back = restore
+        extra = {"by": "doctor", "finding": str(code), "train_loss_before": loss}
+        self._rolling_back = request.restore
         self.records.clear()  # what follows is a different trajectory: judge it afresh
         self.activations.clear()
         self._probe_base = -1  # the next step (after the rollback, if any) restarts the dense probe schedule
@@ -381,11 +389,10 @@ class Doctor(Callback):
         for f in self._findings:  # ... and the repaired finding explains no symptom that comes after it
             if f.code == code:
                 f.evidence = {**f.evidence, "repaired": True}
-        if now:
-            trainer.request_rollback(reason, lr_factor=lr_factor, clip_grad=clip_grad, extra=extra, restore=restore,
-                                     to=to)
+        if request.now:
+            trainer.request_rollback(**request.loop_kwargs(extra))
         else:
-            self._pending = request
+            self._pending = request.loop_kwargs(extra)
 
     def _outcomes(self, trainer: Trainer) -> None:
         """Write each doctor action's outcome into trainer.actions (the summary lists them)."""
@@ -411,24 +418,9 @@ class Doctor(Callback):
                                      clipping=trainer.clip_grad is not None, disabled=self.disabled)
         for f in found:
             self.report(trainer, f)
-        if not (self.cfg.repair and self.repairs < self.cfg.max_repairs):
-            return
-        by = {f.code: f for f in found if f.severity != "info"}
-        # the probe windows restart after every repair, so a finding here is about the current settings.
-        # Exploding gradients with clipping already on are bounded: a diverging loss or a NaN decides then.
-        if "exploding_gradients" in by and trainer.clip_grad is None:
-            self._repair(trainer, "exploding_gradients", "exploding gradients", clip_grad=1.0, now=True)
-        elif "lr_too_high" in by:
-            # large steps damage the weights within a few hundred steps (dead units, saturation): early in the run
-            # start again from the initial weights, later go back to the best checkpoint; either with LR / 10
-            to = "start" if trainer.epoch < 2 else "best"
-            self._repair(trainer, "lr_too_high", "updates too large for the weights", to=to, now=True,
-                         lr_factor=_lr_factor(by["lr_too_high"], 1e-3, 0.3, self.t.lr_target_ratio))
-        elif "lr_too_low" in by and not self._cut_lr:
-            # never undo an LR cut the doctor made because the run blew up: small steps right after such a repair
-            # come from the restored (often damaged) weights and the cut itself, not from a user's too-low LR
-            self._repair(trainer, "lr_too_low", "updates too small for the loss to move", restore=False, now=True,
-                         lr_factor=_lr_factor(by["lr_too_low"], 3.0, 1000.0, self.t.lr_low_target_ratio))
+        request = repair.after_probes(found, self._repair_state(trainer), self.t) if self._may_repair() else None
+        if request is not None:
+            self._repair(trainer, request)
 
     # ---------------------------------------------------------------------------------------- epoch end
     def _epoch_probe(self, trainer: Trainer, logs: dict[str, Any]) -> None:
@@ -482,27 +474,11 @@ class Doctor(Callback):
         fresh = {f.code: f for f in found if f.epoch == now}
         # never checkpoint a diverged state; once the loss is back near its best, checkpoints are good again
         trainer.state_is_good = not self._diverged(history)
-        if not (self.cfg.repair and self.repairs < self.cfg.max_repairs):
+        if not self._may_repair():
             return
-        if "diverging_loss" in fresh:
-            self._repair(trainer, "diverging_loss", f"diverging loss in epoch {now}", lr_factor=0.1,
-                         clip_grad=trainer.clip_grad or 1.0, to="best", now=True)
-        elif ("dead_units" in fresh and fresh["dead_units"].severity != "info" and not self._cut_lr
-              and not (self.facts is not None and self.facts.init_abnormal)
-              and "bad_initialization" not in self._seen
-              and trainer.epoch < max(3, trainer.epochs // 4)):  # early: a late run is not thrown away
-            # units that died during training after steps above the healthy size (a probe near the peak LR at
-            # >= dead_repair_step): the large steps pushed their pre-activations below zero for good. Retrain from
-            # the initial weights with the LR that brings the largest step to the target size.
-            big = self._largest_step()
-            if big is not None and big >= self.t.dead_repair_step:
-                factor = float(f"{min(0.3, max(1e-3, self.t.lr_target_ratio / big)):.3g}")
-                self._repair(trainer, "dead_units", f"units died after steps of {big:.0%} of the weights", to="start",
-                             lr_factor=factor, now=True)
-        elif "plateau" in fresh and fresh["plateau"].evidence.get("early") and not _saturation_plateau(found):
-            small = [rules.update_ratio(r, self.records[0]) for r in self.records[-3:]]
-            if small and max(small) < 0.01:  # steps are small: a larger LR can help (not when it bounces)
-                self._repair(trainer, "plateau", f"early plateau in epoch {now}", lr_factor=3.0, restore=False)
+        request = repair.after_epoch(fresh, found, self._repair_state(trainer), self.t, now)
+        if request is not None:
+            self._repair(trainer, request)
 
     def _gradient_spike(self, step: int) -> tuple[ProbeRecord, float] | None:
         """The probe within spike_window steps before `step` whose gradient norm is largest, with the first probes'
@@ -626,13 +602,6 @@ class Doctor(Callback):
             self.facts = facts
 
 
-def _lr_factor(finding: Finding, low: float, high: float, target: float) -> float:
-    """The LR factor that brings the measured update/weight ratio to `target`, within [low, high]."""
-    ratio = finding.evidence.get("update_to_weight")
-    ratio = float(ratio) if isinstance(ratio, int | float) and ratio > 0 else target
-    return float(f"{min(high, max(low, target / ratio)):.3g}")
-
-
 # adaptive optimizers whose `weight_decay` is an L2 term added to the gradient (then rescaled per coordinate)
 _ADAPTIVE = (torch.optim.Adam, torch.optim.NAdam, torch.optim.RAdam, torch.optim.Adamax, torch.optim.RMSprop,
              torch.optim.Adagrad, torch.optim.Adadelta)
@@ -652,7 +621,3 @@ def _keeps_best(trainer: Trainer) -> bool:
     return bool(es.enabled and es.restore_best and es.monitor == "val_loss" and trainer.val_loader is not None)
 
 
-def _saturation_plateau(found: list[Finding]) -> bool:
-    """A plateau caused by saturated or dead units is not fixed by a larger LR."""
-    return any(f.code in ("saturated_units", "dead_units", "vanishing_gradients") and
-               SEVERITY_RANK[f.severity] > 0 for f in found)

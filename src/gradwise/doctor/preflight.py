@@ -942,7 +942,8 @@ class Preflight:
                      ["remove the final sigmoid: bce_with_logits expects raw logits"])
         if kind in ("mse", "mae", "huber") and y.is_floating_point():
             self._check_range(final, out, y, ev, op)
-            self._guarded(self._check_broadcast, out, y, ev)
+            with contextlib.suppress(Exception):  # the broadcast check must not cost the wiring verdict above
+                self._check_broadcast(out, y, ev)
         for a, b in trace.collapsed:
             self.add("underfitting", "warning", f"{a} feeds {b} with no nonlinearity between them: the two collapse "
                      "into one linear map, so the extra layer adds no capacity", {"layers": [a, b]},

@@ -248,6 +248,8 @@ class RepairThresholds:
     # repaired run starts late (step ~32), so aiming at the lower half of the range leaves it short.
     lr_low_target_ratio: float = 1e-2
     recent_losses: int = 20  # a NaN after the loss grew this many steps before it is a divergence (not an old spike)
+    # an early plateau gets LR x3 from repair only while its last probed steps are below this update/weight ratio
+    plateau_small_step: float = 0.01
     spike_window: int = 50  # a probed gradient norm >= explode_growth x the first probes' this few steps before a NaN
 
 
