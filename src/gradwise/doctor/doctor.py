@@ -299,6 +299,11 @@ class Doctor(Callback):
                     del self.records[8:9]  # keep the first probes (they are the reference) and the recent ones
                 self._probe_rules(trainer)
 
+    def _report_on(self, trainer: Trainer, check: str, finding: Finding) -> None:
+        """Report a finding of one of the live checks (doctor/checks/live.py) unless doctor.disable names it."""
+        if check not in self.disabled:
+            self.report(trainer, finding)
+
     def _nonfinite(self, trainer: Trainer) -> None:
         trainer.state_is_good = False
         if self._cuda:
@@ -312,7 +317,7 @@ class Doctor(Callback):
         what = f"the training loss became {loss}" if not math.isfinite(loss) else "the gradients became non-finite"
         first = where.get("first_nonfinite")
         msg = f"{what} at step {trainer.step}" + (f"; first non-finite value in {first}" if first else "")
-        self.report(trainer, Finding(
+        self._report_on(trainer, "nonfinite_step", Finding(
             "nonfinite_values", "error", msg,
             evidence={"step": trainer.step, "loss": loss, "lr": lr, **where},
             causes=["learning rate too high", "exploding gradients", "log of zero / division by zero in the loss"],
@@ -329,7 +334,7 @@ class Doctor(Callback):
         if not math.isfinite(loss) and grown is not None and grown[1] >= self.t.nan_growth * grown[0]:
             # the loss grew by orders of magnitude before it overflowed: the run diverged (the NaN is its end,
             # not a bad value in the data or a log(0) in the loss)
-            self.report(trainer, Finding(
+            self._report_on(trainer, "diverged_to_nan", Finding(
                 "diverging_loss", "error", f"the training loss grew from {grown[0]:.4g} to {grown[1]:.4g} and then "
                 f"overflowed to {loss} at step {trainer.step}: the updates blew the weights up",
                 evidence={"step": trainer.step, "first_loss": grown[0], "highest_finite_loss": grown[1],
@@ -342,7 +347,7 @@ class Doctor(Callback):
             # the gradients blew up shortly before the values did: the NaN is the end of an explosion (an
             # activation that amplifies, a too-high LR without clipping), not a bad value in the data
             hot, g0 = spike
-            self.report(trainer, Finding(
+            self._report_on(trainer, "gradient_spike", Finding(
                 "exploding_gradients", "error", f"the gradient norm jumped to {hot.grad_norm:.4g} at step {hot.step}, "
                 f"{hot.grad_norm / g0:.3g}x its size on the first steps ({g0:.3g}), {trainer.step - hot.step} steps "
                 f"before the loss became {loss}", evidence={"spike_step": hot.step, "spike_grad_norm": hot.grad_norm,
@@ -505,7 +510,7 @@ class Doctor(Callback):
             return
         layers = dead.evidence.get("layers") or {}
         worst = max(layers, key=layers.get) if layers else "a layer"
-        self.report(trainer, Finding(
+        self._report_on(trainer, "dead_after_large_steps", Finding(
             "lr_too_high", "warning", f"{layers.get(worst, 0):.0%} of {worst}'s units died after update steps of up "
             f"to {big:.1%} of the weights per step (healthy steps are ~0.1-1%): the LR is too high for this model, "
             "and units pushed below zero for every input do not come back",

@@ -128,7 +128,7 @@ def disabled_codes(disabled: Iterable[str], runs_in: str) -> set[str]:
 
 
 # the families register their checks on import
-from gradwise.doctor.checks import activations, curves, preflight, steps  # noqa: E402,F401
+from gradwise.doctor.checks import activations, curves, live, preflight, steps  # noqa: E402,F401
 
 
 # ------------------------------------------------------------------------------------------------- the listing
