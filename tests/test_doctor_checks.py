@@ -332,3 +332,71 @@ def test_repair_never_raises_the_lr_of_a_bouncing_loss() -> None:
     assert repair.after_epoch({"plateau": plateau}, bouncing, s, T, 2) is None
     big_steps = dataclasses.replace(s, recent_updates=(T.plateau_small_step,))
     assert repair.after_epoch({"plateau": plateau}, [plateau], big_steps, T, 2) is None
+
+
+# --------------------------------------------------------------------------------------------- layering
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "gradwise"
+
+
+def _imports(path: Path, module_level: bool = False) -> set[str]:
+    """The gradwise modules a file imports (anywhere in it, or at module level only), by dotted name."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    nodes = []
+    for node in tree.body if module_level else [tree]:
+        if module_level and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        if module_level and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        nodes.extend(ast.walk(node))
+    out: set[str] = set()
+    for n in nodes:
+        if isinstance(n, ast.ImportFrom) and n.module and n.level == 0 and n.module.startswith("gradwise"):
+            subs = [f"{n.module}.{a.name}" for a in n.names
+                    if (SRC.parent / f"{n.module}.{a.name}".replace(".", "/")).with_suffix(".py").exists()
+                    or (SRC.parent / f"{n.module}.{a.name}".replace(".", "/")).is_dir()]
+            out.update(subs)
+            if len(subs) < len(n.names):
+                out.add(n.module)
+        elif isinstance(n, ast.Import):
+            out.update(a.name for a in n.names if a.name.startswith("gradwise"))
+    return out
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_layers_data_below_the_loop_below_the_doctor() -> None:
+    for f in (SRC / "data").rglob("*.py"):
+        bad = {m for m in _imports(f) if m.startswith(("gradwise.train.loop", "gradwise.train.batch_size",
+                                                        "gradwise.doctor", "gradwise.api"))}
+        assert not bad, f"{f.name} imports {bad}"
+    for f in (SRC / "train").rglob("*.py"):
+        assert not {m for m in _imports(f) if m.startswith("gradwise.doctor")}, f.name
+    assert "gradwise.data.prepare" not in _imports(SRC / "data" / "datasets.py")  # prepare imports datasets
+
+
+def test_no_import_cycles_and_no_empty_packages() -> None:
+    files = {_module(f): f for f in SRC.rglob("*.py")}
+    graph = {m: {d for d in _imports(f, module_level=True) if d in files and d != m} for m, f in files.items()}
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for d in graph[m]:
+            if state.get(d) == 1:
+                raise AssertionError(f"import cycle: {' -> '.join(path[path.index(d):] + [d])}")
+            if d not in state:
+                visit(d, [*path, d])
+        state[m] = 2
+
+    for m in graph:
+        if m not in state:
+            visit(m, [m])
+    for init in SRC.rglob("__init__.py"):
+        assert any(p.suffix == ".py" and p.name != "__init__.py" for p in init.parent.iterdir()) \
+            or init.read_text().strip(), f"empty package {init.parent}"

@@ -463,10 +463,15 @@ class EarlyStoppingConfig(Section):
     restore_best: bool = True
 
 
+# the default batch size, and the batch the configured LR is taken as right for (train/batch_size.py scales it)
+REFERENCE_BATCH = 128
+
+
 class TrainConfig(Section):
     epochs: int = Field(30, ge=1)
     batch_size: int | Literal["auto"] = Field(
-        128, description="mini-batch size, or 'auto': on CPU min(128, training rows // 16); on a GPU the largest "
+        REFERENCE_BATCH,
+        description="mini-batch size, or 'auto': on CPU min(128, training rows // 16); on a GPU the largest "
         "batch that fits (x0.9, a multiple of 8), at most training rows // 16 (16+ steps per epoch), with optim.lr "
         "scaled from batch 128 (linear for sgd, square root for the others)")
     clip_grad: float | None = Field(1.0, gt=0, description="clip threshold; null turns clipping off")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gradwise.doctor.checks import Check, register
+from gradwise.doctor.checks.base import Check, register
 from gradwise.doctor.evidence import _finite, _fits_no_better, _gap_evidence
 from gradwise.doctor.findings import LR_DOWN_SOME, Code, Finding, Fix
 from gradwise.doctor.measures import _first_reg_ratio

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gradwise.doctor.checks import Check, register
+from gradwise.doctor.checks.base import Check, register
 from gradwise.doctor.evidence import _finite
 from gradwise.doctor.findings import (
     BATCH_UP,
@@ -444,7 +444,3 @@ class LrTooLowAfterSchedule(CurveCheck):
             {"epoch": c.ep[i], "lr": lr, "peak_lr": peak, "cut_epoch": c.ep[cut], "loss_before_cut": c.L[cut - 2],
              "loss_at_cut": c.L[cut], "train_loss": c.L[i], "rule": "lr_decayed_early"},
             epoch=c.ep[i], step=c.step[i])
-
-
-# the rest of the curve family lives in curves_fit.py (fitting, generalization, train/eval mode)
-from gradwise.doctor.checks import curves_fit  # noqa: E402,F401

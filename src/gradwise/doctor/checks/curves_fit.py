@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gradwise.doctor.checks import register
+from gradwise.doctor.checks.base import register
 from gradwise.doctor.checks.curves import CurveCheck, CurveFacts
 from gradwise.doctor.evidence import _beats_majority, _finite, _fits_no_better, _gap_evidence, labels_look_random
 from gradwise.doctor.findings import Code, Finding, Fix

@@ -3,7 +3,7 @@ steps). Declared here; carried out by the Doctor callback (`runs_in`), switched 
 
 from __future__ import annotations
 
-from gradwise.doctor.checks import Check, register
+from gradwise.doctor.checks.base import Check, register
 from gradwise.doctor.findings import Code
 
 

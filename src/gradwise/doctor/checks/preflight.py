@@ -4,7 +4,7 @@ switched off by `doctor.disable`, until each is moved into a single-check class 
 
 from __future__ import annotations
 
-from gradwise.doctor.checks import Check, register
+from gradwise.doctor.checks.base import Check, register
 from gradwise.doctor.findings import Code
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from gradwise.doctor.checks import Check, register
+from gradwise.doctor.checks.base import Check, register
 from gradwise.doctor.evidence import _finite
 from gradwise.doctor.findings import CLIP, COSINE, DIVERGENCE_FIXES, HE_INIT, LR_DOWN, LR_UP, Code, Finding, Fix
 from gradwise.doctor.measures import (
