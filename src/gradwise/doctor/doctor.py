@@ -23,8 +23,9 @@ import torch
 from rich.markup import escape
 
 from gradwise.doctor import checks, repair, rules
+from gradwise.doctor.checks.steps import KilledByLargeSteps
 from gradwise.doctor.evidence import labels_look_random
-from gradwise.doctor.findings import Finding, fill_fixes
+from gradwise.doctor.findings import CLIP, DIVERGENCE_FIXES, LR_DOWN, REPAIR, Finding, fill_fixes, render_fixes
 from gradwise.doctor.fixes import RunContext
 from gradwise.doctor.preflight import PROBE_ROWS, Facts, Preflight, loss_kind, split_tensors, subsample
 from gradwise.doctor.probes import (
@@ -321,7 +322,7 @@ class Doctor(Callback):
             "nonfinite_values", "error", msg,
             evidence={"step": trainer.step, "loss": loss, "lr": lr, **where},
             causes=["learning rate too high", "exploding gradients", "log of zero / division by zero in the loss"],
-            fixes=["optim.lr=<lr*0.1>", "train.clip_grad=1.0", "doctor.repair=true"],
+            fixes=render_fixes(DIVERGENCE_FIXES),
             step=trainer.step, epoch=trainer.epoch + 1))
         start = self._loss_first
         recent = list(self._loss_recent) or [r.loss for r in self.records[-self.t.recent_losses:]
@@ -340,7 +341,7 @@ class Doctor(Callback):
                 evidence={"step": trainer.step, "first_loss": grown[0], "highest_finite_loss": grown[1],
                           "threshold_growth": self.t.nan_growth, "lr": lr},
                 causes=["learning rate too high", "exploding gradients (no clipping)", "a too-large initialization"],
-                fixes=["optim.lr=<lr*0.1>", "train.clip_grad=1.0", "doctor.repair=true"],
+                fixes=render_fixes(DIVERGENCE_FIXES),
                 step=trainer.step, epoch=trainer.epoch + 1))
         spike = self._gradient_spike(trainer.step)
         if spike is not None:
@@ -356,7 +357,7 @@ class Doctor(Callback):
                                                             "growing": True, "rule": "spike_before_nonfinite"},
                 causes=["no gradient clipping", "an activation or residual path that amplifies (x**2, exp, a block "
                         "applied many times)", "learning rate too high"],
-                fixes=["train.clip_grad=1.0", "optim.lr=<lr*0.1>", "doctor.repair=true"],
+                fixes=render_fixes((CLIP, LR_DOWN, REPAIR)),
                 step=trainer.step, epoch=trainer.epoch + 1))
         if self._may_repair():
             self._repair(trainer, repair.after_nonfinite(trainer.step, self._repair_state(trainer)))
@@ -517,7 +518,7 @@ class Doctor(Callback):
             evidence={"largest_update_to_weight": big, "threshold": self.t.dead_repair_step, "dead_layers": layers,
                       "rule": "dead_after_large_steps"},
             causes=["learning rate too high for this model and optimizer"],
-            fixes=["optim.lr=<lr*0.1>", "doctor.repair=true (retrains from the start with a lower LR)"],
+            fixes=render_fixes(KilledByLargeSteps.fixes[::2]),
             step=trainer.step, epoch=trainer.epoch + 1))
 
     def _largest_step(self) -> float | None:
