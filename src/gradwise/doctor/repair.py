@@ -97,14 +97,23 @@ def after_epoch(fresh: dict[str, Finding], found: list[Finding], s: RepairState,
     dead = fresh.get(Code.DEAD_UNITS)
     if (dead is not None and dead.severity != "info" and not s.cut_lr and not s.init_abnormal
             and Code.BAD_INITIALIZATION not in s.seen and s.epoch < max(3, s.epochs // 4)):
-        # units that died after steps above the healthy size: the large steps pushed their pre-activations below
-        # zero for good. Retrain from the initial weights with the LR that brings the largest step to the target.
-        big = s.largest_step
-        if big is not None and big >= t.dead_repair_step:
-            factor = float(f"{min(0.3, max(1e-3, t.lr_target_ratio / big)):.3g}")
-            return RepairRequest(Code.DEAD_UNITS, f"units died after steps of {big:.0%} of the weights", to="start",
-                                 lr_factor=factor)
+        return _retrain_dead(s, t)
+    return _raise_lr_on_plateau(fresh, found, s, t, now)
+
+
+def _retrain_dead(s: RepairState, t: Thresholds) -> RepairRequest | None:
+    """Units that died after steps above the healthy size: the large steps pushed their pre-activations below zero
+    for good. Retrain from the initial weights with the LR that brings the largest step to the target."""
+    big = s.largest_step
+    if big is None or big < t.dead_repair_step:
         return None
+    factor = float(f"{min(0.3, max(1e-3, t.lr_target_ratio / big)):.3g}")
+    return RepairRequest(Code.DEAD_UNITS, f"units died after steps of {big:.0%} of the weights", to="start",
+                         lr_factor=factor)
+
+
+def _raise_lr_on_plateau(fresh: dict[str, Finding], found: list[Finding], s: RepairState, t: Thresholds,
+                         now: int | None) -> RepairRequest | None:
     plateau = fresh.get(Code.PLATEAU)
     if plateau is None or not plateau.evidence.get("early") or _saturation_plateau(found):
         return None

@@ -56,29 +56,37 @@ class CurveFacts:
     def of(cls, history: list[dict[str, Any]], facts: Facts | None, final: bool = False,
            planned_epochs: int | None = None, early_stopping: bool = False) -> CurveFacts:
         c = cls(history, facts, final, planned_epochs, early_stopping)
-        L = [r.get("train_loss") for r in history]
+        c.L = [r.get("train_loss") for r in history]
         # a loss summed over its rows: validation losses are sums over other batch sizes and do not compare with L
-        V = [None if facts is not None and facts.sum_reduced else r.get("val_loss") for r in history]
-        E = [r.get("train_loss_eval_mode") for r in history]
-        ep = [int(r.get("epoch", i + 1)) for i, r in enumerate(history)]
-        step = [r.get("step") for r in history]
-        for i, (lv, vv) in enumerate(zip(L, V, strict=True)):
-            if (lv is not None and not _finite(lv)) or (vv is not None and not _finite(vv)):
-                c.nonfinite = {"i": i, "train_loss": lv, "val_loss": vv, "epoch": ep[i], "step": step[i]}
-                L, V, E, ep, step = L[:i], V[:i], E[:i], ep[:i], step[:i]
-                break
-        c.L, c.V, c.E, c.ep, c.step = L, V, E, ep, step
-        if not L or not all(_finite(v) for v in L):
-            return c
-        s = facts.scale if facts is not None else None
-        c.S = s if s is not None else (L[0] if _finite(L[0]) and L[0] > 0 else None)
-        c.start = facts.initial_loss if facts is not None and _finite(facts.initial_loss) else L[0]
-        c.lr = [r.get("lr") for r in history[:len(L)]]
-        peak = 0.0
-        for x in c.lr:
-            peak = max(peak, x) if _finite(x) else peak
-            c.peaks.append(peak)
+        c.V = [None if facts is not None and facts.sum_reduced else r.get("val_loss") for r in history]
+        c.E = [r.get("train_loss_eval_mode") for r in history]
+        c.ep = [int(r.get("epoch", i + 1)) for i, r in enumerate(history)]
+        c.step = [r.get("step") for r in history]
+        c._cut_at_nonfinite()
+        if c.L and all(_finite(v) for v in c.L):
+            c._scale()
         return c
+
+    def _cut_at_nonfinite(self) -> None:
+        """Keep the epochs before the first non-finite training or validation loss (noted in `nonfinite`)."""
+        for i, (lv, vv) in enumerate(zip(self.L, self.V, strict=True)):
+            if (lv is not None and not _finite(lv)) or (vv is not None and not _finite(vv)):
+                self.nonfinite = {"i": i, "train_loss": lv, "val_loss": vv, "epoch": self.ep[i], "step": self.step[i]}
+                self.L, self.V, self.E, self.ep, self.step = (x[:i] for x in (self.L, self.V, self.E, self.ep,
+                                                                               self.step))
+                return
+
+    def _scale(self) -> None:
+        """S (the facts' know-nothing loss, else the first epoch's loss), the start and the LR's running peak."""
+        f, L = self.facts, self.L
+        s = f.scale if f is not None else None
+        self.S = s if s is not None else (L[0] if L[0] > 0 else None)
+        self.start = f.initial_loss if f is not None and _finite(f.initial_loss) else L[0]
+        self.lr = [r.get("lr") for r in self.history[:len(L)]]
+        peak = 0.0
+        for x in self.lr:
+            peak = max(peak, x) if _finite(x) else peak
+            self.peaks.append(peak)
 
     @property
     def n(self) -> int:
@@ -374,19 +382,25 @@ class Plateau(CurveCheck):
         return self.fixes
 
 
+def _lr_cut(c: CurveFacts, t: Thresholds) -> int | None:
+    """The epoch the LR first fell below lr_cut of its peak, if the loss was still falling (by >= plateau_gain
+    over the two epochs before): a schedule that cut a learning run, not reduce_on_plateau answering a stall."""
+    L, lr, peaks = c.L, c.lr, c.peaks
+    cut = next((j for j in range(1, c.n) if _finite(lr[j]) and peaks[j] > 0 and lr[j] < t.lr_cut * peaks[j]), None)
+    if cut is None or cut < 2 or L[cut - 2] - L[cut] < t.plateau_gain * L[cut - 2]:
+        return None
+    return cut
+
+
 def _schedule_stop(c: CurveFacts, t: Thresholds) -> tuple[int, int] | None:
     """(cut, i): a schedule that has all but stopped the training early. At epoch i the LR is below lr_stopped of
     its peak with >= lr_stopped_left of the planned epochs to go, and the loss (still >= lr_stopped_loss·S)
-    stopped moving; a cosine or linear decay only gets that low in its last few percent. A schedule that cut the LR
-    because the loss stalled (reduce_on_plateau) is not one: the loss must still have been falling, by
-    >= plateau_gain, over the epochs before the LR first fell below lr_cut of its peak (epoch `cut`)."""
+    stopped moving; a cosine or linear decay only gets that low in its last few percent."""
     S, L, lr, peaks, p = c.S, c.L, c.lr, c.peaks, t.plateau_epochs
     assert S is not None
     plateau = any(f.code == Code.PLATEAU and f.evidence.get("rule") != "lr_decayed_early" for f in c.found)
-    if c.stuck or not c.planned_epochs or plateau:
-        return None
-    cut = next((j for j in range(1, c.n) if _finite(lr[j]) and peaks[j] > 0 and lr[j] < t.lr_cut * peaks[j]), None)
-    if cut is None or cut < 2 or L[cut - 2] - L[cut] < t.plateau_gain * L[cut - 2]:
+    cut = None if c.stuck or not c.planned_epochs or plateau else _lr_cut(c, t)
+    if cut is None:
         return None
     for i in range(p, c.n):
         window = L[i - p + 1:i + 1]

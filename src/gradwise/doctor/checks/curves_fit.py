@@ -104,6 +104,19 @@ class Bottleneck(CurveCheck):
             fixes=[f"widen {narrow[0]} to at least {classes} units ({Fix('model.widths', scale=factor)})"])
 
 
+def _memorized(c: CurveFacts, t: Thresholds, idx: list[int], Sv: float, best_v: float) -> bool:
+    """The training loss fell, the validation loss never beat knowing nothing, and at the epoch that fits the
+    training rows best the validation rows are worse by >= label_gap -- while eval mode still fits the training
+    rows (else it is a train/eval mismatch)."""
+    S, L, V, E = c.S, c.L, c.V, c.E
+    assert S is not None
+    if len(idx) < t.label_epochs or min(L) > t.label_train * S or best_v < t.label_val * Sv:
+        return False
+    fit = min(idx, key=lambda j: L[j])  # the epoch that fits the training rows best
+    fits = [E[i] for i in idx if _finite(E[i])]
+    return V[fit] / Sv - L[fit] / S >= t.label_gap and (not fits or min(fits) <= t.label_train * S)
+
+
 def _labels(c: CurveFacts, t: Thresholds) -> dict[str, Any] | None:
     """What the label checks share: the validated epochs, the validation know-nothing loss and three verdicts.
     `memorized`: the training loss fell, the validation loss never beat knowing nothing, and at the epoch that fits
@@ -113,18 +126,14 @@ def _labels(c: CurveFacts, t: Thresholds) -> dict[str, Any] | None:
     majority class (too little data, not wrong labels). `small`: the smallest class has fewer than
     label_min_class_rows training rows -- then neighbours disagree and new rows score badly with correct labels too,
     so neither verdict is evidence of a label problem."""
-    S, L, V, E, f = c.S, c.L, c.V, c.E, c.facts
+    S, V, f = c.S, c.V, c.facts
     assert S is not None
     if not any(v is not None for v in V):
         return None
     idx = [i for i in range(c.n) if _finite(V[i])]
     Sv = f.val_baseline if f is not None and _finite(f.val_baseline) else S
-    fits = [E[i] for i in idx if _finite(E[i])]
     best_v = min(V[i] for i in idx) if idx else math.inf
-    fit = min(idx, key=lambda j: L[j]) if idx else None  # the epoch that fits the training rows best
-    memorized = (len(idx) >= t.label_epochs and min(L) <= t.label_train * S and best_v >= t.label_val * Sv
-                 and fit is not None and V[fit] / Sv - L[fit] / S >= t.label_gap
-                 and (not fits or min(fits) <= t.label_train * S))
+    memorized = _memorized(c, t, idx, Sv, best_v)
     learned_nothing = (len(idx) >= t.label_nothing_epochs and best_v >= t.label_val * Sv) or c.stuck
     small = bool(f is not None and f.class_counts and min(f.class_counts) < t.label_min_class_rows)
     random = labels_look_random(f, t) if learned_nothing and not small else None
