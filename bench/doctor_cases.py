@@ -63,7 +63,7 @@ def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
         "codes_covered": sorted(produced), "codes_missing": sorted(set(CODES) - produced),
         "false_alarms": {r.name: r.alarms for r in controls if r.alarms}, "controls": len(controls),
         "faulty": len(faulty), "repairs": len(repairs), "repaired": sum(bool(r.repaired) for r in repairs),
-        "extra": {r.name: r.extra for r in faulty if r.extra},
+        "extra": {r.name: r.unexpected for r in faulty if r.unexpected},
     }
 
 

@@ -161,17 +161,12 @@ def registrar(runs: list[HeldOutRun]) -> Callable[..., Callable[[Callable[[], di
     return register
 
 
-@dataclass
-class Result:
-    name: str
+class Scored:
+    """What every result shares, the case suite's and the held-out sets': the findings (code -> most severe
+    severity) scored against the codes the run should produce (warnings and errors count, info does not)."""
+
     expect: tuple[str, ...]
-    found: dict[str, str]  # code -> most severe severity
-    status: str
-    seconds: float
-    epochs: int
-    metrics: dict[str, Any] = field(default_factory=dict)
-    dir: str = ""
-    run: Any = field(default=None, repr=False)  # the gradwise Run (None when the fit raised)
+    found: dict[str, str]
 
     @property
     def alarms(self) -> dict[str, str]:
@@ -184,6 +179,19 @@ class Result:
     @property
     def unexpected(self) -> list[str]:
         return [c for c in self.alarms if c not in self.expect]
+
+
+@dataclass
+class Result(Scored):
+    name: str
+    expect: tuple[str, ...]
+    found: dict[str, str]  # code -> most severe severity
+    status: str
+    seconds: float
+    epochs: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+    dir: str = ""
+    run: Any = field(default=None, repr=False)  # the gradwise Run (None when the fit raised)
 
 
 class HeldOutSet:

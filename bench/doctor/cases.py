@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
+from doctor_harness import Scored  # bench/ is on sys.path (scripts there, tests put it first)
 from torch import nn
 
 Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -184,7 +185,7 @@ class Case:
 
 
 @dataclass
-class CaseResult:
+class CaseResult(Scored):
     name: str
     expect: tuple[str, ...]
     found: dict[str, str]  # code -> severity
@@ -195,18 +196,6 @@ class CaseResult:
     best_val: float = math.inf  # the lowest validation loss of the run (what early stopping keeps)
     actions: list[dict[str, Any]] = field(default_factory=list)
     repaired: bool | None = None
-
-    @property
-    def alarms(self) -> dict[str, str]:
-        return {c: s for c, s in self.found.items() if s in ("warning", "error")}
-
-    @property
-    def missing(self) -> list[str]:
-        return [c for c in self.expect if c not in self.alarms]
-
-    @property
-    def extra(self) -> list[str]:
-        return [c for c in self.alarms if c not in self.expect]
 
 
 def _fit_kwargs(**kw: Any) -> dict[str, Any]:

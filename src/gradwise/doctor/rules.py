@@ -1,17 +1,7 @@
 """The doctor's rules: pure functions from measurements to findings, with one set of thresholds for every run.
 
-Why these thresholds generalize
--------------------------------
-* Loss levels are never compared with absolute numbers. They are divided by the run's *know-nothing loss* S:
-  the loss of the best constant prediction on the training targets (the prior's entropy for cross-entropy, the
-  target variance for MSE), measured before step 1. "The loss is still above 0.6·S" means "the model explains
-  less than 40% of what there is to explain" on any dataset, in any units.
-* Loss changes are relative (a rise to 2x the running minimum) *and* must matter on the scale S (the rise is at
-  least 10% of S), so that late, tiny losses (0.001 -> 0.002) never count as a divergence.
-* Gradient and update sizes are ratios: ‖ΔW‖/‖W‖ per weight matrix, ‖g‖/‖W‖ compared between the first and the
-  last layer, the regularization force against the data force. They do not depend on the units of the data.
-* Every warning needs persistence: two or more consecutive epochs, or the median of several sampled steps, so a
-  single noisy batch or epoch never raises one.
+Why the thresholds generalize: see doctor/thresholds.py. These runners build each stage's facts and run its
+declared checks (doctor/checks/).
 """
 
 from __future__ import annotations
