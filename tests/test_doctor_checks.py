@@ -400,3 +400,8 @@ def test_no_import_cycles_and_no_empty_packages() -> None:
     for init in SRC.rglob("__init__.py"):
         assert any(p.suffix == ".py" and p.name != "__init__.py" for p in init.parent.iterdir()) \
             or init.read_text().strip(), f"empty package {init.parent}"
+
+
+def test_a_finding_made_from_the_enum_is_a_plain_string_code() -> None:
+    found = curve_findings(_rows([1.0, 0.4, 0.3, 0.61, 0.62]), FACTS)
+    assert found and all(type(f.code) is str for f in found)  # findings.jsonl, YAML and reprs as before

@@ -167,6 +167,8 @@ class Finding:
     def __post_init__(self) -> None:
         if self.code not in CODES:
             raise ValueError(f"unknown finding code {self.code!r}")
+        # a plain str, whatever made it (Code.PLATEAU or "plateau"): findings.jsonl, YAML, reprs stay as they were
+        self.code = str(self.code)
         if self.severity not in SEVERITY_RANK:
             raise ValueError(f"unknown severity {self.severity!r}; use info, warning or error")
         self.evidence = plain(self.evidence)
