@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Literal
@@ -104,8 +105,10 @@ def validate_disabled(names: Iterable[str]) -> None:
 
     for n in names:
         if n not in REGISTRY:
-            raise ConfigError(f"doctor.disable: no check named {n!r}; `gradwise doctor --list` prints every check's "
-                              "name")
+            close = difflib.get_close_matches(str(n), list(REGISTRY), n=3)
+            raise ConfigError(f"doctor.disable: no check named {n!r}"
+                              + (f" (did you mean {', '.join(close)}?)" if close else "")
+                              + "; `gradwise doctor --list` prints every check's name")
 
 
 
