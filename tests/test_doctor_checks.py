@@ -13,7 +13,6 @@ import pytest
 
 from gradwise.cli import main
 from gradwise.doctor import checks, repair
-from gradwise.doctor.checks.activations import ActivationFacts, RegularizationFacts
 from gradwise.doctor.checks.curves import CurveFacts
 from gradwise.doctor.findings import CODES, Code, Finding, Fix, _schema_field, render_fixes
 from gradwise.doctor.fixes import ASSIGN
@@ -297,10 +296,6 @@ def test_over_regularization_edges() -> None:
     assert "over_regularization" not in _codes(over_regularization(recs(T.reg_ratio / 2), FACTS, held, None))
     assert "over_regularization" not in _codes(over_regularization(recs(T.reg_ratio * 2), FACTS,
                                                                    _rows([1.0, 0.3, 0.1, 0.05]), None))
-
-
-def test_facts_objects_are_what_the_runners_build() -> None:
-    assert ActivationFacts([], 1, 1).rows == [] and RegularizationFacts([], None, [], None).losses == []
 
 
 # --------------------------------------------------------------------------------------------- repair
