@@ -1,7 +1,7 @@
 """A blind evaluation set for the doctor: faulty and healthy training runs written without reading how the doctor
 decides (nothing under `gradwise.doctor`, the case suite, its tests or its notes was read).
 
-The runs differ from `gradwise.doctor.cases` and `bench/doctor_holdout.py`: a 1-D CNN with dilated convolutions,
+The runs differ from `bench/doctor/cases.py` and `bench/doctor_holdout.py`: a 1-D CNN with dilated convolutions,
 a GRU over digit columns, a wide one-layer tanh net on make_moons, deep narrow ELU / GELU / LeakyReLU / sigmoid
 stacks, a CNN with GroupNorm, a bottleneck autoencoder, data from make_classification / make_moons, class-sorted
 loaders, NaN cells, duplicated rows, targets left in their units, frozen layers, SGD without momentum, Adamax,
@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-SEED = 11  # every split, initialization and batch order below derives from it
+SET = harness.HeldOutSet(11)  # every split, initialization and batch order below derives from it
 
 # --------------------------------------------------------------------------------------------- data (offline only)
 
@@ -55,17 +55,17 @@ _standardize, _t = harness.standardize, harness.tensor
 
 
 def _split(x: np.ndarray, y: np.ndarray, val_share: float, offset: int = 0) -> tuple[np.ndarray, ...]:
-    return harness.split(x, y, val_share, SEED + offset)
+    return harness.split(x, y, val_share, SET.seed + offset)
 
 
 def sk_table(name: str, *, val_share: float = 0.25, scale: bool = True) -> tuple[np.ndarray, ...]:
-    return harness.sk_table(name, SEED, val_share=val_share, scale=scale)
+    return harness.sk_table(name, SET.seed, val_share=val_share, scale=scale)
 
 
 def moons(n: int = 1200, noise: float = 0.25) -> tuple[torch.Tensor, ...]:
     from sklearn.datasets import make_moons
 
-    x, y = make_moons(n, noise=noise, random_state=SEED)
+    x, y = make_moons(n, noise=noise, random_state=SET.seed)
     xt, yt, xv, yv = _split(x.astype(np.float32), y, 0.3)
     xt, xv = _standardize(xt, xv)
     return _t(xt), _t(yt, True), _t(xv), _t(yv, True)
@@ -77,7 +77,7 @@ def blobs4(n: int = 3000, weights: list[float] | None = None, n_classes: int = 4
 
     x, y = make_classification(n, n_features=20, n_informative=10, n_redundant=4, n_classes=n_classes,
                                n_clusters_per_class=2, class_sep=1.5, flip_y=0.01, weights=weights,
-                               random_state=SEED)
+                               random_state=SET.seed)
     return _split(x.astype(np.float32), y, 0.25)
 
 
@@ -85,7 +85,7 @@ def fashion(n_train: int, n_val: int, *, flat: bool = False) -> tuple[torch.Tens
     """A Fashion-MNIST subset: training rows from its train split, validation rows from its test split, /255 then
     the training mean/std over all pixels."""
     x, y, xt_, yt_ = _fashion()
-    rs = np.random.RandomState(SEED)
+    rs = np.random.RandomState(SET.seed)
     i, j = rs.choice(len(x), n_train, replace=False), rs.choice(len(xt_), n_val, replace=False)
     xt, yt, xv, yv = x[i].astype(np.float32) / 255.0, y[i], xt_[j].astype(np.float32) / 255.0, yt_[j]
     mu, sd = xt.mean(), xt.std()
@@ -104,14 +104,10 @@ def mnist1d(n_train: int | None = None, n_val: int = 1000) -> tuple[torch.Tensor
 # --------------------------------------------------------------------------------------------- models
 
 
-def use_seed(seed: int) -> None:
-    """Re-draw every split, initialization and batch order."""
-    global SEED
-    SEED = seed
 
 
 def _seeded(offset: int = 0) -> None:
-    torch.manual_seed(SEED * 100 + offset)
+    torch.manual_seed(SET.seed * 100 + offset)
 
 
 class DilatedCNN1d(nn.Module):
@@ -167,14 +163,14 @@ def _linears(model: nn.Module) -> list[nn.Linear]:
 
 
 BlindRun = harness.HeldOutRun
-RUNS: list[BlindRun] = []
-blind = harness.registrar(RUNS)
+RUNS = SET.runs
+blind = SET.register
 
 
 def _kw(d: tuple[Any, ...], **kw: Any) -> dict[str, Any]:
     xt, yt, xv, yv = (a if isinstance(a, torch.Tensor) else _t(a, long=np.issubdtype(a.dtype, np.integer))
                       for a in d)
-    return {"train": (xt, yt), "val": (xv, yv), "seed": SEED, **kw}
+    return {"train": (xt, yt), "val": (xv, yv), "seed": SET.seed, **kw}
 
 
 # ---- healthy: standardized inputs, a sensible LR for the optimizer, enough epochs, early stopping (default) ----
@@ -372,7 +368,7 @@ def _() -> dict[str, Any]:
 def _() -> dict[str, Any]:
     _seeded(28)
     x, y = _sklearn("breast_cancer")
-    rs = np.random.RandomState(SEED)
+    rs = np.random.RandomState(SET.seed)
     keep = np.concatenate([np.flatnonzero(y == 1), rs.choice(np.flatnonzero(y == 0), 12, replace=False)])
     xt, yt, xv, yv = _split(x[keep], y[keep], 0.25)
     xt, xv = _standardize(xt, xv)
@@ -389,7 +385,7 @@ def _() -> dict[str, Any]:
     from sklearn.datasets import make_classification
 
     x, y = make_classification(800, n_features=20, n_informative=6, n_classes=3, class_sep=0.8, flip_y=0.05,
-                               random_state=SEED)
+                               random_state=SET.seed)
     x2, y2 = np.concatenate([x, x]).astype(np.float32), np.concatenate([y, y])
     xt, yt, xv, yv = _split(x2, y2, 0.25)
     xt, xv = _standardize(xt, xv)
@@ -475,7 +471,7 @@ def _() -> dict[str, Any]:
     _seeded(34)
     xt, yt, xv, yv = sk_table("breast_cancer")
     xt = xt.copy()
-    xt[np.random.RandomState(SEED).rand(*xt.shape) < 0.02] = np.nan
+    xt[np.random.RandomState(SET.seed).rand(*xt.shape) < 0.02] = np.nan
     return _kw((xt, yt, xv, yv), model=stack(30, 2, (64,)), loss="cross_entropy", optimizer="adamw", lr=1e-3,
                epochs=20, batch_size=32)
 
@@ -550,7 +546,7 @@ def report(results: list[harness.Result]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return harness.main(argv, doc=__doc__ or "", runs=RUNS, seed=SEED, use_seed=use_seed)
+    return SET.main(argv, __doc__ or "")
 
 
 if __name__ == "__main__":

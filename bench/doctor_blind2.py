@@ -2,7 +2,7 @@
 doctor decides (nothing under `gradwise.doctor`, the case suite, its tests, its notes or `doctor_blind.py`'s run
 expectations was read).
 
-The runs differ from `gradwise.doctor.cases`, `bench/doctor_holdout.py` and `bench/doctor_blind.py`: make_circles,
+The runs differ from `bench/doctor/cases.py`, `bench/doctor_holdout.py` and `bench/doctor_blind.py`: make_circles,
 make_blobs and make_regression data, a 1-D CNN with kernel size 1 and global pooling, an LSTM over MNIST-1D patches,
 2-D convolutions on the 8x8 digits, pre- and post-norm TransformerEncoders over digit rows, a zero-initialized
 residual MLP, an nn.Softmax / nn.LogSoftmax module before cross-entropy, NLL on raw logits, a reduction='sum' loss,
@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
-SEED = 29  # every split, initialization and batch order below derives from it
+SET = harness.HeldOutSet(29)  # every split, initialization and batch order below derives from it
 
 # --------------------------------------------------------------------------------------------- data (offline only)
 
@@ -61,17 +61,17 @@ _standardize, _t = harness.standardize, harness.tensor
 
 
 def _split(x: np.ndarray, y: np.ndarray, val_share: float, offset: int = 0) -> tuple[np.ndarray, ...]:
-    return harness.split(x, y, val_share, SEED + offset)
+    return harness.split(x, y, val_share, SET.seed + offset)
 
 
 def sk_table(name: str, *, val_share: float = 0.25, scale: bool = True) -> tuple[np.ndarray, ...]:
-    return harness.sk_table(name, SEED, val_share=val_share, scale=scale)
+    return harness.sk_table(name, SET.seed, val_share=val_share, scale=scale)
 
 
 def circles(n: int = 1500, noise: float = 0.1, factor: float = 0.5) -> tuple[np.ndarray, ...]:
     from sklearn.datasets import make_circles
 
-    x, y = make_circles(n, noise=noise, factor=factor, random_state=SEED)
+    x, y = make_circles(n, noise=noise, factor=factor, random_state=SET.seed)
     xt, yt, xv, yv = _split(x.astype(np.float32), y, 0.3)
     xt, xv = _standardize(xt, xv)
     return xt, yt, xv, yv
@@ -81,7 +81,7 @@ def blobs(n: int = 2000, centers: int = 5, std: float = 4.5, n_features: int = 8
     """make_blobs: 5 overlapping Gaussian clusters in 8 dimensions (a linear model gets ~0.93), standardized."""
     from sklearn.datasets import make_blobs
 
-    x, y = make_blobs(n, n_features=n_features, centers=centers, cluster_std=std, random_state=SEED)
+    x, y = make_blobs(n, n_features=n_features, centers=centers, cluster_std=std, random_state=SET.seed)
     xt, yt, xv, yv = _split(x.astype(np.float32), y, 0.25)
     xt, xv = _standardize(xt, xv)
     return xt, yt, xv, yv
@@ -96,7 +96,7 @@ def classif(n: int = 3000, n_features: int = 16, n_informative: int = 8, n_class
     x, y = make_classification(n, n_features=n_features, n_informative=n_informative,
                                n_redundant=min(2, n_features - n_informative), n_classes=n_classes,
                                n_clusters_per_class=2, class_sep=class_sep, flip_y=flip_y, weights=weights,
-                               random_state=SEED)
+                               random_state=SET.seed)
     return _split(x.astype(np.float32), y, val_share)
 
 
@@ -104,7 +104,7 @@ def regression(n: int = 2000, n_features: int = 12) -> tuple[np.ndarray, ...]:
     """make_regression with a nonlinear twist (a product and a square term), X and y standardized."""
     from sklearn.datasets import make_regression
 
-    x, y = make_regression(n, n_features=n_features, n_informative=8, noise=10.0, random_state=SEED)
+    x, y = make_regression(n, n_features=n_features, n_informative=8, noise=10.0, random_state=SET.seed)
     y = y + 40.0 * x[:, 0] * x[:, 1] + 30.0 * x[:, 2] ** 2
     xt, yt, xv, yv = _split(x.astype(np.float32), y.astype(np.float32), 0.25)
     xt, xv = _standardize(xt, xv)
@@ -116,7 +116,7 @@ def fashion(n_train: int, n_val: int, *, flat: bool = False) -> tuple[torch.Tens
     """A Fashion-MNIST subset: training rows from its train split, validation rows from its test split, /255 then
     the training mean/std over all pixels."""
     x, y, xt_, yt_ = _fashion()
-    rs = np.random.RandomState(SEED)
+    rs = np.random.RandomState(SET.seed)
     i, j = rs.choice(len(x), n_train, replace=False), rs.choice(len(xt_), n_val, replace=False)
     xt, yt, xv, yv = x[i].astype(np.float32) / 255.0, y[i], xt_[j].astype(np.float32) / 255.0, yt_[j]
     mu, sd = xt.mean(), xt.std()
@@ -132,14 +132,10 @@ mnist1d = harness.mnist1d_split
 # --------------------------------------------------------------------------------------------- models
 
 
-def use_seed(seed: int) -> None:
-    """Re-draw every split, initialization and batch order."""
-    global SEED
-    SEED = seed
 
 
 def _seeded(offset: int = 0) -> None:
-    torch.manual_seed(SEED * 100 + offset)
+    torch.manual_seed(SET.seed * 100 + offset)
 
 
 stack = harness.stack
@@ -265,14 +261,14 @@ class AlwaysDropoutMLP(nn.Module):
 
 
 BlindRun = harness.HeldOutRun
-RUNS: list[BlindRun] = []
-blind = harness.registrar(RUNS)
+RUNS = SET.runs
+blind = SET.register
 
 
 def _kw(d: tuple[Any, ...], **kw: Any) -> dict[str, Any]:
     xt, yt, xv, yv = (a if isinstance(a, torch.Tensor) else _t(a, long=np.issubdtype(a.dtype, np.integer))
                       for a in d)
-    return {"train": (xt, yt), "val": (xv, yv), "seed": SEED, **kw}
+    return {"train": (xt, yt), "val": (xv, yv), "seed": SET.seed, **kw}
 
 
 # ---- healthy: standardized inputs, a sensible LR for the optimizer, enough epochs, early stopping (default) ----
@@ -502,7 +498,7 @@ def _() -> dict[str, Any]:
 def _() -> dict[str, Any]:
     _seeded(32)
     xt, yt, _, _ = mnist1d()
-    idx = np.random.RandomState(SEED).choice(len(xt), 800, replace=False)
+    idx = np.random.RandomState(SET.seed).choice(len(xt), 800, replace=False)
     return _kw((xt, yt, xt[idx], yt[idx]), model=stack(40, 10, (512, 256)), loss="cross_entropy", optimizer="adamw",
                lr=2e-3, epochs=30, batch_size=64)
 
@@ -515,7 +511,7 @@ def _() -> dict[str, Any]:
 def _() -> dict[str, Any]:
     _seeded(33)
     xt, yt, xv, yv = blobs()
-    yt = np.random.RandomState(SEED + 1).permutation(yt)
+    yt = np.random.RandomState(SET.seed + 1).permutation(yt)
     return _kw((xt, yt, xv, yv), model=stack(8, 5, (128, 128)), loss="cross_entropy", optimizer="adamw", lr=2e-3,
                epochs=30, batch_size=32)
 
@@ -528,7 +524,7 @@ def _() -> dict[str, Any]:
 def _() -> dict[str, Any]:
     _seeded(34)
     xt, yt, xv, yv = sk_table("digits")
-    rs = np.random.RandomState(SEED + 2)
+    rs = np.random.RandomState(SET.seed + 2)
     out = []
     for y in (yt, yv):
         y = y.copy()
@@ -652,7 +648,7 @@ def _() -> dict[str, Any]:
     from sklearn.datasets import make_classification
 
     x, y = make_classification(1300, n_features=200, n_informative=10, n_redundant=0, n_classes=3,
-                               class_sep=1.0, random_state=SEED)
+                               class_sep=1.0, random_state=SET.seed)
     xt, yt, xv, yv = _split(x.astype(np.float32), y, 1000 / 1300)
     xt, xv = _standardize(xt, xv)
     return _kw((xt, yt, xv, yv), model=stack(200, 3, (1024, 1024)), loss="cross_entropy", optimizer="adam",
@@ -706,7 +702,7 @@ def report(results: list[harness.Result]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return harness.main(argv, doc=__doc__ or "", runs=RUNS, seed=SEED, use_seed=use_seed)
+    return SET.main(argv, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 doctor decides (nothing under `gradwise.doctor`, the case suite, its tests, its notes, the README's doctor section
 or the other sets' run expectations was read; the other sets were only listed by name to avoid repeating them).
 
-The setups differ from `gradwise.doctor.cases`, `bench/doctor_holdout.py`, `bench/doctor_blind.py` and
+The setups differ from `bench/doctor/cases.py`, `bench/doctor_holdout.py`, `bench/doctor_blind.py` and
 `bench/doctor_blind2.py`: a Conv1d net with a BatchNorm1d head trained at batch size 2, a 512-unit GRU under plain
 SGD at lr 3.0, a final layer initialized with std 10, a row-index "ID" column left unscaled, a feature that is the
 label plus noise, an "augmentation" that always reverses the signal, 50 Fashion images for 100 epochs, regression
@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
-SEED = 53  # every split, initialization and batch order below derives from it
+SET = harness.HeldOutSet(53)  # every split, initialization and batch order below derives from it
 
 # --------------------------------------------------------------------------------------------- data (offline only)
 
@@ -63,11 +63,11 @@ _standardize, _t = harness.standardize, harness.tensor
 
 
 def _split(x: np.ndarray, y: np.ndarray, val_share: float, offset: int = 0) -> tuple[np.ndarray, ...]:
-    return harness.split(x, y, val_share, SEED + offset)
+    return harness.split(x, y, val_share, SET.seed + offset)
 
 
 def sk_table(name: str, *, val_share: float = 0.25, scale: bool = True) -> tuple[np.ndarray, ...]:
-    return harness.sk_table(name, SEED, val_share=val_share, scale=scale, pooled_pixels=False)
+    return harness.sk_table(name, SET.seed, val_share=val_share, scale=scale, pooled_pixels=False)
 
 
 def digits_pixels() -> tuple[np.ndarray, ...]:
@@ -80,12 +80,12 @@ def digits_pixels() -> tuple[np.ndarray, ...]:
 def classif(n: int = 3000, n_features: int = 12, n_informative: int = 6, n_classes: int = 3,
             weights: list[float] | None = None, class_sep: float = 1.0, flip_y: float = 0.01,
             scale: bool = True) -> tuple[np.ndarray, ...]:
-    """make_classification, split by SEED, [standardized] (numpy arrays)."""
+    """make_classification, split by SET.seed, [standardized] (numpy arrays)."""
     from sklearn.datasets import make_classification
 
     x, y = make_classification(n, n_features=n_features, n_informative=n_informative, n_redundant=2,
                                n_classes=n_classes, n_clusters_per_class=2, class_sep=class_sep, flip_y=flip_y,
-                               weights=weights, random_state=SEED)
+                               weights=weights, random_state=SET.seed)
     xt, yt, xv, yv = _split(x.astype(np.float32), y, 0.25)
     if scale:
         xt, xv = _standardize(xt, xv)
@@ -97,7 +97,7 @@ def regression(n: int = 2000, n_features: int = 10, target_scale: float | None =
     statistics, or (target_scale) multiplied by it and left in its own units."""
     from sklearn.datasets import make_regression
 
-    x, y = make_regression(n, n_features=n_features, n_informative=6, noise=5.0, random_state=SEED)
+    x, y = make_regression(n, n_features=n_features, n_informative=6, noise=5.0, random_state=SET.seed)
     y = y + 30.0 * x[:, 0] * x[:, 1] + 20.0 * x[:, 2] ** 2
     xt, yt, xv, yv = _split(x.astype(np.float32), y.astype(np.float32), 0.25)
     xt, xv = _standardize(xt, xv)
@@ -111,7 +111,7 @@ def friedman(n: int = 2000) -> tuple[np.ndarray, ...]:
     """make_friedman1 (10 features, 5 used, nonlinear), X and y standardized."""
     from sklearn.datasets import make_friedman1
 
-    x, y = make_friedman1(n, n_features=10, noise=0.5, random_state=SEED)
+    x, y = make_friedman1(n, n_features=10, noise=0.5, random_state=SET.seed)
     xt, yt, xv, yv = _split(x.astype(np.float32), y.astype(np.float32), 0.25)
     xt, xv = _standardize(xt, xv)
     mu, sd = yt.mean(), yt.std()
@@ -125,7 +125,7 @@ def fashion(n_train: int, n_val: int) -> tuple[torch.Tensor, ...]:
     """A Fashion-MNIST subset (train rows from its train split, val rows from its test split), /255 then the
     training mean/std over all pixels."""
     x, y, xt_, yt_ = _fashion()
-    rs = np.random.RandomState(SEED)
+    rs = np.random.RandomState(SET.seed)
     i, j = rs.choice(len(x), n_train, replace=False), rs.choice(len(xt_), n_val, replace=False)
     xt, yt, xv, yv = x[i].astype(np.float32) / 255.0, y[i], xt_[j].astype(np.float32) / 255.0, yt_[j]
     mu, sd = xt.mean(), xt.std()
@@ -136,7 +136,7 @@ def first_steps_sequences(n: int = 2000, steps: int = 200, cue: int = 3, at_end:
                           ) -> tuple[np.ndarray, ...]:
     """Binary sequences (N, steps, 1) of unit noise; the class is the sign of a cue over `cue` steps at the start
     (or, at_end, at the end) of the sequence."""
-    rs = np.random.RandomState(SEED + 7)
+    rs = np.random.RandomState(SET.seed + 7)
     y = rs.randint(0, 2, n)
     x = rs.randn(n, steps, 1).astype(np.float32)
     sl = slice(steps - cue, steps) if at_end else slice(0, cue)
@@ -147,14 +147,10 @@ def first_steps_sequences(n: int = 2000, steps: int = 200, cue: int = 3, at_end:
 # --------------------------------------------------------------------------------------------- models
 
 
-def use_seed(seed: int) -> None:
-    """Re-draw every split, initialization and batch order."""
-    global SEED
-    SEED = seed
 
 
 def _seeded(offset: int = 0) -> None:
-    torch.manual_seed(SEED * 100 + offset)
+    torch.manual_seed(SET.seed * 100 + offset)
 
 
 mlp = harness.stack
@@ -243,14 +239,14 @@ class DigitsCNN(nn.Module):
 
 # --------------------------------------------------------------------------------------------- runs
 
-RUNS: list[harness.HeldOutRun] = []
-blind = harness.registrar(RUNS)
+RUNS = SET.runs
+blind = SET.register
 
 
 def _kw(d: tuple[Any, ...], **kw: Any) -> dict[str, Any]:
     xt, yt, xv, yv = (a if isinstance(a, torch.Tensor) else _t(a, long=np.issubdtype(a.dtype, np.integer))
                       for a in d)
-    return {"train": (xt, yt), "val": (xv, yv), "seed": SEED, **kw}
+    return {"train": (xt, yt), "val": (xv, yv), "seed": SET.seed, **kw}
 
 
 # ---- healthy: standardized inputs, a sensible LR for the optimizer, enough epochs, early stopping (default) ----
@@ -304,7 +300,7 @@ def _() -> dict[str, Any]:
     _seeded(6)
     xt, yt, xv, yv = digits_pixels()
     onehot = np.eye(10, dtype=np.float32)[yt]  # Keras habit: one-hot float targets (CE takes class probabilities)
-    return {"train": (_t(xt), _t(onehot)), "val": (_t(xv), _t(yv, True)), "seed": SEED,
+    return {"train": (_t(xt), _t(onehot)), "val": (_t(xv), _t(yv, True)), "seed": SET.seed,
             "model": mlp(64, 10, (128,)), "loss": "cross_entropy", "optimizer": "adamw", "lr": 3e-3,
             "epochs": 30, "batch_size": 64}
 
@@ -394,7 +390,7 @@ def _() -> dict[str, Any]:
 def _() -> dict[str, Any]:
     _seeded(13)
     xt, yt, xv, yv = classif()
-    ids = np.random.RandomState(SEED + 1).permutation(len(xt) + len(xv)).astype(np.float32)
+    ids = np.random.RandomState(SET.seed + 1).permutation(len(xt) + len(xv)).astype(np.float32)
     xt = np.concatenate([ids[:len(xt), None], xt], 1)
     xv = np.concatenate([ids[len(xt):, None], xv], 1)
     return _kw((xt, yt, xv, yv), model=mlp(13, 3, (64, 64)), loss="cross_entropy", optimizer="adamw", lr=3e-3,
@@ -410,7 +406,7 @@ def _() -> dict[str, Any]:
 def _() -> dict[str, Any]:
     _seeded(14)
     xt, yt, xv, yv = classif(class_sep=0.6, flip_y=0.05)
-    rs = np.random.RandomState(SEED + 2)
+    rs = np.random.RandomState(SET.seed + 2)
     leak_t = (yt + 0.1 * rs.randn(len(yt))).astype(np.float32)
     leak_v = (yv + 0.1 * rs.randn(len(yv))).astype(np.float32)
     xt, xv = np.concatenate([xt, leak_t[:, None]], 1), np.concatenate([xv, leak_v[:, None]], 1)
@@ -595,7 +591,7 @@ def report(results: list[harness.Result]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return harness.main(argv, doc=__doc__ or "", runs=RUNS, seed=SEED, use_seed=use_seed)
+    return SET.main(argv, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -67,33 +67,29 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import doctor_harness as harness  # noqa: E402
 
-SEED = 71
+SET = harness.HeldOutSet(71)
 
 
-def use_seed(seed: int) -> None:
-    """Every split, initialization and batch order below is drawn from this seed."""
-    global SEED
-    SEED = seed
 
 
-RUNS: list[harness.HeldOutRun] = []
-blind = harness.registrar(RUNS)
+RUNS = SET.runs
+blind = SET.register
 
 
 def init() -> None:
-    """Seed torch right before a model is built, so its initial weights follow SEED."""
-    torch.manual_seed(SEED)
+    """Seed torch right before a model is built, so its initial weights follow SET.seed."""
+    torch.manual_seed(SET.seed)
 
 
 def fit_kw(**kw: Any) -> dict[str, Any]:
-    """The gradwise.fit keywords of a run, with fit's own seed (batch order, dropout) tied to SEED."""
-    kw.setdefault("seed", SEED)
+    """The gradwise.fit keywords of a run, with fit's own seed (batch order, dropout) tied to SET.seed."""
+    kw.setdefault("seed", SET.seed)
     return kw
 
 
 def synth_split(x: np.ndarray, y: np.ndarray, val_share: float = 0.25, scale: bool = True) -> list[np.ndarray]:
-    """A random train/val split drawn from SEED, standardized with the training statistics unless `scale` is off."""
-    return list(harness.split(x.astype(np.float32), y, val_share, SEED, scale=scale))
+    """A random train/val split drawn from SET.seed, standardized with the training statistics unless `scale` is off."""
+    return list(harness.split(x.astype(np.float32), y, val_share, SET.seed, scale=scale))
 
 
 # --------------------------------------------------------------------------------------------- faulty runs
@@ -105,7 +101,7 @@ def synth_split(x: np.ndarray, y: np.ndarray, val_share: float = 0.25, scale: bo
        note="checked doctor off: the first training step raises IndexError 'Target 3 is out of bounds' (labels "
             "1..3, 3 outputs); nothing else can be said about the run")
 def _wine_labels_1_to_3() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("wine", SEED)
+    xt, yt, xv, yv = harness.sk_table("wine", SET.seed)
     init()
     model = harness.stack(13, 3, (64, 64), act=nn.PReLU)
     return fit_kw(model=model, train=(xt, yt + 1), val=(xv, yv + 1), loss="cross_entropy", epochs=40,
@@ -118,7 +114,7 @@ def _wine_labels_1_to_3() -> dict[str, Any]:
        note="checked doctor off: trains one epoch on targets -1/+1 (BCE of a -1 target is unbounded below), then "
             "the evaluation raises 'Detected values [-1, 1] in target, expected [0, 1]'")
 def _bce_minus_one_labels() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("breast_cancer", SEED)
+    xt, yt, xv, yv = harness.sk_table("breast_cancer", SET.seed)
     init()
     model = nn.Sequential(nn.Linear(30, 32), nn.Softplus(), nn.Linear(32, 1), nn.Flatten(0))
     pm = lambda y: (2.0 * y - 1.0).astype(np.float32)  # noqa: E731
@@ -134,7 +130,7 @@ def _bce_minus_one_labels() -> dict[str, Any]:
 def _double_sigmoid_bce() -> dict[str, Any]:
     from sklearn.datasets import make_classification
 
-    x, y = make_classification(3000, 20, n_informative=8, n_redundant=4, random_state=SEED)
+    x, y = make_classification(3000, 20, n_informative=8, n_redundant=4, random_state=SET.seed)
     xt, yt, xv, yv = synth_split(x, y.astype(np.float32))
     init()
     model = nn.Sequential(*harness.stack(20, 1, (64, 64)), nn.Sigmoid(), nn.Flatten(0))
@@ -147,7 +143,7 @@ def _double_sigmoid_bce() -> dict[str, Any]:
        note="checked doctor off: train loss 2.295 and val acc 0.187 identical at every epoch (12, early stop); "
             "the weights never change")
 def _stale_optimizer() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("digits", SEED)
+    xt, yt, xv, yv = harness.sk_table("digits", SET.seed)
     init()
     first = harness.stack(64, 10, (128,))
     opt = torch.optim.Adam(first.parameters(), lr=1e-3)
@@ -178,7 +174,7 @@ def _inputs_tiny() -> dict[str, Any]:
     from sklearn.datasets import make_classification
 
     x, y = make_classification(2400, 16, n_informative=10, n_classes=4, n_clusters_per_class=2,
-                               random_state=SEED)
+                               random_state=SET.seed)
     xt, yt, xv, yv = synth_split(x, y)
     init()
     model = harness.stack(16, 4, (64, 64))
@@ -193,7 +189,7 @@ def _inputs_tiny() -> dict[str, Any]:
             "(the minority share) from epoch 1")
 def _val_not_standardized() -> dict[str, Any]:
     x, y = harness.sklearn_data("breast_cancer")
-    xt, yt, xv, yv = harness.split(x, y, 0.25, SEED)
+    xt, yt, xv, yv = harness.split(x, y, 0.25, SET.seed)
     (xt_s,) = harness.standardize(xt)
     init()
     model = harness.stack(30, 2, (64, 32))
@@ -222,7 +218,7 @@ def _bn_momentum_keras() -> dict[str, Any]:
             "test signals (same standardization): acc 0.339")
 def _augment_then_split() -> dict[str, Any]:
     x, y, _, _ = harness.mnist1d_split(None, 10, scale=False)
-    rng = np.random.RandomState(SEED)
+    rng = np.random.RandomState(SET.seed)
     x, y = x[:500], y[:500]
     xs = np.concatenate([x + 0.03 * rng.randn(*x.shape).astype(np.float32) for _ in range(6)])
     ys = np.concatenate([y] * 6)
@@ -238,7 +234,7 @@ def _augment_then_split() -> dict[str, Any]:
        note="checked doctor off: train loss only down to 0.76, best val acc 0.831; twin at weight_decay 5e-4: train "
             "0.006, val acc 0.976 (weight_decay 0.5 learned nothing at all, so 0.1 was kept)")
 def _sgd_weight_decay() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("digits", SEED)
+    xt, yt, xv, yv = harness.sk_table("digits", SET.seed)
     init()
     model = harness.stack(64, 10, (128, 64))
     return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", optimizer="sgd", lr=0.05,
@@ -260,7 +256,7 @@ def _normal_init(model: nn.Module, std: float, bias: float = 0.0) -> nn.Module:
             "norm ~2e-10 at init; loss 2.302-2.303 (= ln 10) and val acc 0.076 for all 12 epochs; He-init twin: "
             "first-layer gradient 1.0, val acc 0.969")
 def _tiny_init_deep_relu() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("digits", SEED)
+    xt, yt, xv, yv = harness.sk_table("digits", SET.seed)
     init()
     model = _normal_init(harness.stack(64, 10, (256,) * 10), 0.01)
     return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", optimizer="sgd", lr=0.01,
@@ -283,7 +279,7 @@ def _scaled_kaiming(model: nn.Module, gain: float) -> nn.Module:
             "(last) at init vs 0.7-5.0 for the plain-He twin; epoch-1 train loss 1.1e5, val loss in the thousands "
             "all run (twin: val loss 0.0009, acc 1.0)")
 def _huge_init_prelu() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("wine", SEED)
+    xt, yt, xv, yv = harness.sk_table("wine", SET.seed)
     init()
     model = _scaled_kaiming(harness.stack(13, 3, (128,) * 10, act=nn.PReLU), 3.0)
     return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", lr=1e-3, epochs=30,
@@ -296,7 +292,7 @@ def _huge_init_prelu() -> dict[str, Any]:
        note="checked doctor off: 99.3% of the first Hardtanh layer's outputs at +-1 at init, 99.8% at the end "
             "(twin on standardized inputs: 9% / 20%); train loss 0.28 vs twin 0.03, best val acc 0.965 vs 0.993")
 def _hardtanh_raw_features() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("breast_cancer", SEED, scale=False)
+    xt, yt, xv, yv = harness.sk_table("breast_cancer", SET.seed, scale=False)
     init()
     model = harness.stack(30, 2, (64, 64), act=nn.Hardtanh)
     return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", epochs=30, batch_size=32)
@@ -340,7 +336,7 @@ def _long_tail() -> dict[str, Any]:
     from sklearn.datasets import make_classification
 
     x, y = make_classification(4000, 12, n_informative=3, n_redundant=0, n_classes=3, n_clusters_per_class=1,
-                               weights=[0.92, 0.05, 0.03], class_sep=0.5, flip_y=0.0, random_state=SEED)
+                               weights=[0.92, 0.05, 0.03], class_sep=0.5, flip_y=0.0, random_state=SET.seed)
     xt, yt, xv, yv = synth_split(x, y)
     init()
     model = harness.stack(12, 3, (64, 64))
@@ -356,7 +352,7 @@ def _float16_poly() -> dict[str, Any]:
     x, y = harness.sklearn_data("breast_cancer")
     with np.errstate(over="ignore"):
         poly = np.concatenate([x, x ** 2], axis=1).astype(np.float16).astype(np.float32)
-    xt, yt, xv, yv = harness.split(poly, y, 0.25, SEED)
+    xt, yt, xv, yv = harness.split(poly, y, 0.25, SET.seed)
     with np.errstate(invalid="ignore"):
         xt, xv = harness.standardize(xt, xv)
     init()
@@ -384,7 +380,7 @@ def _width_two() -> dict[str, Any]:
 def _nadam_tiny_lr() -> dict[str, Any]:
     from sklearn.datasets import make_friedman1
 
-    x, y = make_friedman1(3000, 10, noise=0.5, random_state=SEED)
+    x, y = make_friedman1(3000, 10, noise=0.5, random_state=SET.seed)
     xt, yt, xv, yv = synth_split(x, y)
     mu, sd = yt.mean(), yt.std()
     init()
@@ -401,7 +397,7 @@ def _nadam_tiny_lr() -> dict[str, Any]:
             "at init and at the end; loss 2.302-2.303 and val acc 0.076 for all 12 epochs (bias 0 twin: acc 0.98; "
             "bias -0.5 also learns nothing)")
 def _negative_bias() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("digits", SEED)
+    xt, yt, xv, yv = harness.sk_table("digits", SET.seed)
     init()
     model = harness.stack(64, 10, (128, 128, 128))
     for m in model.modules():
@@ -418,7 +414,7 @@ def _negative_bias() -> dict[str, Any]:
 def _wide_mlp_small_data() -> dict[str, Any]:
     from sklearn.datasets import make_classification
 
-    x, y = make_classification(620, 300, n_informative=10, n_redundant=0, n_classes=3, random_state=SEED)
+    x, y = make_classification(620, 300, n_informative=10, n_redundant=0, n_classes=3, random_state=SET.seed)
     xt, yt, xv, yv = synth_split(x, y, 500 / 620)
     init()
     model = harness.stack(300, 3, (1024, 1024))
@@ -430,7 +426,7 @@ def _friedman2() -> list[np.ndarray]:
     """make_friedman2 (4 features, no noise), inputs and target standardized with the training statistics."""
     from sklearn.datasets import make_friedman2
 
-    x, y = make_friedman2(3000, noise=0.0, random_state=SEED)
+    x, y = make_friedman2(3000, noise=0.0, random_state=SET.seed)
     xt, yt, xv, yv = synth_split(x, y)
     mu, sd = yt.mean(), yt.std()
     return [xt, ((yt - mu) / sd).astype(np.float32), xv, ((yv - mu) / sd).astype(np.float32)]
@@ -456,7 +452,7 @@ def _mae_sgd_constant() -> dict[str, Any]:
 @blind("healthy_prelu_nadam_digits", "digits", "PReLU MLP 128-64, dropout 0.1", "nadam 2e-3",
        note="checked doctor off: best val acc 0.976, val loss 0.107 at epoch 11, early stop at 17")
 def _healthy_prelu_nadam() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("digits", SEED)
+    xt, yt, xv, yv = harness.sk_table("digits", SET.seed)
     init()
     model = harness.stack(64, 10, (128, 64), act=nn.PReLU, dropout=0.1)
     return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", optimizer="nadam", lr=2e-3,
@@ -468,7 +464,7 @@ def _healthy_prelu_nadam() -> dict[str, Any]:
 def _healthy_huber_radam() -> dict[str, Any]:
     from sklearn.datasets import make_friedman1
 
-    x, y = make_friedman1(3000, 10, noise=0.5, random_state=SEED)
+    x, y = make_friedman1(3000, 10, noise=0.5, random_state=SET.seed)
     xt, yt, xv, yv = synth_split(x, y)
     mu, sd = yt.mean(), yt.std()
     init()
@@ -481,7 +477,7 @@ def _healthy_huber_radam() -> dict[str, Any]:
 @blind("healthy_hinge_sgd_wine", "wine", "ReLU MLP 32", "sgd 0.02 nesterov",
        note="checked doctor off: val acc 0.977 from epoch 4, val hinge loss 0.016, early stop at 27")
 def _healthy_hinge_wine() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("wine", SEED)
+    xt, yt, xv, yv = harness.sk_table("wine", SET.seed)
     init()
     model = harness.stack(13, 3, (32,))
     return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="hinge", optimizer="sgd", lr=0.02, momentum=0.9,
@@ -491,7 +487,7 @@ def _healthy_hinge_wine() -> dict[str, Any]:
 @blind("healthy_softplus_bce_plateau", "breast_cancer", "Softplus MLP 32-16", "adam 1e-3, reduce_on_plateau",
        note="checked doctor off: val acc 0.993, val loss 0.067 (train 0.053), stop at 26")
 def _healthy_softplus_bce() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("breast_cancer", SEED)
+    xt, yt, xv, yv = harness.sk_table("breast_cancer", SET.seed)
     init()
     model = nn.Sequential(*harness.stack(30, 1, (32, 16), act=nn.Softplus), nn.Flatten(0))
     return fit_kw(model=model, train=(xt, yt.astype(np.float32)), val=(xv, yv.astype(np.float32)),
@@ -517,7 +513,7 @@ class PixelEmbedding(nn.Module):
        "adamw 3e-3, weight_decay 0.05",
        note="checked doctor off: best val acc 0.962, val loss 0.145 at epoch 18, stop at 24")
 def _healthy_pixel_embedding() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("digits", SEED, scale=False)
+    xt, yt, xv, yv = harness.sk_table("digits", SET.seed, scale=False)
     init()
     return fit_kw(model=PixelEmbedding(), train=(xt, yt), val=(xv, yv), loss="cross_entropy", epochs=30,
                   batch_size=64, patience=5, weight_decay=0.05)
@@ -530,7 +526,7 @@ def _healthy_layernorm_mish() -> dict[str, Any]:
     from sklearn.datasets import make_classification
 
     x, y = make_classification(5000, 20, n_informative=12, n_redundant=4, n_classes=5, n_clusters_per_class=1,
-                               class_sep=1.5, random_state=SEED)
+                               class_sep=1.5, random_state=SET.seed)
     xt, yt, xv, yv = synth_split(x, y)
     init()
     model = harness.stack(20, 5, (128, 128), act=nn.Mish, norm=nn.LayerNorm, dropout=0.2)
@@ -586,7 +582,7 @@ def report(results: list[harness.Result]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return harness.main(argv, doc=__doc__ or "", runs=RUNS, seed=SEED, use_seed=use_seed)
+    return SET.main(argv, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -63,42 +63,38 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import doctor_harness as harness  # noqa: E402
 
-SEED = 89
+SET = harness.HeldOutSet(89)
 
 
-def use_seed(seed: int) -> None:
-    """Every split, initialization and batch order below is drawn from this seed."""
-    global SEED
-    SEED = seed
 
 
-RUNS: list[harness.HeldOutRun] = []
-blind = harness.registrar(RUNS)
+RUNS = SET.runs
+blind = SET.register
 
 
 def init() -> None:
-    """Seed torch right before a model is built, so its initial weights follow SEED."""
-    torch.manual_seed(SEED)
+    """Seed torch right before a model is built, so its initial weights follow SET.seed."""
+    torch.manual_seed(SET.seed)
 
 
 def fit_kw(**kw: Any) -> dict[str, Any]:
-    """The gradwise.fit keywords of a run, with fit's own seed (batch order, dropout) tied to SEED."""
-    kw.setdefault("seed", SEED)
+    """The gradwise.fit keywords of a run, with fit's own seed (batch order, dropout) tied to SET.seed."""
+    kw.setdefault("seed", SET.seed)
     return kw
 
 
 def synth_split(x: np.ndarray, y: np.ndarray, val_share: float = 0.25, scale: bool = True) -> list[np.ndarray]:
-    """A random train/val split drawn from SEED, standardized with the training statistics unless `scale` is off."""
-    return list(harness.split(x.astype(np.float32), y, val_share, SEED, scale=scale))
+    """A random train/val split drawn from SET.seed, standardized with the training statistics unless `scale` is off."""
+    return list(harness.split(x.astype(np.float32), y, val_share, SET.seed, scale=scale))
 
 
 def friedman(kind: int, n: int = 2000, noise: float = 0.5) -> list[np.ndarray]:
-    """make_friedman1/3 split by SEED; features and target standardized with the training statistics."""
+    """make_friedman1/3 split by SET.seed; features and target standardized with the training statistics."""
     from sklearn import datasets
 
     gen = {1: datasets.make_friedman1, 3: datasets.make_friedman3}[kind]
     kw = {"noise": noise} if kind == 1 else {"noise": noise * 0.1}
-    x, y = gen(n_samples=n, random_state=SEED, **kw)
+    x, y = gen(n_samples=n, random_state=SET.seed, **kw)
     xt, yt, xv, yv = synth_split(x, y.astype(np.float32))
     mu, sd = yt.mean(), yt.std()
     return [xt, ((yt - mu) / sd).astype(np.float32), xv, ((yv - mu) / sd).astype(np.float32)]
@@ -149,7 +145,7 @@ def _relu_head_standardized_target() -> dict[str, Any]:
              "twin without l1: train 0.005, val 0.080, acc 0.978. l1=0.01 gave a flat 2.30 (ln 10), l1=1e-3 a mild "
              "one (train 0.079), so 5e-3 was kept as a clean over-regularized case"))
 def _l1_penalty_huge() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("digits", SEED)
+    xt, yt, xv, yv = harness.sk_table("digits", SET.seed)
     init()
     model = harness.stack(64, 10, (128, 64))
     return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", epochs=30, batch_size=64,
@@ -162,7 +158,7 @@ def _l1_penalty_huge() -> dict[str, Any]:
        note=("checked doctor off: train loss crawls 2.31 -> 2.17 in 30 epochs (steady, never flat), val acc 0.51; "
              "twin with eps=1e-8: train 0.095 and val acc 0.967 by epoch 5, best val loss 0.085, acc 0.98"))
 def _adam_eps_one() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("digits", SEED)
+    xt, yt, xv, yv = harness.sk_table("digits", SET.seed)
     init()
     model = harness.stack(64, 10, (128, 128))
     return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", optimizer="adam", lr=3e-3,
@@ -188,7 +184,7 @@ def _steplr_gamma_001_each_epoch() -> dict[str, Any]:
        note=("checked doctor off: train loss 1.12 and val loss 1.18 identical to 3 digits at every epoch, val acc "
              "0.341 throughout; the parameters of the trained model never change"))
 def _optimizer_for_old_model() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("wine", SEED)
+    xt, yt, xv, yv = harness.sk_table("wine", SET.seed)
     init()
     old = harness.stack(13, 3, (64,))
     opt = torch.optim.Adam(old.parameters(), lr=3e-3)
@@ -205,14 +201,14 @@ def _optimizer_for_old_model() -> dict[str, Any]:
 def _ratio_feature_inf() -> dict[str, Any]:
     from sklearn.datasets import make_classification
 
-    x, y = make_classification(n_samples=2000, n_features=12, n_informative=6, random_state=SEED)
-    rng = np.random.RandomState(SEED)
+    x, y = make_classification(n_samples=2000, n_features=12, n_informative=6, random_state=SET.seed)
+    rng = np.random.RandomState(SET.seed)
     visits = rng.poisson(3.0, len(x)).astype(np.float64)
     visits[rng.rand(len(x)) < 0.03] = 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = (np.abs(x[:, 0]) + 1.0) / visits
     x = np.column_stack([x, ratio]).astype(np.float32)
-    xt, yt, xv, yv = harness.split(x, y, 0.25, SEED)
+    xt, yt, xv, yv = harness.split(x, y, 0.25, SET.seed)
     fin = np.isfinite(xt).all(1)
     mu, sd = xt[fin].mean(0), xt[fin].std(0)  # statistics over the finite rows; the inf rows stay inf
     init()
@@ -230,8 +226,8 @@ def _future_proxy_feature() -> dict[str, Any]:
     from sklearn.datasets import make_classification
 
     x, y = make_classification(n_samples=2000, n_features=15, n_informative=5, flip_y=0.1, class_sep=0.8,
-                               random_state=SEED)
-    proxy = y + np.random.RandomState(SEED).normal(0, 0.05, len(y))
+                               random_state=SET.seed)
+    proxy = y + np.random.RandomState(SET.seed).normal(0, 0.05, len(y))
     xt, yt, xv, yv = synth_split(np.column_stack([x, proxy]), y)
     init()
     model = harness.stack(16, 2, (64, 64))
@@ -244,7 +240,7 @@ def _future_proxy_feature() -> dict[str, Any]:
        note=("checked doctor off: train loss 2.08 -> 0.048 while val loss rises 2.63 -> 12.3 from the first epoch and"
              " val acc is 0.000 from epoch 5 (twin with correct val labels: best val loss 0.089, acc 0.973)"))
 def _val_labels_shifted() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("digits", SEED)
+    xt, yt, xv, yv = harness.sk_table("digits", SET.seed)
     init()
     model = harness.stack(64, 10, (128,))
     return fit_kw(model=model, train=(xt, yt), val=(xv, (yv + 1) % 10), loss="cross_entropy", epochs=25,
@@ -258,7 +254,7 @@ def _val_labels_shifted() -> dict[str, Any]:
              "goes to 0.006; val acc 0.50-0.59; twin with the columns in order: val loss 0.24, val acc 0.93. On "
              "breast_cancer (correlated columns) reversing still gave 0.92 acc, so wine was used"))
 def _val_columns_permuted() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("wine", SEED)
+    xt, yt, xv, yv = harness.sk_table("wine", SET.seed)
     init()
     model = harness.stack(13, 3, (64, 32))
     return fit_kw(model=model, train=(xt, yt), val=(xv[:, ::-1].copy(), yv), loss="cross_entropy", epochs=30,
@@ -272,7 +268,7 @@ def _val_columns_permuted() -> dict[str, Any]:
              "0.978): a 10x train/val gap the wrong way round; twin with Dropout(0.5) after the hidden layer: train "
              "0.066, val 0.079"))
 def _dropout_after_output() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("digits", SEED)
+    xt, yt, xv, yv = harness.sk_table("digits", SET.seed)
     init()
     model = nn.Sequential(harness.stack(64, 10, (128,)), nn.Dropout(0.5))
     return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", epochs=30, batch_size=64)
@@ -286,7 +282,7 @@ def _dropout_after_output() -> dict[str, Any]:
              " net with ReLU: gradient norm 0.17 at init. With 3-5 squared layers the spikes (to 9-20x the median "
              "norm) are seed-dependent, so 6 were used"))
 def _squared_activation() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("wine", SEED)
+    xt, yt, xv, yv = harness.sk_table("wine", SET.seed)
     init()
     model = harness.stack(13, 3, (64,) * 6, act=Square)
     return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", optimizer="sgd", lr=0.01,
@@ -304,7 +300,7 @@ def _squared_activation() -> dict[str, Any]:
 def _deep_plain_relu_30() -> dict[str, Any]:
     from sklearn.datasets import make_classification
 
-    x, y = make_classification(n_samples=2000, n_features=20, n_informative=10, n_classes=4, random_state=SEED)
+    x, y = make_classification(n_samples=2000, n_features=20, n_informative=10, n_classes=4, random_state=SET.seed)
     xt, yt, xv, yv = synth_split(x, y)
     init()
     model = harness.stack(20, 4, (64,) * 30)
@@ -318,7 +314,7 @@ def _deep_plain_relu_30() -> dict[str, Any]:
        note=("checked doctor off: first-epoch train loss 5.7e4 (twin with the default init: 2.2), still 6.4 after 30 "
              "epochs, best val acc 0.699; twin: val acc 0.982, val loss 0.078"))
 def _uniform01_init() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("digits", SEED)
+    xt, yt, xv, yv = harness.sk_table("digits", SET.seed)
     init()
     model = harness.stack(64, 10, (256, 256, 256))
     with torch.no_grad():
@@ -337,7 +333,7 @@ def _uniform01_init() -> dict[str, Any]:
 def _linear_model_on_moons() -> dict[str, Any]:
     from sklearn.datasets import make_moons
 
-    x, y = make_moons(n_samples=2000, noise=0.1, random_state=SEED)
+    x, y = make_moons(n_samples=2000, noise=0.1, random_state=SET.seed)
     xt, yt, xv, yv = synth_split(x, y)
     init()
     model = nn.Linear(2, 2)
@@ -367,7 +363,7 @@ def _imbalanced_92_8() -> dict[str, Any]:
     from sklearn.datasets import make_classification
 
     x, y = make_classification(n_samples=3000, n_features=10, n_informative=3, weights=[0.92, 0.08],
-                               class_sep=0.5, flip_y=0.0, random_state=SEED)
+                               class_sep=0.5, flip_y=0.0, random_state=SET.seed)
     xt, yt, xv, yv = synth_split(x, y)
     init()
     model = harness.stack(10, 2, (32,))
@@ -381,7 +377,7 @@ def _imbalanced_92_8() -> dict[str, Any]:
              "know-nothing 0.66), early stop at epoch 12 with val loss 834 although val acc is 0.94; the same MLP "
              "with adamw 3e-3: best val loss 0.042, acc 0.986"))
 def _rmsprop_lr_0_1() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("breast_cancer", SEED)
+    xt, yt, xv, yv = harness.sk_table("breast_cancer", SET.seed)
     init()
     model = harness.stack(30, 2, (64, 64))
     return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", optimizer="rmsprop", lr=0.1,
@@ -415,7 +411,7 @@ def _fashion_cnn2d_3000() -> dict[str, Any]:
 @blind("digits_sgd_nesterov", "digits", "MLP 128", "sgd 0.05 nesterov m0.9",
        note="checked doctor off: val acc 0.98, val loss 0.079 best, early stop at epoch 19")
 def _digits_sgd_nesterov() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("digits", SEED)
+    xt, yt, xv, yv = harness.sk_table("digits", SET.seed)
     init()
     model = harness.stack(64, 10, (128,))
     return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", optimizer="sgd", lr=0.05,
@@ -425,7 +421,7 @@ def _digits_sgd_nesterov() -> dict[str, Any]:
 @blind("breast_cancer_selu_alphadropout", "breast_cancer", "SELU MLP 64-64 + AlphaDropout", "adam 1e-3",
        note="checked doctor off: val acc 0.986, val loss 0.046 best, early stop at epoch 21")
 def _breast_cancer_selu() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("breast_cancer", SEED)
+    xt, yt, xv, yv = harness.sk_table("breast_cancer", SET.seed)
     init()
     model = harness.stack(30, 2, (64, 64), act=nn.SELU)
     layers = []
@@ -443,7 +439,7 @@ def _breast_cancer_selu() -> dict[str, Any]:
 @blind("wine_celu_class_weights", "wine", "CELU MLP 32", "adamw 3e-3, balanced class weights",
        note="checked doctor off: val acc 0.977, val loss 0.074 (weights from the training counts)")
 def _wine_celu_class_weights() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("wine", SEED)
+    xt, yt, xv, yv = harness.sk_table("wine", SET.seed)
     init()
     model = harness.stack(13, 3, (32,), act=nn.CELU)
     counts = np.bincount(yt, minlength=3)
@@ -466,7 +462,7 @@ def _friedman3_huber() -> dict[str, Any]:
 def _moons_mish() -> dict[str, Any]:
     from sklearn.datasets import make_moons
 
-    x, y = make_moons(n_samples=2000, noise=0.2, random_state=SEED)
+    x, y = make_moons(n_samples=2000, noise=0.2, random_state=SET.seed)
     xt, yt, xv, yv = synth_split(x, y)
     init()
     model = harness.stack(2, 2, (64, 64), act=nn.Mish)
@@ -477,7 +473,7 @@ def _moons_mish() -> dict[str, Any]:
 @blind("digits_hardswish_cosine", "digits", "Hardswish MLP 128-64", "adamw 2e-3, cosine",
        note="checked doctor off: val acc 0.976, val loss 0.087, train 0.0097")
 def _digits_hardswish_cosine() -> dict[str, Any]:
-    xt, yt, xv, yv = harness.sk_table("digits", SEED)
+    xt, yt, xv, yv = harness.sk_table("digits", SET.seed)
     init()
     model = harness.stack(64, 10, (128, 64), act=nn.Hardswish)
     return fit_kw(model=model, train=(xt, yt), val=(xv, yv), loss="cross_entropy", lr=2e-3, epochs=30,
@@ -507,7 +503,7 @@ def report(results: list[harness.Result]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return harness.main(argv, doc=__doc__ or "", runs=RUNS, seed=SEED, use_seed=use_seed)
+    return SET.main(argv, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 For each case it prints the codes the fault should produce against what the doctor found (warnings and errors;
 info findings in brackets), then the recall, the false alarms on the healthy controls (any warning or error) and,
 for the repairable cases, whether `doctor.repair=true` turned the run into one about as good as the same model
-trained the careful way (the case's `fix` applied; see `gradwise.doctor.cases.repaired`). The case definitions
-live in `gradwise.doctor.cases`.
+trained the careful way (the case's `fix` applied; see `doctor.cases.repaired`). The case definitions live in
+bench/doctor/cases.py.
 
     python bench/doctor_cases.py              # everything (a few minutes on 2 cores)
     python bench/doctor_cases.py -k lr_ -j 2  # cases whose name contains 'lr_', two processes
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from doctor.cases import CASE_LIST, CASES, CaseResult, run_case, run_reference
 
-from gradwise.doctor import CODES, cases
-from gradwise.doctor.cases import CASE_LIST, CASES, CaseResult, run_case, run_reference
+from gradwise.doctor import CODES
 
 GOAL_RECALL, GOAL_REPAIR = 0.95, 0.80
 
@@ -42,12 +42,12 @@ class Outcome:
 
 def _one(name: str, out: str, repair: bool, seed: int = 0) -> Outcome:
     torch.set_num_threads(1)  # two cases side by side on a 2-core machine
-    cases.use_seed(seed)
     c = CASES[name]
-    plain = run_case(c, f"{out}/{name}")
+    plain = run_case(c, f"{out}/{name}", seed=seed)
     fixed = None
     if repair and c.repairable:
-        fixed = run_case(c, f"{out}/{name}", repair=True, reference=run_reference(c, f"{out}/{name}"))
+        fixed = run_case(c, f"{out}/{name}", repair=True, seed=seed,
+                         reference=run_reference(c, f"{out}/{name}", seed=seed))
     return Outcome(plain, fixed)
 
 
@@ -63,7 +63,7 @@ def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
         "codes_covered": sorted(produced), "codes_missing": sorted(set(CODES) - produced),
         "false_alarms": {r.name: r.alarms for r in controls if r.alarms}, "controls": len(controls),
         "faulty": len(faulty), "repairs": len(repairs), "repaired": sum(bool(r.repaired) for r in repairs),
-        "extra": {r.name: r.extra for r in faulty if r.extra},
+        "extra": {r.name: r.unexpected for r in faulty if r.unexpected},
     }
 
 

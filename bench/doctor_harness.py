@@ -161,17 +161,12 @@ def registrar(runs: list[HeldOutRun]) -> Callable[..., Callable[[Callable[[], di
     return register
 
 
-@dataclass
-class Result:
-    name: str
+class Scored:
+    """What every result shares, the case suite's and the held-out sets': the findings (code -> most severe
+    severity) scored against the codes the run should produce (warnings and errors count, info does not)."""
+
     expect: tuple[str, ...]
-    found: dict[str, str]  # code -> most severe severity
-    status: str
-    seconds: float
-    epochs: int
-    metrics: dict[str, Any] = field(default_factory=dict)
-    dir: str = ""
-    run: Any = field(default=None, repr=False)  # the gradwise Run (None when the fit raised)
+    found: dict[str, str]
 
     @property
     def alarms(self) -> dict[str, str]:
@@ -184,6 +179,46 @@ class Result:
     @property
     def unexpected(self) -> list[str]:
         return [c for c in self.alarms if c not in self.expect]
+
+
+@dataclass
+class Result(Scored):
+    name: str
+    expect: tuple[str, ...]
+    found: dict[str, str]  # code -> most severe severity
+    status: str
+    seconds: float
+    epochs: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+    dir: str = ""
+    run: Any = field(default=None, repr=False)  # the gradwise Run (None when the fit raised)
+
+
+class HeldOutSet:
+    """One held-out set: its runs and the seed every split, initialization and batch order of them is drawn from
+    (the set's own default, or `--seed`). What each set file used to repeat -- a SEED global and its setter, the run
+    list and its registrar, the command line -- lives here once:
+
+        SET = harness.HeldOutSet(89)
+        blind = SET.register
+        @blind("run_name", "data", "arch", "optim", fault="...", expect=("code",))
+        def _() -> dict[str, Any]:
+            ... harness.split(x, y, 0.25, SET.seed) ...
+        if __name__ == "__main__":
+            sys.exit(SET.main(None, __doc__ or ""))
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.default = self.seed = seed
+        self.runs: list[HeldOutRun] = []
+        self.register = registrar(self.runs)
+
+    def use_seed(self, seed: int) -> None:
+        """Re-draw every split, initialization and batch order (a check that the verdicts do not hinge on one draw)."""
+        self.seed = seed
+
+    def main(self, argv: list[str] | None, doc: str) -> int:
+        return main(argv, doc=doc, runs=self.runs, seed=self.default, use_seed=self.use_seed)
 
 
 def execute(r: HeldOutRun, out: str | Path | None = None, doctor: bool = True) -> Result:
@@ -267,7 +302,7 @@ def report(results: list[Result], runs: dict[str, HeldOutRun]) -> dict[str, Any]
 
 
 def main(argv: list[str] | None, *, doc: str, runs: list[HeldOutRun], seed: int,
-         use_seed: Callable[[int], None]) -> int:
+         use_seed: Callable[[int], None] | None = None) -> int:
     """The command line every held-out set shares: --only, --keep, --list, --seed."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="", help="comma-separated run names (or substrings of them)")
@@ -275,7 +310,8 @@ def main(argv: list[str] | None, *, doc: str, runs: list[HeldOutRun], seed: int,
     ap.add_argument("--list", action="store_true", help="list the runs and exit")
     ap.add_argument("--seed", type=int, default=seed, help=f"re-draw splits, inits, batch orders ({seed}: as written)")
     args = ap.parse_args(argv)
-    use_seed(args.seed)
+    if use_seed is not None:
+        use_seed(args.seed)
     torch.set_num_threads(1)
     by_name = {r.name: r for r in runs}
     if args.list:

@@ -1,7 +1,7 @@
 """A held-out check of the doctor: runs its authors have not seen, written without tuning anything in
 `gradwise.doctor`.
 
-`gradwise.doctor.cases` is the suite the doctor's rules were developed against. This file is a second, independent
+`bench/doctor/cases.py` is the suite the doctor's rules were developed against. This file is a second, independent
 set: other datasets and splits (Fashion-MNIST subsets, sklearn digits read as 8x8 images, MNIST-1D's predefined
 train/test split, wine/iris/breast_cancer/diabetes with other seeds and split shares), other architectures (2-D
 CNNs, an nn.TransformerEncoder over MNIST-1D patches, an LSTM, a residual MLP with LayerNorm, models calling
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-SEED = 7  # every split, initialization and batch order below derives from it (the case suite uses 0)
+SET = harness.HeldOutSet(7)  # every split, initialization and batch order below derives from it (the case suite uses 0)
 
 # --------------------------------------------------------------------------------------------- data (offline only)
 
@@ -44,7 +44,7 @@ _standardize, _t = harness.standardize, harness.tensor
 def tabular(name: str, *, val_share: float = 0.3, scale: bool = True, seed: int | None = None
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     x, y = _sklearn(name)
-    order = np.random.RandomState(SEED if seed is None else seed).permutation(len(x))
+    order = np.random.RandomState(SET.seed if seed is None else seed).permutation(len(x))
     x, y = x[order], y[order]
     n = int(len(x) * val_share)
     xt, yt, xv, yv = x[n:], y[n:], x[:n], y[:n]
@@ -57,7 +57,7 @@ def tabular(name: str, *, val_share: float = 0.3, scale: bool = True, seed: int 
 def digits_images(seed: int | None = None) -> tuple[torch.Tensor, ...]:
     """sklearn digits as (N, 1, 8, 8) images, pixels 0..16 scaled by the training mean/std of all pixels."""
     x, y = _sklearn("digits")
-    order = np.random.RandomState(SEED if seed is None else seed).permutation(len(x))
+    order = np.random.RandomState(SET.seed if seed is None else seed).permutation(len(x))
     x, y = x[order].reshape(-1, 1, 8, 8), y[order]
     n = 400
     xt, yt, xv, yv = x[n:], y[n:], x[:n], y[:n]
@@ -69,7 +69,7 @@ def fashion(n_train: int, n_val: int, *, raw: bool = False, flat: bool = False, 
             ) -> tuple[torch.Tensor, ...]:
     """A subset of Fashion-MNIST: training rows from its train split, validation rows from its test split."""
     x, y, xt_, yt_ = _fashion()
-    rs = np.random.RandomState(SEED if seed is None else seed)
+    rs = np.random.RandomState(SET.seed if seed is None else seed)
     i, j = rs.choice(len(x), n_train, replace=False), rs.choice(len(xt_), n_val, replace=False)
     xt, yt, xv, yv = x[i].astype(np.float32), y[i], xt_[j].astype(np.float32), yt_[j]
     if not raw:  # /255, then the training set's mean/std over all pixels
@@ -90,14 +90,10 @@ def mnist1d(n_train: int | None = None, n_val: int = 1000, *, scale: bool = True
 # --------------------------------------------------------------------------------------------- models
 
 
-def use_seed(seed: int) -> None:
-    """Re-draw every split, initialization and batch order (a check that the verdicts do not hinge on one draw)."""
-    global SEED
-    SEED = seed
 
 
 def _seeded(offset: int = 0) -> None:
-    torch.manual_seed(SEED * 100 + offset)
+    torch.manual_seed(SET.seed * 100 + offset)
 
 
 class CNN2d(nn.Module):
@@ -219,13 +215,13 @@ def mlp(n_in: int, n_out: int, widths: tuple[int, ...], final: nn.Module | None 
 
 
 HoldoutRun = harness.HeldOutRun
-RUNS: list[HoldoutRun] = []
-holdout = harness.registrar(RUNS)
+RUNS = SET.runs
+holdout = SET.register
 
 
 def _kw(d: tuple[torch.Tensor, ...], **kw: Any) -> dict[str, Any]:
     xt, yt, xv, yv = d
-    return {"train": (xt, yt), "val": (xv, yv), "seed": SEED, **kw}
+    return {"train": (xt, yt), "val": (xv, yv), "seed": SET.seed, **kw}
 
 
 # ---- healthy: standardized inputs, a sensible LR for the optimizer, enough epochs, early stopping (default) ----
@@ -352,7 +348,7 @@ def _() -> dict[str, Any]:
 def _() -> dict[str, Any]:
     _seeded()
     xt, yt, xv, yv = tabular("iris")
-    yt = yt[torch.randperm(len(yt), generator=torch.Generator().manual_seed(SEED))]
+    yt = yt[torch.randperm(len(yt), generator=torch.Generator().manual_seed(SET.seed))]
     return _kw((xt, yt, xv, yv), model=ResMLP(4, 3, 64, 2), loss="cross_entropy", optimizer="adam", lr=3e-3,
                batch_size=8, epochs=40)
 
@@ -364,7 +360,7 @@ def _() -> dict[str, Any]:
 def _() -> dict[str, Any]:
     _seeded()
     xt, yt, xv, yv = fashion(1000, 500, flat=True)
-    yt = yt[torch.randperm(len(yt), generator=torch.Generator().manual_seed(SEED))]
+    yt = yt[torch.randperm(len(yt), generator=torch.Generator().manual_seed(SET.seed))]
     return _kw((xt, yt, xv, yv), model=ResMLP(784, 10, 256, 2), loss="cross_entropy", optimizer="adam", lr=1e-3,
                batch_size=32, epochs=40)
 
@@ -410,7 +406,7 @@ def _() -> dict[str, Any]:
     x, y = _sklearn("breast_cancer")
     minority = np.nonzero(y == 0)[0]
     x, y = np.concatenate([x, x[minority], x[minority]]), np.concatenate([y, y[minority], y[minority]])
-    order = np.random.RandomState(SEED).permutation(len(x))
+    order = np.random.RandomState(SET.seed).permutation(len(x))
     x, y = x[order], y[order]
     n = len(x) // 5
     xt, xv = _standardize(x[n:], x[:n])
@@ -463,7 +459,7 @@ def _() -> dict[str, Any]:
 def _() -> dict[str, Any]:
     _seeded()
     xt, yt, xv, yv = digits_images()
-    yt = yt[torch.randperm(len(yt), generator=torch.Generator().manual_seed(SEED + 1))]
+    yt = yt[torch.randperm(len(yt), generator=torch.Generator().manual_seed(SET.seed + 1))]
     return _kw((xt, yt, xv, yv), model=CNN2d(10, size=8), loss="cross_entropy", optimizer="adamw", lr=1e-3,
                batch_size=32, epochs=30)
 
@@ -490,7 +486,7 @@ def report(results: list[harness.Result]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return harness.main(argv, doc=__doc__ or "", runs=RUNS, seed=SEED, use_seed=use_seed)
+    return SET.main(argv, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ import tempfile
 import time
 
 import torch
+from doctor.cases import CNN1d
 from mnist1d.data import get_dataset_args, make_dataset
 from torch import nn
 
 import gradwise
-from gradwise.doctor.cases import CNN1d
 
 
 def data() -> tuple[torch.Tensor, ...]:

@@ -15,8 +15,10 @@ from torch import nn
 
 import gradwise
 from gradwise.doctor import CODES, Finding, analyze_run
-from gradwise.doctor.cases import CASE_LIST, CASES, data, mlp, repaired, run_case, run_reference
 from gradwise.errors import TrainingError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # the case suite: bench/doctor/
+from doctor.cases import CASE_LIST, CASES, data, mlp, repaired, run_case, run_reference  # noqa: E402
 
 QUIET = {"progress": "none"}
 

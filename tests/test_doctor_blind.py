@@ -72,7 +72,7 @@ def _id(item: tuple[ModuleType, str]) -> str:
 
 def _check(module: ModuleType, name: str, tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    module.use_seed(module.SEED)
+    module.SET.use_seed(module.SET.default)
     run = module.RUN_BY_NAME[name]
     if "fashion" in run.data.lower() and not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
         pytest.skip(f"fashion-mnist IDX files not in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,10 @@ import torch
 import gradwise
 from gradwise.config import load_config, parse_value
 from gradwise.doctor import Finding, analyze_run
-from gradwise.doctor.cases import CASES
 from gradwise.doctor.fixes import RunContext
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # the case suite: bench/doctor/
+from doctor.cases import CASES  # noqa: E402
 
 QUIET = ["train.progress=none"]
 ASSIGNMENT = re.compile(r"(?<![\w.])((?:model|optim|train|schedule|data|loss|doctor)(?:\.[a-z_]+)+)=(\[[^\]]*\]|"

@@ -52,7 +52,7 @@ PASSING += ["iris_shuffled_labels_resmlp", "digits_cnn_shuffled_labels"]
 @pytest.fixture(autouse=True)
 def _one_thread() -> None:
     torch.set_num_threads(1)
-    holdout.use_seed(7)
+    holdout.SET.use_seed(holdout.SET.default)
 
 
 def _check(name: str, tmp_path: Path) -> None:

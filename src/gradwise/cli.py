@@ -320,10 +320,21 @@ def tune_cmd(args: tuple[str, ...], trials: int | None, storage: str | None, stu
 
 
 @app.command("doctor", context_settings=_CONTEXT, short_help="Re-analyse a run directory; exit 1 on an error finding.")
-@click.argument("run_dir", type=click.Path(path_type=Path), metavar="RUN_DIR")
-def doctor_cmd(run_dir: Path) -> int:
-    """Re-analyse a finished or crashed run from its files and print the findings; exit 1 when any is an error."""
+@click.argument("run_dir", type=click.Path(path_type=Path), metavar="RUN_DIR", required=False)
+@click.option("--list", "list_checks", is_flag=True,
+              help="Print every check: code, stage, what it measures, thresholds.")
+def doctor_cmd(run_dir: Path | None, list_checks: bool) -> int:
+    """Re-analyse a finished or crashed run from its files and print the findings; exit 1 when any is an error.
+    With --list, print every check the doctor runs instead."""
     from gradwise.doctor.analyze import analyze_run
+
+    if list_checks:
+        from gradwise.doctor.checks import describe
+
+        console.print(describe(), markup=False, highlight=False)
+        return 0
+    if run_dir is None:
+        raise GradwiseError("gradwise doctor needs a RUN_DIR (a run directory), or --list to print the checks")
 
     notes: list[str] = []  # damaged or missing files: named, and the rows that can be read are still analysed
     findings = analyze_run(run_dir, notes=notes)

@@ -527,10 +527,15 @@ class SwaConfig(Section):
     anneal_strategy: Literal["cos", "linear"] = "cos"
 
 
+# the default batch size, and the batch the configured LR is taken as right for (train/batch_size.py scales it)
+REFERENCE_BATCH = 128
+
+
 class TrainConfig(Section):
     epochs: int = Field(30, ge=1)
     batch_size: int | Literal["auto"] = Field(
-        128, description="mini-batch size, or 'auto': on CPU min(128, training rows // 16); on a GPU the largest "
+        REFERENCE_BATCH,
+        description="mini-batch size, or 'auto': on CPU min(128, training rows // 16); on a GPU the largest "
         "batch that fits (x0.9, a multiple of 8), at most training rows // 16 (16+ steps per epoch), with optim.lr "
         "scaled from batch 128 (linear for sgd, square root for the others)")
     clip_grad: float | None = Field(1.0, gt=0, description="clip threshold; null turns clipping off")
@@ -600,6 +605,11 @@ class DoctorConfig(Section):
     preflight: bool = True
     nan_guard: bool = True
     halt_on_error: bool = Field(True, description="stop training on a non-finite loss when repair is off")
+    thresholds: dict[str, float] = Field(default_factory=dict, description=(
+        "a check's threshold by name, e.g. doctor.thresholds.diverge_factor=3 (`gradwise doctor --list` shows "
+        "every check with the thresholds it reads)"))
+    disable: list[str] = Field(default_factory=list, description=(
+        "checks to switch off, by name, e.g. [oscillating_loss] (`gradwise doctor --list` names them)"))
 
 
 class SearchParam(Section):

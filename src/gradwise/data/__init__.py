@@ -25,7 +25,7 @@ def __getattr__(name: str) -> Any:
 
 def make_loaders_from_bundle(bundle: Any, cfg: RunConfig) -> tuple[Any, Any, Any]:
     """In-memory tensors -> loaders batched by indexing (no per-item collation)."""
-    from gradwise.train.batch_size import REFERENCE_BATCH
+    from gradwise.config import REFERENCE_BATCH
 
     # 'auto' starts here and is resized once the model is on its device (api._auto_batch)
     bs = cfg.train.batch_size if cfg.train.batch_size != "auto" else REFERENCE_BATCH

@@ -494,12 +494,3 @@ def load_image_folder(path: Path, options: dict[str, Any], role: str = "data.dat
     return ArraySource(name=path.name, kind="image", x=x, y=y, class_names=None, task="classification",
                        input_scale=1 / 255)
 
-
-def __getattr__(name: str) -> Any:
-    # `load_data`/`DataBundle` live in gradwise.data.prepare (which imports this module); they are reachable from
-    # here too, lazily, so `from gradwise.data.datasets import load_data` works without an import cycle.
-    if name in ("load_data", "DataBundle"):
-        from gradwise.data import prepare
-
-        return getattr(prepare, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

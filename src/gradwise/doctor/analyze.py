@@ -14,6 +14,7 @@ instead of failing the analysis.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import warnings
@@ -23,10 +24,12 @@ from typing import Any
 import yaml
 
 from gradwise.config import validate_config
+from gradwise.doctor import checks
 from gradwise.doctor.findings import SEVERITY_RANK, Finding, fill_fixes
 from gradwise.doctor.fixes import RunContext
 from gradwise.doctor.preflight import Facts
 from gradwise.doctor.rules import curve_findings, explained
+from gradwise.doctor.thresholds import DEFAULT, Thresholds, configured
 from gradwise.errors import CheckpointError, ConfigError
 
 # the fields of a findings.jsonl line, with the types Finding.render and the rules rely on
@@ -226,6 +229,20 @@ def analyze_run(path: str | Path, notes: list[str] | None = None) -> list[Findin
                 warnings.warn(note, DamagedFileWarning, stacklevel=2)
 
 
+def _doctor_settings(cfg: dict[str, Any], files: _Files) -> tuple[Thresholds, tuple[str, ...]]:
+    """The run's doctor.thresholds and doctor.disable (as the live doctor used them); defaults when damaged."""
+    doc = _section(cfg, "doctor")
+    try:
+        t = configured(doc.get("thresholds") or None)
+        disabled = tuple(str(n) for n in doc.get("disable") or ())
+        checks.validate_disabled(disabled)
+    except (ConfigError, *_DAMAGED):
+        files.notes.append("config.yaml: doctor.thresholds / doctor.disable cannot be read; judged with the "
+                           "defaults.")
+        return DEFAULT, ()
+    return t, disabled
+
+
 def _analyze(files: _Files) -> list[Finding]:
     metrics = _metric_rows(files.jsonl("metrics.jsonl"), files)
     summary = files.json_object("summary.json")
@@ -267,14 +284,15 @@ def _analyze(files: _Files) -> list[Finding]:
         context = None
         files.notes.append("summary.json or data_report.json is damaged: the run's model and data cannot be read "
                            "from them; fixes are given without them.")
+    t, disabled = _doctor_settings(cfg, files)
+    judge = functools.partial(curve_findings, final=finished, planned_epochs=epochs, early_stopping=keeps_best,
+                              t=t, disabled=disabled)
     try:
-        curves = curve_findings(metrics, facts, final=finished, planned_epochs=epochs, early_stopping=keeps_best)
+        curves = judge(metrics, facts, guard=facts is None)
     except _DAMAGED:
-        if facts is None:
-            raise  # the rows are numbers by now: a failure without the stored facts is a bug of the rules
         # facts of the wrong type (summary.json edited: a string where a count was): judged without them
         files.notes.append(_NO_FACTS)
-        curves = curve_findings(metrics, None, final=finished, planned_epochs=epochs, early_stopping=keeps_best)
+        curves = judge(metrics, None)
     for f in curves:
         if f.code not in found or f.rank > found[f.code].rank:
             # the fixes judged as the live doctor judges them (the same run context)

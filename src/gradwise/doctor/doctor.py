@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from rich.markup import escape
 
-from gradwise.doctor import rules
-from gradwise.doctor.findings import SEVERITY_RANK, Finding, fill_fixes
+from gradwise.doctor import checks, repair, rules
+from gradwise.doctor.checks.steps import KilledByLargeSteps
+from gradwise.doctor.evidence import labels_look_random
+from gradwise.doctor.findings import CLIP, DIVERGENCE_FIXES, LR_DOWN, REPAIR, Finding, fill_fixes, render_fixes
 from gradwise.doctor.fixes import RunContext
 from gradwise.doctor.preflight import PROBE_ROWS, Facts, Preflight, loss_kind, split_tensors, subsample
 from gradwise.doctor.probes import (
@@ -34,6 +36,7 @@ from gradwise.doctor.probes import (
     preserved,
     weight_layers,
 )
+from gradwise.doctor.thresholds import Thresholds, configured
 from gradwise.errors import CheckpointError
 from gradwise.train.checkpoint import json_default
 from gradwise.train.events import Callback
@@ -42,17 +45,7 @@ if TYPE_CHECKING:
     from gradwise.config import DoctorConfig
     from gradwise.train.loop import Trainer
 
-# The update/weight ratio an LR repair aims at. The ratio scales with the LR; healthy runs show 1e-3 .. 1.2e-2 on
-# the first probes (2e-2 .. 6e-2 at their peak LR), so a repair aims at the geometric middle of the first range.
-LR_TARGET_RATIO = 5e-3
-# lr_too_low measures later and at (near) the peak LR (steps >= 8, LR >= 30% of the schedule's peak; see
-# rules.Thresholds.lr_low_burn_in), where healthy runs take larger steps: 1.1e-3 .. 2.7e-2 over the 16 healthy runs
-# of the case suite and the held-out set (first 5 probes of that window), median 9.6e-3. Its repair aims at that
-# median: a repaired run starts late (step ~32), so aiming at the lower half of the range leaves it short.
-LR_LOW_TARGET_RATIO = 1e-2
 MAX_RECORDS = 400  # probe records kept (the rules look at recent windows and at the first probes)
-RECENT_LOSSES = 20  # a NaN after the loss grew this many steps before it is a divergence (not an old spike)
-SPIKE_WINDOW = 50  # a probed gradient norm >= explode_growth x the first probes' this few steps before a NaN
 
 
 class Doctor(Callback):
@@ -60,11 +53,14 @@ class Doctor(Callback):
     order = 30  # before early stopping and the progress bar
 
     def __init__(self, cfg: DoctorConfig, task: str | None = None, bundle: Any = None,
-                 thresholds: rules.Thresholds = rules.DEFAULT) -> None:
+                 thresholds: Thresholds | None = None) -> None:
         self.cfg = cfg
         self.task = task
         self.bundle = bundle
-        self.t = thresholds
+        # doctor.thresholds / doctor.disable: checked here, before training (a typo is a ConfigError naming it)
+        self.t = thresholds if thresholds is not None else configured(getattr(cfg, "thresholds", None))
+        self.disabled: tuple[str, ...] = tuple(getattr(cfg, "disable", None) or ())
+        checks.validate_disabled(self.disabled)
         self._findings: list[Finding] = []
         self._seen: dict[str, int] = {}  # code -> highest severity reported
         self.repairs = 0
@@ -86,7 +82,7 @@ class Doctor(Callback):
         self._cut_lr = False  # a repair has lowered the LR in this run
         # the first positive step loss since the start or a repair, and the last finite ones (CPU: read every step)
         self._loss_first: float | None = None
-        self._loss_recent: collections.deque[float] = collections.deque(maxlen=RECENT_LOSSES)
+        self._loss_recent: collections.deque[float] = collections.deque(maxlen=self.t.recent_losses)
         self.halted = False
         self.context: RunContext | None = None  # what the fixes are judged against (set at fit start)
         # where the probe measurements go as they are taken (the report's StepLog sets it: DIR/probes.jsonl)
@@ -143,7 +139,7 @@ class Doctor(Callback):
         order = self.facts.layer_order or [n for n, _ in self._layers]
         quiet = not any(self._seen.get(c, 0) >= 1 for c in ("dead_units", "saturated_units", "vanishing_gradients",
                                                             "exploding_gradients", "lr_too_low", "lr_too_high"))
-        random_labels = rules.labels_look_random(self.facts, self.t)  # neighbours share labels at chance level
+        random_labels = labels_look_random(self.facts, self.t)  # neighbours share labels at chance level
         healthy = rules.steps_look_healthy(self.records, order, self.t)
         if quiet and (random_labels or healthy):
             label = next((c for c in finding.causes if "labels" in c), "labels unrelated to the inputs")
@@ -184,7 +180,9 @@ class Doctor(Callback):
                 self.probe_y = tr[1][idx.to(tr[1].device)].to(trainer.device)
         elif self.cfg.preflight and not trainer.resumed:
             pre = Preflight(model, trainer.loss_fn, trainer.train_loader, trainer.val_loader, trainer.test_loader,
-                            trainer.device, trainer.forward, self.task, self.bundle, sampler_weights=loader_weights)
+                            trainer.device, trainer.forward, self.task, self.bundle, sampler_weights=loader_weights,
+                            disabled=self.disabled,
+                            thresholds=self.t)
             pre.run()
             self.facts = pre.facts
             self.probe_x, self.probe_y = pre.probe_x, pre.probe_y
@@ -270,8 +268,7 @@ class Doctor(Callback):
     def on_batch_end(self, trainer: Trainer) -> None:
         if self._pending is not None:
             p, self._pending = self._pending, None
-            trainer.request_rollback(p["reason"], lr_factor=p.get("lr_factor"), clip_grad=p.get("clip_grad"),
-                                     extra=p.get("extra"), restore=p.get("restore", True), to=p.get("to", "last"))
+            trainer.request_rollback(**p)
             return
         probe = self._probe is not None
         if self.cfg.nan_guard:
@@ -303,6 +300,11 @@ class Doctor(Callback):
                     del self.records[8:9]  # keep the first probes (they are the reference) and the recent ones
                 self._probe_rules(trainer)
 
+    def _report_on(self, trainer: Trainer, check: str, finding: Finding) -> None:
+        """Report a finding of one of the live checks (doctor/checks/live.py) unless doctor.disable names it."""
+        if check not in self.disabled:
+            self.report(trainer, finding)
+
     def _nonfinite(self, trainer: Trainer) -> None:
         trainer.state_is_good = False
         if self._cuda:
@@ -316,14 +318,14 @@ class Doctor(Callback):
         what = f"the training loss became {loss}" if not math.isfinite(loss) else "the gradients became non-finite"
         first = where.get("first_nonfinite")
         msg = f"{what} at step {trainer.step}" + (f"; first non-finite value in {first}" if first else "")
-        self.report(trainer, Finding(
+        self._report_on(trainer, "nonfinite_step", Finding(
             "nonfinite_values", "error", msg,
             evidence={"step": trainer.step, "loss": loss, "lr": lr, **where},
             causes=["learning rate too high", "exploding gradients", "log of zero / division by zero in the loss"],
-            fixes=["optim.lr=<lr*0.1>", "train.clip_grad=1.0", "doctor.repair=true"],
+            fixes=render_fixes(DIVERGENCE_FIXES),
             step=trainer.step, epoch=trainer.epoch + 1))
         start = self._loss_first
-        recent = list(self._loss_recent) or [r.loss for r in self.records[-RECENT_LOSSES:]
+        recent = list(self._loss_recent) or [r.loss for r in self.records[-self.t.recent_losses:]
                                              if r.loss is not None and math.isfinite(r.loss)]
         if start is None and self.records and self.records[0].loss is not None:
             start = self.records[0].loss  # GPU: the step losses are not read every step, the probes' are
@@ -333,20 +335,20 @@ class Doctor(Callback):
         if not math.isfinite(loss) and grown is not None and grown[1] >= self.t.nan_growth * grown[0]:
             # the loss grew by orders of magnitude before it overflowed: the run diverged (the NaN is its end,
             # not a bad value in the data or a log(0) in the loss)
-            self.report(trainer, Finding(
+            self._report_on(trainer, "diverged_to_nan", Finding(
                 "diverging_loss", "error", f"the training loss grew from {grown[0]:.4g} to {grown[1]:.4g} and then "
                 f"overflowed to {loss} at step {trainer.step}: the updates blew the weights up",
                 evidence={"step": trainer.step, "first_loss": grown[0], "highest_finite_loss": grown[1],
                           "threshold_growth": self.t.nan_growth, "lr": lr},
                 causes=["learning rate too high", "exploding gradients (no clipping)", "a too-large initialization"],
-                fixes=["optim.lr=<lr*0.1>", "train.clip_grad=1.0", "doctor.repair=true"],
+                fixes=render_fixes(DIVERGENCE_FIXES),
                 step=trainer.step, epoch=trainer.epoch + 1))
         spike = self._gradient_spike(trainer.step)
         if spike is not None:
             # the gradients blew up shortly before the values did: the NaN is the end of an explosion (an
             # activation that amplifies, a too-high LR without clipping), not a bad value in the data
             hot, g0 = spike
-            self.report(trainer, Finding(
+            self._report_on(trainer, "gradient_spike", Finding(
                 "exploding_gradients", "error", f"the gradient norm jumped to {hot.grad_norm:.4g} at step {hot.step}, "
                 f"{hot.grad_norm / g0:.3g}x its size on the first steps ({g0:.3g}), {trainer.step - hot.step} steps "
                 f"before the loss became {loss}", evidence={"spike_step": hot.step, "spike_grad_norm": hot.grad_norm,
@@ -355,26 +357,35 @@ class Doctor(Callback):
                                                             "growing": True, "rule": "spike_before_nonfinite"},
                 causes=["no gradient clipping", "an activation or residual path that amplifies (x**2, exp, a block "
                         "applied many times)", "learning rate too high"],
-                fixes=["train.clip_grad=1.0", "optim.lr=<lr*0.1>", "doctor.repair=true"],
+                fixes=render_fixes((CLIP, LR_DOWN, REPAIR)),
                 step=trainer.step, epoch=trainer.epoch + 1))
-        if self.cfg.repair and self.repairs < self.cfg.max_repairs:
-            self._repair(trainer, "nonfinite_values", f"non-finite loss at step {trainer.step}", lr_factor=0.1,
-                         clip_grad=trainer.clip_grad or 1.0, now=True)
+        if self._may_repair():
+            self._repair(trainer, repair.after_nonfinite(trainer.step, self._repair_state(trainer)))
         elif self.cfg.halt_on_error:
             trainer.should_stop = True
             trainer.stop_reason = f"non-finite loss at step {trainer.step} (doctor NaN guard)"
             trainer.status_override = "failed"
 
     # ---------------------------------------------------------------------------------------- repair
-    def _repair(self, trainer: Trainer, code: str, reason: str, *, lr_factor: float | None = None,
-                clip_grad: float | None = None, restore: bool = True, to: str = "last", now: bool = False) -> None:
+    def _may_repair(self) -> bool:
+        return bool(self.cfg.repair and self.repairs < self.cfg.max_repairs)
+
+    def _repair_state(self, trainer: Trainer) -> repair.RepairState:
+        ref = self.records[0] if self.records else None
+        return repair.RepairState(
+            epoch=trainer.epoch, epochs=trainer.epochs, clip_grad=trainer.clip_grad, cut_lr=self._cut_lr,
+            init_abnormal=bool(self.facts is not None and self.facts.init_abnormal), seen=frozenset(self._seen),
+            largest_step=self._largest_step(),
+            recent_updates=tuple(rules.update_ratio(r, ref) for r in self.records[-3:]))
+
+    def _repair(self, trainer: Trainer, request: repair.RepairRequest) -> None:
+        """Carry out a repair decision: the doctor's own bookkeeping, then the loop's request_rollback."""
+        code = request.finding
         self.repairs += 1
-        self._cut_lr = self._cut_lr or (lr_factor is not None and lr_factor < 1)
+        self._cut_lr = self._cut_lr or (request.lr_factor is not None and request.lr_factor < 1)
         loss = float(trainer.history[-1]["train_loss"]) if trainer.history else None
-        extra = {"by": "doctor", "finding": code, "train_loss_before": loss}
-        request = {"reason": reason, "lr_factor": lr_factor, "clip_grad": clip_grad, "extra": extra,
-                   "restore": restore, "to": to}
-        self._rolling_back = restore
+        extra = {"by": "doctor", "finding": str(code), "train_loss_before": loss}
+        self._rolling_back = request.restore
         self.records.clear()  # what follows is a different trajectory: judge it afresh
         self.activations.clear()
         self._probe_base = -1  # the next step (after the rollback, if any) restarts the dense probe schedule
@@ -384,11 +395,10 @@ class Doctor(Callback):
         for f in self._findings:  # ... and the repaired finding explains no symptom that comes after it
             if f.code == code:
                 f.evidence = {**f.evidence, "repaired": True}
-        if now:
-            trainer.request_rollback(reason, lr_factor=lr_factor, clip_grad=clip_grad, extra=extra, restore=restore,
-                                     to=to)
+        if request.now:
+            trainer.request_rollback(**request.loop_kwargs(extra))
         else:
-            self._pending = request
+            self._pending = request.loop_kwargs(extra)
 
     def _outcomes(self, trainer: Trainer) -> None:
         """Write each doctor action's outcome into trainer.actions (the summary lists them)."""
@@ -411,27 +421,12 @@ class Doctor(Callback):
     # ---------------------------------------------------------------------------------------- probe rules
     def _probe_rules(self, trainer: Trainer) -> None:
         found = rules.probe_findings(self.records, self.facts, trainer.history, self.t,
-                                     clipping=trainer.clip_grad is not None)
+                                     clipping=trainer.clip_grad is not None, disabled=self.disabled)
         for f in found:
             self.report(trainer, f)
-        if not (self.cfg.repair and self.repairs < self.cfg.max_repairs):
-            return
-        by = {f.code: f for f in found if f.severity != "info"}
-        # the probe windows restart after every repair, so a finding here is about the current settings.
-        # Exploding gradients with clipping already on are bounded: a diverging loss or a NaN decides then.
-        if "exploding_gradients" in by and trainer.clip_grad is None:
-            self._repair(trainer, "exploding_gradients", "exploding gradients", clip_grad=1.0, now=True)
-        elif "lr_too_high" in by:
-            # large steps damage the weights within a few hundred steps (dead units, saturation): early in the run
-            # start again from the initial weights, later go back to the best checkpoint; either with LR / 10
-            to = "start" if trainer.epoch < 2 else "best"
-            self._repair(trainer, "lr_too_high", "updates too large for the weights", to=to, now=True,
-                         lr_factor=_lr_factor(by["lr_too_high"], 1e-3, 0.3))
-        elif "lr_too_low" in by and not self._cut_lr:
-            # never undo an LR cut the doctor made because the run blew up: small steps right after such a repair
-            # come from the restored (often damaged) weights and the cut itself, not from a user's too-low LR
-            self._repair(trainer, "lr_too_low", "updates too small for the loss to move", restore=False, now=True,
-                         lr_factor=_lr_factor(by["lr_too_low"], 3.0, 1000.0, LR_LOW_TARGET_RATIO))
+        request = repair.after_probes(found, self._repair_state(trainer), self.t) if self._may_repair() else None
+        if request is not None:
+            self._repair(trainer, request)
 
     # ---------------------------------------------------------------------------------------- epoch end
     def _epoch_probe(self, trainer: Trainer, logs: dict[str, Any]) -> None:
@@ -470,13 +465,13 @@ class Doctor(Callback):
         self._epoch_probe(trainer, logs)
         history = [*trainer.history, logs]
         acts = rules.activation_findings(self.activations, logs.get("epoch"), trainer.step, self.t,
-                                         coupled_decay=_coupled_decay(trainer.optimizer))
+                                         coupled_decay=_coupled_decay(trainer.optimizer), disabled=self.disabled)
         for f in acts:
             self.report(trainer, f)
         found = acts + rules.curve_findings(history, self.facts, planned_epochs=trainer.epochs, t=self.t,
-                                            early_stopping=_keeps_best(trainer))
+                                            early_stopping=_keeps_best(trainer), disabled=self.disabled)
         found += rules.probe_findings(self.records, self.facts, history, self.t, epoch_end=True,
-                                      clipping=trainer.clip_grad is not None)
+                                      clipping=trainer.clip_grad is not None, disabled=self.disabled)
         now = logs.get("epoch")
         for f in found[len(acts):]:
             if not (f.code == "lr_too_low" and self._cut_lr):  # never blame the doctor's own LR cut on the schedule
@@ -485,33 +480,17 @@ class Doctor(Callback):
         fresh = {f.code: f for f in found if f.epoch == now}
         # never checkpoint a diverged state; once the loss is back near its best, checkpoints are good again
         trainer.state_is_good = not self._diverged(history)
-        if not (self.cfg.repair and self.repairs < self.cfg.max_repairs):
+        if not self._may_repair():
             return
-        if "diverging_loss" in fresh:
-            self._repair(trainer, "diverging_loss", f"diverging loss in epoch {now}", lr_factor=0.1,
-                         clip_grad=trainer.clip_grad or 1.0, to="best", now=True)
-        elif ("dead_units" in fresh and fresh["dead_units"].severity != "info" and not self._cut_lr
-              and not (self.facts is not None and self.facts.init_abnormal)
-              and "bad_initialization" not in self._seen
-              and trainer.epoch < max(3, trainer.epochs // 4)):  # early: a late run is not thrown away
-            # units that died during training after steps above the healthy size (a probe near the peak LR at
-            # >= dead_repair_step): the large steps pushed their pre-activations below zero for good. Retrain from
-            # the initial weights with the LR that brings the largest step to the target size.
-            big = self._largest_step()
-            if big is not None and big >= self.t.dead_repair_step:
-                factor = float(f"{min(0.3, max(1e-3, LR_TARGET_RATIO / big)):.3g}")
-                self._repair(trainer, "dead_units", f"units died after steps of {big:.0%} of the weights", to="start",
-                             lr_factor=factor, now=True)
-        elif "plateau" in fresh and fresh["plateau"].evidence.get("early") and not _saturation_plateau(found):
-            small = [rules.update_ratio(r, self.records[0]) for r in self.records[-3:]]
-            if small and max(small) < 0.01:  # steps are small: a larger LR can help (not when it bounces)
-                self._repair(trainer, "plateau", f"early plateau in epoch {now}", lr_factor=3.0, restore=False)
+        request = repair.after_epoch(fresh, found, self._repair_state(trainer), self.t, now)
+        if request is not None:
+            self._repair(trainer, request)
 
     def _gradient_spike(self, step: int) -> tuple[ProbeRecord, float] | None:
-        """The probe within SPIKE_WINDOW steps before `step` whose gradient norm is largest, with the first probes'
+        """The probe within spike_window steps before `step` whose gradient norm is largest, with the first probes'
         median norm, when it is >= explode_growth times that median (or not finite)."""
         first = [r.grad_norm for r in self.records[:3] if 0 < r.grad_norm < math.inf]
-        recent = [r for r in self.records if 0 <= step - r.step <= SPIKE_WINDOW and not math.isnan(r.grad_norm)]
+        recent = [r for r in self.records if 0 <= step - r.step <= self.t.spike_window and not math.isnan(r.grad_norm)]
         if not first or not recent:
             return None
         g0 = rules._median(first)
@@ -532,14 +511,14 @@ class Doctor(Callback):
             return
         layers = dead.evidence.get("layers") or {}
         worst = max(layers, key=layers.get) if layers else "a layer"
-        self.report(trainer, Finding(
+        self._report_on(trainer, "dead_after_large_steps", Finding(
             "lr_too_high", "warning", f"{layers.get(worst, 0):.0%} of {worst}'s units died after update steps of up "
             f"to {big:.1%} of the weights per step (healthy steps are ~0.1-1%): the LR is too high for this model, "
             "and units pushed below zero for every input do not come back",
             evidence={"largest_update_to_weight": big, "threshold": self.t.dead_repair_step, "dead_layers": layers,
                       "rule": "dead_after_large_steps"},
             causes=["learning rate too high for this model and optimizer"],
-            fixes=["optim.lr=<lr*0.1>", "doctor.repair=true (retrains from the start with a lower LR)"],
+            fixes=render_fixes(KilledByLargeSteps.fixes[::2]),
             step=trainer.step, epoch=trainer.epoch + 1))
 
     def _largest_step(self) -> float | None:
@@ -568,13 +547,14 @@ class Doctor(Callback):
         if self.halted:
             return
         for f in rules.curve_findings(trainer.history, self.facts, final=True, planned_epochs=trainer.epochs,
-                                      t=self.t, early_stopping=_keeps_best(trainer)):
+                                      t=self.t, early_stopping=_keeps_best(trainer), disabled=self.disabled):
             self.report(trainer, f)
+        dropout = self.facts.dropout_max if self.facts else 0.0
         for f in rules.over_regularization(self.records, self.facts, trainer.history, trainer.config, self.t,
-                                           dropout=self.facts.dropout_max if self.facts else 0.0):
+                                           dropout=dropout, disabled=self.disabled):
             self.report(trainer, f)
         for f in rules.probe_findings(self.records, self.facts, trainer.history, self.t, epoch_end=True,
-                                      clipping=trainer.clip_grad is not None, final=True):
+                                      clipping=trainer.clip_grad is not None, disabled=self.disabled, final=True):
             if not (f.code == "lr_too_low" and self._cut_lr):  # never advise undoing the doctor's own LR cut
                 self.report(trainer, f)
         self._outcomes(trainer)
@@ -628,13 +608,6 @@ class Doctor(Callback):
             self.facts = facts
 
 
-def _lr_factor(finding: Finding, low: float, high: float, target: float = LR_TARGET_RATIO) -> float:
-    """The LR factor that brings the measured update/weight ratio to `target`, within [low, high]."""
-    ratio = finding.evidence.get("update_to_weight")
-    ratio = float(ratio) if isinstance(ratio, int | float) and ratio > 0 else target
-    return float(f"{min(high, max(low, target / ratio)):.3g}")
-
-
 # adaptive optimizers whose `weight_decay` is an L2 term added to the gradient (then rescaled per coordinate)
 _ADAPTIVE = (torch.optim.Adam, torch.optim.NAdam, torch.optim.RAdam, torch.optim.Adamax, torch.optim.RMSprop,
              torch.optim.Adagrad, torch.optim.Adadelta)
@@ -654,7 +627,3 @@ def _keeps_best(trainer: Trainer) -> bool:
     return bool(es.enabled and es.restore_best and es.monitor == "val_loss" and trainer.val_loader is not None)
 
 
-def _saturation_plateau(found: list[Finding]) -> bool:
-    """A plateau caused by saturated or dead units is not fixed by a larger LR."""
-    return any(f.code in ("saturated_units", "dead_units", "vanishing_gradients") and
-               SEVERITY_RANK[f.severity] > 0 for f in found)

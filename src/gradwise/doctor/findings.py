@@ -5,17 +5,41 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from functools import cache
 from typing import Any, Literal
 
 Severity = Literal["info", "warning", "error"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "error": 2}
 
-CODES = (
-    "nonfinite_values", "diverging_loss", "lr_too_high", "lr_too_low", "exploding_gradients",
-    "vanishing_gradients", "dead_units", "saturated_units", "oscillating_loss", "plateau", "no_learning",
-    "overfitting", "underfitting", "unnormalized_inputs", "label_problem", "class_imbalance", "data_leakage",
-    "loss_output_mismatch", "bad_initialization", "over_regularization", "train_eval_mismatch",
-)
+class Code(StrEnum):
+    """The stable finding codes (strings: `Finding.code == "plateau"` holds for `Code.PLATEAU`)."""
+
+    NONFINITE_VALUES = "nonfinite_values"
+    DIVERGING_LOSS = "diverging_loss"
+    LR_TOO_HIGH = "lr_too_high"
+    LR_TOO_LOW = "lr_too_low"
+    EXPLODING_GRADIENTS = "exploding_gradients"
+    VANISHING_GRADIENTS = "vanishing_gradients"
+    DEAD_UNITS = "dead_units"
+    SATURATED_UNITS = "saturated_units"
+    OSCILLATING_LOSS = "oscillating_loss"
+    PLATEAU = "plateau"
+    NO_LEARNING = "no_learning"
+    OVERFITTING = "overfitting"
+    UNDERFITTING = "underfitting"
+    UNNORMALIZED_INPUTS = "unnormalized_inputs"
+    LABEL_PROBLEM = "label_problem"
+    CLASS_IMBALANCE = "class_imbalance"
+    DATA_LEAKAGE = "data_leakage"
+    LOSS_OUTPUT_MISMATCH = "loss_output_mismatch"
+    BAD_INITIALIZATION = "bad_initialization"
+    OVER_REGULARIZATION = "over_regularization"
+    TRAIN_EVAL_MISMATCH = "train_eval_mismatch"
+
+
+CODES = tuple(c.value for c in Code)
+
 
 
 def plain(value: Any) -> Any:
@@ -34,6 +58,82 @@ def plain(value: Any) -> Any:
             return str(value)
         return float(f"{value:.4g}")
     return str(value)
+
+
+# ------------------------------------------------------------------------------------------------- fixes as data
+# A placeholder's short name: the LR and batch size a run trains with are filled from the run (fill_fixes), any
+# other key from its resolved config value (fixes.RunContext).
+_SHORT = {"optim.lr": "lr", "train.batch_size": "bs"}
+
+
+@cache
+def _schema_field(key: str) -> Any:
+    """The pydantic field of RunConfig that a dotted key names, or None."""
+    from gradwise.config import RunConfig
+
+    model: Any = RunConfig
+    info = None
+    for part in key.split("."):
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        info = fields[part]
+        model = next((a for a in (info.annotation, *getattr(info.annotation, "__args__", ()))
+                      if hasattr(a, "model_fields")), None)
+    return info
+
+
+@dataclass(frozen=True)
+class Fix:
+    """One change of the run's config: `key` set to `value`, or `key` scaled by `scale` of its current value
+    (filled in from the run when the finding is shown); `note` says why, in brackets after it. Rendered the one
+    way the CLI, findings.jsonl and the report show it: ``optim.lr=<lr*0.1>``, ``train.clip_grad=1.0``. The key
+    and the value are checked against the config schema when the fix is made (at import, for the declared ones)."""
+
+    key: str
+    value: Any = None
+    scale: float | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        info = _schema_field(self.key)
+        if info is None:
+            raise ValueError(f"fix names {self.key!r}, which is not a config key (see `gradwise config`)")
+        if (self.value is None) == (self.scale is None):
+            raise ValueError(f"fix {self.key}: give a value or a scale of the current value, not both or neither")
+        if self.value is not None:
+            from pydantic import TypeAdapter
+
+            TypeAdapter(info.annotation).validate_python(self.value)  # raises on a value the key does not take
+
+    def render(self) -> str:
+        if self.scale is not None:
+            text = f"{self.key}=<{_SHORT.get(self.key, self.key)}*{self.scale:g}>"
+        else:
+            v = self.value
+            text = f"{self.key}={str(v).lower() if isinstance(v, bool) else v}"
+        return f"{text} ({self.note})" if self.note else text
+
+    __str__ = render
+
+
+def render_fixes(fixes: Any) -> list[str]:
+    """Fixes as the strings a Finding holds: a Fix rendered, free advice (a str) as it is."""
+    return [f.render() if isinstance(f, Fix) else str(f) for f in fixes]
+
+
+# The fixes several checks share, declared once.
+LR_DOWN = Fix("optim.lr", scale=0.1)
+LR_DOWN_SOME = Fix("optim.lr", scale=0.3)
+LR_UP = Fix("optim.lr", scale=10)
+LR_UP_SOME = Fix("optim.lr", scale=3)
+CLIP = Fix("train.clip_grad", 1.0)
+REPAIR = Fix("doctor.repair", True)
+BATCH_UP = Fix("train.batch_size", scale=2)
+COSINE = Fix("schedule.name", "warmup_cosine")
+HE_INIT = Fix("model.init", "he_normal")
+WIDER = Fix("model.widths", scale=2)
+DIVERGENCE_FIXES = (LR_DOWN, CLIP, REPAIR)
 
 
 _PLACEHOLDER = re.compile(r"<(lr|bs)\*([0-9.]+)>")
@@ -67,6 +167,8 @@ class Finding:
     def __post_init__(self) -> None:
         if self.code not in CODES:
             raise ValueError(f"unknown finding code {self.code!r}")
+        # a plain str, whatever made it (Code.PLATEAU or "plateau"): findings.jsonl, YAML, reprs stay as they were
+        self.code = str(self.code)
         if self.severity not in SEVERITY_RANK:
             raise ValueError(f"unknown severity {self.severity!r}; use info, warning or error")
         self.evidence = plain(self.evidence)

@@ -31,53 +31,10 @@ from gradwise.doctor.probes import (
     trace_model,
 )
 from gradwise.doctor.text_checks import text_split_findings
+from gradwise.doctor.thresholds import DEFAULT, Thresholds
 from gradwise.train.checkpoint import rng_state, set_rng_state
 
-# One set of thresholds for every run (see the module docstring of rules.py for why each generalizes).
-INPUT_LARGE = 10.0  # a feature's RMS above this: default inits assume O(1) inputs
-INPUT_TINY = 0.01  # every feature's RMS below this: the signal is lost against the biases
-INIT_GAIN_HIGH = 5.0  # std·√fan_in; He normal is 1.41, PyTorch's default 0.58, LeCun 1.0
-# a too-small init: most hidden weight matrices (the output layer is left out: a small or zero head is a common,
-# harmless choice) have std·√fan_in below 0.15 -- a quarter of the smallest standard init (PyTorch's 0.58), so each
-# such layer shrinks the signal >= 4x more than a standard one -- AND the signal has in fact collapsed: the output
-# layer's input is below 1% of the first weight layer's input (RMS on the probe batch). Both, because normalization
-# or residual connections (a transformer with N(0, 0.02²) weights) keep a small-weight model's signal alive, and a
-# deep net with default weights can shrink its signal without being mis-initialized. A majority, not any one
-# layer: single matrices legitimately sit lower (an LSTM's input matrix at its default has gain ~0.2).
-INIT_GAIN_LOW = 0.15
-SIGNAL_COLLAPSE = 0.01
-SIGNAL_GONE = 1e-6  # PyTorch's default init shrinks a 10-layer ReLU stack's signal ~1e-4; He keeps it ~1
-INIT_LOSS_RATIO = 3.0  # initial loss / loss of an all-zero output (ln C for cross-entropy)
-IMBALANCE_RATIO = 10.0  # largest class count / smallest class count
-LEAK_WARN = 0.05  # share of validation/test rows identical to a training row
-LEAK_INFO = 0.01
-DEAD_AT_INIT = 0.9  # share of a ReLU layer's units that never fire on the probe batch at initialization
-NO_GRAD_SHARE = 0.5  # share of trainable parameters whose first gradient is None or exactly zero
-SPLIT_SHIFT = 3.0  # a feature's val mean this many training standard deviations away is off ...
-SPLIT_SCALE = 5.0  # ... and so is a val spread this many times wider or narrower ...
-SPLIT_SHARE = 0.5  # ... and when most features are off, the splits were preprocessed differently
-# nearest / 10th-nearest training distance below this: a near-copy (real data with >= 4 features: medians 0.4-0.8,
-# a few % of rows below 0.2; with 1-3 features the ratio is small by geometry -- (1/10)^(1/d) -- so those are skipped)
-NEAR_COPY = 0.2
-# one input column that alone predicts the label: its nearest class median is right for >= 99% of the validation
-# rows (and closes >= 90% of the gap between the majority class and perfect), or it correlates >= 0.995 with a
-# regression target. Real features sit far below (breast_cancer's best single column ~0.92, iris's ~0.95, digits'
-# ~0.3; diabetes' best |r| ~0.59): a column that holds the answer was recorded after the outcome.
-# val/test columns that relate to each other differently than the training columns: a column pair's correlation
-# differs by >= 4 standard errors (Fisher z) for >= 10% of the pairs (and >= 3 pairs). Random splits of one data set
-# leave ~1e-4 of the pairs there; columns in another order, or transformed in one split only, move many.
-STRUCTURE_Z = 4.0
-STRUCTURE_SHARE = 0.1
-STRUCTURE_MIN_ROWS = 30
-LABEL_COLUMN_ACC = 0.99
-LABEL_COLUMN_GAP = 0.9
-LABEL_COLUMN_R = 0.995
-LABEL_COLUMN_BEAT = 0.05  # ... and beats each row's nearest training row by the other columns by 5 points
-NEAR_COPY_SHARE = 0.5  # ... for this share of the validation rows
-NEAR_COPY_BUDGET = 3e8  # val rows x training rows x features compared at most (~10-20 ms on one core)
-SPLIT_MIN_ROWS = 50  # fewer rows in a split: its means and spreads are too noisy to compare
-RANGE_MISS = 0.05  # share of regression targets the final activation cannot reach
-PROBE_ROWS = 128  # the fixed batch of training rows the pre-flight and every epoch-end probe run on
+PROBE_ROWS = DEFAULT.probe_rows  # the fixed batch of training rows every probe runs on
 
 _CE = ("ce", "nll", "hinge")
 
@@ -280,8 +237,10 @@ class Preflight:
     """Runs every pre-flight check; `findings` holds what they found and `facts` what later rules need."""
 
     def __init__(self, model: nn.Module, loss_fn: Any, train: Any, val: Any, test: Any, device: torch.device,
-                 forward: Any = None, task: str | None = None, bundle: Any = None, sampler_weights: bool = False
-                 ) -> None:
+                 forward: Any = None, task: str | None = None, bundle: Any = None, sampler_weights: bool = False,
+                 thresholds: Thresholds = DEFAULT, disabled: tuple[str, ...] = ()) -> None:
+        self.t = thresholds
+        self.disabled = disabled
         self.model, self.loss_fn, self.device, self.forward = model, loss_fn, device, forward
         self.train, self.val, self.test = train, val, test
         self.bundle = bundle
@@ -294,11 +253,15 @@ class Preflight:
         self.halt = False  # a check found something that makes training pointless or impossible
         self._sum_rows = 0  # the loss sums over its rows: the training batch size (0: a mean)
 
-    @staticmethod
-    def _guarded(check: Any, *args: Any) -> None:
-        """Run a check whose failure must not stop the training (it only loses that check's verdict)."""
-        with contextlib.suppress(Exception):
-            check(*args)
+    def _run(self, name: str, *args: Any) -> None:
+        """Run the declared check `name` (doctor/checks/preflight.py) the one way every check runs: skipped when
+        switched off (doctor.disable), and guarded -- its failure loses that check's verdict, never the training."""
+        from gradwise.doctor import checks
+
+        if name in self.disabled:
+            return
+        method = checks.REGISTRY[name].runs_in.removeprefix("Preflight.")
+        checks.guarded(name, getattr(self, method), *args)
 
     def add(self, code: str, severity: str, message: str, evidence: dict[str, Any], causes: list[str],
             fixes: list[str]) -> None:
@@ -317,11 +280,11 @@ class Preflight:
         if tr is None:
             return
         x, y = tr
-        self.check_values(x, y)
+        self._run("nonfinite_data", x, y)
         if self.halt:
             return
         self.findings += text_split_findings(self.bundle)  # text runs: OOV/truncation gaps between splits
-        idx = subsample(len(y), PROBE_ROWS)
+        idx = subsample(len(y), self.t.probe_rows)
         px, py = x[idx.to(x.device)], y[idx.to(y.device)]
         px, py = px.to(self.device), py.to(self.device)
         self.probe_x, self.probe_y = px, py
@@ -343,12 +306,13 @@ class Preflight:
                                                                        nn.Linear)
             self.facts.unit_dims = trace.unit_dims
             self.facts.n_outputs = int(out.shape[-1]) if out.ndim > 1 else 1
-            self.check_labels(y, out)
+            self._run("labels", y, out)
             if self.halt:
                 return
-            self._guarded(self.check_order, y)
-            self._guarded(self.check_norm_batch)
-            self._guarded(self.measure_neighbours, x, y)
+            self._run("sample_order", y)
+            self._run("norm_batch")
+            with contextlib.suppress(Exception):  # a measurement: without it, checks that read it skip
+                self.measure_neighbours(x, y)
             ysub = y[subsample(len(y), 20000).to(y.device)].to(self.device)
             self.facts.baseline, self.facts.zero_loss = constant_losses(self.loss_fn, self.facts.loss_kind,
                                                                         out.detach(), ysub)
@@ -357,21 +321,21 @@ class Preflight:
                 vy = vt[1][subsample(len(vt[1]), 20000).to(vt[1].device)].to(self.device)
                 self.facts.val_baseline, _ = constant_losses(self.loss_fn, self.facts.loss_kind, out.detach(), vy)
                 self.facts.val_rows = len(vt[1])
-            self._guarded(self.check_reduction, out.detach(), ysub)
+            self._run("sum_reduction", out.detach(), ysub)
             if self.facts.loss_kind in ("mse", "mae", "huber") and y.is_floating_point():
                 self.facts.target_rms = float(ysub.float().pow(2).mean().sqrt())
-            self.check_inputs(x, trace)
-            self.check_wiring(trace, y)
-            self._guarded(self.check_eval_determinism)
-            self.check_leakage(x)
-            self._guarded(self.check_near_copies, x)
-            self._guarded(self.check_split_scale, x)
-            self._guarded(self.check_label_column, x, y)
-            self._guarded(self.check_split_structure, x)
+            self._run("input_scale", x, trace)
+            self._run("wiring", trace, y)
+            self._run("eval_determinism")
+            self._run("leakage", x)
+            self._run("near_copies", x)
+            self._run("split_scale", x)
+            self._run("label_column", x, y)
+            self._run("split_structure", x)
             loss = self.initial_loss(out, py)
-            self.check_init(trace, loss)
+            self._run("initialization", trace, loss)
             if loss is not None and loss.requires_grad:
-                self.check_gradients(loss)
+                self._run("first_gradients", loss)
 
     # -- data ------------------------------------------------------------------------------------------
     def check_values(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -403,7 +367,7 @@ class Preflight:
         label = names[worst] if worst < len(names) else f"feature {worst}"
         evidence = {"max_feature_rms": float(rms.max()), "feature": label, "mean": float(cols[:, worst].mean()),
                     "std": float(std[worst]), "median_feature_rms": float(rms.median()),
-                    "threshold": INPUT_LARGE}
+                    "threshold": self.t.input_large}
         first = self.model.get_submodule(trace.order[0]) if trace.order else None
         if isinstance(first, nn.Embedding | nn.EmbeddingBag) and trace.input_numel.get(trace.order[0]) == \
                 self.probe_x.numel():
@@ -412,16 +376,16 @@ class Preflight:
         severity = "info" if normalized_first else "warning"
         fixes = ["data.scale=standard", "fit(): standardize with the training split's mean and std, e.g. "
                  "X = (X - X_train.mean(0)) / X_train.std(0) (sklearn StandardScaler)"]
-        if float(rms.max()) > INPUT_LARGE:
+        if float(rms.max()) > self.t.input_large:
             self.add("unnormalized_inputs", severity,
                      f"input {label} has RMS {float(rms.max()):.3g} (mean {evidence['mean']:.3g}, std "
                      f"{evidence['std']:.3g}); networks initialized for unit-scale inputs saturate or take huge steps",
                      evidence, ["raw features on their own units (prices, counts, pixel values 0-255)"], fixes)
-        elif float(rms.max()) < INPUT_TINY:
-            evidence["threshold"] = INPUT_TINY
+        elif float(rms.max()) < self.t.input_tiny:
+            evidence["threshold"] = self.t.input_tiny
             self.add("unnormalized_inputs", severity,
-                     f"every input feature has RMS below {INPUT_TINY} (largest {float(rms.max()):.3g}); the signal is "
-                     "tiny against the biases and learning is slow", evidence,
+                     f"every input feature has RMS below {self.t.input_tiny} (largest {float(rms.max()):.3g}); the "
+                     "signal is tiny against the biases and learning is slow", evidence,
                      ["inputs scaled twice (e.g. /255 applied twice)"], fixes)
 
     def check_labels(self, y: torch.Tensor, out: torch.Tensor) -> None:
@@ -639,10 +603,12 @@ class Preflight:
                   "shuffles them every epoch"])
 
     def _imbalance(self, counts: list[int], binary: bool = False) -> None:
+        if "class_imbalance" in self.disabled:
+            return
         if len(counts) < 2:
             return
         ratio = max(counts) / max(min(counts), 1)
-        if ratio < IMBALANCE_RATIO:
+        if ratio < self.t.imbalance_ratio:
             return
         weighted = getattr(self.loss_fn, "weight", None) is not None or getattr(self.loss_fn, "pos_weight",
                                                                                None) is not None
@@ -651,7 +617,7 @@ class Preflight:
         self.add("class_imbalance", "info" if weighted else "warning",
                  f"the largest class has {ratio:.3g}x the examples of the smallest (smallest share {share:.1%}); "
                  "accuracy rewards predicting the majority" + (" (class weights are on)" if weighted else ""),
-                 {"class_counts": counts, "ratio": ratio, "threshold": IMBALANCE_RATIO},
+                 {"class_counts": counts, "ratio": ratio, "threshold": self.t.imbalance_ratio},
                  ["a rare-event dataset", "a filtered or subsampled dataset"],
                  ["loss.class_weights=balanced", "data.balance=weighted_sampler",
                   "fit(): loss=nn.CrossEntropyLoss(weight=...) and judge by balanced accuracy / F1"])
@@ -672,15 +638,15 @@ class Preflight:
             other = t[0].reshape(len(t[0]), -1).detach().cpu().numpy()
             same = sum(hash(r.tobytes()) in train_set for r in other)
             share = same / max(len(other), 1)
-            if share < LEAK_INFO or same < 2:
+            if share < self.t.leak_info or same < 2:
                 continue
             # few discrete features: identical rows are expected when most training rows repeat anyway
             discrete = unique_share < 0.2
-            severity = "warning" if share >= LEAK_WARN and not discrete else "info"
+            severity = "warning" if share >= self.t.leak_warn and not discrete else "info"
             self.add("data_leakage", severity, f"{same} of {len(other)} {split} rows ({share:.1%}) are identical to "
                      f"training rows; {split} scores overstate how the model does on new data",
                      {"split": split, "identical_rows": same, "rows": len(other), "share": share,
-                      "threshold": LEAK_WARN, "train_unique_share": unique_share},
+                      "threshold": self.t.leak_warn, "train_unique_share": unique_share},
                      ["duplicated rows or oversampling before the split", "the same file used for two splits"],
                      ["deduplicate before splitting (e.g. pandas drop_duplicates)",
                       "oversample only the training split, after splitting"])
@@ -688,8 +654,9 @@ class Preflight:
     def check_near_copies(self, x: torch.Tensor) -> None:
         """Validation rows with a near-copy among the training rows: augmented copies (or overlapping windows) made
         before the split. A row's nearest training row is then far closer than its other neighbours (nearest / 10th
-        nearest distance below NEAR_COPY); on real data without copies that ratio sits around 0.4-0.8. Identical
-        rows are check_leakage's; only splits small enough to compare against every training row are checked."""
+        nearest distance below the near_copy threshold); on real data without copies that ratio sits around 0.4-0.8.
+        Identical rows are check_leakage's; only splits small enough to compare against every training row are
+        checked."""
         if self.val is None or not x.is_floating_point() or len(x) < 20 or any(
                 f.code == "data_leakage" for f in self.findings):
             return
@@ -700,21 +667,21 @@ class Preflight:
         if t.shape[1] < 4:
             return
         v = other[0][subsample(len(other[0]), 128).to(other[0].device)].to(t.device).float().reshape(-1, t.shape[1])
-        if len(v) < 20 or len(v) * len(t) * t.shape[1] > NEAR_COPY_BUDGET:
+        if len(v) < 20 or len(v) * len(t) * t.shape[1] > self.t.near_copy_budget:
             return
         d = torch.cdist(v, t).topk(min(10, len(t)), largest=False).values
         d = d[d[:, 0] > 0]  # rows with an identical twin are check_leakage's business
         if len(d) < 20:
             return
         ratio = d[:, 0] / d[:, -1].clamp_min(1e-12)
-        share = float((ratio < NEAR_COPY).float().mean())
-        if share < NEAR_COPY_SHARE:
+        share = float((ratio < self.t.near_copy).float().mean())
+        if share < self.t.near_copy_share:
             return
         self.add("data_leakage", "warning", f"{share:.0%} of the validation rows have a near-copy among the training "
                  f"rows (median distance to the nearest training row {float(ratio.median()):.2g} of that to the 10th "
                  "nearest): the validation score measures recall of rows the model trained on, not new data",
                  {"split": "val", "share_near_copies": share, "median_nearest_to_10th": float(ratio.median()),
-                  "rows_checked": len(d), "threshold": NEAR_COPY, "threshold_share": NEAR_COPY_SHARE},
+                  "rows_checked": len(d), "threshold": self.t.near_copy, "threshold_share": self.t.near_copy_share},
                  ["augmentation (jitter, crops, noise) applied before the split, so copies of one example land in "
                   "both", "overlapping windows of one series split at random", "the same source recorded twice"],
                  ["split first, then augment the training split only", "split by source/group (sklearn "
@@ -774,16 +741,17 @@ class Preflight:
             order = acc.argsort(descending=True)
             best, col = float(acc[order[0]]), int(order[0])
             second = float(acc[order[1]])
-            bar = max(LABEL_COLUMN_ACC, majority + LABEL_COLUMN_GAP * (1 - majority))
+            bar = max(self.t.label_column_acc, majority + self.t.label_column_gap * (1 - majority))
             if best < bar or second >= bar:  # one column holds the answer, not several that separate the classes
                 return
             nn_acc = float((ct[pick_t][nearest_without(col)] == cv[pick_v]).float().mean())
-            if best < nn_acc + LABEL_COLUMN_BEAT:
+            if best < nn_acc + self.t.label_column_beat:
                 return
             what = (f"column {col} alone predicts the class of {best:.1%} of the validation rows, where a row's "
                     f"nearest training row by the other columns gets {nn_acc:.1%}")
             evidence = {"column": col, "single_column_accuracy": best, "next_best_column_accuracy": second,
-                        "nearest_row_accuracy": nn_acc, "majority_share": majority, "threshold": LABEL_COLUMN_ACC}
+                        "nearest_row_accuracy": nn_acc, "majority_share": majority,
+                        "threshold": self.t.label_column_acc}
         elif kind in ("mse", "mae", "huber") and yt.is_floating_point() and yt.ndim == 1 and yv.ndim == 1:
             def corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
                 """|correlation| of each column of `a` with `b` (0 for a constant column)."""
@@ -792,15 +760,15 @@ class Preflight:
             r = torch.minimum(corr(xt, yt), corr(xv, yv))
             order = r.argsort(descending=True)
             best, col, second = float(r[order[0]]), int(order[0]), float(r[order[1]])
-            if best < LABEL_COLUMN_R or second >= LABEL_COLUMN_R:
+            if best < self.t.label_column_r or second >= self.t.label_column_r:
                 return
             nn_r = float(corr(yt[pick_t][nearest_without(col)].float()[:, None], yv[pick_v])[0])
-            if best < nn_r + LABEL_COLUMN_BEAT:
+            if best < nn_r + self.t.label_column_beat:
                 return
             what = (f"column {col} alone correlates {best:.4f} with the target (training and validation rows), "
                     f"the target of a row's nearest training row by the other columns {nn_r:.2f}")
             evidence = {"column": col, "abs_correlation": best, "next_best_column": second,
-                        "nearest_row_correlation": nn_r, "threshold": LABEL_COLUMN_R}
+                        "nearest_row_correlation": nn_r, "threshold": self.t.label_column_r}
         else:
             return
         # A regression column this close to the target can be legitimate (the previous value of a smooth series in
@@ -819,7 +787,7 @@ class Preflight:
         """Validation/test inputs on another scale than the training inputs: most features shifted by several
         training standard deviations, or spread several times wider or narrower. Random splits of one data set never
         do that; preprocessing applied to one split only (a scaler fitted and applied to train) does."""
-        if not x.is_floating_point() or len(x) < SPLIT_MIN_ROWS:
+        if not x.is_floating_point() or len(x) < self.t.split_min_rows:
             return
         t = x[subsample(len(x), 5000).to(x.device)].float()
         t = t.reshape(len(t), -1)
@@ -833,27 +801,28 @@ class Preflight:
             return
         for split, loader in (("val", self.val), ("test", self.test)):
             other = self.split(loader)
-            if other is None or other[0].shape[1:] != x.shape[1:] or len(other[0]) < SPLIT_MIN_ROWS:
+            if other is None or other[0].shape[1:] != x.shape[1:] or len(other[0]) < self.t.split_min_rows:
                 continue
             o = other[0][subsample(len(other[0]), 5000).to(other[0].device)].to(t.device).float()
             o = o.reshape(len(o), -1)
             z = ((o.mean(0) - mean).abs() / std)[varies]
             vstd = o.std(0)[varies]
             ratio = vstd / std[varies]
-            off = (z > SPLIT_SHIFT) | (ratio > SPLIT_SCALE) | ((ratio < 1 / SPLIT_SCALE) & (vstd > 0))
+            shift, scale = self.t.split_shift, self.t.split_scale
+            off = (z > shift) | (ratio > scale) | ((ratio < 1 / scale) & (vstd > 0))
             share = float(off.float().mean())
             # most columns off, and the typical column too (not a few heavy tails in a small split)
-            typical = float(z.median()) > SPLIT_SHIFT or not 1 / SPLIT_SCALE < float(ratio.median()) < SPLIT_SCALE
-            if share <= SPLIT_SHARE or not typical:
+            typical = float(z.median()) > self.t.split_shift or not 1 / scale < float(ratio.median()) < scale
+            if share <= self.t.split_share or not typical:
                 continue
             self.add("train_eval_mismatch", "warning", f"the {split} inputs are on another scale than the training "
-                     f"inputs: {share:.0%} of the features are shifted by more than {SPLIT_SHIFT:g} training "
-                     f"standard deviations or spread {SPLIT_SCALE:g}x wider or narrower (median shift "
+                     f"inputs: {share:.0%} of the features are shifted by more than {self.t.split_shift:g} training "
+                     f"standard deviations or spread {self.t.split_scale:g}x wider or narrower (median shift "
                      f"{float(z.median()):.3g} sd, median spread ratio {float(ratio.median()):.3g}); scores on "
                      f"{split} say little about the trained model",
                      {"split": split, "share_off": share, "median_shift_sd": float(z.median()),
                       "median_std_ratio": float(ratio.median()), "features": int(varies.sum()),
-                      "threshold_shift": SPLIT_SHIFT, "threshold_scale": SPLIT_SCALE, "threshold_share": SPLIT_SHARE},
+                      "threshold_shift": shift, "threshold_scale": scale, "threshold_share": self.t.split_share},
                      ["preprocessing (standardization, scaling) applied to the training split only",
                       "splits read from differently processed files"],
                      ["apply the same preprocessing to every split: fit the scaler on train, then transform train, "
@@ -864,7 +833,8 @@ class Preflight:
         sampling noise: the columns come in another order (a table built by position, not by name), or a transform
         reached one split only. Per-column scales can match (each split standardized on its own) and still the
         model reads feature j where it learned feature i. Tables of 3-512 columns; splits of 30 rows or more."""
-        if x.ndim != 2 or not 3 <= x.shape[1] <= 512 or not x.is_floating_point() or len(x) < STRUCTURE_MIN_ROWS or any(
+        if x.ndim != 2 or not 3 <= x.shape[1] <= 512 or not x.is_floating_point() \
+                or len(x) < self.t.structure_min_rows or any(
                 f.code == "train_eval_mismatch" for f in self.findings):
             return
 
@@ -879,7 +849,7 @@ class Preflight:
         ct, live_t = corr(t)
         for split, loader in (("val", self.val), ("test", self.test)):
             other = self.split(loader)
-            if other is None or other[0].shape[1:] != x.shape[1:] or len(other[0]) < STRUCTURE_MIN_ROWS:
+            if other is None or other[0].shape[1:] != x.shape[1:] or len(other[0]) < self.t.structure_min_rows:
                 continue
             o = other[0][subsample(len(other[0]), 20000).to(other[0].device)].cpu()
             if not bool(torch.isfinite(o).all()):
@@ -893,9 +863,9 @@ class Preflight:
             zo = torch.atanh(co.clamp(-0.999999, 0.999999))
             se = (1 / (len(t) - 3) + 1 / (len(o) - 3)) ** 0.5
             dz = ((zo - zt).abs() / se)[pairs]
-            moved = dz >= STRUCTURE_Z
+            moved = dz >= self.t.structure_z
             share = float(moved.float().mean())
-            if share < STRUCTURE_SHARE or int(moved.sum()) < 3:
+            if share < self.t.structure_share or int(moved.sum()) < 3:
                 continue
             ii, jj = torch.nonzero(pairs, as_tuple=True)
             k = int(dz.argmax())
@@ -906,8 +876,8 @@ class Preflight:
                      f"{float(co[i, j]):.2f} in {split}); the model reads the {split} columns as features they are not",
                      {"split": split, "pairs_moved": int(moved.sum()), "pairs": len(dz), "share": share,
                       "example_columns": [i, j], "train_correlation": float(ct[i, j]),
-                      f"{split}_correlation": float(co[i, j]), "threshold_z": STRUCTURE_Z,
-                      "threshold_share": STRUCTURE_SHARE},
+                      f"{split}_correlation": float(co[i, j]), "threshold_z": self.t.structure_z,
+                      "threshold_share": self.t.structure_share},
                      ["the columns of one split in another order (a table built by position, not by column name)",
                       "a transform or feature step applied to one split only", "splits read from different sources"],
                      ["build every split with the same pipeline and select columns by name "
@@ -974,7 +944,8 @@ class Preflight:
                      ["remove the final sigmoid: bce_with_logits expects raw logits"])
         if kind in ("mse", "mae", "huber") and y.is_floating_point():
             self._check_range(final, out, y, ev, op)
-            self._guarded(self._check_broadcast, out, y, ev)
+            with contextlib.suppress(Exception):  # the broadcast check must not cost the wiring verdict above
+                self._check_broadcast(out, y, ev)
         for a, b in trace.collapsed:
             self.add("underfitting", "warning", f"{a} feeds {b} with no nonlinearity between them: the two collapse "
                      "into one linear map, so the extra layer adds no capacity", {"layers": [a, b]},
@@ -1028,7 +999,7 @@ class Preflight:
             return
         yf = y.float()
         miss = float(((yf < lo - 1e-6) | (yf > hi + 1e-6)).float().mean())
-        if miss > RANGE_MISS:
+        if miss > self.t.range_miss:
             ev = dict(ev, reachable=[lo, hi], target_min=float(yf.min()), target_max=float(yf.max()),
                       targets_out_of_range=miss)
             self.add("loss_output_mismatch", "warning", f"the final activation ({ev['final_module']}) outputs values "
@@ -1068,7 +1039,7 @@ class Preflight:
                 bad_layers.append({"layer": name, "issue": "constant across units (every unit computes the same "
                                    "function, so they stay identical)", "std": float(w.std()),
                                    "units": int(w.shape[0]), "distinct_rows": 1})
-            elif gain > INIT_GAIN_HIGH:
+            elif gain > self.t.init_gain_high:
                 bad_layers.append({"layer": name, "issue": f"std·√fan_in = {gain:.3g} (He: 1.41)",
                                    "std": float(w.std())})
         tiny = self._tiny_init(trace, named)
@@ -1076,14 +1047,14 @@ class Preflight:
         if facts.initial_loss is not None and facts.zero_loss:
             ratio = facts.initial_loss / facts.zero_loss
         unnormalized = any(f.code == "unnormalized_inputs" and f.severity != "info" for f in self.findings)
-        loss_off = ratio is not None and ratio > INIT_LOSS_RATIO and not unnormalized
+        loss_off = ratio is not None and ratio > self.t.init_loss_ratio and not unnormalized
         ev: dict[str, Any] = {"initial_loss": facts.initial_loss, "expected_loss": facts.zero_loss,
-                              "ratio": ratio, "threshold": INIT_LOSS_RATIO}
+                              "ratio": ratio, "threshold": self.t.init_loss_ratio}
         stats = ActivationStats(self.model, trace.unit_dims)
         with torch.no_grad():
             _, acts = stats.measure(self.model, self.probe_x, self.forward)
         dead = {k: float(v["dead"].float().mean()) for k, v in acts.items() if v["kind"] == "relu"}
-        dead_layers = {k: v for k, v in dead.items() if v >= DEAD_AT_INIT}
+        dead_layers = {k: v for k, v in dead.items() if v >= self.t.dead_at_init}
         if not bad_layers and not loss_off and not dead_layers and not tiny:
             return
         facts.init_abnormal = bool(bad_layers) or loss_off or bool(tiny)
@@ -1104,7 +1075,7 @@ class Preflight:
             parts.append(f"{dead_layers[k]:.0%} of the units of {k} never fire at initialization")
         if tiny:
             parts.append(f"{tiny['small']} of {tiny['hidden']} hidden weight matrices have std·√fan_in < "
-                         f"{INIT_GAIN_LOW} (smallest {tiny['min_gain']:.3g}; PyTorch's default is 0.58) and the "
+                         f"{self.t.init_gain_low} (smallest {tiny['min_gain']:.3g}; PyTorch's default is 0.58) and the "
                          f"signal reaching the output layer is {tiny['signal_ratio']:.2g} of the input's size")
         self.add("bad_initialization", "warning", "; ".join(parts), ev,
                  ["weights filled with a constant or zeros", "a hand-written init with the wrong std (e.g. normal "
@@ -1113,7 +1084,7 @@ class Preflight:
                   "fit(): drop the custom init (PyTorch's default is sane) or use nn.init.kaiming_normal_"])
 
     def _tiny_init(self, trace: Trace, named: dict[str, nn.Parameter]) -> dict[str, Any] | None:
-        """Evidence of a too-small init (see INIT_GAIN_LOW), or None."""
+        """Evidence of a too-small init (see self.t.init_gain_low), or None."""
         emb = {f"{n}.weight" if n else "weight" for n, m in self.model.named_modules()
                if isinstance(m, nn.Embedding | nn.EmbeddingBag)}
         weights = [n for n in self.facts.layer_order if n in named and named[n].ndim >= 2 and n not in emb]
@@ -1122,7 +1093,7 @@ class Preflight:
             return None
         gains = {n: float(named[n].detach().float().std()) * math.sqrt(_fan_in(named[n])) for n in hidden
                  if named[n].numel() > 1}
-        small = [n for n, g in gains.items() if g < INIT_GAIN_LOW]
+        small = [n for n, g in gains.items() if g < self.t.init_gain_low]
         if not gains:
             return None
         owner = [n.rsplit(".", 1)[0] if "." in n else "" for n in weights]
@@ -1131,18 +1102,18 @@ class Preflight:
         if first is None or last is None or first <= 0:
             return None
         signal = last / first
-        if signal >= SIGNAL_COLLAPSE:
+        if signal >= self.t.signal_collapse:
             return None
         if 2 * len(small) <= len(gains):
             # the weights look fine one by one: only a signal gone altogether says otherwise -- a millionth of its
             # scale after the first layer reaching the last one (measured from the first layer's output: raw inputs
             # squashed by a tanh or a norm would otherwise look like a collapse)
             second = next((trace.input_rms[o] for o in owner[1:] if o in trace.input_rms), None)
-            if second is None or second <= 0 or last / second >= SIGNAL_GONE:
+            if second is None or second <= 0 or last / second >= self.t.signal_gone:
                 return None
         return {"hidden": len(gains), "small": len(small), "min_gain": min(gains.values()),
-                "gains": {n: gains[n] for n in small[:6]}, "signal_ratio": signal, "threshold_gain": INIT_GAIN_LOW,
-                "threshold_signal": SIGNAL_COLLAPSE}
+                "gains": {n: gains[n] for n in small[:6]}, "signal_ratio": signal,
+                "threshold_gain": self.t.init_gain_low, "threshold_signal": self.t.signal_collapse}
 
     def check_gradients(self, loss: torch.Tensor) -> None:
         params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
@@ -1159,11 +1130,11 @@ class Preflight:
         share = dead / max(total, 1)
         if not none and not zero:
             return
-        severity = "warning" if share >= NO_GRAD_SHARE else "info"
+        severity = "warning" if share >= self.t.no_grad_share else "info"
         self.add("no_learning", severity, f"{share:.0%} of the trainable parameters get no gradient at step 0 "
                  f"({len(none)} tensors unused, {len(zero)} with an all-zero gradient)",
                  {"unused": none[:8], "zero_gradient": zero[:8], "share_of_parameters": share,
-                  "threshold": NO_GRAD_SHARE},
+                  "threshold": self.t.no_grad_share},
                  ["all-zero or constant initialization (ReLU units with zero input pass no gradient)",
                   "a layer defined but not used in forward()", ".detach() or torch.no_grad() inside forward()"],
                  ["model.init=he_normal (a random init)", "fit(): drop the zero init (PyTorch's default is random)",

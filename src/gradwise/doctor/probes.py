@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from gradwise.train.checkpoint import rng_state, set_rng_state
+from gradwise.train.preserve import preserved  # noqa: F401 - the doctor's modules import it from here
 
 RELU_LIKE = (nn.ReLU, nn.ReLU6)  # units that output exactly 0 over a half-line: they can die
 SIGMOID_LIKE = (nn.Sigmoid,)
@@ -56,35 +56,6 @@ def first_tensor(obj: Any) -> torch.Tensor | None:
     if isinstance(obj, tuple | list) and obj:
         return first_tensor(obj[0])
     return None
-
-
-@contextlib.contextmanager
-def preserved(model: nn.Module, mode: bool | None = None, all_rngs: bool = True) -> Iterator[None]:
-    """Run code on the model and put back its buffers, train/eval flags, gradients and the RNG streams (torch's
-    only with all_rngs=False: enough for an eval-mode forward, and much cheaper than Python's and numpy's)."""
-    rng = rng_state() if all_rngs else None
-    torch_rng = torch.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and not all_rngs else None
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    grads = [(p, p.grad) for p in model.parameters()]
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        if mode is not None:
-            model.train(mode)
-        yield
-    finally:
-        with torch.no_grad():
-            for b, saved in buffers:
-                b.copy_(saved)
-        for p, g in grads:
-            p.grad = g
-        for m, was in flags:
-            m.training = was
-        if rng is not None:
-            set_rng_state(rng)
-        torch.set_rng_state(torch_rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:

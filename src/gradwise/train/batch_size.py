@@ -24,7 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-REFERENCE_BATCH = 128
+from gradwise.config import REFERENCE_BATCH
+
 MIN_STEPS_PER_EPOCH = 16
 MAX_BATCH = 65536
 SAFETY = 0.9  # use at most 90% of the largest batch that fitted: activations vary a little between batches
@@ -132,7 +133,7 @@ def choose_batch_size(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y: t
 
 def _gpu_trial(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Tensor, device: torch.device,
                autocast: Callable, forward: Callable | None) -> Callable[[int], bool]:
-    from gradwise.doctor.probes import preserved
+    from gradwise.train.preserve import preserved
 
     def fits(size: int) -> bool:
         reps = -(-size // len(x))

@@ -6,8 +6,8 @@ digits / wine / breast_cancer / diabetes / iris and MNIST-1D (generated locally 
 produce; a control must produce no warning or error. The thresholds are the doctor's defaults for every case:
 nothing here tunes them.
 
-    from gradwise.doctor.cases import CASES, run_case
-    result = run_case(CASES["redundant_softmax"], "/tmp/out")
+    from doctor.cases import CASES, run_case          # with bench/ on sys.path
+    result = run_case(CASES["redundant_softmax"], "/tmp/out", seed=0)
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,22 +25,19 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
+from doctor_harness import Scored  # bench/ is on sys.path (scripts there, tests put it first)
 from torch import nn
 
 Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
-# The suite's seed. 0 is the suite as written; another value re-draws every split, initialization and batch order
-# (a robustness check that the findings do not hinge on one lucky draw). Set with `use_seed`.
-SEED = 0
-
-
-def use_seed(seed: int) -> None:
-    global SEED
-    SEED = seed
+# The suite's seed while a case is built (`Case.build(seed)`). 0 is the suite as written; another value re-draws
+# every split, initialization and batch order (a robustness check that the findings do not hinge on one lucky
+# draw). A context variable, set only for the duration of one build: no module state a caller has to reset.
+_SEED: ContextVar[int] = ContextVar("case_seed", default=0)
 
 
 def _seed(offset: int = 0) -> int:
-    return SEED * 1000 + offset
+    return _SEED.get() * 1000 + offset
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -168,9 +166,17 @@ class Case:
     family: str  # mlp | cnn1d | gru | rnn | linear
     fault: str  # what the user did (empty for a control)
     expect: tuple[str, ...]  # codes the fault must produce (warning or error); () for a control
-    build: Callable[[], dict[str, Any]]  # kwargs for gradwise.fit: model, train, val, loss, optimizer, ...
+    fn: Callable[[], dict[str, Any]]  # kwargs for gradwise.fit: model, train, val, loss, optimizer, ...
     fix: dict[str, Any] | None = None  # the faulty knob set the careful way (only that one): the repair reference
     control: bool = False
+
+    def build(self, seed: int = 0) -> dict[str, Any]:
+        """The case's gradwise.fit kwargs, drawn with `seed` (0: as written)."""
+        token = _SEED.set(seed)
+        try:
+            return self.fn()
+        finally:
+            _SEED.reset(token)
 
     @property
     def repairable(self) -> bool:
@@ -179,7 +185,7 @@ class Case:
 
 
 @dataclass
-class CaseResult:
+class CaseResult(Scored):
     name: str
     expect: tuple[str, ...]
     found: dict[str, str]  # code -> severity
@@ -190,18 +196,6 @@ class CaseResult:
     best_val: float = math.inf  # the lowest validation loss of the run (what early stopping keeps)
     actions: list[dict[str, Any]] = field(default_factory=list)
     repaired: bool | None = None
-
-    @property
-    def alarms(self) -> dict[str, str]:
-        return {c: s for c, s in self.found.items() if s in ("warning", "error")}
-
-    @property
-    def missing(self) -> list[str]:
-        return [c for c in self.expect if c not in self.alarms]
-
-    @property
-    def extra(self) -> list[str]:
-        return [c for c in self.alarms if c not in self.expect]
 
 
 def _fit_kwargs(**kw: Any) -> dict[str, Any]:
@@ -610,11 +604,11 @@ CASES: dict[str, Case] = {c.name: c for c in CASE_LIST}
 
 
 def run_case(c: Case, out: str | Path | None = None, repair: bool = False, reference: CaseResult | None = None,
-             **overrides: Any) -> CaseResult:
+             seed: int = 0, **overrides: Any) -> CaseResult:
     """Train one case through gradwise.fit and collect the doctor's findings (any severity)."""
     import gradwise
 
-    kw = c.build()
+    kw = c.build(seed)
     kw.update(overrides)
     model = kw.pop("model")
     train = kw.pop("train")
@@ -638,20 +632,20 @@ def run_case(c: Case, out: str | Path | None = None, repair: bool = False, refer
         status, final, actions, best_val = f"raised {type(exc).__name__}: {exc}"[:120], {}, [], math.inf
     res = CaseResult(c.name, c.expect, found, status, time.perf_counter() - t0, c.control, final, best_val, actions)
     if repair:
-        res.repaired = repaired(res, c, reference)
+        res.repaired = repaired(res, c, reference, seed)
     return res
 
 
-def run_reference(c: Case, out: str | Path | None = None) -> CaseResult:
+def run_reference(c: Case, out: str | Path | None = None, seed: int = 0) -> CaseResult:
     """The case trained the careful way (its `fix` applied, no repair): what a recovered run should reach."""
-    return run_case(c, Path(out or tempfile.mkdtemp()) / "reference", doctor=False, **(c.fix or {}))
+    return run_case(c, Path(out or tempfile.mkdtemp()) / "reference", seed=seed, doctor=False, **(c.fix or {}))
 
 
 def _val(res: CaseResult | None) -> float:
     return res.best_val if res is not None and res.status == "completed" else math.inf
 
 
-def repaired(res: CaseResult, c: Case, reference: CaseResult | None = None) -> bool:
+def repaired(res: CaseResult, c: Case, reference: CaseResult | None = None, seed: int = 0) -> bool:
     """A repair succeeded when the doctor acted, the run completed with finite losses, and it ended about as good
     as the same model trained the careful way (`run_reference`): its best validation loss (the epoch early
     stopping keeps) is within 10% (+2% of the know-nothing loss) of the reference's, and the model learned (at most
@@ -661,12 +655,12 @@ def repaired(res: CaseResult, c: Case, reference: CaseResult | None = None) -> b
     v, tl = _val(res), res.final.get("train_loss")
     if not (math.isfinite(v) and isinstance(tl, float) and math.isfinite(tl)):
         return False
-    s = know_nothing(c)
+    s = know_nothing(c, seed)
     return v <= 0.75 * s and v <= 1.1 * _val(reference) + 0.02 * s
 
 
-def know_nothing(c: Case) -> float:
-    kw = c.build()
+def know_nothing(c: Case, seed: int = 0) -> float:
+    kw = c.build(seed)
     y = kw["train"][1]
     if y.is_floating_point() and c.dataset == "diabetes":
         return float(y.var(unbiased=False))
