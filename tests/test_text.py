@@ -183,6 +183,22 @@ def test_bad_text_column_is_one_clear_line(change: str, says: str, tmp_path: Pat
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(("bad", "says"), [
+    (1e300, "holds huge values (1, e.g. 1e+300 in row 7 of the training data)"),
+    ("long", "has 1 non-numeric or infinite value(s) (e.g. ['long'])"),
+])
+def test_text_regression_target_is_checked_like_a_table_target(bad: object, says: str, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Text runs clean and code their targets with the table path's steps (data/prepare.py), so a sentinel or a
+    word in a regression target is named with its row or value, as for any table."""
+    frame = sms_sample(100).drop(columns="Label").reset_index(drop=True)
+    frame["Length"] = frame["SMS"].str.len().astype(object)
+    frame.loc[6, "Length"] = bad
+    code, _, err = cli(capsys, *train_args(write_sample(tmp_path, frame), tmp_path / "run", "data.target=Length",
+                                           "data.options.task=regression"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and says in err, err
+
+
 def test_missing_tokenizers_package_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setitem(sys.modules, "tokenizers", None)  # import tokenizers now raises ImportError

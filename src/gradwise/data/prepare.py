@@ -22,7 +22,7 @@ import copy
 import dataclasses
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -341,98 +341,21 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
 
     # ---- stateless cleaning on every source frame
     cat_changes: dict[str, int] = {}
-    dropped = {"target_missing": 0, "duplicates": 0, "missing": 0}
-    for key, f in frames.items():
-        f = cleaning.strip_labels(f, targets)
-        no_target = f[targets].isna().any(axis=1)
-        if no_target.any():
-            dropped["target_missing"] += int(no_target.sum())
-            f = f[~no_target]
-        if cfg.clean_categories and categorical:
-            f = cleaning.clean_category_columns(f, [c for c in categorical if c not in boolean], cat_changes)
-        if cfg.drop_duplicates:
-            f, n = cleaning.drop_duplicate_rows(f)
-            dropped["duplicates"] += n
-        if cfg.missing == "drop":
-            f, n = cleaning.drop_missing_rows(f, features, numeric)
-            dropped["missing"] += n
-        frames[key] = f
-    del f
-    report["rows_dropped_target_missing"] = dropped["target_missing"]
-    report["duplicates_dropped"] = dropped["duplicates"]
+    dropped = clean_rows(cfg, frames, targets, report, categories=[c for c in categorical if c not in boolean],
+                         cat_changes=cat_changes,
+                         drop_missing=lambda f: cleaning.drop_missing_rows(f, features, numeric))
     report["categories_cleaned"] = cat_changes
-    for key, f in frames.items():
-        if f.empty:
-            raise DataError(f"no rows of the {'training data' if key == 'data' else key + ' data'} are left after "
-                            f"cleaning (dropped: {dropped}). Check data.missing / data.drop_duplicates, or the file.")
 
     # ---- task and targets
-    main = frames["data"]
-    task_notes: dict[str, Any] = {}
-    task = infer_task(main[targets[0]], src.task, len(targets) > 1, task_notes)
-    report["task"] = task
-    report.update(task_notes)
-    codec: LabelCodec | None = None
-    if task == "classification":
-        # the distinct labels of every frame (not every row): the codec is fitted on those
-        distinct = [v for f in frames.values() for v in pd.unique(f[targets[0]].dropna()).tolist()]
-        codec = _codec(distinct, src.class_names)
-        ys = {k: codec.encode(f[targets[0]], where=f"target column {quote(targets[0])}") for k, f in frames.items()}
-    else:
-        ys = {}
-        for k, f in frames.items():
-            vals = f[targets].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            bad = ~np.isfinite(vals).all(axis=1)
-            if bad.any():
-                raise DataError(f"the regression target {targets} has {int(bad.sum())} non-numeric or infinite "
-                                f"value(s) (e.g. {f[targets].iloc[int(np.flatnonzero(bad)[0])].tolist()}). Fix or "
-                                "remove them, or set data.options.task=classification if the target is a label.")
-            huge = np.abs(vals) >= HUGE
-            if huge.any():  # standardizing them overflows: the loss would be NaN with no word on why
-                at = f.index[int(np.flatnonzero(huge.any(axis=1))[0])]
-                row = int(at) if isinstance(at, int | np.integer) else 0  # the file's data row (0-based)
-                raise DataError(f"the regression target {names(targets)} holds huge values ({int(huge.sum())}, e.g. "
-                                f"{vals[huge][0]:g} in row {row + 1} of the {'training data' if k == 'data' else k}): "
-                                "probably a sentinel (such as 1e300 for 'unknown') or a wrong unit. Fix or remove "
-                                "those rows.")
-            ys[k] = (vals[:, 0] if len(targets) == 1 else vals).astype(np.float32)
-    if cfg.classes is not None:
-        codec, keep = _keep_classes(cfg, codec, ys, src.name, report)
-        frames = {k: f[keep[k]] for k, f in frames.items()}
-        main = frames["data"]
+    task, codec, ys = task_and_targets(cfg, src, frames, report)
 
     # ---- split
-    split_report: dict[str, Any] = {"stratified": bool(task == "classification" and cfg.stratify)}
-    if src.split_origin != "fraction":
-        for split in ("val", "test"):
-            if split in frames:
-                split_report[split] = src.split_origin
-    if "test" in frames and cfg.test_fraction > 0:
-        split_report["test_fraction_ignored"] = True  # the test rows come ready-made
-    strata = ys["data"] if split_report["stratified"] else None
-    tr, va, te = split_plan(len(main), strata, cfg, seed, fold, fixed_val=len(frames["val"]) if "val" in frames
-                            else None, fixed_test=len(frames["test"]) if "test" in frames else None, notes=notes,
-                            split_report=split_report)
-    parts: dict[str, tuple[pd.DataFrame, np.ndarray] | None] = {"train": (main.iloc[tr], ys["data"][tr])}
-    parts["val"] = (main.iloc[va], ys["data"][va]) if va is not None else (
-        (frames["val"], ys["val"]) if "val" in frames else None)
-    parts["test"] = (main.iloc[te], ys["data"][te]) if te is not None else (
-        (frames["test"], ys["test"]) if "test" in frames else None)
-    report["split"] = split_report
-    del main, frames  # the split's frames hold the rows now
+    parts, split_report = split_rows(cfg, src, frames, ys, task, seed, fold, notes, report)
+    del frames  # the split's frames hold the rows now
 
     # ---- subsample the training rows
+    before = subsample_train(cfg, parts, codec, seed, notes, report)
     train_df, y_train = parts["train"]  # type: ignore[misc]
-    before = _counts_by_name(y_train, codec) if codec is not None else None
-    if cfg.subsample is not None:
-        k = subsample_count(cfg.subsample, len(train_df))
-        keep = np.arange(len(train_df))
-        if k < len(train_df):
-            _, keep = take(keep, k, y_train if codec is not None and cfg.stratify else None, seed + 2, notes,
-                           "subsample")
-        report["subsample"] = {"rows_before": len(train_df), "rows_after": int(len(keep))}
-        train_df, y_train = train_df.iloc[keep], y_train[keep]
-    parts["train"] = (train_df, y_train)
 
     # ---- outliers (fences from the training rows)
     clip_bounds: dict[str, tuple[float, float]] = {}
@@ -496,6 +419,141 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
     return _assemble(cfg, seed, src.name, "table", task, pre, xs, yd, indices, report, before,
                      (len(pre.feature_names),), list(pre.feature_names), fold, split_report, binary,
                      f"the target column {quote(targets[0])} of '{src.name}'")
+
+
+# --------------------------------------------------------------------------------------------- table steps
+# shared by _load_table and the text tables of data/text.py (load_text_table): a fix to how targets are cleaned,
+# coded, split or subsampled reaches both
+
+
+def clean_rows(cfg: DataConfig, frames: dict[str, pd.DataFrame], targets: list[str], report: dict[str, Any], *,
+               categories: list[str] | None = None, cat_changes: dict[str, int] | None = None,
+               drop_missing: Callable[[pd.DataFrame], tuple[pd.DataFrame, int]] | None = None) -> dict[str, int]:
+    """Stateless cleaning of every source frame (``frames`` is updated in place); returns the rows dropped by reason.
+
+    Label whitespace, rows without a target, then category cleaning of ``categories`` (data.clean_categories,
+    counted in ``cat_changes``) BEFORE exact duplicates (data.drop_duplicates), because cleaned values can make rows
+    equal; last, with data.missing=drop, the rows ``drop_missing`` finds. No statistics, so no leakage, and
+    duplicates cannot straddle train and test. A frame left without rows is a DataError.
+    """
+    dropped = {"target_missing": 0, "duplicates": 0, "missing": 0}
+    for key, f in frames.items():
+        f = cleaning.strip_labels(f, targets)
+        no_target = f[targets].isna().any(axis=1)
+        if no_target.any():
+            dropped["target_missing"] += int(no_target.sum())
+            f = f[~no_target]
+        if cfg.clean_categories and categories:
+            f = cleaning.clean_category_columns(f, categories, cat_changes if cat_changes is not None else {})
+        if cfg.drop_duplicates:
+            f, n = cleaning.drop_duplicate_rows(f)
+            dropped["duplicates"] += n
+        if cfg.missing == "drop" and drop_missing is not None:
+            f, n = drop_missing(f)
+            dropped["missing"] += n
+        frames[key] = f
+    report["rows_dropped_target_missing"] = dropped["target_missing"]
+    report["duplicates_dropped"] = dropped["duplicates"]
+    for key, f in frames.items():
+        if f.empty:
+            raise DataError(f"no rows of the {'training data' if key == 'data' else key + ' data'} are left after "
+                            f"cleaning (dropped: {dropped}). Check data.missing / data.drop_duplicates, or the file.")
+    return dropped
+
+
+def task_and_targets(cfg: DataConfig, src: TableSource, frames: dict[str, pd.DataFrame],
+                     report: dict[str, Any]) -> tuple[str, LabelCodec | None, dict[str, np.ndarray]]:
+    """(task, codec, ys): the task (declared, or inferred from the training target), the label codec
+    (classification) and the targets of each frame — class codes, or float32 values (regression, checked: numeric,
+    finite, not huge). With data.classes only the rows of the classes wanted stay (``frames`` is updated in place).
+    """
+    targets = src.targets
+    task_notes: dict[str, Any] = {}
+    task = infer_task(frames["data"][targets[0]], src.task, len(targets) > 1, task_notes)
+    report["task"] = task
+    report.update(task_notes)
+    codec: LabelCodec | None = None
+    if task == "classification":
+        # the distinct labels of every frame (not every row): the codec is fitted on those
+        distinct = [v for f in frames.values() for v in pd.unique(f[targets[0]].dropna()).tolist()]
+        codec = _codec(distinct, src.class_names)
+        ys = {k: codec.encode(f[targets[0]], where=f"target column {quote(targets[0])}") for k, f in frames.items()}
+    else:
+        ys = {k: _regression_targets(f, targets, k) for k, f in frames.items()}
+    if cfg.classes is not None:
+        codec, keep = _keep_classes(cfg, codec, ys, src.name, report)
+        for k, f in frames.items():
+            frames[k] = f[keep[k]]
+    return task, codec, ys
+
+
+def _regression_targets(f: pd.DataFrame, targets: list[str], split: str) -> np.ndarray:
+    """The regression targets of one frame as float32, (N,) or (N, k); a non-numeric, infinite or huge value is a
+    DataError that names it."""
+    vals = f[targets].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(vals).all(axis=1)
+    if bad.any():
+        raise DataError(f"the regression target {targets} has {int(bad.sum())} non-numeric or infinite "
+                        f"value(s) (e.g. {f[targets].iloc[int(np.flatnonzero(bad)[0])].tolist()}). Fix or "
+                        "remove them, or set data.options.task=classification if the target is a label.")
+    huge = np.abs(vals) >= HUGE
+    if huge.any():  # standardizing them overflows: the loss would be NaN with no word on why
+        at = f.index[int(np.flatnonzero(huge.any(axis=1))[0])]
+        row = int(at) if isinstance(at, int | np.integer) else 0  # the file's data row (0-based)
+        raise DataError(f"the regression target {names(targets)} holds huge values ({int(huge.sum())}, e.g. "
+                        f"{vals[huge][0]:g} in row {row + 1} of the {'training data' if split == 'data' else split}): "
+                        "probably a sentinel (such as 1e300 for 'unknown') or a wrong unit. Fix or remove "
+                        "those rows.")
+    return (vals[:, 0] if len(targets) == 1 else vals).astype(np.float32)
+
+
+TablePart = tuple[pd.DataFrame, np.ndarray]  # a split's rows and their targets
+
+
+def split_rows(cfg: DataConfig, src: TableSource, frames: dict[str, pd.DataFrame], ys: dict[str, np.ndarray],
+               task: str, seed: int, fold: int | None, notes: list[str],
+               report: dict[str, Any]) -> tuple[dict[str, TablePart | None], dict[str, Any]]:
+    """(parts, split_report): the rows and targets of train/val/test (None: no such split) and how they were split.
+
+    Seeded, stratified for classification (data.stratify): fractions of the training data, k-fold over its non-test
+    rows, or the val/test frames given ready-made (their files, or the dataset's own split).
+    """
+    main = frames["data"]
+    split_report: dict[str, Any] = {"stratified": bool(task == "classification" and cfg.stratify)}
+    if src.split_origin != "fraction":
+        for split in ("val", "test"):
+            if split in frames:
+                split_report[split] = src.split_origin
+    if "test" in frames and cfg.test_fraction > 0:
+        split_report["test_fraction_ignored"] = True  # the test rows come ready-made
+    strata = ys["data"] if split_report["stratified"] else None
+    tr, va, te = split_plan(len(main), strata, cfg, seed, fold, fixed_val=len(frames["val"]) if "val" in frames
+                            else None, fixed_test=len(frames["test"]) if "test" in frames else None, notes=notes,
+                            split_report=split_report)
+    parts: dict[str, TablePart | None] = {"train": (main.iloc[tr], ys["data"][tr])}
+    for split, idx in (("val", va), ("test", te)):
+        parts[split] = (main.iloc[idx], ys["data"][idx]) if idx is not None else (
+            (frames[split], ys[split]) if split in frames else None)
+    report["split"] = split_report
+    return parts, split_report
+
+
+def subsample_train(cfg: DataConfig, parts: dict[str, TablePart | None], codec: LabelCodec | None, seed: int,
+                    notes: list[str], report: dict[str, Any]) -> dict[str, int] | None:
+    """data.subsample: keep that share (or number) of the training rows, stratified for classification with
+    data.stratify (``parts["train"]`` is replaced). Returns the training class counts before it (None: regression).
+    """
+    train_df, y_train = parts["train"]  # type: ignore[misc]
+    before = _counts_by_name(y_train, codec) if codec is not None else None
+    if cfg.subsample is not None:
+        k = subsample_count(cfg.subsample, len(train_df))
+        keep = np.arange(len(train_df))
+        if k < len(train_df):
+            _, keep = take(keep, k, y_train if codec is not None and cfg.stratify else None, seed + 2, notes,
+                           "subsample")
+        report["subsample"] = {"rows_before": len(train_df), "rows_after": int(len(keep))}
+        parts["train"] = (train_df.iloc[keep], y_train[keep])
+    return before
 
 
 # --------------------------------------------------------------------------------------------- arrays

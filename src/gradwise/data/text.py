@@ -304,16 +304,8 @@ def check_text_columns(frame: pd.DataFrame, text: list[str], features: list[str]
 def load_text_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, binary: bool) -> DataBundle:
     """`load_data` for a table with data.text: clean, split and subsample as tables are, then tokenize."""
     from gradwise.data import cleaning
-    from gradwise.data.prepare import (
-        SPLITS,
-        _assemble,
-        _codec,
-        _counts_by_name,
-        _keep_classes,
-        infer_task,
-    )
-    from gradwise.data.preprocess import LabelCodec, Preprocessor
-    from gradwise.data.sampling import split_plan, subsample_count, take
+    from gradwise.data.prepare import SPLITS, _assemble, clean_rows, split_rows, subsample_train, task_and_targets
+    from gradwise.data.preprocess import Preprocessor
 
     text = list(cfg.text or [])
     notes: list[str] = []
@@ -338,74 +330,17 @@ def load_text_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | No
     frames = {k: f[[*text, *targets]].copy() for k, f in frames.items()}
     report["rows_loaded"] = {k: len(f) for k, f in frames.items()}
 
-    dropped = {"target_missing": 0, "duplicates": 0, "missing": 0}
-    for key, f in frames.items():
-        f = cleaning.strip_labels(f, targets)
-        no_target = f[targets].isna().any(axis=1)
-        dropped["target_missing"] += int(no_target.sum())
-        f = f[~no_target]
-        if cfg.drop_duplicates:
-            f, n = cleaning.drop_duplicate_rows(f)
-            dropped["duplicates"] += n
-        if cfg.missing == "drop":  # a row without any text: dropped; otherwise it is an empty text
-            empty = f[text].isna().all(axis=1)
-            dropped["missing"] += int(empty.sum())
-            f = f[~empty]
-        if f.empty:
-            raise DataError(f"no rows of the {'training data' if key == 'data' else key + ' data'} are left after "
-                            f"cleaning (dropped: {dropped}).")
-        frames[key] = f
-    report["rows_dropped_target_missing"] = dropped["target_missing"]
-    report["duplicates_dropped"] = dropped["duplicates"]
+    # ---- stateless cleaning, task and targets, split and subsample: the steps of any table (data/prepare.py)
+    def without_text(f: pd.DataFrame) -> tuple[pd.DataFrame, int]:  # data.missing=drop: a row without any text
+        empty = f[text].isna().all(axis=1)  # (a row with some text keeps the missing cells as empty text)
+        return f[~empty], int(empty.sum())
+
+    dropped = clean_rows(cfg, frames, targets, report, drop_missing=without_text)
     report["rows_dropped_without_text"] = dropped["missing"]
-
-    main = frames["data"]
-    task_notes: dict[str, Any] = {}
-    task = infer_task(main[targets[0]], src.task, len(targets) > 1, task_notes)
-    report["task"] = task
-    report.update(task_notes)
-    codec: LabelCodec | None = None
-    if task == "classification":
-        codec = _codec(pd.concat([f[targets[0]] for f in frames.values()]).tolist(), src.class_names)
-        ys = {k: codec.encode(f[targets[0]], where=f"target column {targets[0]!r}") for k, f in frames.items()}
-    else:
-        ys = {}
-        for k, f in frames.items():
-            vals = f[targets].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            if not np.isfinite(vals).all():
-                raise DataError(f"the regression target {targets} has non-numeric or infinite values; fix or remove "
-                                "them, or set data.options.task=classification if the target is a label.")
-            ys[k] = (vals[:, 0] if len(targets) == 1 else vals).astype(np.float32)
-    if cfg.classes is not None:
-        codec, keep = _keep_classes(cfg, codec, ys, src.name, report)
-        frames = {k: f[keep[k]] for k, f in frames.items()}
-        main = frames["data"]
-
-    split_report: dict[str, Any] = {"stratified": bool(task == "classification" and cfg.stratify)}
-    if src.split_origin != "fraction":
-        for split in ("val", "test"):
-            if split in frames:
-                split_report[split] = src.split_origin
-    tr, va, te = split_plan(len(main), ys["data"] if split_report["stratified"] else None, cfg, seed, fold,
-                            fixed_val=len(frames["val"]) if "val" in frames else None,
-                            fixed_test=len(frames["test"]) if "test" in frames else None, notes=notes,
-                            split_report=split_report)
-    parts: dict[str, tuple[pd.DataFrame, np.ndarray] | None] = {"train": (main.iloc[tr], ys["data"][tr])}
-    for split, idx in (("val", va), ("test", te)):
-        parts[split] = (main.iloc[idx], ys["data"][idx]) if idx is not None else (
-            (frames[split], ys[split]) if split in frames else None)
-    report["split"] = split_report
+    task, codec, ys = task_and_targets(cfg, src, frames, report)
+    parts, split_report = split_rows(cfg, src, frames, ys, task, seed, fold, notes, report)
+    before = subsample_train(cfg, parts, codec, seed, notes, report)
     train_df, y_train = parts["train"]  # type: ignore[misc]
-    before = _counts_by_name(y_train, codec) if codec is not None else None
-    if cfg.subsample is not None:
-        k = subsample_count(cfg.subsample, len(train_df))
-        keep_rows = np.arange(len(train_df))
-        if k < len(train_df):
-            _, keep_rows = take(keep_rows, k, y_train if codec is not None and cfg.stratify else None, seed + 2, notes,
-                                "subsample")
-        report["subsample"] = {"rows_before": len(train_df), "rows_after": int(len(keep_rows))}
-        train_df, y_train = train_df.iloc[keep_rows], y_train[keep_rows]
-        parts["train"] = (train_df, y_train)
 
     # ---- the tokenizer: trained on the training texts only
     encoder, text_report = TextEncoder.fit(join_texts(train_df, text), cfg.tokenizer, text)
