@@ -469,3 +469,17 @@ def test_ddp_preflight_runs_once_and_equals_one_process(tmp_path: Path) -> None:
     found = [json.loads(line) for line in (tmp_path / "two" / "findings.jsonl").read_text().splitlines()]
     pre = [(f["code"], f["severity"], f["message"]) for f in found if f["epoch"] == 0]
     assert sorted(pre) == sorted(map(tuple, single["pre"]))
+
+
+@pytest.mark.slow
+def test_doctor_repair_on_two_processes(tmp_path: Path) -> None:
+    """A diverging run with doctor.repair=true on 2 processes: rank 0 decides each repair, both processes carry it
+    out (rank 1, which has no run directory, keeps no bookkeeping and writes nothing), and the run completes."""
+    r = gw("train", *TINY, "optim.name=sgd", "optim.lr=30", "train.clip_grad=null", "doctor.repair=true",
+           "train.epochs=4", "--out", "run", "--nproc", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = summary(tmp_path / "run")
+    assert s["status"] == "completed" and s["doctor"]["repairs"] >= 1
+    assert len(s["actions"]) == s["doctor"]["repairs"]  # each repair once, not once per process
+    events = [json.loads(line) for line in (tmp_path / "run" / "steps.jsonl").read_text().splitlines()]
+    assert len([e for e in events if "event" in e]) == s["doctor"]["repairs"]
