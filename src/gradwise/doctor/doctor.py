@@ -179,18 +179,21 @@ class Doctor(Callback):
                 self.probe_x = tr[0][idx.to(tr[0].device)].to(trainer.device)
                 self.probe_y = tr[1][idx.to(tr[1].device)].to(trainer.device)
         elif self.cfg.preflight and not trainer.resumed:
+            dist_ = getattr(trainer, "dist", None)
+
             def preflight() -> tuple[dict[str, Any], Any, Any, list[dict[str, Any]], bool]:
                 pre = Preflight(model, trainer.loss_fn, trainer.train_loader, trainer.val_loader,
                                 trainer.test_loader, trainer.device, trainer.forward, self.task, self.bundle,
                                 sampler_weights=loader_weights, disabled=self.disabled, thresholds=self.t)
                 pre.run()
-                return (pre.facts.to_dict(), _to_cpu(pre.probe_x), _to_cpu(pre.probe_y),
+                # sent to the other processes through the CPU (each moves it to its own device)
+                move = _to_cpu if dist_ is not None else (lambda x: x)
+                return (pre.facts.to_dict(), move(pre.probe_x), move(pre.probe_y),
                         [f.to_dict() for f in pre.findings], pre.halt)
 
             # data-parallel: the pre-flight reads whole splits (the same on every process), so it runs once, on
             # rank 0, and every process takes its facts, probe batch, findings and halt decision (an error there is
             # raised on every process); one process: run it here
-            dist_ = getattr(trainer, "dist", None)
             facts, px, py, found, halt = preflight() if dist_ is None else dist_.read_on_main(preflight)
             self.facts = Facts.from_dict(facts)
             self.probe_x, self.probe_y = _to(px, trainer.device), _to(py, trainer.device)
