@@ -384,3 +384,102 @@ def test_one_process_run_resumes_on_two(tmp_path: Path) -> None:
     assert s["status"] == "completed" and s["processes"] == 2 and s["resumed"]
     steps = [r["step"] for r in rows(tmp_path / "run")]
     assert steps == [7, 14, 18]  # 7 steps of 16 rows per epoch, then 4 of 2 x 16
+
+
+DOCTOR_SCRIPT = '''
+import json
+import sys
+
+from sklearn.datasets import load_iris
+import torch
+from torch import nn
+
+import gradwise
+from gradwise.doctor.doctor import Doctor
+from gradwise.doctor.preflight import Preflight
+
+calls = []
+real_run = Preflight.run
+
+
+def run(self):
+    calls.append(1)
+    real_run(self)
+
+
+seen = {}
+real_end = Doctor.on_fit_end
+
+
+def on_fit_end(self, trainer, summary):
+    real_end(self, trainer, summary)
+    seen.update(pre=[(f.code, f.severity, f.message) for f in self.findings if f.epoch == 0],
+                facts=self.facts.to_dict(), acts=self.activations, repairs=self.repairs,
+                eval_loss=[r.get("train_loss_eval_mode") for r in trainer.history],
+                rank=trainer.dist.rank if trainer.dist is not None else None)
+
+
+Preflight.run, Doctor.on_fit_end = run, on_fit_end
+X, y = load_iris(return_X_y=True)
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 3))
+# 20 of the 50 validation rows are training rows (a leak the pre-flight reports), unscaled inputs
+gradwise.fit(model, (X[:120], y[:120]), val=(X[100:], y[100:]), loss="cross_entropy", epochs=3,
+             batch_size=int(sys.argv[2]), out=sys.argv[1], progress="none", threads=1, seed=0)
+print("DOCTOR", json.dumps({**seen, "preflight_runs": len(calls)}))
+'''
+
+
+def _doctor_seen(out: str) -> list[dict]:
+    return sorted((json.loads(line[len("DOCTOR "):]) for line in out.splitlines() if line.startswith("DOCTOR ")),
+                  key=lambda d: d["rank"] if d["rank"] is not None else -1)
+
+
+@pytest.mark.slow
+def test_ddp_preflight_runs_once_and_equals_one_process(tmp_path: Path) -> None:
+    """Under DDP the pre-flight runs on rank 0 alone; every process gets its findings and facts, which equal a
+    one-process run's on the same data; the epoch-end activation statistics (each process measures its share of
+    the probe rows) and eval-mode loss equal the one-process ones over the whole probe batch."""
+    script = tmp_path / "train.py"
+    script.write_text(DOCTOR_SCRIPT)
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one"), "32"], capture_output=True, text=True,
+                         cwd=tmp_path, env=_env(), timeout=240)
+    assert one.returncode == 0, one.stdout + one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          str(script), str(tmp_path / "two"), "16"], capture_output=True, text=True, cwd=tmp_path,
+                         env=_env(), timeout=240)
+    assert two.returncode == 0, two.stdout + two.stderr
+    [single] = _doctor_seen(one.stdout)
+    ranks = _doctor_seen(two.stdout)
+    assert [d["rank"] for d in ranks] == [0, 1]
+    assert single["preflight_runs"] == 1 and [d["preflight_runs"] for d in ranks] == [1, 0]
+    assert any(code == "data_leakage" for code, _, _ in single["pre"]), single["pre"]
+    for d in ranks:
+        assert d["pre"] == single["pre"]
+        assert d["facts"] == single["facts"]
+        assert len(d["acts"]) == len(single["acts"]) == 3
+        for mine, theirs in zip(d["acts"], single["acts"], strict=True):
+            assert mine.keys() == theirs.keys()
+            for layer in mine:
+                for key, value in theirs[layer].items():
+                    want = pytest.approx(value, rel=1e-4, abs=1e-5) if isinstance(value, float) else value
+                    assert mine[layer][key] == want, (layer, key)
+        assert d["eval_loss"] == pytest.approx(single["eval_loss"], rel=1e-4)
+    # one run directory: the pre-flight findings are recorded once
+    found = [json.loads(line) for line in (tmp_path / "two" / "findings.jsonl").read_text().splitlines()]
+    pre = [(f["code"], f["severity"], f["message"]) for f in found if f["epoch"] == 0]
+    assert sorted(pre) == sorted(map(tuple, single["pre"]))
+
+
+@pytest.mark.slow
+def test_doctor_repair_on_two_processes(tmp_path: Path) -> None:
+    """A diverging run with doctor.repair=true on 2 processes: rank 0 decides each repair, both processes carry it
+    out (rank 1, which has no run directory, keeps no bookkeeping and writes nothing), and the run completes."""
+    r = gw("train", *TINY, "optim.name=sgd", "optim.lr=30", "train.clip_grad=null", "doctor.repair=true",
+           "train.epochs=4", "--out", "run", "--nproc", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = summary(tmp_path / "run")
+    assert s["status"] == "completed" and s["doctor"]["repairs"] >= 1
+    assert len(s["actions"]) == s["doctor"]["repairs"]  # each repair once, not once per process
+    events = [json.loads(line) for line in (tmp_path / "run" / "steps.jsonl").read_text().splitlines()]
+    assert len([e for e in events if "event" in e]) == s["doctor"]["repairs"]

@@ -400,3 +400,36 @@ def test_no_import_cycles_and_no_empty_packages() -> None:
 def test_a_finding_made_from_the_enum_is_a_plain_string_code() -> None:
     found = curve_findings(_rows([1.0, 0.4, 0.3, 0.61, 0.62]), FACTS)
     assert found and all(type(f.code) is str for f in found)  # findings.jsonl, YAML and reprs as before
+
+
+# --------------------------------------------------------------------------------------------- text runs
+
+
+def _text_preflight(disabled: tuple[str, ...] = (), **overrides: float) -> list[Finding]:
+    """Pre-flight on iris rows with a text run's data report: training tokens 6 points more often unknown than the
+    test tokens (a tokenizer fitted on the test rows), test texts 30 points more often cut than training's."""
+    import types
+
+    import torch
+    from sklearn.datasets import load_iris
+
+    x, y = load_iris(return_X_y=True)
+    loader = types.SimpleNamespace(x=torch.tensor(x, dtype=torch.float32), y=torch.tensor(y))
+    report = {"text": {"by_split": {"train": {"oov_rate": 0.08, "truncated": 0.05},
+                                    "test": {"oov_rate": 0.02, "truncated": 0.35}}}}
+    torch.manual_seed(0)
+    pre = Preflight(torch.nn.Linear(4, 3), torch.nn.CrossEntropyLoss(), loader, None, None, torch.device("cpu"),
+                    task="classification", bundle=types.SimpleNamespace(report=report),
+                    thresholds=configured(overrides), disabled=disabled)
+    pre.run()
+    return [f for f in pre.findings if "texts" in f.message]
+
+
+def test_text_split_check_is_declared_switchable_and_reads_its_thresholds() -> None:
+    assert checks.REGISTRY["text_splits"].stage == "preflight"
+    found = _text_preflight()
+    assert [f.severity for f in found] == ["warning", "info"], found  # the OOV gap and the truncation gap
+    assert "knows the test texts better" in found[0].message
+    assert _text_preflight(disabled=("text_splits",)) == []
+    assert [f.severity for f in _text_preflight(text_train_oov_excess=0.1)] == ["info"]
+    assert [f.severity for f in _text_preflight(text_truncation_gap=0.5)] == ["warning"]

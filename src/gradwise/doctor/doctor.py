@@ -179,17 +179,29 @@ class Doctor(Callback):
                 self.probe_x = tr[0][idx.to(tr[0].device)].to(trainer.device)
                 self.probe_y = tr[1][idx.to(tr[1].device)].to(trainer.device)
         elif self.cfg.preflight and not trainer.resumed:
-            pre = Preflight(model, trainer.loss_fn, trainer.train_loader, trainer.val_loader, trainer.test_loader,
-                            trainer.device, trainer.forward, self.task, self.bundle, sampler_weights=loader_weights,
-                            disabled=self.disabled,
-                            thresholds=self.t)
-            pre.run()
-            self.facts = pre.facts
-            self.probe_x, self.probe_y = pre.probe_x, pre.probe_y
-            for f in pre.findings:
+            dist_ = getattr(trainer, "dist", None)
+
+            def preflight() -> tuple[dict[str, Any], Any, Any, list[dict[str, Any]], bool]:
+                pre = Preflight(model, trainer.loss_fn, trainer.train_loader, trainer.val_loader,
+                                trainer.test_loader, trainer.device, trainer.forward, self.task, self.bundle,
+                                sampler_weights=loader_weights, disabled=self.disabled, thresholds=self.t)
+                pre.run()
+                # sent to the other processes through the CPU (each moves it to its own device)
+                move = _to_cpu if dist_ is not None else (lambda x: x)
+                return (pre.facts.to_dict(), move(pre.probe_x), move(pre.probe_y),
+                        [f.to_dict() for f in pre.findings], pre.halt)
+
+            # data-parallel: the pre-flight reads whole splits (the same on every process), so it runs once, on
+            # rank 0, and every process takes its facts, probe batch, findings and halt decision (an error there is
+            # raised on every process); one process: run it here
+            facts, px, py, found, halt = preflight() if dist_ is None else dist_.read_on_main(preflight)
+            self.facts = Facts.from_dict(facts)
+            self.probe_x, self.probe_y = _to(px, trainer.device), _to(py, trainer.device)
+            findings = [Finding.from_dict(d) for d in found]
+            for f in findings:
                 self.report(trainer, f)
-            if pre.halt and self.cfg.halt_on_error:
-                errors = [f for f in pre.findings if f.severity == "error"]
+            if halt and self.cfg.halt_on_error:
+                errors = [f for f in findings if f.severity == "error"]
                 trainer.should_stop = True
                 trainer.status_override = "failed"
                 trainer.stop_reason = f"doctor pre-flight: {errors[0].message if errors else 'cannot train'}"
@@ -380,6 +392,12 @@ class Doctor(Callback):
 
     def _repair(self, trainer: Trainer, request: repair.RepairRequest) -> None:
         """Carry out a repair decision: the doctor's own bookkeeping, then the loop's request_rollback."""
+        dist_ = getattr(trainer, "dist", None)
+        if dist_ is not None and not dist_.is_main:
+            # data-parallel: rank 0's decision is the run's (Distributed.agree sends its rollback to every process);
+            # another process keeps no repair bookkeeping of its own, and its doctor does not stop the run where
+            # rank 0's repairs it (when rank 0 has no repair left it stops, and the agreement stops everyone)
+            return
         code = request.finding
         self.repairs += 1
         self._cut_lr = self._cut_lr or (request.lr_factor is not None and request.lr_factor < 1)
@@ -436,13 +454,27 @@ class Doctor(Callback):
         # the eval-mode loss on training rows is logged for every model: a module can behave differently in
         # eval() without being a known BatchNorm/Dropout (e.g. a hand-written dropout)
         model = trainer.model
+        px, py, rows = self.probe_x, self.probe_y, None
+        dist_ = getattr(trainer, "dist", None)
+        sliced = (dist_ is not None and dist_.world > 1 and isinstance(px, torch.Tensor)
+                  and isinstance(py, torch.Tensor) and len(px) >= dist_.world)
+        if sliced:  # data-parallel: each process measures its share of the probe rows (the same batch everywhere)
+            assert dist_ is not None
+            px, py = torch.tensor_split(px, dist_.world)[dist_.rank], torch.tensor_split(py, dist_.world)[dist_.rank]
+            rows = len(px)
         try:
             with preserved(model, mode=False, all_rngs=False), torch.no_grad(), trainer.autocast():
-                out, stats = self._acts.measure(model, self.probe_x, trainer.forward)
-                e = float(trainer.loss_fn(out, self.probe_y))
-                logs["train_loss_eval_mode"] = e if math.isfinite(e) else str(e)
+                out, stats = self._acts.measure(model, px, trainer.forward)
+                e = float(trainer.loss_fn(out, py))
         except Exception:
+            e, stats = None, None
+        if sliced:  # ... and the statistics are combined, so that they describe the whole probe batch
+            assert dist_ is not None
+            e, stats = _combine(dist_.all_gather_object((e, _stats_to_cpu(stats), rows) if stats is not None
+                                                        else None), bool(self.facts and self.facts.sum_reduced))
+        if e is None or stats is None:
             return
+        logs["train_loss_eval_mode"] = e if math.isfinite(e) else str(e)
         row: dict[str, dict[str, float]] = {}
         for name, s in stats.items():
             if s["kind"] == "relu":
@@ -606,6 +638,46 @@ class Doctor(Callback):
         self._cut_lr = bool(state.get("cut_lr", False))
         if facts is not None:
             self.facts = facts
+
+
+def _stats_to_cpu(stats: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
+            for name, s in stats.items()}
+
+
+def _combine(parts: list[Any], sum_reduced: bool) -> tuple[float | None, dict[str, dict[str, Any]] | None]:
+    """The eval-mode loss and activation statistics of the whole probe batch from each process's share of its rows:
+    a unit is dead when it fired on no process's rows, a saturated share is the row-weighted mean of the shares,
+    the loss the row-weighted mean (a summed loss: the sum). (None, None) when a process could not measure."""
+    if any(p is None for p in parts) or len({tuple(p[1]) for p in parts}) != 1:
+        return None, None
+    total = sum(p[2] for p in parts)
+    losses = [p[0] for p in parts]
+    loss = sum(losses) if sum_reduced else sum(v * p[2] for v, p in zip(losses, parts, strict=True)) / total
+    stats: dict[str, dict[str, Any]] = {}
+    for name, s in parts[0][1].items():
+        if s["kind"] == "relu":
+            dead = torch.stack([p[1][name]["dead"] for p in parts]).all(dim=0)
+            stats[name] = {**s, "dead": dead}
+        else:
+            sat = sum(p[1][name]["saturated"] * p[2] for p in parts) / total
+            stats[name] = {**s, "saturated": sat}
+    return loss, stats
+
+
+def _to_cpu(x: Any) -> Any:
+    """A probe batch (a tensor, or a tuple/list/dict of them) on the CPU, to send to the other processes."""
+    return _to(x, torch.device("cpu"))
+
+
+def _to(x: Any, device: torch.device) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.to(device)
+    if isinstance(x, tuple | list):
+        return type(x)(_to(v, device) for v in x)
+    if isinstance(x, dict):
+        return {k: _to(v, device) for k, v in x.items()}
+    return x
 
 
 # adaptive optimizers whose `weight_decay` is an L2 term added to the gradient (then rescaled per coordinate)

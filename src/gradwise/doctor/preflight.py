@@ -283,7 +283,7 @@ class Preflight:
         self._run("nonfinite_data", x, y)
         if self.halt:
             return
-        self.findings += text_split_findings(self.bundle)  # text runs: OOV/truncation gaps between splits
+        self._run("text_splits")  # text runs: OOV/truncation gaps between splits (no tensors needed)
         idx = subsample(len(y), self.t.probe_rows)
         px, py = x[idx.to(x.device)], y[idx.to(y.device)]
         px, py = px.to(self.device), py.to(self.device)
@@ -338,6 +338,10 @@ class Preflight:
                 self._run("first_gradients", loss)
 
     # -- data ------------------------------------------------------------------------------------------
+
+    def check_text_splits(self) -> None:
+        """A text run's splits tokenized unlike each other (doctor/text_checks.py)."""
+        self.findings += text_split_findings(self.bundle, self.t)
     def check_values(self, x: torch.Tensor, y: torch.Tensor) -> None:
         for what, t in (("inputs", x), ("targets", y)):
             if t.is_floating_point():

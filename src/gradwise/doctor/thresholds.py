@@ -81,6 +81,15 @@ class PreflightThresholds:
     near_copy_budget: float = 3e8  # val rows x training rows x features compared at most (~10-20 ms on one core)
     split_min_rows: int = 50  # fewer rows in a split: its means and spreads are too noisy to compare
     range_miss: float = 0.05  # share of regression targets the final activation cannot reach
+    # Text runs (data.text): the out-of-vocabulary (OOV) and truncated shares of each split, measured when tokenizing.
+    # A tokenizer fitted on the training split leaves (almost) no training token unknown and a few % of val/test's.
+    # A training OOV rate 2 points above a val/test split's: the vocabulary was built from other text (a
+    # data.tokenizer.file fitted on the test rows, or on another data set).
+    text_train_oov_excess: float = 0.02
+    # val/test OOV 50 points above training's: text of another kind (language, domain). High, because a word-level
+    # vocabulary from a few hundred texts leaves 20-25% of new texts' words unknown (SMS Spam, 280 texts).
+    text_oov_gap: float = 0.5
+    text_truncation_gap: float = 0.2  # a split's share of texts cut to max_length 20 points above training's
     probe_rows: int = 128  # the fixed batch of training rows the pre-flight and every epoch-end probe run on
 
 

@@ -90,7 +90,8 @@ class StepLog(Callback):
             doctor.probe_sink = self.probe
 
     def on_epoch_start(self, trainer: Trainer) -> None:
-        if len(trainer.actions) != self._n_actions:
+        # not on the other processes of a data-parallel run (no directory): they carry out rank 0's repairs too
+        if self._dir is not None and len(trainer.actions) != self._n_actions:
             self._actions(trainer)
 
     def on_batch_end(self, trainer: Trainer) -> None:

@@ -115,6 +115,17 @@ class SplitStructure(PreflightCheck):
 
 
 @register
+class TextSplits(PreflightCheck):
+    name = "text_splits"
+    code = Code.TRAIN_EVAL_MISMATCH
+    family = "splits"
+    measures = ("a text run's out-of-vocabulary and truncated shares per split: more unknown training tokens than "
+                "val/test ones (a tokenizer fitted on other text), far more unknown or cut val/test texts")
+    thresholds = ("text_train_oov_excess", "text_oov_gap", "text_truncation_gap")
+    runs_in = "Preflight.check_text_splits"
+
+
+@register
 class NormBatch(PreflightCheck):
     name = "norm_batch"
     code = Code.TRAIN_EVAL_MISMATCH
