@@ -142,6 +142,8 @@ def main() -> None:
     if rank == 0:
         args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     if world > 1:
+        # every rank done before any tears down: a Gloo peer that exits first makes the other abort (SIGABRT)
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -1,27 +1,35 @@
-"""Data-parallel scaling: 1 process against 2 (DDP), the same global batch, the same run otherwise.
+"""Data-parallel scaling: 1 process against 2 (DDP), the same global batch, against a hand-written torch loop.
 
 CPU (always): `gradwise train` with one torch thread, against `gradwise train --nproc 2` (Gloo, one thread per
 process: torchrun sets OMP_NUM_THREADS=1), on digits with an MLP wide enough that compute dominates (3 hidden
-layers of 1024: 2.2M parameters, ~0.8 GFLOP per step of 64 rows), global batch 64 (2 x 32 in DDP). Interleaved
-repeats; the medians of
+layers of 1024: 2.2M parameters, ~0.8 GFLOP per step of 64 rows), global batch --global-batch (default 64: 2 x 32
+in DDP). The baseline: the same run in bench/ddp_raw_loop.py, a plain torch DDP loop (the same model, data,
+AdamW and LR, per-rank shards of each global batch) launched with `python -m torch.distributed.run --standalone
+--nproc-per-node N`, as `--nproc N` launches gradwise. The four (loop, processes) runs are interleaved in each
+repeat (the order of the loops alternating), and the script prints the medians of
 
 * steps per second over the epochs (metrics.jsonl `seconds`: the steps and the validation pass; start-up, the
   process launch and imports are not in it, and are printed apart as wall time),
 * time to accuracy: the summed epoch seconds until val_accuracy first reaches --target,
 
-and the scaling efficiency, (steps/s with 2 processes) / (2 x steps/s with 1): 1.0 is perfect scaling (twice the
-rows per second); the gradient all-reduce (8.8 MB per step) and the step's agreement all-reduces take the rest.
+then gradwise / hand-written steps/s on 1 and on 2 processes (1.0: gradwise adds nothing to the step), and each
+loop's scaling efficiency, (steps/s with 2 processes) / (2 x steps/s with 1): 1.0 is perfect scaling (twice the
+rows per second); the gradient all-reduce (8.8 MB per step) takes the rest, and gradwise's step also its
+agreement all-reduces. Where the hand-written loop does not scale either, the limit is the machine's Gloo
+all-reduce (or its cores), not gradwise.
 
-GPU (when CUDA devices are there): the same on 1 GPU against min(2, GPUs) GPUs with NCCL, bf16 autocast, fused
-AdamW (gradwise's defaults on a GPU), find_unused_parameters off and DDP's default 25 MB buckets (gradwise's DDP
-settings), a larger model and batch so that a step is not all launch overhead. With one GPU only the single-GPU
-figure is printed (two processes on one GPU measure nothing useful). Marked `gpu` in tests: not run on CPU CI.
+GPU (--gpu, when CUDA devices are there): the same on 1 GPU against min(2, GPUs) GPUs with NCCL, bf16 autocast,
+fused AdamW (gradwise's defaults on a GPU; the hand-written loop does the same), find_unused_parameters off and
+DDP's default 25 MB buckets (gradwise's DDP settings), a larger model and batch (mnist1d, 3 x 4096, global batch
+1024) so that a step is not all launch overhead. With one GPU only the single-GPU figures and their ratio are
+printed (two processes on one GPU measure nothing useful). Marked `gpu` in tests: not run on CPU CI.
 
-    python bench/ddp_scaling.py                       # CPU, 3 interleaved repeats
-    python bench/ddp_scaling.py --repeats 5 --epochs 8 --target 0.95
+    python bench/ddp_scaling.py                       # CPU, 3 interleaved repeats, global batch 64
+    python bench/ddp_scaling.py --repeats 5 --epochs 20 --global-batch 512
     python bench/ddp_scaling.py --gpu                 # the GPU comparison too (needs CUDA)
 
-Run it on a quiet machine: two processes of one thread need two free cores, and a loaded machine shows the load.
+Run it on a quiet machine: two processes of one thread need two free cores, and a loaded machine shows the load
+(the script prints the load average at the start and after each comparison).
 """
 
 from __future__ import annotations
@@ -54,7 +62,9 @@ def launch(cmd: list[str], metrics: Path, threads_env: dict[str, str]) -> dict:
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **threads_env})
     wall = time.perf_counter() - t0
     if done.returncode != 0:
-        raise SystemExit(f"run failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[-2000:]}")
+        # the first lines name the failing rank's error; torchrun's own summary is at the end
+        raise SystemExit(f"run failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[:3000]}\n...\n"
+                         f"{done.stderr[-1500:]}")
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
     seconds = sum(r["seconds"] for r in rows)
     return {"steps_per_s": rows[-1]["step"] / seconds, "epoch_s": seconds / len(rows), "wall_s": wall,
