@@ -94,7 +94,8 @@ def time_to(rows: list[dict], target: float) -> float | None:
     total = 0.0
     for r in rows:
         total += r["seconds"]
-        if r.get("val_accuracy", 0.0) >= target:
+        # accuracies are float32 fractions (171/180 is logged as 0.94999999): 1e-6 of slack, or 0.95 is never reached
+        if r.get("val_accuracy", 0.0) >= target - 1e-6:
             return total
     return None
 
