@@ -237,8 +237,10 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None:
 def test_sigterm_to_the_launcher_stops_both_processes_with_a_checkpoint(tmp_path: Path) -> None:
     """SIGTERM to `gradwise train --nproc 2` (as a scheduler sends it): torchrun passes it on, both processes stop
     at the same step, rank 0 saves one checkpoint and records `stopped`; exit status 143."""
+    # early stopping off: on a quiet machine iris converges and stops on its own before the signal is sent
     proc = subprocess.Popen([sys.executable, "-m", "gradwise", "train", *TINY, "train.epochs=500",
-                             "train.batch_size=8", "--out", "run", "--nproc", "2"], cwd=tmp_path, env=_env(),
+                             "train.early_stopping.enabled=false", "train.batch_size=8", "--out", "run", "--nproc",
+                             "2"], cwd=tmp_path, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "run" / "metrics.jsonl"
     deadline = time.monotonic() + 120
