@@ -225,7 +225,11 @@ class Distributed:
     def agree(self, trainer: Any) -> None:
         """After a step or an epoch: every process stops if any got a signal or was told to stop, and rolls back if
         rank 0's doctor asked for it (its decision is everyone's). One all-reduce of three numbers."""
-        flags = torch.tensor([float(self.pending_signal or 0), float(bool(trainer.should_stop)),
+        # A signal delivered while the all-reduce below blocks runs its handler when the call returns: only the
+        # signal this agreement sent is cleared, a later one waits for the next agreement (clearing it lost
+        # SIGTERMs that torchrun passes on to processes waiting in this very all-reduce).
+        sent = self.pending_signal
+        flags = torch.tensor([float(sent or 0), float(bool(trainer.should_stop)),
                               float(self.is_main and trainer._rollback is not None)], dtype=torch.float64)
         self._all_reduce(flags, dist.ReduceOp.MAX)
         signum, stop, rollback = (int(v) for v in flags.tolist())
@@ -235,7 +239,8 @@ class Distributed:
             trainer._signal = signum
             trainer.stop_reason = (f"received {signal.Signals(signum).name}: checkpoint saved, resume with "
                                    "--resume")
-        self.pending_signal = None
+        if sent is not None:
+            self.pending_signal = None
         if stop:
             # the stop's reason and status come from the first process that stopped (rare: once per run)
             states = self.all_gather_object((bool(trainer.should_stop), trainer.stop_reason, trainer.status_override))
