@@ -37,6 +37,12 @@ Adam L2 0.5 0.511; dropout 0.9 0.316 (0.558 without); 2-unit bottleneck 0.428; l
 val loss 0.656 -> 1.24 while train loss -> 3e-6; fraud balanced acc 0.5; NaN join: the run crashes in evaluation;
 no_grad encoder 0.288.
 
+First contact (bench/doctor_blind7_first_contact.txt, seed 7, 103 s on a loaded 2-core machine): 27/31 faulty cases
+hit, 0/8 false alarms. Missed: outcome_column_in_features (no finding at all), augmented_before_split (no finding
+at all), val_left_unscaled (label_problem instead), sorted_rows_no_shuffle (the right diagnosis, "rows sorted by
+label and the loader does not shuffle them", but under the code class_imbalance, where --list says the
+sample_order check raises train_eval_mismatch). Only this paragraph was added after the first contact.
+
 Scoring (case level): a faulty case is a HIT when its findings hold ANY of its acceptable
 codes at severity warning or error (info does not count); a healthy case is a FALSE ALARM when it has any warning
 or error finding; a run refused before training (an exception before the first epoch with no acceptable finding)
