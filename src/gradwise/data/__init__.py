@@ -31,7 +31,7 @@ def make_loaders_from_bundle(bundle: Any, cfg: RunConfig) -> tuple[Any, Any, Any
     bs = cfg.train.batch_size if cfg.train.batch_size != "auto" else REFERENCE_BATCH
     x, y = bundle.train
     weights = getattr(bundle, "sample_weights", None)
-    train = TensorLoader(x, y, bs, shuffle=True, seed=cfg.seed, weights=weights)
+    train = TensorLoader(x, y, bs, shuffle=True, seed=cfg.seed, weights=weights, drop_single=True)
     val, test = (None if split is None else TensorLoader(*split, eval_batch_size(bs, split[0]), shuffle=False)
                  for split in (bundle.val, bundle.test))
     return train, val, test

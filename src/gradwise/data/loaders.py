@@ -59,7 +59,7 @@ class TensorLoader:
     """Mini-batches of in-memory tensors by index slicing; optionally weighted sampling with replacement."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool, seed: int = 0,
-                 drop_last: bool = False, weights: torch.Tensor | None = None) -> None:
+                 drop_last: bool = False, weights: torch.Tensor | None = None, drop_single: bool = False) -> None:
         if len(x) != len(y):
             raise DataError(f"features have {len(x)} rows but targets have {len(y)}; give one target per row.")
         if len(x) == 0:
@@ -69,6 +69,9 @@ class TensorLoader:
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last and len(x) > batch_size
+        # A last training batch of ONE row is left out of the epoch: BatchNorm cannot normalize a single row (torch
+        # raises) and its gradient is one row's noise; the rows are reshuffled every epoch, none is lost for good.
+        self.drop_single = drop_single
         self.weights = weights
         self.epoch = 0
         self.skip = 0
@@ -111,7 +114,9 @@ class TensorLoader:
                 start, end = block(n, self.world, self.rank)
                 return -(-(end - start) // self.batch_size)
             return global_batches(n, self.batch_size, self.world, self.drop_last)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        if self.drop_last or (self.drop_single and n > self.batch_size and n % self.batch_size == 1):
+            return n // self.batch_size
+        return -(-n // self.batch_size)
 
     def _order(self) -> torch.Tensor | None:
         g = epoch_generator(self.seed, self.epoch)

@@ -93,7 +93,7 @@ def _classification(pred: dict[str, Any]) -> tuple[str, int]:
                  f"</tr>{rows}<tr class='tot'><td>macro average</td><td>{mp:.3f}</td><td>{mr:.3f}</td><td>{mf:.3f}</td>"
                  f"<td>{len(y)}</td></tr><tr class='tot'><td>accuracy</td><td colspan='4'>{acc:.4f}</td></tr></table>")
     plots = 1
-    if len(names) == 2 and len(np.unique(y)) == 2:
+    if len(names) == 2 and len(np.unique(y)) == 2 and np.isfinite(proba[:, 1]).all():  # no curve from NaN scores
         score = proba[:, 1]
         fpr, tpr, _ = roc_curve(y, score)
         auc = roc_auc_score(y, score)

@@ -93,12 +93,13 @@ def classification_metrics(pred: torch.Tensor, target: torch.Tensor, n_classes: 
 
 
 def binary_auroc(score: torch.Tensor, target: torch.Tensor) -> float | None:
-    """Area under the ROC curve of a real-valued score for class 1 (None when the targets hold one class only,
-    where it is undefined). scikit-learn's roc_auc_score: exact, ties handled as it does."""
+    """Area under the ROC curve of a real-valued score for class 1 (None when the targets hold one class only, or
+    when a score is NaN/inf — a diverged model or NaN inputs — where it is undefined). scikit-learn's roc_auc_score:
+    exact, ties handled as it does."""
     from sklearn.metrics import roc_auc_score
 
     y = target.reshape(-1).cpu().numpy()
-    if y.size == 0 or (y == y[0]).all():
+    if y.size == 0 or (y == y[0]).all() or not bool(torch.isfinite(score).all()):
         return None
     return float(roc_auc_score(y, score.reshape(-1).double().cpu().numpy()))
 
