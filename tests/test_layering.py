@@ -95,7 +95,6 @@ def test_no_module_level_import_cycles() -> None:
     assert _cycles(_graph(top_level_only=True)) == []
 
 
-@pytest.mark.xfail(strict=True, reason="doctor.preflight imports doctor.checks lazily")
 def test_doctor_has_no_hidden_import_cycles() -> None:
     """Inside the doctor even function-level imports form no cycle (the checks package imports the measuring
     step, never the other way round)."""

@@ -14,6 +14,7 @@ from gradwise.doctor.checks.activations import ActivationFacts, RegularizationFa
 from gradwise.doctor.checks.curves import CurveFacts
 from gradwise.doctor.checks.steps import StepFacts
 from gradwise.doctor.evidence import _finite
+from gradwise.doctor.facts import Facts
 from gradwise.doctor.findings import Finding
 from gradwise.doctor.measures import (  # noqa: F401 - re-exported
     _blew_up,
@@ -31,7 +32,6 @@ from gradwise.doctor.measures import (  # noqa: F401 - re-exported
     summarize_probes,
     update_ratio,
 )
-from gradwise.doctor.preflight import Facts
 from gradwise.doctor.probes import ProbeRecord
 from gradwise.doctor.thresholds import DEFAULT, Thresholds
 from gradwise.doctor.verdict import SUPERSEDES, explained, supersede  # noqa: F401 - re-exported

@@ -8,9 +8,9 @@ from typing import Any
 
 from gradwise.doctor.checks.base import Check, register
 from gradwise.doctor.evidence import _finite, _fits_no_better, _gap_evidence
+from gradwise.doctor.facts import Facts
 from gradwise.doctor.findings import LR_DOWN_SOME, Code, Finding, Fix
 from gradwise.doctor.measures import _first_reg_ratio
-from gradwise.doctor.preflight import Facts
 from gradwise.doctor.probes import ProbeRecord
 from gradwise.doctor.thresholds import Thresholds
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from gradwise.doctor.checks.base import Check, register
 from gradwise.doctor.evidence import _finite
+from gradwise.doctor.facts import Facts
 from gradwise.doctor.findings import (
     BATCH_UP,
     COSINE,
@@ -26,7 +27,6 @@ from gradwise.doctor.findings import (
     Finding,
     Fix,
 )
-from gradwise.doctor.preflight import Facts
 from gradwise.doctor.thresholds import Thresholds
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from gradwise.doctor.checks.base import Check, register
 from gradwise.doctor.evidence import _finite
+from gradwise.doctor.facts import Facts
 from gradwise.doctor.findings import CLIP, COSINE, DIVERGENCE_FIXES, HE_INIT, LR_DOWN, LR_UP, Code, Finding, Fix
 from gradwise.doctor.measures import (
     _blew_up,
@@ -24,7 +25,6 @@ from gradwise.doctor.measures import (
     max_rel_grad,
     update_ratio,
 )
-from gradwise.doctor.preflight import Facts
 from gradwise.doctor.probes import ProbeRecord
 from gradwise.doctor.thresholds import Thresholds
 
