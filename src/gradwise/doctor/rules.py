@@ -78,7 +78,7 @@ def probe_findings(records: list[ProbeRecord], facts: Facts | None, history: lis
     if len(records) < t.min_probes:
         return []
     s = StepFacts(records, facts, history, t, clipping=clipping, final=final)
-    return checks.run(checks.checks(stage="step"), s, t, disabled)
+    return checks.run([c for c in checks.checks(stage="step") if c.reads == "probes"], s, t, disabled)
 
 
 def activation_findings(rows: list[dict[str, dict[str, float]]], epoch: int | None, step: int | None,

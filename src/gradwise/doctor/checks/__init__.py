@@ -8,9 +8,8 @@ runner (`run`) calls every check of a stage the same guarded way: a bug in one c
 off; `gradwise doctor --list` prints the registry.
 
 The pre-flight checks (data, splits, wiring, init) read facts measured once before they run
-(doctor/preflight_facts.py); their order is declared in checks/preflight.py. The live checks (checks/live.py) are
-still carried out by the Doctor callback (`runs_in` names the method): they are listed, switched off by
-`doctor.disable` and guarded like the others.
+(doctor/preflight_facts.py); their order is declared in checks/preflight.py. The live checks (checks/live.py) read
+`LiveFacts` the Doctor callback measures from the trainer on the step a NaN appears or at an epoch end.
 """
 
 from gradwise.doctor.checks.base import (
