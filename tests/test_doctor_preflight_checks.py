@@ -126,6 +126,7 @@ def test_sample_order_single_class_batches(ordered: bool, bn: tuple[str, ...], e
     y = torch.arange(3).repeat_interleave(40)  # stored class by class
     f = facts(_x(120, 4), y, ordered=ordered, batch_size=10, batchnorm=bn)
     assert codes(run("sample_order", f)) == expected
+    assert run("sample_order", f, single_class_batches=1.01) == []  # every batch holds one class: 100% < 101%
 
 
 @pytest.mark.parametrize(("scale", "norm_first", "expected"), [
@@ -152,6 +153,7 @@ def test_leakage_edges() -> None:
     assert codes(run("leakage", f)) == [("data_leakage", "warning")]
     assert codes(run("leakage", f, leak_warn=0.11)) == [("data_leakage", "info")]
     assert codes(run("leakage", f, leak_info=0.11)) == []
+    assert codes(run("leakage", f, leak_unique=1.01)) == [("data_leakage", "info")]  # as if few distinct rows
 
 
 def test_near_copies_edges_and_identical_rows_left_to_leakage() -> None:
@@ -220,6 +222,7 @@ def test_text_splits_edges() -> None:
 @pytest.mark.parametrize(("bs", "expected"), [(7, [("train_eval_mismatch", "warning")]), (8, [])])
 def test_norm_batch_edges(bs: int, expected: list[tuple[str, str]]) -> None:
     assert codes(run("norm_batch", facts(batch_size=bs, batchnorm=("bn",)))) == expected
+    assert run("norm_batch", facts(batch_size=bs, batchnorm=("bn",)), norm_batch_min=bs) == []
 
 
 def test_sum_reduction_reports_the_measured_sum() -> None:
@@ -256,6 +259,7 @@ def test_wiring_broadcast_and_collapsed_layers() -> None:
 @pytest.mark.parametrize(("diff", "expected"), [(2e-4, [("train_eval_mismatch", "warning")]), (5e-5, [])])
 def test_eval_determinism_edges(diff: float, expected: list[tuple[str, str]]) -> None:
     assert codes(run("eval_determinism", facts(eval_difference=(diff, 1.0)))) == expected
+    assert run("eval_determinism", facts(eval_difference=(diff, 1.0)), eval_difference=diff) == []
 
 
 # ------------------------------------------------------------------------------------------------ init

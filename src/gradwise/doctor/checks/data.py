@@ -156,6 +156,7 @@ class SampleOrder(PreflightCheck):
     also = (Code.CLASS_IMBALANCE,)
     family = "data"
     measures = "batches of one class each: a loader that does not shuffle rows stored sorted by label"
+    thresholds = ("single_class_batches",)
     causes = ("a DataLoader built with shuffle=False (the default) over data stored class by class",)
     fixes = ("DataLoader(dataset, batch_size=..., shuffle=True)", "or pass (X, y) arrays to fit(): gradwise "
              "shuffles them every epoch")
@@ -173,7 +174,7 @@ class SampleOrder(PreflightCheck):
             return None
         batches = cls[: len(cls) // bs * bs].cpu().reshape(-1, bs)
         pure = float((batches == batches[:, :1]).all(1).float().mean())
-        if pure < 0.5:
+        if pure < t.single_class_batches:
             return None
         bn = bool(facts.batchnorm)
         return self.finding(f"{pure:.0%} of the training batches hold a single class: the rows are sorted by label "

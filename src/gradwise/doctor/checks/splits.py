@@ -43,7 +43,7 @@ class Leakage(PreflightCheck):
     code = Code.DATA_LEAKAGE
     family = "splits"
     measures = "the share of validation/test rows identical to a training row"
-    thresholds = ("leak_warn", "leak_info")
+    thresholds = ("leak_warn", "leak_info", "leak_unique")
     causes = ("duplicated rows or oversampling before the split", "the same file used for two splits")
     fixes = ("deduplicate before splitting (e.g. pandas drop_duplicates)",
              "oversample only the training split, after splitting")
@@ -69,7 +69,7 @@ class Leakage(PreflightCheck):
             if share < t.leak_info or same < 2:
                 continue
             # few discrete features: identical rows are expected when most training rows repeat anyway
-            discrete = unique_share < 0.2
+            discrete = unique_share < t.leak_unique
             found.append(self.finding(
                 f"{same} of {len(other)} {split} rows ({share:.1%}) are identical to training rows; {split} scores "
                 "overstate how the model does on new data",

@@ -15,9 +15,7 @@ from gradwise.doctor.checks.preflight import PreflightCheck
 from gradwise.doctor.findings import Code, Finding, Fix
 from gradwise.doctor.preflight_facts import REGRESSION_LOSSES, PreflightFacts
 from gradwise.doctor.probes import LOGIT_OPS, Trace, last_op
-from gradwise.doctor.thresholds import Thresholds
-
-NORM_BATCH_SMALLEST = 8  # BatchNorm's batch statistics on fewer rows are too noisy to match its running ones
+from gradwise.doctor.thresholds import DEFAULT, Thresholds
 
 
 @register
@@ -26,8 +24,9 @@ class NormBatch(PreflightCheck):
     code = Code.TRAIN_EVAL_MISMATCH
     family = "wiring"
     measures = "BatchNorm trained on tiny batches (batch statistics too noisy to match the running ones)"
+    thresholds = ("norm_batch_min",)
     causes = ("a batch size below ~8 with BatchNorm (memory limits, a tiny dataset)",)
-    fixes = (Fix("train.batch_size", 4 * NORM_BATCH_SMALLEST),
+    fixes = (Fix("train.batch_size", 4 * DEFAULT.norm_batch_min),
              Fix("model.norm", "layer", note="LayerNorm or GroupNorm: no batch statistics"),
              "or gradient accumulation (train.accumulate) with a larger micro-batch")
 
@@ -35,12 +34,12 @@ class NormBatch(PreflightCheck):
         """Each row's output depends on its few batch mates, and training normalizes with other statistics than
         evaluation does."""
         bs, bns = facts.batch_size, list(facts.batchnorm)
-        if not bns or bs is None or bs >= NORM_BATCH_SMALLEST:
+        if not bns or bs is None or bs >= t.norm_batch_min:
             return None
         return self.finding(f"BatchNorm ({bns[0]}{' and others' if len(bns) > 1 else ''}) with batches of {bs} rows: "
                             "batch statistics that noisy make training compute another function than evaluation "
                             "(running statistics)", {"batch_size": bs, "batchnorm_layers": bns[:10],
-                                                     "threshold": NORM_BATCH_SMALLEST}, epoch=0, step=0)
+                                                     "threshold": t.norm_batch_min}, epoch=0, step=0)
 
 
 @register
@@ -228,6 +227,7 @@ class EvalDeterminism(PreflightCheck):
     code = Code.TRAIN_EVAL_MISMATCH
     family = "wiring"
     measures = "two eval-mode passes over the same rows give different outputs (dropout left on at evaluation)"
+    thresholds = ("eval_difference",)
     causes = ("forward() calls self.train() or F.dropout(x, training=True)", "noise added in forward() without "
               "checking self.training")
     fixes = ("use nn.Dropout modules or F.dropout(x, training=self.training)",
@@ -237,7 +237,7 @@ class EvalDeterminism(PreflightCheck):
         if facts.eval_difference is None:
             return None
         diff, scale = facts.eval_difference
-        if not (math.isfinite(diff) and diff > 1e-4 * scale):  # float noise of one pass against the other
+        if not (math.isfinite(diff) and diff > t.eval_difference * scale):  # more than float noise
             return None
         return self.finding(f"two eval-mode passes over the same rows give different outputs (largest difference "
                             f"{diff:.3g}): randomness such as dropout stays on at evaluation, so validation metrics "
