@@ -76,6 +76,23 @@ def test_every_declared_fix_names_a_real_config_key() -> None:
                 assert _schema_field(m.group("key")) is not None, f"{c.name}: {text}"
 
 
+def test_declared_fixes_are_data() -> None:
+    """A config change in a declared fix is a Fix (validated against the schema at import), never an assignment
+    written into a string; strings are advice in words only."""
+    for c in checks.REGISTRY.values():
+        for fix in (*c.fixes, *getattr(c, "target_fixes", ())):
+            if isinstance(fix, str):  # (a value left to the user, `data.augment=[...]`, is no Fix)
+                assert all(m.group("value") == "[...]" for m in ASSIGN.finditer(fix)), f"{c.name}: {fix!r}"
+    from gradwise.doctor.findings import both, either
+
+    assert both(Fix("model.activation", "relu"), Fix("model.init", "he_normal")).render() == \
+        "model.activation=relu model.init=he_normal"
+    assert either(Fix("optim.name", "adamw", note="decoupled"), Fix("optim.weight_decay", 0)).render() == \
+        "optim.name=adamw (decoupled) or optim.weight_decay=0"
+    with pytest.raises(ValueError, match="not a config key"):
+        both(Fix("model.activation", "relu"), Fix("model.activations", "relu"))
+
+
 def test_a_fix_is_checked_against_the_config_schema() -> None:
     assert Fix("optim.lr", scale=0.1).render() == "optim.lr=<lr*0.1>"
     assert Fix("train.clip_grad", 1.0).render() == "train.clip_grad=1.0"

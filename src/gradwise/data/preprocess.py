@@ -672,7 +672,7 @@ class Preprocessor:
         Never a pickle: a run directory is shared between people, and unpickling a file can run any code in it.
         Floats are written with Python's shortest round-trip repr, so loading restores them bit for bit.
         """
-        from gradwise.train.checkpoint import atomic_write_text
+        from gradwise.files import atomic_write_text
 
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)

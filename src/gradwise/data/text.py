@@ -231,7 +231,7 @@ class TextEncoder:
                 "vocab_size": self.vocab_size, "settings": self.settings}
 
     def save_tokenizer(self, run_dir: str | Path) -> Path:
-        from gradwise.train.checkpoint import atomic_write_text
+        from gradwise.files import atomic_write_text
 
         path = Path(run_dir) / TOKENIZER_FILE
         atomic_write_text(path, self.tokenizer.to_str(pretty=True) + "\n")

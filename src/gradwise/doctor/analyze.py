@@ -25,9 +25,9 @@ import yaml
 
 from gradwise.config import validate_config
 from gradwise.doctor import checks
+from gradwise.doctor.facts import Facts
 from gradwise.doctor.findings import SEVERITY_RANK, Finding, fill_fixes
 from gradwise.doctor.fixes import RunContext
-from gradwise.doctor.preflight import Facts
 from gradwise.doctor.rules import curve_findings, explained
 from gradwise.doctor.thresholds import DEFAULT, Thresholds, configured
 from gradwise.errors import CheckpointError, ConfigError
@@ -243,28 +243,21 @@ def _doctor_settings(cfg: dict[str, Any], files: _Files) -> tuple[Thresholds, tu
     return t, disabled
 
 
-def _analyze(files: _Files) -> list[Finding]:
-    metrics = _metric_rows(files.jsonl("metrics.jsonl"), files)
-    summary = files.json_object("summary.json")
-    if not isinstance(summary.get("doctor", {}), dict):
-        files.notes.append("summary.json is damaged: its 'doctor' is not an object; analysed without it.")
-    cfg = files.config()
-    facts = None
+def _stored_facts(summary: dict[str, Any], files: _Files) -> Facts | None:
+    """The pre-flight's facts kept in summary.json (None when absent or damaged: then judged without them)."""
     facts_d = _section(summary, "doctor").get("facts")
-    if facts_d is not None:
-        try:
-            facts = Facts.from_dict(facts_d)
-        except _DAMAGED:
-            files.notes.append(_NO_FACTS)
-    train = _section(cfg, "train")
-    es = _section(train, "early_stopping")
-    keeps_best = bool(es.get("enabled", True) and es.get("restore_best", True)
-                      and es.get("monitor", "val_loss") == "val_loss" and any("val_loss" in r for r in metrics))
-    epochs = train.get("epochs") if isinstance(train.get("epochs"), int) else None
-    finished = bool(summary) and summary.get("status") != "running"
+    if facts_d is None:
+        return None
+    try:
+        return Facts.from_dict(facts_d)
+    except _DAMAGED:
+        files.notes.append(_NO_FACTS)
+        return None
 
-    # the latest line of each code, as the live doctor holds it: a finished run's file is its final list (one line
-    # per code); a crashed run's is the log of its reports, where a later one is the newer judgment
+
+def _stored_findings(files: _Files) -> dict[str, Finding]:
+    """The latest line of each code, as the live doctor holds it: a finished run's file is its final list (one line
+    per code); a crashed run's is the log of its reports, where a later one is the newer judgment."""
     found: dict[str, Finding] = {}
     skipped = 0
     for d in files.jsonl("findings.jsonl"):
@@ -276,6 +269,39 @@ def _analyze(files: _Files) -> list[Finding]:
     if skipped:
         files.notes.append(f"findings.jsonl: {skipped} line(s) that are not findings this version reads were "
                            "skipped.")
+    return found
+
+
+def _judge_fixes(f: Finding, context: Any, lr: float | None, bs: int | None, files: _Files) -> None:
+    """The fixes judged as the live doctor judges them (the same run context)."""
+    fixes = f.fixes
+    try:
+        if context is None:
+            f.fixes = fill_fixes(fixes, lr, bs)
+        else:
+            context.adapt(f, lr, bs)
+    except _DAMAGED:
+        # a stored run context that is damaged (summary.json edited): the fixes as the rules wrote them
+        f.fixes = fill_fixes(fixes, lr, bs)
+        note = "summary.json is damaged: its doctor.run cannot be read; fixes are given without it."
+        if note not in files.notes:
+            files.notes.append(note)
+
+
+def _analyze(files: _Files) -> list[Finding]:
+    metrics = _metric_rows(files.jsonl("metrics.jsonl"), files)
+    summary = files.json_object("summary.json")
+    if not isinstance(summary.get("doctor", {}), dict):
+        files.notes.append("summary.json is damaged: its 'doctor' is not an object; analysed without it.")
+    cfg = files.config()
+    facts = _stored_facts(summary, files)
+    train = _section(cfg, "train")
+    es = _section(train, "early_stopping")
+    keeps_best = bool(es.get("enabled", True) and es.get("restore_best", True)
+                      and es.get("monitor", "val_loss") == "val_loss" and any("val_loss" in r for r in metrics))
+    epochs = train.get("epochs") if isinstance(train.get("epochs"), int) else None
+    finished = bool(summary) and summary.get("status") != "running"
+    found = _stored_findings(files)
     lrs = [r["lr"] for r in metrics if _number(r.get("lr")) and math.isfinite(r["lr"])]
     bs = train.get("batch_size") if isinstance(train.get("batch_size"), int) else None
     try:
@@ -295,19 +321,7 @@ def _analyze(files: _Files) -> list[Finding]:
         curves = judge(metrics, None)
     for f in curves:
         if f.code not in found or f.rank > found[f.code].rank:
-            # the fixes judged as the live doctor judges them (the same run context)
-            fixes = f.fixes
-            try:
-                if context is None:
-                    f.fixes = fill_fixes(fixes, max(lrs) if lrs else None, bs)
-                else:
-                    context.adapt(f, max(lrs) if lrs else None, bs)
-            except _DAMAGED:
-                # a stored run context that is damaged (summary.json edited): the fixes as the rules wrote them
-                f.fixes = fill_fixes(fixes, max(lrs) if lrs else None, bs)
-                note = "summary.json is damaged: its doctor.run cannot be read; fixes are given without it."
-                if note not in files.notes:
-                    files.notes.append(note)
+            _judge_fixes(f, context, max(lrs) if lrs else None, bs, files)
             found[f.code] = f
     # a symptom whose root cause another check found is info, as in the live doctor's summary
     return sorted(explained(list(found.values())), key=lambda f: -SEVERITY_RANK[f.severity])

@@ -23,9 +23,9 @@ import torch
 from rich.markup import escape
 
 from gradwise.doctor import checks, repair, rules
-from gradwise.doctor.checks.steps import KilledByLargeSteps
+from gradwise.doctor.checks.live import LiveFacts
 from gradwise.doctor.evidence import labels_look_random
-from gradwise.doctor.findings import CLIP, DIVERGENCE_FIXES, LR_DOWN, REPAIR, Finding, fill_fixes, render_fixes
+from gradwise.doctor.findings import Finding, fill_fixes
 from gradwise.doctor.fixes import RunContext
 from gradwise.doctor.preflight import PROBE_ROWS, Facts, Preflight, loss_kind, split_tensors, subsample
 from gradwise.doctor.probes import (
@@ -312,11 +312,6 @@ class Doctor(Callback):
                     del self.records[8:9]  # keep the first probes (they are the reference) and the recent ones
                 self._probe_rules(trainer)
 
-    def _report_on(self, trainer: Trainer, check: str, finding: Finding) -> None:
-        """Report a finding of one of the live checks (doctor/checks/live.py) unless doctor.disable names it."""
-        if check not in self.disabled:
-            self.report(trainer, finding)
-
     def _nonfinite(self, trainer: Trainer) -> None:
         trainer.state_is_good = False
         if self._cuda:
@@ -327,50 +322,16 @@ class Doctor(Callback):
             self._flag.zero_()
         loss = float(trainer.last_loss)
         lr = float(trainer.optimizer.param_groups[0]["lr"])
-        what = f"the training loss became {loss}" if not math.isfinite(loss) else "the gradients became non-finite"
-        first = where.get("first_nonfinite")
-        msg = f"{what} at step {trainer.step}" + (f"; first non-finite value in {first}" if first else "")
-        self._report_on(trainer, "nonfinite_step", Finding(
-            "nonfinite_values", "error", msg,
-            evidence={"step": trainer.step, "loss": loss, "lr": lr, **where},
-            causes=["learning rate too high", "exploding gradients", "log of zero / division by zero in the loss"],
-            fixes=render_fixes(DIVERGENCE_FIXES),
-            step=trainer.step, epoch=trainer.epoch + 1))
         start = self._loss_first
         recent = list(self._loss_recent) or [r.loss for r in self.records[-self.t.recent_losses:]
                                              if r.loss is not None and math.isfinite(r.loss)]
         if start is None and self.records and self.records[0].loss is not None:
             start = self.records[0].loss  # GPU: the step losses are not read every step, the probes' are
-        # growth is a ratio of positive losses: a loss that can be 0 or negative (a Gaussian NLL, an ELBO) says nothing
-        positive = start is not None and start > 0 and all(v > 0 for v in recent)
-        grown = [start, max(recent)] if positive and recent else None
-        if not math.isfinite(loss) and grown is not None and grown[1] >= self.t.nan_growth * grown[0]:
-            # the loss grew by orders of magnitude before it overflowed: the run diverged (the NaN is its end,
-            # not a bad value in the data or a log(0) in the loss)
-            self._report_on(trainer, "diverged_to_nan", Finding(
-                "diverging_loss", "error", f"the training loss grew from {grown[0]:.4g} to {grown[1]:.4g} and then "
-                f"overflowed to {loss} at step {trainer.step}: the updates blew the weights up",
-                evidence={"step": trainer.step, "first_loss": grown[0], "highest_finite_loss": grown[1],
-                          "threshold_growth": self.t.nan_growth, "lr": lr},
-                causes=["learning rate too high", "exploding gradients (no clipping)", "a too-large initialization"],
-                fixes=render_fixes(DIVERGENCE_FIXES),
-                step=trainer.step, epoch=trainer.epoch + 1))
-        spike = self._gradient_spike(trainer.step)
-        if spike is not None:
-            # the gradients blew up shortly before the values did: the NaN is the end of an explosion (an
-            # activation that amplifies, a too-high LR without clipping), not a bad value in the data
-            hot, g0 = spike
-            self._report_on(trainer, "gradient_spike", Finding(
-                "exploding_gradients", "error", f"the gradient norm jumped to {hot.grad_norm:.4g} at step {hot.step}, "
-                f"{hot.grad_norm / g0:.3g}x its size on the first steps ({g0:.3g}), {trainer.step - hot.step} steps "
-                f"before the loss became {loss}", evidence={"spike_step": hot.step, "spike_grad_norm": hot.grad_norm,
-                                                            "start_grad_norm": g0, "nonfinite_step": trainer.step,
-                                                            "threshold_growth": self.t.explode_growth,
-                                                            "growing": True, "rule": "spike_before_nonfinite"},
-                causes=["no gradient clipping", "an activation or residual path that amplifies (x**2, exp, a block "
-                        "applied many times)", "learning rate too high"],
-                fixes=render_fixes((CLIP, LR_DOWN, REPAIR)),
-                step=trainer.step, epoch=trainer.epoch + 1))
+        # the live checks (doctor/checks/live.py): the NaN itself, a loss that grew before it, a gradient spike
+        live = LiveFacts(trainer.step, trainer.epoch + 1, loss, lr, where, start, tuple(recent), tuple(self.records))
+        for f in checks.run([c for c in checks.checks(stage="step") if c.reads == "live"], live, self.t,
+                            self.disabled):
+            self.report(trainer, f)
         if self._may_repair():
             self._repair(trainer, repair.after_nonfinite(trainer.step, self._repair_state(trainer)))
         elif self.cfg.halt_on_error:
@@ -518,40 +479,12 @@ class Doctor(Callback):
         if request is not None:
             self._repair(trainer, request)
 
-    def _gradient_spike(self, step: int) -> tuple[ProbeRecord, float] | None:
-        """The probe within spike_window steps before `step` whose gradient norm is largest, with the first probes'
-        median norm, when it is >= explode_growth times that median (or not finite)."""
-        first = [r.grad_norm for r in self.records[:3] if 0 < r.grad_norm < math.inf]
-        recent = [r for r in self.records if 0 <= step - r.step <= self.t.spike_window and not math.isnan(r.grad_norm)]
-        if not first or not recent:
-            return None
-        g0 = rules._median(first)
-        hot = max(recent, key=lambda r: r.grad_norm)
-        return (hot, g0) if hot.grad_norm >= self.t.explode_growth * g0 else None
-
     def _dead_by_large_steps(self, trainer: Trainer, acts: list[Finding]) -> None:
-        """Units that died during training after steps far above the healthy size: the LR killed them. Not when
-        they were dead from the start (pre-flight reports that as bad_initialization) or the init is abnormal: then
-        the steps did not do it."""
-        dead = next((f for f in acts if f.code == "dead_units" and f.severity == "warning"), None)
-        if (dead is None or "lr_too_high" in self._seen or "bad_initialization" in self._seen
-                or dead.evidence.get("coupled_weight_decay")  # Adam's L2 decay kills them: another cause
-                or (self.facts is not None and self.facts.init_abnormal)):
-            return
-        big = self._largest_step()
-        if big is None or big < self.t.dead_repair_step:
-            return
-        layers = dead.evidence.get("layers") or {}
-        worst = max(layers, key=layers.get) if layers else "a layer"
-        self._report_on(trainer, "dead_after_large_steps", Finding(
-            "lr_too_high", "warning", f"{layers.get(worst, 0):.0%} of {worst}'s units died after update steps of up "
-            f"to {big:.1%} of the weights per step (healthy steps are ~0.1-1%): the LR is too high for this model, "
-            "and units pushed below zero for every input do not come back",
-            evidence={"largest_update_to_weight": big, "threshold": self.t.dead_repair_step, "dead_layers": layers,
-                      "rule": "dead_after_large_steps"},
-            causes=["learning rate too high for this model and optimizer"],
-            fixes=render_fixes(KilledByLargeSteps.fixes[::2]),
-            step=trainer.step, epoch=trainer.epoch + 1))
+        """The live check dead_after_large_steps (doctor/checks/live.py) on this epoch's activation findings."""
+        live = LiveFacts(trainer.step, trainer.epoch + 1, activations=tuple(acts), seen=frozenset(self._seen),
+                         facts=self.facts, largest_step=self._largest_step())
+        for f in checks.run([checks.REGISTRY["dead_after_large_steps"]], live, self.t, self.disabled):
+            self.report(trainer, f)
 
     def _largest_step(self) -> float | None:
         """The largest update/weight ratio probed at >= lr_active of the peak LR after the optimizer's start-up

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gradwise.doctor.preflight import Facts
+from gradwise.doctor.facts import Facts
 from gradwise.doctor.thresholds import DEFAULT, Thresholds
 
 

@@ -117,9 +117,42 @@ class Fix:
     __str__ = render
 
 
+@dataclass(frozen=True)
+class Fixes:
+    """Several config changes given as one fix: all of them (`joiner` " " or " and ") or any one (" or "),
+    optionally inside advice in words (`text`, where "{}" stands for them). Rendered like a Fix:
+    ``model.activation=relu model.init=he_normal``; each part is a validated Fix."""
+
+    parts: tuple[Fix, ...]
+    joiner: str = " "
+    text: str = ""
+
+    def render(self) -> str:
+        joined = self.joiner.join(p.render() for p in self.parts)
+        return self.text.format(joined) if self.text else joined
+
+    __str__ = render
+
+
+def both(*parts: Fix, joiner: str = " ") -> Fixes:
+    """All of these changes together."""
+    return Fixes(parts, joiner)
+
+
+def either(*parts: Fix) -> Fixes:
+    """Any one of these changes."""
+    return Fixes(parts, " or ")
+
+
+def advice(text: str, *parts: Fix) -> Fixes:
+    """Advice in words around config changes: ``advice("a smaller model ({})", Fix(...))``."""
+    return Fixes(parts, " ", text)
+
+
 def render_fixes(fixes: Any) -> list[str]:
-    """Fixes as the strings a Finding holds: a Fix rendered, free advice (a str) as it is."""
-    return [f.render() if isinstance(f, Fix) else str(f) for f in fixes]
+    """Fixes as the strings a Finding holds (findings.jsonl, the CLI and the report show these): a Fix or Fixes
+    rendered, free advice (a str) as it is."""
+    return [f.render() if isinstance(f, Fix | Fixes) else str(f) for f in fixes]
 
 
 # The fixes several checks share, declared once.

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gradwise.doctor.evidence import _finite
-from gradwise.doctor.preflight import Facts
+from gradwise.doctor.facts import Facts
 from gradwise.doctor.probes import ProbeRecord
 from gradwise.doctor.thresholds import DEFAULT, Thresholds
 

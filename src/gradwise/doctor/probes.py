@@ -102,53 +102,80 @@ class Trace:
     input_numel: dict[str, int] = field(default_factory=dict)  # leaf module -> size of its first input
 
 
-def trace_model(model: nn.Module, x: Any, forward: Callable | None) -> Trace:
-    """One forward pass with hooks on every leaf module (the caller chooses grad mode and restores state)."""
-    leaves = {m: n for n, m in model.named_modules() if not list(m.children()) or isinstance(m, nn.RNNBase)}
-    order: list[str] = []
-    produced: dict[int, tuple[str, nn.Module]] = {}  # data_ptr of an output -> the module that produced it
-    affine_src: dict[int, str] = {}  # data_ptr -> the Linear/Conv whose output this still is (affine-wise)
-    collapsed: list[tuple[str, str]] = []
-    unit_dims: dict[str, int] = {}
-    input_rms: dict[str, float] = {}
-    last: list[tuple[str, nn.Module, torch.Tensor]] = []
-    affine_node: dict[str, Any] = {}  # Linear/Conv -> the autograd node of its output
-    by_name = {n: m for m, n in leaves.items()}
-    input_numel: dict[str, int] = {}
+class _Tracer:
+    """The forward hook of `trace_model` and what it records, module by module."""
 
-    def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
-        name = leaves[module]
-        if name not in order:
-            order.append(name)
-        out = first_tensor(output)
-        inp = first_tensor(inputs)
-        if name not in input_rms and inp is not None and inp.is_floating_point() and inp.numel():
-            input_rms[name] = float(inp.detach().float().pow(2).mean().sqrt())
+    def __init__(self, model: nn.Module) -> None:
+        self.leaves = {m: n for n, m in model.named_modules() if not list(m.children()) or isinstance(m, nn.RNNBase)}
+        self.by_name = {n: m for m, n in self.leaves.items()}
+        self.order: list[str] = []
+        self.produced: dict[int, tuple[str, nn.Module]] = {}  # data_ptr of an output -> the module that produced it
+        self.affine_src: dict[int, str] = {}  # data_ptr -> the Linear/Conv whose output this still is (affine-wise)
+        self.collapsed: list[tuple[str, str]] = []
+        self.unit_dims: dict[str, int] = {}
+        self.input_rms: dict[str, float] = {}
+        self.input_numel: dict[str, int] = {}
+        self.last: list[tuple[str, nn.Module, torch.Tensor]] = []
+        self.affine_node: dict[str, Any] = {}  # Linear/Conv -> the autograd node of its output
+
+    def hook(self, module: nn.Module, inputs: tuple, output: Any) -> None:
+        name = self.leaves[module]
+        if name not in self.order:
+            self.order.append(name)
+        out, inp = first_tensor(output), first_tensor(inputs)
+        if name not in self.input_rms and inp is not None and inp.is_floating_point() and inp.numel():
+            self.input_rms[name] = float(inp.detach().float().pow(2).mean().sqrt())
         if inp is not None:
-            input_numel.setdefault(name, inp.numel())
+            self.input_numel.setdefault(name, inp.numel())
         if out is None:
             return
-        src = affine_src.get(inp.data_ptr()) if inp is not None and inp.numel() else None
-        # every output is kept alive in `last`, so a data_ptr names one tensor for the whole trace
-        affine_src.pop(out.data_ptr(), None)
-        if isinstance(module, AFFINE):
-            if src is not None and src != name and (src, name) not in collapsed \
-                    and not _factorizes(by_name[src], module):
-                collapsed.append((src, name))
-            affine_src[out.data_ptr()] = name
-            affine_node.setdefault(name, out.grad_fn)
-        elif isinstance(module, PASS_AFFINE) and src is not None:
-            affine_src[out.data_ptr()] = src
+        self._follow_affine(name, module, inp, out)
         if isinstance(module, RELU_LIKE + SIGMOID_LIKE + TANH_LIKE + (nn.RNN,)):
-            prev = produced.get(inp.data_ptr()) if inp is not None else None
+            prev = self.produced.get(inp.data_ptr()) if inp is not None else None
             if isinstance(module, nn.RNN) or out.ndim <= 2:
-                unit_dims[name] = -1
+                self.unit_dims[name] = -1
             else:
-                unit_dims[name] = 1 if prev is not None and isinstance(prev[1], CHANNEL_FIRST) else -1
-        produced[out.data_ptr()] = (name, module)
-        last.append((name, module, out))
+                self.unit_dims[name] = 1 if prev is not None and isinstance(prev[1], CHANNEL_FIRST) else -1
+        self.produced[out.data_ptr()] = (name, module)
+        self.last.append((name, module, out))
 
-    handles = [m.register_forward_hook(hook) for m in leaves]
+    def _follow_affine(self, name: str, module: nn.Module, inp: torch.Tensor | None, out: torch.Tensor) -> None:
+        """Track which Linear/Conv an output still is an affine function of; two in a row collapse."""
+        src = self.affine_src.get(inp.data_ptr()) if inp is not None and inp.numel() else None
+        # every output is kept alive in `last`, so a data_ptr names one tensor for the whole trace
+        self.affine_src.pop(out.data_ptr(), None)
+        if isinstance(module, AFFINE):
+            if src is not None and src != name and (src, name) not in self.collapsed \
+                    and not _factorizes(self.by_name[src], module):
+                self.collapsed.append((src, name))
+            self.affine_src[out.data_ptr()] = name
+            self.affine_node.setdefault(name, out.grad_fn)
+        elif isinstance(module, PASS_AFFINE) and src is not None:
+            self.affine_src[out.data_ptr()] = src
+
+    def trace(self, output: torch.Tensor) -> Trace:
+        """The Trace of a forward pass that returned `output`."""
+        final = None
+        for name, module, out in reversed(self.last):
+            if out.data_ptr() == output.data_ptr() and out.numel() == output.numel():
+                final = (name, module)
+                break
+        params_of = {n: [pn for pn, p in m.named_parameters(prefix=n) if p.ndim >= 2] for m, n in self.leaves.items()}
+        layer_order = [pn for n in self.order for pn in params_of.get(n, [])]
+        collapsed = self.collapsed
+        if collapsed and output.grad_fn is not None:
+            # a layer whose output is also read elsewhere (a residual stream: h = inp(x); h + block(h)) adds capacity
+            # even when one of its readers is linear: only a pure chain collapses
+            uses = _node_uses(output.grad_fn)
+            collapsed = [(a, b) for a, b in collapsed if uses.get(self.affine_node.get(a), 0) <= 1]
+        return Trace(output, self.order, final, collapsed, self.unit_dims, layer_order, self.input_rms,
+                     self.input_numel)
+
+
+def trace_model(model: nn.Module, x: Any, forward: Callable | None) -> Trace:
+    """One forward pass with hooks on every leaf module (the caller chooses grad mode and restores state)."""
+    tracer = _Tracer(model)
+    handles = [m.register_forward_hook(tracer.hook) for m in tracer.leaves]
     try:
         result = run_forward(model, x, forward)
     finally:
@@ -157,19 +184,7 @@ def trace_model(model: nn.Module, x: Any, forward: Callable | None) -> Trace:
     output = first_tensor(result)
     if output is None:
         raise TypeError("the model's forward returned no tensor")
-    final = None
-    for name, module, out in reversed(last):
-        if out.data_ptr() == output.data_ptr() and out.numel() == output.numel():
-            final = (name, module)
-            break
-    params_of = {n: [pn for pn, p in m.named_parameters(prefix=n) if p.ndim >= 2] for m, n in leaves.items()}
-    layer_order = [pn for n in order for pn in params_of.get(n, [])]
-    if collapsed and output.grad_fn is not None:
-        # a layer whose output is also read elsewhere (a residual stream: h = inp(x); h + block(h)) adds capacity
-        # even when one of its readers is linear: only a pure chain collapses
-        uses = _node_uses(output.grad_fn)
-        collapsed = [(a, b) for a, b in collapsed if uses.get(affine_node.get(a), 0) <= 1]
-    return Trace(output, order, final, collapsed, unit_dims, layer_order, input_rms, input_numel)
+    return tracer.trace(output)
 
 
 def _factorizes(a: nn.Module, b: nn.Module) -> bool:

@@ -14,6 +14,7 @@ from gradwise.doctor.checks.activations import ActivationFacts, RegularizationFa
 from gradwise.doctor.checks.curves import CurveFacts
 from gradwise.doctor.checks.steps import StepFacts
 from gradwise.doctor.evidence import _finite
+from gradwise.doctor.facts import Facts
 from gradwise.doctor.findings import Finding
 from gradwise.doctor.measures import (  # noqa: F401 - re-exported
     _blew_up,
@@ -31,7 +32,6 @@ from gradwise.doctor.measures import (  # noqa: F401 - re-exported
     summarize_probes,
     update_ratio,
 )
-from gradwise.doctor.preflight import Facts
 from gradwise.doctor.probes import ProbeRecord
 from gradwise.doctor.thresholds import DEFAULT, Thresholds
 from gradwise.doctor.verdict import SUPERSEDES, explained, supersede  # noqa: F401 - re-exported
@@ -78,7 +78,7 @@ def probe_findings(records: list[ProbeRecord], facts: Facts | None, history: lis
     if len(records) < t.min_probes:
         return []
     s = StepFacts(records, facts, history, t, clipping=clipping, final=final)
-    return checks.run(checks.checks(stage="step"), s, t, disabled)
+    return checks.run([c for c in checks.checks(stage="step") if c.reads == "probes"], s, t, disabled)
 
 
 def activation_findings(rows: list[dict[str, dict[str, float]]], epoch: int | None, step: int | None,

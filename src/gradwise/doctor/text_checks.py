@@ -1,7 +1,7 @@
 """Pre-flight check of a text run (data.text), read from the data report `gradwise.data.text` wrote.
 
-The declared check `text_splits` (doctor/checks/preflight.py) runs this as `Preflight.check_text_splits`: it needs
-no tensors, only the out-of-vocabulary (OOV) and truncated shares of each split that tokenizing measured.
+The declared check `text_splits` (doctor/checks/splits.py) calls this: it needs no tensors, only the
+out-of-vocabulary (OOV) and truncated shares of each split that tokenizing measured.
 
 What it catches: a tokenizer fitted on other text than the training split. Fitted on the training split, the
 training texts have (almost) no unknown tokens and val/test a few percent (words they alone use). A training split
@@ -19,10 +19,9 @@ from gradwise.doctor.findings import Finding
 from gradwise.doctor.thresholds import DEFAULT, Thresholds
 
 
-def text_split_findings(bundle: Any, t: Thresholds = DEFAULT) -> list[Finding]:
-    """Findings (``train_eval_mismatch``) from bundle.report["text"]["by_split"]; none for other runs."""
-    report = getattr(bundle, "report", None) or {}
-    splits = (report.get("text") or {}).get("by_split") or {}
+def text_split_findings(by_split: dict[str, Any] | None, t: Thresholds = DEFAULT) -> list[Finding]:
+    """Findings (``train_eval_mismatch``) from a data report's ["text"]["by_split"]; none for other runs."""
+    splits = by_split or {}
     train = splits.get("train")
     if not train:
         return []

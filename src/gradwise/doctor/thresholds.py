@@ -91,6 +91,18 @@ class PreflightThresholds:
     text_oov_gap: float = 0.5
     text_truncation_gap: float = 0.2  # a split's share of texts cut to max_length 20 points above training's
     probe_rows: int = 128  # the fixed batch of training rows the pre-flight and every epoch-end probe run on
+    # BatchNorm on batches below 8 rows: batch statistics that noisy (a mean of < 8 values per channel) make training
+    # compute another function than evaluation (Wu & He 2018, Group Normalization: BN's error grows fast below 8)
+    norm_batch_min: int = 8
+    # an unshuffled loader over rows stored class by class: half or more of the training batches hold one class
+    # (shuffled batches of >= 4 rows of >= 2 classes holding at most half of the rows almost never are)
+    single_class_batches: float = 0.5
+    # two eval-mode passes over the probe batch differing by more than this share of the largest output: randomness
+    # left on at evaluation (float reordering between two identical passes stays orders of magnitude below)
+    eval_difference: float = 1e-4
+    # identical val/test rows are info, not a warning, when fewer than this share of the training rows are distinct
+    # (few discrete features: identical rows are expected when most training rows repeat anyway)
+    leak_unique: float = 0.2
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ runner (`run`) calls every check of a stage the same guarded way: a bug in one c
 (reported once as a Python warning), never the user's training. `doctor.disable: [name, ...]` switches checks
 off; `gradwise doctor --list` prints the registry.
 
-Some families are still carried out by the older, larger functions they were declared from (`runs_in` names the
-function): they are listed, switched off by `doctor.disable` and guarded like the others, and will be moved into
-single-check classes one by one.
+The pre-flight checks (data, splits, wiring, init) read facts measured once before they run
+(doctor/preflight_facts.py); their order is declared in checks/preflight.py. The live checks (checks/live.py) read
+`LiveFacts` the Doctor callback measures from the trainer on the step a NaN appears or at an epoch end.
 """
 
 from gradwise.doctor.checks.base import (
@@ -29,7 +29,8 @@ from gradwise.doctor.checks.base import (
 )
 
 # the families register their checks on import, in the order they run
-from gradwise.doctor.checks import activations, curves, curves_fit, live, preflight, steps  # noqa: E402,F401  isort: skip
+from gradwise.doctor.checks import data, splits, wiring, init  # noqa: E402,F401  isort: skip
+from gradwise.doctor.checks import activations, curves, curves_fit, live, steps  # noqa: E402,F401  isort: skip
 
 __all__ = ["FAMILIES", "REGISTRY", "STAGES", "Check", "Stage", "checks", "describe", "guarded", "listed",
            "markdown_table", "register", "run", "validate_disabled"]

@@ -8,9 +8,9 @@ from typing import Any
 
 from gradwise.doctor.checks.base import Check, register
 from gradwise.doctor.evidence import _finite, _fits_no_better, _gap_evidence
-from gradwise.doctor.findings import LR_DOWN_SOME, Code, Finding, Fix
+from gradwise.doctor.facts import Facts
+from gradwise.doctor.findings import HE_INIT, LR_DOWN_SOME, Code, Finding, Fix, both, either
 from gradwise.doctor.measures import _first_reg_ratio
-from gradwise.doctor.preflight import Facts
 from gradwise.doctor.probes import ProbeRecord
 from gradwise.doctor.thresholds import Thresholds
 
@@ -48,7 +48,7 @@ class DeadUnits(ActivationCheck):
     thresholds = ("dead_share", "dead_min_units")
     causes = ("learning rate too high (a large step pushed the units negative)", "unscaled inputs",
               "a large negative bias init")
-    fixes = (LR_DOWN_SOME, "model.activation=leaky_relu (or gelu)", Fix("model.norm", "batch"))
+    fixes = (LR_DOWN_SOME, Fix("model.activation", "leaky_relu", note="or gelu"), Fix("model.norm", "batch"))
 
     def judge(self, f: ActivationFacts, t: Thresholds, a: dict[str, Any], b: dict[str, Any]) -> Finding | None:
         dead = {k: v["dead"] for k, v in b.items() if "dead" in v and v["units"] >= t.dead_min_units and k in a
@@ -64,7 +64,8 @@ class DeadUnits(ActivationCheck):
             causes.insert(0, f"weight decay {f.coupled_decay:g} applied as an L2 term through an adaptive optimizer "
                           "(Adam's weight_decay is not AdamW's): rescaled by the tiny gradients of rarely firing "
                           "units it drives their weights to 0")
-            fixes.insert(0, "optim.name=adamw (decoupled weight decay) or optim.weight_decay=0")
+            fixes.insert(0, either(Fix("optim.name", "adamw", note="decoupled weight decay"),
+                                   Fix("optim.weight_decay", 0)))
         return self.finding(
             f"{dead[k]:.0%} of the ReLU units of {k} output 0 on every probe row (two epochs in a row): they no "
             "longer learn", {"layers": dead, "threshold": t.dead_share, "probe_rows": "<=128 training rows",
@@ -80,7 +81,7 @@ class SaturatedUnits(ActivationCheck):
                 "two epoch ends in a row")
     thresholds = ("sat_unit", "sat_share", "sat_layer")
     causes = ("unscaled inputs", "weights initialized too large", "learning rate too high")
-    fixes = (Fix("data.scale", "standard"), "model.activation=relu model.init=he_normal", Fix("model.norm", "batch"))
+    fixes = (Fix("data.scale", "standard"), both(Fix("model.activation", "relu"), HE_INIT), Fix("model.norm", "batch"))
 
     def judge(self, f: ActivationFacts, t: Thresholds, a: dict[str, Any], b: dict[str, Any]) -> Finding | None:
         def saturated(v: dict[str, Any]) -> bool:

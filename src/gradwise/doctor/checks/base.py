@@ -37,9 +37,9 @@ class Check:
     @classmethod
     def finding(cls, message: str, evidence: dict[str, Any], *, epoch: int | None, step: int | None = None,
                 severity: Severity | None = None, causes: Iterable[str] | None = None,
-                fixes: Iterable[Fix | str] | None = None) -> Finding:
-        """This check's finding, with its declared severity, causes and fixes unless given."""
-        return Finding(cls.code, severity or cls.severity, message, evidence,
+                fixes: Iterable[Fix | str] | None = None, code: Code | None = None) -> Finding:
+        """This check's finding, with its declared code, severity, causes and fixes unless given."""
+        return Finding(code or cls.code, severity or cls.severity, message, evidence,
                        list(cls.causes if causes is None else causes),
                        render_fixes(cls.fixes if fixes is None else fixes), step=step, epoch=epoch)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from gradwise.doctor.checks.base import Check, register
 from gradwise.doctor.evidence import _finite
+from gradwise.doctor.facts import Facts
 from gradwise.doctor.findings import (
     BATCH_UP,
     COSINE,
@@ -25,8 +26,8 @@ from gradwise.doctor.findings import (
     Code,
     Finding,
     Fix,
+    advice,
 )
-from gradwise.doctor.preflight import Facts
 from gradwise.doctor.thresholds import Thresholds
 
 
@@ -286,7 +287,8 @@ class LinearModelUnderfits(CurveCheck):
     measures = "a linear model (one Linear layer) learns nothing: the targets are not a linear function of the inputs"
     thresholds = ("no_learning", "no_learning_epochs", "flat_share")
     causes = ("a linear model on data that is not linearly separable", "learning rate far too low")
-    fixes = ("add a hidden layer with a nonlinearity (model.name=mlp)", "or features that make the classes separable",
+    fixes = (advice("add a hidden layer with a nonlinearity ({})", Fix("model.name", "mlp")),
+             "or features that make the classes separable",
              LR_UP)
 
     def judge(self, c: CurveFacts, t: Thresholds) -> Finding | None:

@@ -10,12 +10,13 @@ from typing import Any
 from gradwise.doctor.checks.base import register
 from gradwise.doctor.checks.curves import CurveCheck, CurveFacts
 from gradwise.doctor.evidence import _beats_majority, _finite, _fits_no_better, _gap_evidence, labels_look_random
-from gradwise.doctor.findings import Code, Finding, Fix
+from gradwise.doctor.findings import WIDER, Code, Finding, Fix, advice, both
 from gradwise.doctor.thresholds import Thresholds
 
 LESS_DECAY = Fix("optim.weight_decay", scale=0.1, note="less decay")
 DECAY = Fix("optim.weight_decay", 0.05)
-EARLY_STOP = "train.early_stopping.enabled=true train.early_stopping.restore_best=true (keeps the best epoch)"
+EARLY_STOP = both(Fix("train.early_stopping.enabled", True),
+                  Fix("train.early_stopping.restore_best", True, note="keeps the best epoch"))
 
 
 @register
@@ -28,7 +29,7 @@ class Underfitting(CurveCheck):
     thresholds = ("high_loss", "settled", "settled_epochs")
     causes = ("the model is too small or too constrained (too much regularization)",
               "too few epochs or too low a learning rate")
-    fixes = (Fix("model.widths", scale=2).render().join(("a wider/deeper model (", ")")), LESS_DECAY,
+    fixes = (advice("a wider/deeper model ({})", WIDER), LESS_DECAY,
              Fix("model.dropout", 0))
 
     def judge(self, c: CurveFacts, t: Thresholds) -> Finding | None:
@@ -56,7 +57,7 @@ class BelowNeighbours(CurveCheck):
     thresholds = ("nn_capacity_gap", "nn_val_rows", "under_gap_bottleneck", "settled", "settled_epochs")
     causes = ("a linear model on classes that are not linearly separable", "a model too small for the task",
               "too much regularization (weight decay, L1/L2 penalty, dropout)")
-    fixes = ("add hidden layers with a nonlinearity, or widen them (model.widths=<model.widths*2>)",
+    fixes = (advice("add hidden layers with a nonlinearity, or widen them ({})", WIDER),
              "lower the regularization (optim.weight_decay, optim.l1, optim.l2, model.dropout)")
 
     def judge(self, c: CurveFacts, t: Thresholds) -> Finding | None:
@@ -151,9 +152,9 @@ class MemorizedTooLittleData(CurveCheck):
     thresholds = ("label_val", "label_train", "label_gap", "label_epochs", "neighbour_margin", "carry_gap",
                   "carry_margin", "label_min_class_rows")
     causes = ("a model with far more parameters than training rows", "no regularization or early stopping")
-    fixes = ("more training data, or a smaller model (model.widths=<model.widths*0.25>)",
-             "optim.weight_decay=0.05 and model.dropout=0.3",
-             "train.early_stopping.enabled=true train.early_stopping.patience=5")
+    fixes = (advice("more training data, or a smaller model ({})", Fix("model.widths", scale=0.25)),
+             both(DECAY, Fix("model.dropout", 0.3), joiner=" and "),
+             both(Fix("train.early_stopping.enabled", True), Fix("train.early_stopping.patience", 5)))
 
     def judge(self, c: CurveFacts, t: Thresholds) -> Finding | None:
         s = _labels(c, t)

@@ -10,7 +10,19 @@ from typing import Any
 
 from gradwise.doctor.checks.base import Check, register
 from gradwise.doctor.evidence import _finite
-from gradwise.doctor.findings import CLIP, COSINE, DIVERGENCE_FIXES, HE_INIT, LR_DOWN, LR_UP, Code, Finding, Fix
+from gradwise.doctor.facts import Facts
+from gradwise.doctor.findings import (
+    CLIP,
+    COSINE,
+    DIVERGENCE_FIXES,
+    HE_INIT,
+    LR_DOWN,
+    LR_UP,
+    Code,
+    Finding,
+    Fix,
+    both,
+)
 from gradwise.doctor.measures import (
     _blew_up,
     _den,
@@ -24,7 +36,6 @@ from gradwise.doctor.measures import (
     max_rel_grad,
     update_ratio,
 )
-from gradwise.doctor.preflight import Facts
 from gradwise.doctor.probes import ProbeRecord
 from gradwise.doctor.thresholds import Thresholds
 
@@ -286,7 +297,7 @@ class ExplodingGradients(StepCheck):
     causes = ("no gradient clipping (RNNs especially)", "a too-large initialization of recurrent or deep layers",
               "learning rate too high")
     fixes = (CLIP, Fix("model.init", "orthogonal", note="RNN"), HE_INIT, LR_DOWN)
-    target_fixes = ("data.scale_target=true (standardized regression targets)",
+    target_fixes = (Fix("data.scale_target", True, note="standardized regression targets"),
                     "fit(): standardize the regression targets, y = (y - y.mean()) / y.std()")
 
     def judge(self, s: StepFacts, t: Thresholds) -> Finding | None:
@@ -324,7 +335,7 @@ class VanishingGradients(StepCheck):
     thresholds = ("vanish_depth", "min_probes")
     causes = ("sigmoid/tanh in a deep stack", "a too-small initialization",
               "no normalization or residual connections in a deep model")
-    fixes = ("model.activation=relu model.init=he_normal", Fix("model.norm", "batch"))
+    fixes = (both(Fix("model.activation", "relu"), HE_INIT), Fix("model.norm", "batch"))
 
     def judge(self, s: StepFacts, t: Thresholds) -> Finding | None:
         drs = [d for d in (depth_ratio(r, s.order, s.ref) for r in s.records[-5:]) if d is not None]
