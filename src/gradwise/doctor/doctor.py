@@ -81,6 +81,7 @@ class Doctor(Callback):
         self._bad_state = False  # the current state is broken (non-finite, diverged): veto its checkpoint
         self._acts: ActivationStats | None = None
         self._cuda = False
+        self._guard_grads = False  # check the watched gradient every step (nan_guard on, no fp16 loss scaling)
         self._probe_base = 0  # probes restart densely (0, 1, 2, 4, ...) after a repair changes the run
         self._cut_lr = False  # a repair has lowered the LR in this run
         # the first positive step loss since the start or a repair, and the last finite ones (CPU: read every step)
@@ -175,6 +176,8 @@ class Doctor(Callback):
         # first: the pre-flight's findings below are already judged against this run
         self.context = RunContext.for_run(trainer.config, model, self.bundle, self.task)
         self._cuda = trainer.device.type != "cpu"
+        # fp16's loss scaler expects a non-finite gradient now and then: it skips that step and lowers its scale
+        self._guard_grads = bool(self.cfg.nan_guard) and trainer.precision != "fp16"
         self._layers = weight_layers(model)
         loader_weights = getattr(trainer.train_loader, "weights", None) is not None or \
             getattr(self.bundle, "sample_weights", None) is not None
@@ -264,7 +267,7 @@ class Doctor(Callback):
 
     def on_after_backward(self, trainer: Trainer) -> None:
         w = self._watch
-        if self.cfg.nan_guard and w is not None and w.grad is not None and not trainer.scaler.is_enabled():
+        if self._guard_grads and w is not None and w.grad is not None:
             if self._cuda:
                 self._flag |= ~torch.isfinite(w.grad).all()  # type: ignore[operator]
             elif not math.isfinite(w.grad.sum().item()):  # 2 µs; a sum past float32's range is a blow-up too
