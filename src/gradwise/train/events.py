@@ -45,12 +45,12 @@ evaluated and saved as checkpoints' "model" in the model's place: weight averagi
   it out after the current step, or, asked in on_validation_end/on_epoch_end, at the epoch end: a request that
   restores drops the uncommitted epoch, one that only changes settings lets the epoch stand. It restores the first
   of ``restore``'s names that exists (a snapshot of that name, else checkpoints/<name>.pt; empty: keep the current
-  state), then scales the LR by ``lr_factor`` (the schedule rescales every LR it computes from then on) and sets
-  ``clip_grad``. It appends a record to ``trainer.actions`` (``action``: rollback | adjust, ``step``, ``epoch``,
-  ``reason``, ``restored``: the name restored or None, ``changes``: the new settings and the request's ``note``)
-  and fires ``on_request_done(trainer, action)``. A restore reloads every callback's state from the restored one:
-  a callback whose knowledge must outlive it (the doctor's findings and repair count) puts it back in
-  on_request_done.
+  state; none of them: a TrainingError naming them), then scales the LR by ``lr_factor`` (the schedule rescales
+  every LR it computes from then on) and sets ``clip_grad``. It appends a record to ``trainer.actions``
+  (``action``: rollback | adjust, ``step``, ``epoch``, ``reason``, ``restored``: the name restored or None,
+  ``changes``: the new settings and the request's ``note``) and fires ``on_request_done(trainer, action)``. A
+  restore reloads every callback's state from the restored one: a callback whose knowledge must outlive it (the
+  doctor's findings and repair count) puts it back in on_request_done.
 
 A callback that keeps state across a resume implements ``state_dict``/``load_state_dict``; the state goes into
 every checkpoint under the callback's ``key``.
