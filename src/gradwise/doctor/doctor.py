@@ -2,10 +2,12 @@
 
 Cost model (the doctor must stay within ~5% of a run's time):
 * every step: one finiteness check of the loss and of one small gradient (the output layer's bias). On CPU that
-  is a few microseconds; on a GPU the checks are folded into a device flag that is read only on probe steps and at
-  epoch ends, so there is no host sync per step;
+  is ~15 us a step inside a training loop (~2 us warm: the first op after the backward pass runs on cold caches);
+  on a GPU the checks are folded into a device flag that is read only on probe steps and at epoch ends, so there
+  is no host sync per step;
 * probe steps (steps 0, 1, 2, 4, 8, ... below `probe_every`, then every `probe_every` steps): per-layer gradient
-  and weight norms and the size of the optimizer's update (one `_foreach_norm` each and a copy of the weights);
+  and weight norms and the size of the optimizer's update (one fused `_foreach_norm` and one host read before the
+  step, one after it, and a copy of the weights);
 * every epoch end: one forward pass of a fixed batch of at most 128 training rows in eval mode (activation
   statistics and the eval-mode loss on training rows), and the curve rules. Deterministic on purpose: a schedule
   driven by measured time would make the diagnosis depend on the machine's load.
@@ -39,7 +41,7 @@ from gradwise.doctor.probes import (
 from gradwise.doctor.thresholds import Thresholds, configured
 from gradwise.errors import CheckpointError
 from gradwise.train.checkpoint import json_default
-from gradwise.train.events import Callback
+from gradwise.train.events import Callback, Request
 
 if TYPE_CHECKING:
     from gradwise.config import DoctorConfig
@@ -74,10 +76,14 @@ class Doctor(Callback):
         self._watch: torch.nn.Parameter | None = None  # the small gradient checked every step
         self._flag: torch.Tensor | None = None  # GPU: non-finite loss/gradient seen since the last read
         self._nan_where: dict[str, Any] | None = None
-        self._pending: dict[str, Any] | None = None  # a repair to request at the next step
-        self._rolling_back = False
+        self._pending: Request | None = None  # a repair to request at the next step
+        # what the doctor knew when it asked the loop to restore a state: put back once the loop has done it (the
+        # restore reloads the doctor's state from the restored one, which predates its latest findings and repairs)
+        self._kept: tuple[list[Finding], dict[str, int], int, bool, Facts | None] | None = None
+        self._bad_state = False  # the current state is broken (non-finite, diverged): veto its checkpoint
         self._acts: ActivationStats | None = None
         self._cuda = False
+        self._guard_grads = False  # check the watched gradient every step (nan_guard on, no fp16 loss scaling)
         self._probe_base = 0  # probes restart densely (0, 1, 2, 4, ...) after a repair changes the run
         self._cut_lr = False  # a repair has lowered the LR in this run
         # the first positive step loss since the start or a repair, and the last finite ones (CPU: read every step)
@@ -166,9 +172,14 @@ class Doctor(Callback):
     # ---------------------------------------------------------------------------------------- fit start
     def on_fit_start(self, trainer: Trainer) -> None:
         model = trainer.model
+        if self._may_repair() and not trainer.resumed:
+            # first, before the pre-flight: a repair may retrain from the weights the fit starts with
+            trainer.snapshot(repair.START)
         # first: the pre-flight's findings below are already judged against this run
         self.context = RunContext.for_run(trainer.config, model, self.bundle, self.task)
         self._cuda = trainer.device.type != "cpu"
+        # fp16's loss scaler expects a non-finite gradient now and then: it skips that step and lowers its scale
+        self._guard_grads = bool(self.cfg.nan_guard) and trainer.precision != "fp16"
         self._layers = weight_layers(model)
         loader_weights = getattr(trainer.train_loader, "weights", None) is not None or \
             getattr(self.bundle, "sample_weights", None) is not None
@@ -202,9 +213,7 @@ class Doctor(Callback):
                 self.report(trainer, f)
             if halt and self.cfg.halt_on_error:
                 errors = [f for f in findings if f.severity == "error"]
-                trainer.should_stop = True
-                trainer.status_override = "failed"
-                trainer.stop_reason = f"doctor pre-flight: {errors[0].message if errors else 'cannot train'}"
+                trainer.fail(f"doctor pre-flight: {errors[0].message if errors else 'cannot train'}")
                 self.halted = True
         if self.facts is None:
             self.facts = Facts(loss_kind=loss_kind(trainer.loss_fn), task=self.task)
@@ -260,10 +269,10 @@ class Doctor(Callback):
 
     def on_after_backward(self, trainer: Trainer) -> None:
         w = self._watch
-        if self.cfg.nan_guard and w is not None and w.grad is not None and not trainer.scaler.is_enabled():
+        if self._guard_grads and w is not None and w.grad is not None:
             if self._cuda:
                 self._flag |= ~torch.isfinite(w.grad).all()  # type: ignore[operator]
-            elif not math.isfinite(w.grad.sum().item()):  # 2 µs; a sum past float32's range is a blow-up too
+            elif not math.isfinite(w.grad.sum().item()):  # a sum past float32's range is a blow-up too
                 # the weights are still those of the failing forward pass: find where the NaN/Inf appeared
                 self._locate(trainer)
         if self._probe is not None:
@@ -280,7 +289,7 @@ class Doctor(Callback):
     def on_batch_end(self, trainer: Trainer) -> None:
         if self._pending is not None:
             p, self._pending = self._pending, None
-            trainer.request_rollback(**p)
+            trainer.request(p)
             return
         probe = self._probe is not None
         if self.cfg.nan_guard:
@@ -313,7 +322,7 @@ class Doctor(Callback):
                 self._probe_rules(trainer)
 
     def _nonfinite(self, trainer: Trainer) -> None:
-        trainer.state_is_good = False
+        self._bad_state = True
         if self._cuda:
             self._locate(trainer)
         where = self._nan_where or {}
@@ -335,9 +344,7 @@ class Doctor(Callback):
         if self._may_repair():
             self._repair(trainer, repair.after_nonfinite(trainer.step, self._repair_state(trainer)))
         elif self.cfg.halt_on_error:
-            trainer.should_stop = True
-            trainer.stop_reason = f"non-finite loss at step {trainer.step} (doctor NaN guard)"
-            trainer.status_override = "failed"
+            trainer.fail(f"non-finite loss at step {trainer.step} (doctor NaN guard)")
 
     # ---------------------------------------------------------------------------------------- repair
     def _may_repair(self) -> bool:
@@ -352,7 +359,7 @@ class Doctor(Callback):
             recent_updates=tuple(rules.update_ratio(r, ref) for r in self.records[-3:]))
 
     def _repair(self, trainer: Trainer, request: repair.RepairRequest) -> None:
-        """Carry out a repair decision: the doctor's own bookkeeping, then the loop's request_rollback."""
+        """Carry out a repair decision: the doctor's own bookkeeping, then the loop's request()."""
         dist_ = getattr(trainer, "dist", None)
         if dist_ is not None and not dist_.is_main:
             # data-parallel: rank 0's decision is the run's (Distributed.agree sends its rollback to every process);
@@ -363,8 +370,7 @@ class Doctor(Callback):
         self.repairs += 1
         self._cut_lr = self._cut_lr or (request.lr_factor is not None and request.lr_factor < 1)
         loss = float(trainer.history[-1]["train_loss"]) if trainer.history else None
-        extra = {"by": "doctor", "finding": str(code), "train_loss_before": loss}
-        self._rolling_back = request.restore
+        note = {"by": "doctor", "finding": str(code), "train_loss_before": loss}
         self.records.clear()  # what follows is a different trajectory: judge it afresh
         self.activations.clear()
         self._probe_base = -1  # the next step (after the rollback, if any) restarts the dense probe schedule
@@ -375,15 +381,36 @@ class Doctor(Callback):
             if f.code == code:
                 f.evidence = {**f.evidence, "repaired": True}
         if request.now:
-            trainer.request_rollback(**request.loop_kwargs(extra))
+            self._ask(trainer, request.to_request(note))
         else:
-            self._pending = request.loop_kwargs(extra)
+            self._pending = request.to_request(note)  # restores nothing: nothing to keep
 
-    def _outcomes(self, trainer: Trainer) -> None:
-        """Write each doctor action's outcome into trainer.actions (the summary lists them)."""
+    def _ask(self, trainer: Trainer, request: Request) -> None:
+        if request.restore:
+            self._kept = (list(self._findings), dict(self._seen), self.repairs, self._cut_lr, self.facts)
+        trainer.request(request)
+
+    def on_request_done(self, trainer: Trainer, action: dict[str, Any]) -> None:
+        """The loop carried out a request: after a restore the state is a good one again, and what the doctor knew
+        when it asked (findings, repairs) replaces what the restore loaded from the older state."""
+        if not action.get("restored"):
+            return
+        self._bad_state = False
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            self._findings, self._seen, self.repairs, self._cut_lr, facts = kept
+            self.facts = facts if facts is not None else self.facts
+
+    def on_checkpoint(self, trainer: Trainer, names: list[str]) -> bool:
+        return not self._bad_state  # never replace a good checkpoint with a broken (non-finite, diverged) state
+
+    def _outcomes(self, trainer: Trainer) -> list[dict[str, Any]]:
+        """The run's actions, each of the doctor's with its outcome (for the summary; trainer.actions is the loop's
+        record and stays as the loop wrote it)."""
         L = [r.get("train_loss") for r in trainer.history]
         finite = bool(L) and all(isinstance(v, float) and math.isfinite(v) for v in L)
-        for a in trainer.actions:
+        actions = [dict(a) for a in trainer.actions]
+        for a in actions:
             ch = a.get("changes", {})
             if ch.get("by") != "doctor" or "outcome" in a:
                 continue
@@ -396,6 +423,7 @@ class Doctor(Callback):
             else:
                 a["outcome"] = "recovered"
             a["train_loss_after"] = after[-1] if after else None
+        return actions
 
     # ---------------------------------------------------------------------------------------- probe rules
     def _probe_rules(self, trainer: Trainer) -> None:
@@ -450,7 +478,7 @@ class Doctor(Callback):
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
         tl = logs.get("train_loss", 0.0)
         if not (isinstance(tl, float) and math.isfinite(tl)):
-            trainer.state_is_good = False
+            self._bad_state = True
             return
         if self._cuda and self._flag is not None and bool(self._flag):
             self._nonfinite(trainer)
@@ -472,7 +500,7 @@ class Doctor(Callback):
         self._dead_by_large_steps(trainer, acts)
         fresh = {f.code: f for f in found if f.epoch == now}
         # never checkpoint a diverged state; once the loss is back near its best, checkpoints are good again
-        trainer.state_is_good = not self._diverged(history)
+        self._bad_state = self._diverged(history)
         if not self._may_repair():
             return
         request = repair.after_epoch(fresh, found, self._repair_state(trainer), self.t, now)
@@ -522,7 +550,6 @@ class Doctor(Callback):
                                       clipping=trainer.clip_grad is not None, disabled=self.disabled, final=True):
             if not (f.code == "lr_too_low" and self._cut_lr):  # never advise undoing the doctor's own LR cut
                 self.report(trainer, f)
-        self._outcomes(trainer)
 
     def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
         summary["findings"] = [f.to_dict() for f in self.findings]
@@ -536,7 +563,7 @@ class Doctor(Callback):
             "probes": len(self.records),
             "run": self.context.to_dict() if self.context is not None else None,
         }
-        summary["actions"] = trainer.actions
+        summary["actions"] = self._outcomes(trainer)
 
     # ---------------------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -547,10 +574,6 @@ class Doctor(Callback):
                                     "cut_lr": self._cut_lr, "facts": facts}, default=json_default)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self._rolling_back:
-            # a rollback the doctor asked for: keep what it has seen and done since that checkpoint
-            self._rolling_back = False
-            return
         # checked here, as early stopping does: a damaged value is a refused resume naming the checkpoint (the loop
         # adds the file), not a TypeError in the middle of the resumed run
         try:

@@ -432,11 +432,14 @@ class StepProbe:
 
     def after_backward(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int, epoch: int) -> None:
         grads_all = [p.grad for p in model.parameters() if p.grad is not None]
-        total = _norms(grads_all)
-        grad_norm = float(sum(v * v for v in total) ** 0.5) if total else 0.0
         named = [(n, p) for n, p in self.layers if p.grad is not None]
-        g = _norms([p.grad for _, p in named])
-        w = _norms([p.detach() for _, p in named])
+        # one fused norm and one host read for all three lists (every gradient, the probed layers' gradients and
+        # weights): three separate reads cost three syncs and three stacks per probe
+        at = {id(gr): i for i, gr in enumerate(grads_all)}
+        norms = _norms(grads_all + [p.detach() for _, p in named])
+        total, w = norms[:len(grads_all)], norms[len(grads_all):]
+        g = [total[at[id(p.grad)]] if id(p.grad) in at else 0.0 for _, p in named]
+        grad_norm = float(sum(v * v for v in total) ** 0.5) if total else 0.0
         group0 = optimizer.param_groups[0]
         lr = float(group0["lr"])
         # a schedule keeps its peak in the group (LambdaLR & co: initial_lr; OneCycleLR: max_lr): the LR rules
@@ -479,18 +482,21 @@ class StepProbe:
         rec = self.record
         if rec is None:
             return None
-        deltas = [p.detach() - b for (_, p), b in zip(self._named, self._before, strict=True)]
-        for (n, _), v in zip(self._named, _norms(deltas), strict=True):
+        deltas = torch._foreach_sub([p.detach() for _, p in self._named], self._before) if self._named else []
+        parts = list(deltas)
+        if self._decoupled:  # AdamW: decay lr·wd·W against the rest of the step, in the same fused norm and read
+            before = [self._before[i].float() for i, _ in self._decoupled]
+            decays = torch._foreach_mul(before, [shrink for _, shrink in self._decoupled])
+            rests = torch._foreach_add([deltas[i].float() for i, _ in self._decoupled], decays)
+            parts += decays + rests
+        norms = _norms(parts)
+        for (n, _), v in zip(self._named, norms, strict=False):
             rec.update[n] = v
         ratios = [r for r in (self._grad_ratio,) if r is not None]
-        if self._decoupled:  # AdamW: decay lr·wd·W against the rest of the step
-            decay_sq = rest_sq = 0.0
-            for i, shrink in self._decoupled:
-                before = self._before[i].float()
-                decay = shrink * before
-                rest = deltas[i].float() + decay
-                decay_sq += float(decay.pow(2).sum())
-                rest_sq += float(rest.pow(2).sum())
+        if self._decoupled:
+            k = len(self._decoupled)
+            decay_n, rest_n = norms[len(deltas):len(deltas) + k], norms[len(deltas) + k:]
+            decay_sq, rest_sq = sum(v * v for v in decay_n), sum(v * v for v in rest_n)
             ratios.append(decay_sq ** 0.5 / max(rest_sq ** 0.5, 1e-12))
         rec.reg_ratio = max(ratios) if ratios else None
         self._before, self._decoupled, self.record = [], [], None

@@ -1,19 +1,27 @@
 """Repair as a decision: from the findings and what the run has been through to one `RepairRequest` (or none).
 
 Pure functions, with `doctor.repair=true`: the Doctor gathers the facts (`RepairState`), asks, and hands the
-request to the loop's one public way to carry it out, `Trainer.request_rollback` (restore a checkpoint or the
-initial weights, then change the LR or turn clipping on). Which finding is answered first: a blow-up before large
+request to the loop's one public way to carry it out, `Trainer.request` (`RepairRequest.to_request`: restore a
+checkpoint or the snapshot of the initial weights the Doctor took at fit start, then change the LR or turn clipping
+on). Which finding is answered first: a blow-up before large
 steps, large steps before small ones -- raising the LR of a run whose steps were just found too large, or whose
 loss bounces, would make it worse.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from gradwise.doctor.findings import Code, Finding
 from gradwise.doctor.thresholds import Thresholds
+from gradwise.train.events import Request
+
+START = "start"  # the name of the Doctor's snapshot of the state at the start of the fit (trainer.snapshot)
+
+# The states a restore tries, in order: a missing checkpoint falls back to last.pt, then to the start; "start" on a
+# resumed fit (which took no snapshot) goes back to the best checkpoint, the earliest good state it has.
+_FALLBACKS = {"last": ("last", START), "best": ("best", "last", START), START: (START, "best", "last")}
 
 
 @dataclass(frozen=True)
@@ -29,11 +37,10 @@ class RepairRequest:
     to: str = "last"
     now: bool = True
 
-    def loop_kwargs(self, extra: dict[str, Any]) -> dict[str, Any]:
-        """The keywords of Trainer.request_rollback."""
-        d = asdict(self)
-        return {"reason": d["reason"], "lr_factor": d["lr_factor"], "clip_grad": d["clip_grad"], "extra": extra,
-                "restore": d["restore"], "to": d["to"]}
+    def to_request(self, note: dict[str, Any]) -> Request:
+        """The loop's Request: the states to restore, tried in order, and the changes; `note` goes into the record."""
+        return Request(self.reason, restore=_FALLBACKS[self.to] if self.restore else (), lr_factor=self.lr_factor,
+                       clip_grad=self.clip_grad, note=note)
 
 
 @dataclass(frozen=True)

@@ -224,13 +224,14 @@ class Distributed:
 
     def agree(self, trainer: Any) -> None:
         """After a step or an epoch: every process stops if any got a signal or was told to stop, and rolls back if
-        rank 0's doctor asked for it (its decision is everyone's). One all-reduce of three numbers."""
+        rank 0's callbacks requested it (trainer.request: its decision is everyone's). One all-reduce of three
+        numbers."""
         # A signal delivered while the all-reduce below blocks runs its handler when the call returns: only the
         # signal this agreement sent is cleared, a later one waits for the next agreement (clearing it lost
         # SIGTERMs that torchrun passes on to processes waiting in this very all-reduce).
         sent = self.pending_signal
         flags = torch.tensor([float(sent or 0), float(bool(trainer.should_stop)),
-                              float(self.is_main and trainer._rollback is not None)], dtype=torch.float64)
+                              float(self.is_main and trainer._request is not None)], dtype=torch.float64)
         self._all_reduce(flags, dist.ReduceOp.MAX)
         signum, stop, rollback = (int(v) for v in flags.tolist())
         if signum and trainer._signal is None:
@@ -243,15 +244,17 @@ class Distributed:
             self.pending_signal = None
         if stop:
             # the stop's reason and status come from the first process that stopped (rare: once per run)
-            states = self.all_gather_object((bool(trainer.should_stop), trainer.stop_reason, trainer.status_override))
+            states = self.all_gather_object((bool(trainer.should_stop), trainer.stop_reason, trainer.failure))
             stopped = next(s for s in states if s[0])
             trainer.should_stop = True
             if trainer._signal is None:
-                trainer.stop_reason, trainer.status_override = stopped[1], stopped[2]
+                if stopped[2]:  # that process's callback marked the run failed
+                    trainer.fail(stopped[2])
+                trainer.stop_reason = stopped[1]
         if rollback:
-            trainer._rollback = self.broadcast_object(trainer._rollback if self.is_main else None)
+            trainer._request = self.broadcast_object(trainer._request if self.is_main else None)
         elif not self.is_main:
-            trainer._rollback = None  # only rank 0 decides a repair
+            trainer._request = None  # only rank 0 decides a repair
 
     # ------------------------------------------------------------------------------------------ evaluation
     def eval_gather(self, model: nn.Module, loader: Any) -> Callable | None:

@@ -1,6 +1,8 @@
 """The training loop. The step reads top to bottom in `_train_step`; everything else plugs into events.
 
-The loop knows nothing of the doctor, progress bars or trackers: they are callbacks (see `events.py`).
+The loop knows nothing of the doctor, progress bars or trackers: they are callbacks (see `events.py`), and they
+change the run only through its public methods: `request` (restore a snapshot or checkpoint, scale the LR, set
+clipping), `snapshot`, `fail`, and a veto in on_checkpoint.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from gradwise.train.checkpoint import (
     snapshot,
     training_state_problem,
 )
-from gradwise.train.events import Callback, CallbackList
+from gradwise.train.events import Callback, CallbackList, Request
 from gradwise.train.metrics import evaluate, to_device
 from gradwise.train.rundir import RunDir
 
@@ -139,14 +141,13 @@ class Trainer:
         self.should_stop = False
         self.stop_reason: str | None = None
         self.status = "running"
-        self.status_override: str | None = None  # a callback may mark the run failed (e.g. the NaN guard)
+        self._failure: str | None = None  # why a callback marked the run failed (fail(): e.g. the NaN guard)
         self.resumed = False
-        self.state_is_good = True  # the doctor clears this when it sees a bad state, so it is never checkpointed
         self._signal: int | None = None
         self._deferred_saves: list[str] | None = None  # saves asked for while an epoch is being committed
-        self._rollback: dict[str, Any] | None = None
-        self._initial_state: dict[str, Any] | None = None
-        self.actions: list[dict[str, Any]] = []  # what repair did (rollback + changes), for the summary
+        self._request: Request | None = None  # a change of course asked for (request()), carried out after the step
+        self._snapshots: dict[str, dict[str, Any]] = {}  # name -> in-memory training state (snapshot())
+        self.actions: list[dict[str, Any]] = []  # the requests carried out (restores + changes), for the summary
         self._batches_on_device = False  # set by fit() once the loaders are on the device
         self.checkpoints = CheckpointWriter()  # written on a background thread; flushed before any is read
         self._epoch_ending = False  # the current epoch's steps are done and it is being evaluated/committed
@@ -261,8 +262,6 @@ class Trainer:
             self._load_state(resume_state, path=self.run_dir.last)
             self.resumed = True
             self._write("metrics.jsonl", self.run_dir.write_metrics, self.history)
-        else:
-            self._initial_state = self._state(in_memory=True)
         handlers = self._install_signal_handlers()
         test_metrics: dict[str, float] = {}
         try:
@@ -273,7 +272,7 @@ class Trainer:
                 self._run_epoch()
                 if self._signal is not None:
                     break
-            self.status = self.status_override or ("stopped" if self._signal is not None else "completed")
+            self.status = "failed" if self._failure else "stopped" if self._signal is not None else "completed"
             self.callbacks.fire("on_train_end", self)
             if self.test_loader is not None and self.status == "completed":
                 test_metrics = self._evaluate(self.test_loader, per_class=True)
@@ -368,9 +367,9 @@ class Trainer:
             self._train_step(window)
             self.callbacks.fire("on_batch_end", self)
             if self.dist is not None:
-                self.dist.agree(self)  # every process stops, or rolls back, at this same step
-            if self._rollback is not None:
-                self._do_rollback()
+                self.dist.agree(self)  # every process stops, or carries out rank 0's request, at this same step
+            if self._request is not None:
+                self._carry_out()
                 return
             if self._signal is not None or self.should_stop:
                 if self._signal is not None:
@@ -412,11 +411,14 @@ class Trainer:
             deferred, self._deferred_saves = self._deferred_saves, None
         if self.dist is not None:
             self.dist.agree(self)
-        if self._rollback is not None:
-            self._do_rollback()
+        if self._request is not None and self._request.restore:
+            self._carry_out()  # the epoch is undone: its row is never committed
             return
-        if not math.isfinite(train_loss) and self.state_is_good:
-            # no callback handled it (doctor off): stop rather than train on garbage for the remaining epochs
+        names = list(dict.fromkeys(("last", *deferred)))
+        keep = self._may_checkpoint(names)
+        if not math.isfinite(train_loss) and keep:
+            # no callback took the broken state in hand (the doctor off: nobody vetoed its checkpoint): stop rather
+            # than train on garbage for the remaining epochs
             self.history.append(logs)
             self._write("metrics.jsonl", self.run_dir.append_metrics, logs)
             raise TrainingError(f"the training loss became {train_loss} in epoch {self.epoch + 1} (step "
@@ -428,7 +430,10 @@ class Trainer:
         self._epoch_ending = False  # committed: `epoch` now counts it
         self.batch_in_epoch = 0
         self.weights_epoch = self.epoch
-        self.save_checkpoint("last", *deferred)  # best.pt, when asked for, is the same state: one write, two names
+        if self._request is not None:  # settings only: the epoch stands, the new settings apply from the next step
+            self._carry_out()
+        if keep:
+            self._save(names)  # best.pt, when asked for, is the same state as last.pt: one write, two names
 
     def _evaluate(self, loader: Any, per_class: bool = False) -> dict[str, Any]:
         model = self.model if self.eval_model is None else self.eval_model  # weight averaging: the average
@@ -520,21 +525,33 @@ class Trainer:
         return training_state_problem(state) or _optimizer_problem(state["optimizer"], self.optimizer)
 
     def save_checkpoint(self, which: str = "last", *also: str) -> None:
-        """Write checkpoints/<which>.pt (and the same state as <also>.pt) atomically, unless the state is bad."""
+        """Write checkpoints/<which>.pt (and the same state as <also>.pt) atomically, unless the state is bad (a
+        non-finite loss, or a callback's on_checkpoint vetoed it)."""
         if self._deferred_saves is not None:
             self._deferred_saves.extend(w for w in (which, *also) if w not in self._deferred_saves)
             return
-        if not self.state_is_good or not bool(torch.isfinite(self.last_loss)):
+        names = list(dict.fromkeys((which, *also)))
+        if self._may_checkpoint(names):
+            self._save(names)
+
+    def _may_checkpoint(self, names: list[str]) -> bool:
+        """Whether the callbacks let the current state be written as checkpoints/<names>.pt (one that judged the
+        state broken vetoes it in on_checkpoint)."""
+        return self.callbacks.ask("on_checkpoint", self, names)
+
+    def _save(self, names: list[str]) -> None:
+        """Write the state as checkpoints/<names>.pt (one write, several names), unless its last loss is broken."""
+        if not bool(torch.isfinite(self.last_loss)):
             return  # never replace a good checkpoint with a broken state
         # data-parallel: every process's random streams go in (a collective: all processes save at the same step)
         ranks = self.dist.rng_states() if self.dist is not None else None
         if not self.is_main:
             return
-        names = [self.run_dir.checkpoints / f"{w}.pt" for w in dict.fromkeys((which, *also))]
+        paths = [self.run_dir.checkpoints / f"{w}.pt" for w in names]
         state = self._state()
         if ranks is not None:
             state.update(rng_ranks=ranks, world_size=self.dist.world)
-        self.checkpoints.save(names[0], state, also=names[1:])
+        self.checkpoints.save(paths[0], state, also=paths[1:])
 
     def load_weights(self, which: str = "best") -> None:
         """Put back the weights of checkpoints/<which>.pt (nothing else), if it exists; sets `restored_epoch`."""
@@ -550,64 +567,78 @@ class Trainer:
             # saved (a bad state is never checkpointed) leaves an older best.pt, and that is what the model holds
             self.weights_epoch = self.restored_epoch = _epoch_of(state)
 
-    # ---------------------------------------------------------------------------------------- repair
-    def request_rollback(self, reason: str, lr_factor: float | None = None, clip_grad: float | None = None,
-                         extra: dict[str, Any] | None = None, *, restore: bool = True, to: str = "last") -> None:
-        """Ask the loop to restore a good checkpoint and continue with changed settings.
+    # ------------------------------------------------------------------------- requests from callbacks
+    @property
+    def failure(self) -> str | None:
+        """Why a callback marked the run failed (`fail`), or None."""
+        return self._failure
 
-        ``to`` names the state to go back to: "last" or "best" (a missing checkpoint falls back to last.pt, then to
-        the state at the start of the fit) or "start" (the state at the start of the fit: a retrain from scratch; a
-        resumed fit, which does not hold that state, goes back to best.pt).
-        ``restore=False`` keeps the current state and only applies the changes (e.g. raising a too-low LR),
-        continuing at the very next batch.
-        """
-        self._rollback = {"reason": reason, "lr_factor": lr_factor, "clip_grad": clip_grad, "extra": extra or {},
-                          "restore": restore, "to": to}
+    def fail(self, reason: str) -> None:
+        """Stop after this step (or epoch) and end the run with status "failed", `reason` as its stop_reason."""
+        self._failure = reason
+        self.stop_reason = reason
+        self.should_stop = True
 
-    def _do_rollback(self) -> None:
-        request, self._rollback = self._rollback, None
+    def snapshot(self, name: str) -> None:
+        """Keep the whole training state now in host memory under `name` (replacing one of that name), for a later
+        `request(Request(restore=(name,)))`: e.g. the state at the start of the fit, to retrain from scratch."""
+        self._snapshots[name] = self._state(in_memory=True)
+
+    def request(self, request: Request) -> None:
+        """Ask the loop to change course: restore a state, then scale the LR and set clipping (see events.py).
+        Carried out after the current step or at the epoch end; a later request before then replaces it."""
+        self._request = request
+
+    def _carry_out(self) -> None:
+        request, self._request = self._request, None
         assert request is not None
-        # actions taken since the checkpoint was written must survive loading it (they are the repair's record)
+        # actions taken since the restored state was saved must survive loading it (they are the run's record)
         actions = list(self.actions)
-        source = None
-        if request.get("restore", True):
-            to = request.get("to", "last")
-            self.checkpoints.flush()
-            if to == "start" and self._initial_state is None:
-                to = "best"  # a resumed fit has no start state in memory: the best checkpoint is the earliest good one
-            candidates = [] if to == "start" else [self.run_dir.checkpoints / f"{to}.pt", self.run_dir.last]
-
-            def read() -> tuple[Path | None, dict[str, Any] | None]:
-                found = next((p for p in candidates if p.exists()), None)
-                return found, (load_checkpoint(found) if found is not None else None)
-
-            # data-parallel: rank 0 reads, every process takes the same state (with its own random streams)
-            path, state = self.dist.read_on_main(read) if self.dist is not None else read()
-            if self.dist is not None and state is not None:
-                state = self.dist.own_rng(state)
-            state = state if state is not None else self._initial_state
-            if state is None:
-                raise TrainingError("repair wanted to roll back but there is no good state to roll back to.")
-            source = path.stem if path is not None else "start"
+        restored = None
+        if request.restore:
+            restored, path, state = self._find_state(request.restore)
             self._load_state(state, path=path)
             set_rng_state(state["rng"])
             self.actions = actions
-            self.state_is_good = True
             self.should_stop = False
         changes: dict[str, Any] = {}
-        if request["lr_factor"] is not None:
+        if request.lr_factor is not None:
             # the schedule owns the LR: it rescales the current LR and every LR it will compute from now on
-            self.schedule.scale_lr(request["lr_factor"])
-            changes["lr_factor"] = request["lr_factor"]
+            self.schedule.scale_lr(request.lr_factor)
+            changes["lr_factor"] = request.lr_factor
             changes["lr"] = self.optimizer.param_groups[0]["lr"]
-        if request["clip_grad"] is not None:
-            self.clip_grad = request["clip_grad"]
-            changes["clip_grad"] = request["clip_grad"]
-        changes.update(request["extra"])
-        self.actions.append({"step": self.step, "epoch": self.epoch, "action": "rollback" if source else "adjust",
-                             "reason": request["reason"], "restored": source, "changes": changes})
-        if source:
+        if request.clip_grad is not None:
+            self.clip_grad = request.clip_grad
+            changes["clip_grad"] = request.clip_grad
+        changes.update(request.note)
+        action = {"step": self.step, "epoch": self.epoch, "action": "rollback" if restored else "adjust",
+                  "reason": request.reason, "restored": restored, "changes": changes}
+        self.actions.append(action)
+        if restored:
             self._write("metrics.jsonl", self.run_dir.write_metrics, self.history)
+        self.callbacks.fire("on_request_done", self, action)
+
+    def _find_state(self, names: tuple[str, ...]) -> tuple[str, Path | None, dict[str, Any]]:
+        """The first of `names` that exists: a snapshot of that name, else checkpoints/<name>.pt, with its path."""
+        self.checkpoints.flush()
+
+        def read() -> tuple[str | None, dict[str, Any] | None]:
+            for name in names:
+                if name in self._snapshots:  # every process took its own (the same step everywhere)
+                    return name, None
+                path = self.run_dir.checkpoints / f"{name}.pt"
+                if path.exists():
+                    return name, load_checkpoint(path)
+            return None, None
+
+        # data-parallel: rank 0 reads, every process takes the same state (with its own random streams)
+        found, state = self.dist.read_on_main(read) if self.dist is not None else read()
+        if found is None:
+            raise TrainingError(f"a callback asked to restore one of {list(names)} but there is no such snapshot "
+                                f"or checkpoint in {self.run_dir.checkpoints}.")
+        if state is None:
+            return found, None, self._snapshots[found]
+        return found, self.run_dir.checkpoints / f"{found}.pt", self.dist.own_rng(state) if self.dist else state
 
     # ---------------------------------------------------------------------------------------- signals
     def _install_signal_handlers(self) -> dict[int, Any]:
