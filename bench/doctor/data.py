@@ -193,7 +193,7 @@ def write_csv(frame: Any, work: Path, name: str) -> Path:
     return path
 
 
-def synthetic(kind: str, seed: int, *args: Any, val_share: float = 0.25, scale: bool = False, offset: int = 0,
+def synthetic(kind: str, *args: Any, seed: int, val_share: float = 0.25, scale: bool = False, offset: int = 0,
               **params: Any) -> Split:
     """One of scikit-learn's generators (`make_<kind>`, drawn from `seed`) with float32 features, split by
     seed + offset, [standardized]."""
