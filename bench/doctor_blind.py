@@ -1,5 +1,5 @@
-"""The doctor's blind set; it lives in bench/doctor/sets/blind.py (its docstring tells its history). This name stays as
-an alias: `python bench/doctor_blind.py ...` = `python bench/doctor/run.py blind ...`."""
+"""The doctor's blind set, now in bench/doctor/sets/blind.py (its docstring tells its history); this name stays
+as an alias: `python bench/doctor_blind.py ...` = `python bench/doctor/run.py blind ...`."""
 
 import sys
 

@@ -211,3 +211,19 @@ def standardized_target(d: Split) -> Split:
     xt, yt, xv, yv = d
     mu, sd = yt.mean(), yt.std()
     return xt, ((yt - mu) / sd).astype(np.float32), xv, ((yv - mu) / sd).astype(np.float32)
+
+
+def twisted_regression(n: int, n_features: int, n_informative: int, noise: float, product: float, square: float, *,
+                       seed: int, target_scale: float | None = None) -> Split:
+    """make_regression plus an interaction (`product` x0·x1) and a square (`square` x2²) term, split 75/25 by
+    `seed`; X standardized; y standardized with the training statistics, or (target_scale) multiplied by it and
+    left in its own units."""
+    from sklearn.datasets import make_regression
+
+    x, y = make_regression(n, n_features=n_features, n_informative=n_informative, noise=noise, random_state=seed)
+    y = y + product * x[:, 0] * x[:, 1] + square * x[:, 2] ** 2
+    xt, yt, xv, yv = split(x.astype(np.float32), y.astype(np.float32), 0.25, seed)
+    xt, xv = standardize(xt, xv)
+    if target_scale is not None:
+        return xt, (yt * target_scale).astype(np.float32), xv, (yv * target_scale).astype(np.float32)
+    return standardized_target((xt, yt, xv, yv))
