@@ -194,16 +194,16 @@ def write_csv(frame: Any, work: Path, name: str) -> Path:
 
 
 def synthetic(kind: str, *args: Any, seed: int, val_share: float = 0.25, scale: bool = False, offset: int = 0,
-              **params: Any) -> Split:
+              float_target: bool = False, scale_target: bool = False, **params: Any) -> Split:
     """One of scikit-learn's generators (`make_<kind>`, drawn from `seed`) with float32 features, split by
-    seed + offset, [standardized]."""
+    seed + offset, [standardized]; a regression target [cast to float32 before the split] [standardized]."""
     from sklearn import datasets
 
     x, y = getattr(datasets, f"make_{kind}")(*args, random_state=seed, **params)
-    xt, yt, xv, yv = split(x.astype(np.float32), y, val_share, seed + offset)
+    xt, yt, xv, yv = split(x.astype(np.float32), y.astype(np.float32) if float_target else y, val_share, seed + offset)
     if scale:
         xt, xv = standardize(xt, xv)
-    return xt, yt, xv, yv
+    return standardized_target((xt, yt, xv, yv)) if scale_target else (xt, yt, xv, yv)
 
 
 def standardized_target(d: Split) -> Split:
