@@ -19,9 +19,10 @@ from torch import nn
 
 
 def stack(n_in: int, n_out: int, widths: tuple[int, ...], act: Callable[[], nn.Module] = nn.ReLU,
-          final: nn.Module | None = None, dropout: float = 0.0, norm: Callable[[int], nn.Module] | None = None,
-          flatten: bool = True) -> nn.Sequential:
-    """[Flatten], then Linear layers of the given widths, each followed by [norm], the activation and [dropout]."""
+          final: nn.Module | tuple[nn.Module, ...] | None = None, dropout: float = 0.0,
+          norm: Callable[[int], nn.Module] | None = None, flatten: bool = True) -> nn.Sequential:
+    """[Flatten], then Linear layers of the given widths, each followed by [norm], the activation and [dropout],
+    then the `final` module(s) (an output activation, a Flatten(0) for 1-D outputs ...)."""
     layers: list[nn.Module] = [nn.Flatten()] if flatten else []
     d = n_in
     for w in widths:
@@ -34,7 +35,7 @@ def stack(n_in: int, n_out: int, widths: tuple[int, ...], act: Callable[[], nn.M
         d = w
     layers.append(nn.Linear(d, n_out))
     if final is not None:
-        layers.append(final)
+        layers += final if isinstance(final, tuple) else [final]
     return nn.Sequential(*layers)
 
 
