@@ -39,6 +39,11 @@ def stack(n_in: int, n_out: int, widths: tuple[int, ...], act: Callable[[], nn.M
     return nn.Sequential(*layers)
 
 
+def then(body: Callable[[], nn.Module], *tail: nn.Module) -> nn.Sequential:
+    """nn.Sequential(body(), *tail): a built model with modules appended after it (an output ReLU, a Flatten(0))."""
+    return nn.Sequential(body(), *tail)
+
+
 def linears(model: nn.Module) -> list[nn.Linear]:
     return [m for m in model.modules() if isinstance(m, nn.Linear)]
 
