@@ -21,6 +21,7 @@ register a run whose making does not fit a `Case`.
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import json
 import math
@@ -38,13 +39,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from doctor import data as D
+from doctor import models as M
 from doctor.data import fashion_data, mnist1d_data, mnist1d_split, sk_table, sklearn_data, split, standardize, tensor
 from doctor.models import stack
+from gradwise.train.rundir import read_jsonl  # skips a line a crashed run cut short
 
-__all__ = ["Case", "CaseSet", "HeldOutRun", "HeldOutSet", "Result", "TorchOptim", "execute", "fashion_data", "main",
-           "mnist1d_data", "mnist1d_split", "registrar", "report", "sk_table", "sklearn_data", "split", "stack",
-           "standardize", "tensor"]
+__all__ = ["CE", "D", "M", "P", "Built", "Case", "CaseSet", "HeldOutRun", "HeldOutSet", "Result", "TorchOptim",
+           "execute", "fashion_data", "main", "mnist1d_data", "mnist1d_split", "registrar", "report", "sk_table",
+           "sklearn_data", "split", "stack", "standardize", "tensor"]
 
+P = functools.partial  # what a set writes its builders with: P(D.sk_table, "wine"), P(M.stack, 13, 3, (64,))
+CE = "cross_entropy"
 RUN_PY = Path(__file__).resolve().parent / "run.py"
 FILE = "<data file>"  # in a config case's overrides: the path of the file its data builder wrote
 
@@ -326,8 +332,8 @@ def collect(r: HeldOutRun, path: Path, status: str, seconds: float, run: Any = N
         h = run.history
         facts = (run.summary.get("doctor") or {}).get("facts") or {}
     else:
-        findings = [(d["code"], d["severity"]) for d in _jsonl(path / "findings.jsonl")]
-        h = _jsonl(path / "metrics.jsonl")
+        findings = [(d["code"], d["severity"]) for d in read_jsonl(path / "findings.jsonl")]
+        h = read_jsonl(path / "metrics.jsonl")
         facts = {}
     found: dict[str, str] = {}
     rank = {"info": 0, "warning": 1, "error": 2}
@@ -344,18 +350,6 @@ def collect(r: HeldOutRun, path: Path, status: str, seconds: float, run: Any = N
         if got:
             metrics[f"best_{key}"] = max(got)
     return Result(r.name, r.expect, found, status, seconds, len(h), metrics, str(path), run, r.any_of)
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a crashed run can leave half a line
-            continue
-    return rows
 
 
 def _fmt(v: Any) -> str:

@@ -18,18 +18,19 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 
-def stack(n_in: int, n_out: int, widths: tuple[int, ...], act: Callable[[], nn.Module] = nn.ReLU,
+def stack(n_in: int, n_out: int, widths: tuple[int, ...], act: Callable[[], nn.Module] | None = nn.ReLU,
           final: nn.Module | tuple[nn.Module, ...] | None = None, dropout: float = 0.0,
           norm: Callable[[int], nn.Module] | None = None, flatten: bool = True) -> nn.Sequential:
-    """[Flatten], then Linear layers of the given widths, each followed by [norm], the activation and [dropout],
-    then the `final` module(s) (an output activation, a Flatten(0) for 1-D outputs ...)."""
+    """[Flatten], then Linear layers of the given widths, each followed by [norm], the activation (none: `act`
+    None) and [dropout], then the `final` module(s) (an output activation, a Flatten(0) for 1-D outputs ...)."""
     layers: list[nn.Module] = [nn.Flatten()] if flatten else []
     d = n_in
     for w in widths:
         layers.append(nn.Linear(d, w))
         if norm is not None:
             layers.append(norm(w))
-        layers.append(act())
+        if act is not None:
+            layers.append(act())
         if dropout:
             layers.append(nn.Dropout(dropout))
         d = w

@@ -26,12 +26,7 @@ Every run goes through the public API only: `gradwise.fit(model, (X, y), val=(Xv
 with the doctor on (its default), and reads `run.findings` (a run that stops with an exception, such as a NaN loss,
 is scored from the `findings.jsonl` and `metrics.jsonl` it left in its run directory).
 
-    OMP_NUM_THREADS=1 python bench/doctor/run.py blind                 # every run
-    OMP_NUM_THREADS=1 python bench/doctor/run.py blind --only moons,gru
-    OMP_NUM_THREADS=1 python bench/doctor/run.py blind --keep /tmp/blind   # keep the run directories
-    OMP_NUM_THREADS=1 python bench/doctor/run.py blind --list
-
-Exit status 0 when every expected code was found and no healthy run raised a warning or error.
+Run it: `python bench/doctor/run.py blind` (--only moons,gru; --keep /tmp/blind; --list; see bench/doctor/run.py).
 
 (`python bench/doctor_blind.py ...` is the same command line.)
 """
@@ -39,17 +34,13 @@ Exit status 0 when every expected code was found and no healthy run raised a war
 from __future__ import annotations
 
 import copy
-from functools import partial as P
 
 import numpy as np
 import torch
 from torch import nn
 
-from doctor import data as D
-from doctor import models as M
-from doctor.harness import Built, Case, CaseSet, TorchOptim
+from doctor.harness import CE, Built, Case, CaseSet, D, M, P, TorchOptim
 
-CE = "cross_entropy"
 DIGITS, MNIST1D = P(D.sk_table, "digits"), P(D.mnist1d_split)
 MOONS = P(D.synthetic, "moons", 1200, noise=0.25, val_share=0.3, scale=True)
 BLOBS4 = P(D.synthetic, "classification", 3000, n_features=20, n_informative=10, n_redundant=4, n_classes=4,

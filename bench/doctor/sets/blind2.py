@@ -32,28 +32,18 @@ a run too short for lr_too_low's burn-in is judged on all its steps. It now find
 Not found: 40% label noise (label_problem; the neighbour check sees labels well above chance), the oscillation of
 a batch-4 SGD run (reported as diverging_loss), and exploding_gradients on the summed loss (diverging_loss is).
 
-    OMP_NUM_THREADS=1 python bench/doctor/run.py blind2                 # every run
-    OMP_NUM_THREADS=1 python bench/doctor/run.py blind2 --only circles,lstm
-    OMP_NUM_THREADS=1 python bench/doctor/run.py blind2 --keep /tmp/blind2   # keep the run directories
-    OMP_NUM_THREADS=1 python bench/doctor/run.py blind2 --list
-
-Exit status 0 when every expected code was found and no healthy run raised a warning or error.
+Run it: `python bench/doctor/run.py blind2` (--only circles,lstm; --keep /tmp/blind2; --list; see bench/doctor/run.py).
 
 (`python bench/doctor_blind2.py ...` is the same command line.)
 """
 
 from __future__ import annotations
 
-from functools import partial as P
-
 import numpy as np
 from torch import nn
 
-from doctor import data as D
-from doctor import models as M
-from doctor.harness import Built, Case, CaseSet, TorchOptim
+from doctor.harness import CE, Built, Case, CaseSet, D, M, P, TorchOptim
 
-CE = "cross_entropy"
 DIGITS, MNIST1D = P(D.sk_table, "digits"), P(D.mnist1d_split)
 CIRCLES = P(D.synthetic, "circles", 1500, noise=0.1, factor=0.5, val_share=0.3, scale=True)
 BLOBS = P(D.synthetic, "blobs", 2000, n_features=8, centers=5, cluster_std=4.5, scale=True)  # linear model: ~0.93

@@ -35,29 +35,19 @@ Not found: exploding gradients after the blow-up of a GRU at SGD 3.0, a leaked f
 decay 5, vanishing gradients through 200 time steps (the weight gradients stay normal), and no_learning where the
 doctor shows it as info explained by its root cause (dead units, the broadcast loss).
 
-    OMP_NUM_THREADS=1 python bench/doctor/run.py blind3                 # every run
-    OMP_NUM_THREADS=1 python bench/doctor/run.py blind3 --only gru,rnn
-    OMP_NUM_THREADS=1 python bench/doctor/run.py blind3 --keep /tmp/blind3   # keep the run directories
-    OMP_NUM_THREADS=1 python bench/doctor/run.py blind3 --list
-
-Exit status 0 when every expected code was found and no healthy run raised a warning or error.
+Run it: `python bench/doctor/run.py blind3` (--only gru,rnn; --keep /tmp/blind3; --list; see bench/doctor/run.py).
 
 (`python bench/doctor_blind3.py ...` is the same command line.)
 """
 
 from __future__ import annotations
 
-from functools import partial as P
-
 import numpy as np
 import torch
 from torch import nn
 
-from doctor import data as D
-from doctor import models as M
-from doctor.harness import Built, Case, CaseSet, TorchOptim
+from doctor.harness import CE, Built, Case, CaseSet, D, M, P, TorchOptim
 
-CE = "cross_entropy"
 PIXELS = P(D.sk_table, "digits")  # the 8x8 digits, one mean/std over all pixels (what a careful user does for images)
 WINE = P(D.sk_table, "wine", pooled_pixels=False)
 CLASSIF = dict(n_features=12, n_informative=6, n_redundant=2, n_classes=3, n_clusters_per_class=2, class_sep=1.0,

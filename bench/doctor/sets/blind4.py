@@ -47,7 +47,7 @@ with no false alarm (0/8; at seed 1: 0/8 too). Still missed: exploding_gradients
 as bad_initialization and divergence), lr_too_high behind an oscillating MAE run, and no_learning shown as info
 under its root cause.
 
-    OMP_NUM_THREADS=1 python bench/doctor/run.py blind4 [--only a,b] [--keep DIR] [--list]
+Run it: `python bench/doctor/run.py blind4` ([--only a,b] [--keep DIR] [--list]; see bench/doctor/run.py).
 
 Session 5 (general rules prompted by the fifth set, see doctor_blind5.py) also took two misses here: units that die
 after large steps report lr_too_high (mae_sgd_constant_lr_0.3), and a gradient spike shortly before a NaN is
@@ -58,17 +58,12 @@ exploding_gradients (tied_residual_x24). Now 26/28 (25/28 at seed 1), 0/8 false 
 
 from __future__ import annotations
 
-from functools import partial as P
-
 import numpy as np
 import torch
 from torch import nn
 
-from doctor import data as D
-from doctor import models as M
-from doctor.harness import Built, Case, CaseSet
+from doctor.harness import CE, Built, Case, CaseSet, D, M, P
 
-CE = "cross_entropy"
 DIGITS, WINE, CANCER = P(D.sk_table, "digits"), P(D.sk_table, "wine"), P(D.sk_table, "breast_cancer")
 FRIEDMAN1 = P(D.synthetic, "friedman1", 3000, 10, noise=0.5, scale=True, scale_target=True)
 FRIEDMAN2 = P(D.synthetic, "friedman2", 3000, noise=0.0, scale=True, scale_target=True)  # 4 features, no noise

@@ -47,24 +47,19 @@ alarm (0/8 at both seeds). Still missed: a diverging_loss next to the NaN of the
 once, 1.1 -> 5.7 -> 1.1, then overflowed), no_learning as info under vanishing gradients (30 plain ReLU layers).
 
 Usage:
-    OMP_NUM_THREADS=1 python bench/doctor/run.py blind5 [--only a,b] [--keep DIR] [--list] [--seed N]
+Run it: `python bench/doctor/run.py blind5` ([--only a,b] [--keep DIR] [--list] [--seed N]; see bench/doctor/run.py).
 
 (`python bench/doctor_blind5.py ...` is the same command line.)
 """
 
 from __future__ import annotations
 
-from functools import partial as P
-
 import numpy as np
 import torch
 from torch import nn
 
-from doctor import data as D
-from doctor import models as M
-from doctor.harness import Built, Case, CaseSet
+from doctor.harness import CE, Built, Case, CaseSet, D, M, P
 
-CE = "cross_entropy"
 DIGITS, WINE, CANCER = P(D.sk_table, "digits"), P(D.sk_table, "wine"), P(D.sk_table, "breast_cancer")
 FLAT = nn.Flatten(0)  # a 1-output head flattened to (N,), for 1-D targets
 

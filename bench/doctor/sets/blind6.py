@@ -46,18 +46,13 @@ one row. (The set's own `--dry` mode went with the move to the shared harness.)
 from __future__ import annotations
 
 import math
-from functools import partial as P
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import nn
 
-from doctor import data as D
-from doctor import models as M
-from doctor.harness import FILE, Built, Case, CaseSet, TorchOptim
-
-CE = "cross_entropy"
+from doctor.harness import CE, FILE, Built, Case, CaseSet, D, M, P, TorchOptim
 
 
 def _codes(*codes: str) -> tuple[str, ...]:

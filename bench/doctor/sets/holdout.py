@@ -13,30 +13,21 @@ produce no warning or error (info findings are fine).
 Every run goes through the public API only: `gradwise.fit(model, (X, y), val=(Xv, yv), ..., progress="none")`
 with the doctor on (its default), and reads `run.findings`.
 
-    OMP_NUM_THREADS=1 python bench/doctor/run.py holdout                 # every run (~1.5 min on one thread)
-    OMP_NUM_THREADS=1 python bench/doctor/run.py holdout --only cnn2d_digits_adamw,fashion_raw_pixels_mlp
-    OMP_NUM_THREADS=1 python bench/doctor/run.py holdout --keep /tmp/holdout   # keep the run directories
-    OMP_NUM_THREADS=1 python bench/doctor/run.py holdout --seed 1        # other splits, inits and batch orders
+Run it: `python bench/doctor/run.py holdout` (~1.5 min on one thread; --only cnn2d_digits_adamw,fashion_raw_pixels_mlp;
+--keep /tmp/holdout; --seed 1; see bench/doctor/run.py).
 
 (`python bench/doctor_holdout.py ...` is the same command.) Every split, initialization and batch order derives
 from the set's seed, 7 (the case suite uses 0); a model is built right after torch.manual_seed(seed * 100).
 
-Exit status 0 when every expected code was found and no healthy run raised a warning or error.
 """
 
 from __future__ import annotations
-
-from functools import partial as P
 
 import numpy as np
 import torch
 from torch import nn
 
-from doctor import data as D
-from doctor import models as M
-from doctor.harness import Built, Case, CaseSet, TorchOptim
-
-CE = "cross_entropy"
+from doctor.harness import CE, Built, Case, CaseSet, D, M, P, TorchOptim
 
 
 def tabular(name: str) -> P:
