@@ -416,7 +416,7 @@ def main(argv: list[str] | None, *, doc: str, runs: list[HeldOutRun], seed: int,
         return 0
     if args.list:
         for r in runs:
-            print(f"{r.name:40s} {'healthy' if r.healthy else ','.join(r.expect):40s} {r.fault}"
+            print(f"{r.name:40s} {'healthy' if r.healthy else ('|' if r.any_of else ',').join(r.expect):40s} {r.fault}"
                   + (f"  [{r.note}]" if r.note else ""))
         return 0
     wanted = [w for w in args.only.split(",") if w]

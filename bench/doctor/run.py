@@ -4,6 +4,9 @@
 
 SET is one of holdout, blind, blind2 .. blind6 (the modules in bench/doctor/sets/; `python bench/doctor_<SET>.py`
 runs the same set). The case suite, which also scores repair, has its own runner: bench/doctor_cases.py.
+
+Exit status 0 when every expected code was found (for blind6: one acceptable code a faulty run) and no healthy run
+raised a warning or error.
 """
 
 from __future__ import annotations
