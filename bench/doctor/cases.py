@@ -25,8 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
-from doctor_harness import Scored  # bench/ is on sys.path (scripts there, tests put it first)
 from torch import nn
+
+from doctor.harness import Scored  # bench/ is on sys.path (scripts there, tests put it first)
+from doctor.models import stack
 
 Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -91,21 +93,7 @@ def mlp(n_in: int, n_out: int, widths: tuple[int, ...] = (64, 64), act: type[nn.
         seed: int | None = None, dropout: float = 0.0, norm: bool = False, final: nn.Module | None = None
         ) -> nn.Sequential:
     torch.manual_seed(_seed() if seed is None else seed)
-    layers: list[nn.Module] = []
-    d = n_in
-    for w in widths:
-        layers.append(nn.Linear(d, w))
-        if norm:
-            layers.append(nn.BatchNorm1d(w))
-        if act is not None:
-            layers.append(act())
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        d = w
-    layers.append(nn.Linear(d, n_out))
-    if final is not None:
-        layers.append(final)
-    return nn.Sequential(*layers)
+    return stack(n_in, n_out, widths, act, final, dropout, nn.BatchNorm1d if norm else None, flatten=False)
 
 
 class CNN1d(nn.Module):
