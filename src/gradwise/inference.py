@@ -135,6 +135,9 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, trust_code: bool =
     run = load_run(run_dir, trust_code=trust_code)
     bundle = run.bundle
     data = getattr(bundle, split, None)
+    if data is None and split == "train" and getattr(bundle, "stream", None) is not None:
+        raise DataError("this run streamed its training rows from Parquet (data.stream), so they are not held in "
+                        "memory to evaluate; use --split val or --split test.")
     if data is None:
         raise DataError(f"this run has no {split} split (its data.{split}_fraction is 0); use another --split.")
     loss_fn = build_loss(run.config.loss, bundle.task, bundle.n_outputs, bundle.class_counts)

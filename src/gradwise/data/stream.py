@@ -310,6 +310,8 @@ class StreamTable:
         self.targets = table_targets(cfg, self.columns, cfg.dataset)
         self.features = cleaning.check_features(pd.DataFrame(columns=self.columns), cfg.features, self.targets,
                                                  cfg.dataset)
+        if cfg.features is None and cfg.split_key is not None:  # a row id: what decides the split, not a feature
+            self.features = [c for c in self.features if c != cfg.split_key]
         if not self.features:
             raise DataError(f"'{cfg.dataset}' has no feature columns besides the target {self.targets}; add feature "
                             "columns.")
