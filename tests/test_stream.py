@@ -187,6 +187,24 @@ def test_a_resumed_epoch_continues_the_same_row_order(tmp_path: Path) -> None:
     assert state["epoch"] == 3
 
 
+def test_validation_rows_too_many_to_hold_are_streamed_for_evaluation(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    held, cfg = traced_bundle(tmp_path / "held")
+    monkeypatch.setattr(stream_mod, "EVAL_MEMORY_BYTES", 1000)
+    streamed, _ = traced_bundle(tmp_path / "streamed")
+    assert streamed.val is None and streamed.test is None
+    assert streamed.report["stream"]["validation_and_test"].startswith("streamed")
+    _, val, test = make_loaders_from_bundle(streamed, cfg)
+    for loader, split in ((val, held.val), (test, held.test)):
+        assert isinstance(loader, stream_mod.StreamLoader) and loader.dataset_size == len(split[0])
+        loader.set_epoch(0)
+        batches = list(loader)
+        # the same rows in the same order (the table's), transformed the same way, in batches of the training size
+        assert torch.equal(torch.cat([x for x, _ in batches]), split[0])
+        assert torch.equal(torch.cat([y for _, y in batches]), split[1])
+        assert max(len(y) for _, y in batches) == cfg.train.batch_size
+
+
 def test_data_parallel_processes_share_each_global_batch(tmp_path: Path) -> None:
     bundle, cfg = traced_bundle(tmp_path)
     one, _, _ = make_loaders_from_bundle(bundle, cfg)

@@ -36,7 +36,7 @@ import torch
 
 from gradwise.config import DataConfig
 from gradwise.data import cleaning
-from gradwise.data.loaders import batch_part, global_batches
+from gradwise.data.loaders import batch_part, block, global_batches
 from gradwise.data.preprocess import (
     MISSING_CATEGORY,
     LabelCodec,
@@ -336,6 +336,7 @@ class StreamTable:
         self.drop_outliers = cfg.outliers.endswith("_drop")
         self.task = "classification"
         self.binary = False
+        self.eval_streamed = False  # val/test rows over EVAL_MEMORY_BYTES: streamed for evaluation as well
 
     # ----------------------------------------------------------------------------------------- rows of a unit
 
@@ -479,11 +480,9 @@ class StreamTable:
                     if len(part):
                         got.kept[s].append(part[[*self.features, *self.targets]])
                         got.kept_bytes += len(part) * max(len(self.features), 1) * 4
-                if got.kept_bytes > EVAL_MEMORY_BYTES:
-                    raise DataError(
-                        f"data.stream: the validation and test rows of '{self.cfg.dataset}' need more than "
-                        f"{EVAL_MEMORY_BYTES >> 20} MB as features; they are held in memory. Lower "
-                        "data.val_fraction / data.test_fraction, or give smaller data.val_file / data.test_file.")
+                if got.kept_bytes > EVAL_MEMORY_BYTES:  # too many to hold: evaluated by streaming them too
+                    got.keep_eval, got.kept = False, {VAL: [], TEST: []}
+                    self.eval_streamed = True
         assert got is not None
         return got
 
@@ -806,6 +805,8 @@ def load_stream(cfg: DataConfig, seed: int, fold: int | None, binary: bool, reas
     report["stream"] = {
         "streamed": True, "why": reason, "files": len({u.file for u in table.units}), "row_groups": len(table.units),
         "statistics_passes": passes, "shuffle_buffer": cfg.shuffle_buffer,
+        "validation_and_test": (f"streamed from the files at each evaluation (more than {EVAL_MEMORY_BYTES >> 20} MB "
+                                "of features)") if table.eval_streamed else "held in memory",
         "statistics": {"exact": ["row and label counts", "means", "standard deviations", "min/max",
                                  "category sets and counts", "most frequent categories", "target mean/std"],
                        # with every training row in the sample, its medians and quantiles are exact too
@@ -834,16 +835,21 @@ def load_stream(cfg: DataConfig, seed: int, fold: int | None, binary: bool, reas
 
 
 class StreamLoader:
-    """Training batches streamed from a `StreamTable` (see the module docstring): the same interface as
-    `TensorLoader` (set_epoch with skip, resize, shard, global_rows, dataset_size), without holding the table."""
+    """Batches streamed from a `StreamTable` (see the module docstring): the same interface as `TensorLoader`
+    (set_epoch with skip, resize, shard, global_rows, dataset_size), without holding the table.
 
-    def __init__(self, table: StreamTable, batch_size: int, seed: int) -> None:
+    ``split`` TRAIN (shuffled) or, for validation/test rows too many to hold in memory, VAL/TEST: read in the
+    table's order, one row group at a time."""
+
+    def __init__(self, table: StreamTable, batch_size: int, seed: int, split: int = TRAIN) -> None:
         self.table = table
         self.batch_size = batch_size
         self.seed = seed
-        self.buffer = table.cfg.shuffle_buffer
-        self.units = [i for i, u in enumerate(table.units) if u.counts[TRAIN] > 0]
-        self.n = sum(table.units[i].counts[TRAIN] for i in self.units)
+        self.split = split
+        self.shuffle = split == TRAIN
+        self.buffer = table.cfg.shuffle_buffer if self.shuffle else 1
+        self.units = [i for i, u in enumerate(table.units) if u.counts[split] > 0]
+        self.n = sum(table.units[i].counts[split] for i in self.units)
         self.epoch = 0
         self.skip = 0
         self.rank, self.world = 0, 1
@@ -883,12 +889,18 @@ class StreamLoader:
         self.skip = int(state["rows_consumed"]) // self.batch_size
 
     def __len__(self) -> int:
+        bs = self.batch_size
+        if self.world > 1 and not self.shuffle:
+            start, end = block(self.n, self.world, self.rank)
+            return -(-(end - start) // bs)
         if self.world > 1:
-            return global_batches(self.n, self.batch_size, self.world)
-        return -(-self.n // self.batch_size)
+            return global_batches(self.n, bs, self.world)
+        return -(-self.n // bs)
 
     def order(self, epoch: int) -> list[int]:
         """The row groups of an epoch, in reading order."""
+        if not self.shuffle:
+            return list(self.units)
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch, 1])
         return [self.units[i] for i in rng.permutation(len(self.units))]
 
@@ -901,19 +913,23 @@ class StreamLoader:
                 out.append([])
                 rows = 0
             out[-1].append(i)
-            rows += self.table.units[i].counts[TRAIN]
+            rows += self.table.units[i].counts[self.split]
         return out
 
-    def _intervals(self) -> list[tuple[int, int]]:
+    def _intervals(self, skip: int | None = None) -> list[tuple[int, int]]:
         """[start, end) of each batch to yield, as positions in the epoch's row order."""
-        if self.world > 1:
-            count = global_batches(self.n, self.batch_size, self.world)
-            return [batch_part(self.n, self.batch_size, self.world, self.rank, i) for i in range(self.skip, count)]
+        skip = self.skip if skip is None else skip
         bs = self.batch_size
-        return [(i * bs, min((i + 1) * bs, self.n)) for i in range(self.skip, len(self))]
+        if self.world > 1 and not self.shuffle:  # evaluation: this process's contiguous block (TensorLoader.shard)
+            start, end = block(self.n, self.world, self.rank)
+            return [(a, min(a + bs, end)) for a in range(start, end, bs)][skip:]
+        if self.world > 1:
+            count = global_batches(self.n, bs, self.world)
+            return [batch_part(self.n, bs, self.world, self.rank, i) for i in range(skip, count)]
+        return [(i * bs, min((i + 1) * bs, self.n)) for i in range(skip, -(-self.n // bs))]
 
     def _window(self, epoch: int, w: int, units: list[int]) -> tuple[np.ndarray, torch.Tensor]:
-        """A window's training rows, transformed and permuted."""
+        """A window's rows of the split, transformed (and permuted, for training)."""
         table = self.table
         pre = table.pre
         assert pre is not None
@@ -922,18 +938,20 @@ class StreamLoader:
         for i in units:
             unit = table.units[i]
             f, split = table.rows(unit, read_unit(unit, table.read_columns))
-            f = f[split == TRAIN]
+            f = f[split == self.split]
             with np.errstate(over="ignore", invalid="ignore"):
                 x = pre.table_matrix(f)
             if pre.nonfinite_columns(x):
                 from gradwise.data.prepare import _check_finite
 
-                _check_finite(pre, x, f"train ('{unit.file}', row group {unit.row_group})", f)
+                _check_finite(pre, x, f"{SPLIT_NAMES[self.split]} ('{unit.file}', row group {unit.row_group})", f)
             xs.append(x)
             ys.append(table.targets_tensor(f, "data"))
             self.rows_read += len(f)
         x = np.concatenate(xs) if len(xs) > 1 else xs[0]
         y = torch.cat(ys) if len(ys) > 1 else ys[0]
+        if not self.shuffle:
+            return x, y
         perm = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch, w, 2]).permutation(len(x))
         return x[perm], y[torch.from_numpy(perm)]
 
@@ -944,7 +962,7 @@ class StreamLoader:
         if not intervals:
             return
         windows = self.windows(epoch)
-        ends = np.cumsum([sum(self.table.units[i].counts[TRAIN] for i in w) for w in windows])
+        ends = np.cumsum([sum(self.table.units[i].counts[self.split] for i in w) for w in windows])
         w = int(np.searchsorted(ends, intervals[0][0], side="right"))  # the window holding the first row wanted
         start = int(ends[w - 1]) if w > 0 else 0  # position of the held rows' first row
         held_x: np.ndarray = np.zeros((0, 0), dtype=np.float32)
@@ -963,8 +981,22 @@ class StreamLoader:
             held_x, held_y, start = held_x[hi:], held_y[hi:], b  # rows before b are never wanted again
 
 
-def stream_loader(bundle: Any, batch_size: int, seed: int) -> StreamLoader:
-    return StreamLoader(bundle.stream, batch_size, seed)
+def stream_loaders(bundle: Any, batch_size: int, eval_batch: int, seed: int
+                   ) -> tuple[StreamLoader, Any, Any]:
+    """(train, val, test) loaders of a streamed bundle: val/test in memory (TensorLoader) unless they were too many
+    rows to hold, then streamed too."""
+    from gradwise.data.loaders import TensorLoader
+
+    table = bundle.stream
+    out: list[Any] = []
+    for s, data in ((VAL, bundle.val), (TEST, bundle.test)):
+        if data is not None:
+            out.append(TensorLoader(*data, eval_batch, shuffle=False))
+        elif table.eval_streamed and any(u.counts[s] for u in table.units):
+            out.append(StreamLoader(table, eval_batch, seed, split=s))
+        else:
+            out.append(None)
+    return StreamLoader(table, batch_size, seed), out[0], out[1]
 
 
 __all__ = ["StreamLoader", "StreamTable", "load_stream", "stream_reason"]
