@@ -106,6 +106,10 @@ def test_streamed_statistics_equal_the_in_memory_fit(split_files: dict[str, Path
     assert streamed.class_counts == memory.class_counts
     if "outliers" in options:
         assert streamed.report["outliers"]["clipped"] == memory.report["outliers"]["clipped"]
+    # what predict loads (preprocess.json) transforms new rows as the streamed fit does
+    loaded = type(b).load(b.save(split_files["train"].parent / "preprocess.json"))
+    rows = pd.read_parquet(split_files["test"])[FEATURES]
+    assert torch.equal(loaded.transform_new_rows(rows, "rows")[0], b.transform_new_rows(rows, "rows")[0])
 
 
 def test_a_table_larger_than_the_sample_reports_its_sampled_statistics(split_files: dict[str, Path],
@@ -276,6 +280,19 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path: Path) ->
     rows = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     full_rows = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in full_rows]
+
+
+def test_resuming_on_changed_files_is_refused(tmp_path: Path) -> None:
+    data = write_dir(churn_frame(), tmp_path / "churn", files=3, row_group=200)
+    out = tmp_path / "run"
+    args = [f"data.dataset={data}", "data.target=churn", "data.stream=true", "data.missing=median",
+            "model.name=mlp", "model.widths=[8]", "train.epochs=1", "train.progress=none", "doctor.enabled=false",
+            f"out={out}"]
+    assert gradwise.train(None, args).status == "completed"
+    part = data / "part-1.parquet"
+    pd.read_parquet(part).iloc[:-5].to_parquet(part, row_group_size=200, index=False)  # five rows fewer
+    with pytest.raises(gradwise.errors.DataError, match="changed since it was trained"):
+        gradwise.train(resume=out, overrides=["train.epochs=2"])
 
 
 # --------------------------------------------------------------------------------------------- (4) accuracy

@@ -338,6 +338,15 @@ class StreamTable:
         self.binary = False
         self.eval_streamed = False  # val/test rows over EVAL_MEMORY_BYTES: streamed for evaluation as well
 
+    def fingerprint(self) -> str:
+        """What the stream position of a checkpoint refers to: every row group's file, size and rows per split.
+        A resumed run compares it with its data_report.json (`check_resumed_stream`)."""
+        import hashlib
+        import json
+
+        parts = [[Path(u.file).name, u.row_group, u.rows, u.counts] for u in self.units]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
     # ----------------------------------------------------------------------------------------- rows of a unit
 
     def classify(self, frame: pd.DataFrame, notes: list[str]) -> Kinds:
@@ -804,7 +813,7 @@ def load_stream(cfg: DataConfig, seed: int, fold: int | None, binary: bool, reas
     sampled_now = [k for k, on in sampled.items() if on and kinds.numeric]
     report["stream"] = {
         "streamed": True, "why": reason, "files": len({u.file for u in table.units}), "row_groups": len(table.units),
-        "statistics_passes": passes, "shuffle_buffer": cfg.shuffle_buffer,
+        "statistics_passes": passes, "shuffle_buffer": cfg.shuffle_buffer, "fingerprint": table.fingerprint(),
         "validation_and_test": (f"streamed from the files at each evaluation (more than {EVAL_MEMORY_BYTES >> 20} MB "
                                 "of features)") if table.eval_streamed else "held in memory",
         "statistics": {"exact": ["row and label counts", "means", "standard deviations", "min/max",
@@ -979,6 +988,22 @@ class StreamLoader:
             lo, hi = a - start, b - start
             yield torch.from_numpy(np.ascontiguousarray(held_x[lo:hi])), held_y[lo:hi]
             held_x, held_y, start = held_x[hi:], held_y[hi:], b  # rows before b are never wanted again
+
+
+def check_resumed_stream(run_dir: Path, report: dict[str, Any]) -> None:
+    """A checkpoint's stream position (epoch, batch) means the same rows only on the same row groups: refuse to
+    resume a streamed run whose Parquet files changed since its data_report.json was written."""
+    import json
+
+    try:
+        old = json.loads((run_dir / "data_report.json").read_text()).get("stream") or {}
+    except (OSError, ValueError, AttributeError):
+        return  # no report to compare with (a run stopped before writing it starts over anyway)
+    was, now = old.get("fingerprint"), report.get("stream", {}).get("fingerprint")
+    if was is not None and was != now:
+        raise DataError(f"the Parquet data of the run in '{run_dir}' changed since it was trained (files, row groups "
+                        "or rows differ), so its checkpoint's stream position would name other rows. Resume with the "
+                        "files it was trained on, or start a new run on the new data.")
 
 
 def stream_loaders(bundle: Any, batch_size: int, eval_batch: int, seed: int
