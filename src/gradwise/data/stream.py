@@ -432,6 +432,9 @@ class StreamTable:
     def gather(self, notes: list[str], keep_eval: bool) -> Gathered:
         """One pass over every unit: row counts per split, labels, and the training rows' statistics."""
         fit = Preprocessor("table", "classification")  # its column readers: parsing, coercion and clipping as fit
+        cfg = self.cfg
+        # medians, quantiles and numeric modes come from the sample; means, stds and min/max are exact without it
+        sampled = cfg.missing in ("median", "most_frequent") or cfg.scale == "robust" or cfg.outliers.startswith("iqr")
         got: Gathered | None = None
         for i, unit in enumerate(self.units):
             frame = read_unit(unit, self.read_columns)
@@ -453,9 +456,9 @@ class StreamTable:
             train = f[split == TRAIN]
             for v, n in train[self.targets[0]].value_counts(dropna=True).items():
                 got.labels[v] = got.labels.get(v, 0) + int(n)
-            tvals = train[self.targets].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64,
-                                                                                     na_value=np.nan)
-            got.target_moments.add(tvals)
+            if all(pd.api.types.is_numeric_dtype(train[t].dtype) for t in self.targets):  # a regression target
+                tvals = train[self.targets].to_numpy(dtype=np.float64, na_value=np.nan)
+                got.target_moments.add(tvals)
             if kinds.numeric:
                 counts: dict[str, dict[str, int]] = {"missing": {}, "outside": {}}
                 block = np.empty((len(train), len(kinds.numeric)), dtype=np.float64)
@@ -466,8 +469,12 @@ class StreamTable:
                 for c, n in counts["outside"].items():
                     got.outside[c] = got.outside.get(c, 0) + n
                 got.moments.add(block)
-                got.sample.add(block, i)
-                self._distinct_spread(got, block)
+                if sampled:
+                    got.sample.add(block, i)
+                else:
+                    got.sample.seen += len(block)
+                if self.cfg.outliers != "none" and not self.bounds:  # the pass that draws the fences
+                    self._distinct_spread(got, block)
             for j, c in enumerate(kinds.categorical):
                 codes, texts = fit._category_codes(train, c)
                 n = np.bincount(codes[codes >= 0], minlength=len(texts))
