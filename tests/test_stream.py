@@ -112,6 +112,18 @@ def test_streamed_statistics_equal_the_in_memory_fit(split_files: dict[str, Path
     assert torch.equal(loaded.transform_new_rows(rows, "rows")[0], b.transform_new_rows(rows, "rows")[0])
 
 
+def test_streamed_regression_targets_are_scaled_as_in_memory(split_files: dict[str, Path]) -> None:
+    base = {"dataset": str(split_files["train"]), "target": "monthly_charges", "missing": "mean",
+            "features": [c for c in FEATURES if c != "monthly_charges"],
+            "val_file": str(split_files["val"]), "test_file": str(split_files["test"])}
+    memory = load_data(data_cfg(**base, stream=False), 0)
+    streamed = load_data(data_cfg(**base, stream=True), 0)
+    assert streamed.task == memory.task == "regression"
+    np.testing.assert_allclose(streamed.preprocessor.target_mean, memory.preprocessor.target_mean, rtol=1e-6)
+    np.testing.assert_allclose(streamed.preprocessor.target_scale, memory.preprocessor.target_scale, rtol=1e-6)
+    np.testing.assert_allclose(streamed.test[1].numpy(), memory.test[1].numpy(), atol=1e-6)
+
+
 def test_a_table_larger_than_the_sample_reports_its_sampled_statistics(split_files: dict[str, Path],
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stream_mod, "SAMPLE_ROWS", 500)
