@@ -26,6 +26,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ from gradwise.errors import DataError
 
 SAMPLE_ROWS = 100_000  # reservoir of training rows for medians / quantiles / numeric modes
 EVAL_MEMORY_BYTES = 1 << 30  # validation + test features held in memory at most (float32)
+PREFETCH = True  # read the next window on a thread while the model trains (see StreamLoader.__iter__)
 AUTO_SHARE = 8  # data.stream=auto streams a table whose uncompressed size is over 1/AUTO_SHARE of available memory
 PARQUET_SUFFIXES = (".parquet", ".pq")
 TRAIN, VAL, TEST = 0, 1, 2
@@ -983,18 +985,36 @@ class StreamLoader:
         start = int(ends[w - 1]) if w > 0 else 0  # position of the held rows' first row
         held_x: np.ndarray = np.zeros((0, 0), dtype=np.float32)
         held_y: torch.Tensor | None = None
-        for a, b in intervals:
-            while start + len(held_x) < b:  # read windows until the batch's rows are held
-                x, y = self._window(epoch, w, windows[w])
-                w += 1
-                if held_y is None or not len(held_x):
-                    held_x, held_y = x, y
-                else:
-                    held_x, held_y = np.concatenate([held_x, x]), torch.cat([held_y, y])
-            assert held_y is not None
-            lo, hi = a - start, b - start
-            yield torch.from_numpy(np.ascontiguousarray(held_x[lo:hi])), held_y[lo:hi]
-            held_x, held_y, start = held_x[hi:], held_y[hi:], b  # rows before b are never wanted again
+        # the next window is read and transformed on a thread while the model trains on this one (pyarrow, numpy
+        # and pandas release the GIL for most of it); a window is a function of (seed, epoch, w) alone, so the
+        # batches are the same with or without it
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradwise-stream") if PREFETCH else None
+
+        def fetch(k: int) -> Any:
+            if k >= len(windows):
+                return None
+            if pool is None:
+                return self._window(epoch, k, windows[k])
+            return pool.submit(self._window, epoch, k, windows[k])
+
+        ahead = fetch(w)
+        try:
+            for a, b in intervals:
+                while start + len(held_x) < b:  # read windows until the batch's rows are held
+                    x, y = ahead.result() if pool is not None else ahead
+                    w += 1
+                    ahead = fetch(w)
+                    if held_y is None or not len(held_x):
+                        held_x, held_y = x, y
+                    else:
+                        held_x, held_y = np.concatenate([held_x, x]), torch.cat([held_y, y])
+                assert held_y is not None
+                lo, hi = a - start, b - start
+                yield torch.from_numpy(np.ascontiguousarray(held_x[lo:hi])), held_y[lo:hi]
+                held_x, held_y, start = held_x[hi:], held_y[hi:], b  # rows before b are never wanted again
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
 
 def check_resumed_stream(run_dir: Path, report: dict[str, Any]) -> None:
