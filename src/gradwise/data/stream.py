@@ -153,8 +153,7 @@ class Unit:
     counts: list[int] = field(default_factory=lambda: [0, 0, 0])  # rows per split after cleaning
 
 
-def open_units(path: str, role: str, split: int | None, columns: list[str] | None = None
-               ) -> tuple[list[Unit], list[str]]:
+def open_units(path: str, role: str, split: int | None) -> tuple[list[Unit], list[str]]:
     """The row groups of a Parquet file or folder, in path order, and the table's column names."""
     ds = _pyarrow_dataset(role, path)
     files = parquet_files(Path(path).expanduser())
