@@ -912,6 +912,14 @@ class StreamLoader:
             return -(-(end - start) // bs)
         if self.world > 1:
             return global_batches(self.n, bs, self.world)
+        return self._batches()
+
+    def _batches(self) -> int:
+        """Batches of one process. As in TensorLoader (drop_single), a last training batch of ONE row is left out:
+        BatchNorm cannot normalize it; the row is in another batch of the next epoch's order."""
+        bs = self.batch_size
+        if self.shuffle and self.n > bs and self.n % bs == 1:
+            return self.n // bs
         return -(-self.n // bs)
 
     def order(self, epoch: int) -> list[int]:
@@ -943,7 +951,7 @@ class StreamLoader:
         if self.world > 1:
             count = global_batches(self.n, bs, self.world)
             return [batch_part(self.n, bs, self.world, self.rank, i) for i in range(skip, count)]
-        return [(i * bs, min((i + 1) * bs, self.n)) for i in range(skip, -(-self.n // bs))]
+        return [(i * bs, min((i + 1) * bs, self.n)) for i in range(skip, self._batches())]
 
     def _window(self, epoch: int, w: int, units: list[int]) -> tuple[np.ndarray, torch.Tensor]:
         """A window's rows of the split, transformed (and permuted, for training)."""
