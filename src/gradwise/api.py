@@ -235,6 +235,10 @@ def train(config: RunConfig | str | Path | None = None, overrides: list[str] | d
             bundle.report["embeddings"] = init_embeddings(model, bundle.preprocessor, cfg.model.embeddings)
         if opened.finished is not None:
             return _finished_run(opened, cfg, model, bundle)
+        if opened.state is not None and getattr(bundle, "stream", None) is not None:
+            from gradwise.data.stream import check_resumed_stream  # data.stream: the position needs the same files
+
+            check_resumed_stream(opened.path, bundle.report)
         if opened.dist is None or opened.dist.is_main:
             _write_data_report(opened.path, bundle.report)
         _apply_transfer(cfg, model)

@@ -308,6 +308,15 @@ class DataConfig(Section):
     text: list[str] | None = Field(None, description="free-text columns of a table, tokenized (see data.tokenizer) "
                                    "into token ids for embedding_bag, gru, lstm, transformer or a model.factory")
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    stream: bool | Literal["auto"] = Field(
+        "auto", description="Parquet tables (a .parquet file or a folder of them): train in streamed chunks through "
+        "pyarrow.dataset instead of loading the table into memory. auto: stream when the table's uncompressed size "
+        "is over an eighth of the available memory (the run output says when it streams and why)")
+    shuffle_buffer: int = Field(100_000, ge=1, le=100_000_000, description="data.stream: rows shuffled together; "
+                                "each epoch also shuffles the order of the files' row groups")
+    split_key: str | None = Field(None, description="data.stream: a column whose values decide the val/test rows by a "
+                                  "stable hash (with val_fraction/test_fraction), so the splits never change; "
+                                  "without it the row's position in the dataset is hashed")
 
     @field_validator("dataset", "val_file", "test_file")
     @classmethod

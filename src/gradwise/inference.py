@@ -135,14 +135,26 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, trust_code: bool =
     run = load_run(run_dir, trust_code=trust_code)
     bundle = run.bundle
     data = getattr(bundle, split, None)
-    if data is None:
+    if data is None and split == "train" and getattr(bundle, "stream", None) is not None:
+        raise DataError("this run streamed its training rows from Parquet (data.stream), so they are not held in "
+                        "memory to evaluate; use --split val or --split test.")
+    loader: Any = None
+    if data is None and getattr(bundle, "stream", None) is not None:  # data.stream: too many rows to hold
+        from gradwise.data.stream import stream_loaders
+
+        loader = stream_loaders(bundle, 1, 1, run.config.seed)[("train", "val", "test").index(split)]
+    if data is None and loader is None:
         raise DataError(f"this run has no {split} split (its data.{split}_fraction is 0); use another --split.")
     loss_fn = build_loss(run.config.loss, bundle.task, bundle.n_outputs, bundle.class_counts)
     # the identity when no target was scaled (classification, data.scale_target=false)
     transform = run.preprocessor.inverse_target
     # batches of the training size: never more memory than training needed (config.yaml records auto's choice)
     batch = eval_batch_size(run.config.train.batch_size if isinstance(run.config.train.batch_size, int) else 128)
-    return evaluate(run.model, TensorLoader(*data, batch, shuffle=False), loss_fn, torch.device("cpu"), bundle.task,
+    if loader is not None:
+        loader.resize(batch)
+    else:
+        loader = TensorLoader(*data, batch, shuffle=False)
+    return evaluate(run.model, loader, loss_fn, torch.device("cpu"), bundle.task,
                     contextlib.nullcontext, target_transform=transform)
 
 

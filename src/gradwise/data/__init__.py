@@ -29,6 +29,10 @@ def make_loaders_from_bundle(bundle: Any, cfg: RunConfig) -> tuple[Any, Any, Any
 
     # 'auto' starts here and is resized once the model is on its device (api._auto_batch)
     bs = cfg.train.batch_size if cfg.train.batch_size != "auto" else REFERENCE_BATCH
+    if getattr(bundle, "stream", None) is not None:  # data.stream: training batches streamed from Parquet
+        from gradwise.data.stream import stream_loaders
+
+        return stream_loaders(bundle, bs, eval_batch_size(bs), cfg.seed)
     x, y = bundle.train
     weights = getattr(bundle, "sample_weights", None)
     train = TensorLoader(x, y, bs, shuffle=True, seed=cfg.seed, weights=weights, drop_single=True)

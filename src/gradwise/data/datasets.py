@@ -121,6 +121,8 @@ def read_path(path: Path, cfg: DataConfig, role: str = "data.dataset") -> Source
         raise DataError(f"{role} = '{path}' does not exist. Check the path (relative paths are resolved from "
                         f"'{Path.cwd()}').")
     if path.is_dir():
+        if any(path.rglob("*.parquet")) or any(path.rglob("*.pq")):  # a Parquet dataset of several files
+            return load_table(path, cfg, role)
         return load_image_folder(path, cfg.options, role)
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
     if suffix in (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".parquet", ".pq"):
@@ -141,7 +143,7 @@ def read_frame(path: Path, options: dict[str, Any], role: str = "data.dataset") 
     kwargs = dict(options.get("read_kwargs") or {})
     name = path.name.lower()
     try:
-        if name.endswith((".parquet", ".pq")):
+        if name.endswith((".parquet", ".pq")) or path.is_dir():
             try:
                 return pd.read_parquet(path, **kwargs)
             except ImportError:

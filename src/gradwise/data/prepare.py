@@ -74,6 +74,7 @@ class DataBundle:
     feature_names: list[str] | None = None  # table columns after one-hot encoding
     split_indices: dict[str, np.ndarray | None] = field(default_factory=dict)  # source rows of each split
     fold: int | None = None
+    stream: Any = None  # data.stream: the training split as a gradwise.data.stream.StreamTable (train is None)
 
     def summary(self) -> str:
         sizes = ", ".join(f"{s} {len(getattr(self, s)[0])}" for s in SPLITS if getattr(self, s) is not None)
@@ -94,6 +95,17 @@ def load_data(cfg: DataConfig, seed: int, fold: int | None = None, *, loss: str 
         cache.reused += 1
         return cache.view()
     binary = one_logit_loss(loss)
+    from gradwise.data.stream import load_stream, stream_reason  # data.stream: Parquet tables bigger than memory
+
+    reason = stream_reason(cfg)
+    if reason is not None:
+        bundle = load_stream(cfg, seed, fold, binary, reason)
+        bundle.preprocessor.source = _source_files(cfg)
+        if cache is not None:
+            cache.key, cache.bundle = key, bundle
+            cache.prepared += 1
+            return cache.view()
+        return bundle
     source = open_source(cfg)
     if cfg.text and not isinstance(source, TableSource):
         raise DataError(f"data.text = {cfg.text} names text columns, but '{cfg.dataset}' is not a table; give a "
