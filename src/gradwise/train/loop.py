@@ -422,8 +422,7 @@ class Trainer:
             self.history.append(logs)
             self._write("metrics.jsonl", self.run_dir.append_metrics, logs)
             raise TrainingError(f"the training loss became {train_loss} in epoch {self.epoch + 1} (step "
-                                f"{self.step}). Lower the learning rate (e.g. optim.lr={_tenth(self)}), keep "
-                                "gradient clipping on (train.clip_grad=1.0), or turn on doctor.repair=true.")
+                                f"{self.step}). {_nonfinite_advice(self)}")
         self.history.append(logs)
         self._write("metrics.jsonl", self.run_dir.append_metrics, logs)
         self.epoch += 1
@@ -739,6 +738,19 @@ def _optimizer_problem(saved: dict[str, Any], optimizer: torch.optim.Optimizer) 
             return (f"its optimizer state is another optimizer's than this run's {type(optimizer).__name__} (it "
                     f"lacks {lacks[0]!r} and has {extra[0]!r}; was optim.name changed?)")
     return None
+
+
+def _nonfinite_advice(trainer: Trainer) -> str:
+    """What to change after a NaN/inf loss: the data when the last batch itself holds NaN/inf (no learning rate
+    fixes that), the step size otherwise."""
+    batch = trainer.last_batch
+    for name, t in zip(("inputs", "targets"), batch or (), strict=False):
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return (f"The last training batch's {name} hold NaN or infinite values: clean or impute them before "
+                    "training (tables read by gradwise: data.missing=median) or turn the doctor on "
+                    "to find them before the first step.")
+    return (f"Lower the learning rate (e.g. optim.lr={_tenth(trainer)}), keep gradient clipping on "
+            "(train.clip_grad=1.0), or turn on doctor.repair=true.")
 
 
 def _tenth(trainer: Trainer) -> str:
