@@ -170,7 +170,15 @@ class RunContext:
         return _tidy(text) or None
 
     def judge(self, key: str, value: str) -> Verdict:
-        """The verdict on one assignment `key=value` (placeholders of lr/bs already filled)."""
+        """The verdict on one assignment `key=value` (placeholders of lr/bs already filled). The run's config does
+        not change while it trains, so a verdict is worked out once (it parses values and may build a model) and
+        the doctor's later epochs, which repeat the same fixes, read it back."""
+        memo = ("judge", key, value)
+        if memo not in self._cache:
+            self._cache[memo] = self._judge(key, value)
+        return self._cache[memo]
+
+    def _judge(self, key: str, value: str) -> Verdict:
         section, _, leaf = key.partition(".")
         if self.source == "module" and section == "data":
             return Verdict(None)  # fit() takes arrays or datasets: the data section is not read
