@@ -10,8 +10,10 @@ rows against the training rows. Nothing here changes the model, the optimizer or
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import inspect
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -230,6 +232,57 @@ def _fan_in(w: torch.Tensor) -> int:
     return int(w[0].numel()) if w.ndim >= 2 else 1
 
 
+# ------------------------------------------------------------------------------ data checks, once per data set
+
+# The checks that read the splits only, not the model, loss function or optimizer (plus measure_neighbours, a
+# measurement of the data): a tuning study's trials train on the same prepared tensors, so their verdicts are the
+# same in every trial. Inside `reuse_data_checks`, they run once per data set and later runs replay their findings.
+DATA_CHECKS = frozenset({"nonfinite_data", "text_splits", "leakage", "near_copies", "split_scale", "label_column",
+                         "split_structure", "neighbours"})
+
+
+class DataChecks:
+    """The data checks' verdicts on one set of splits (the last one seen), kept across runs on the same tensors."""
+
+    def __init__(self) -> None:
+        self._tensors: tuple[Any, ...] = ()  # held, so that another data set cannot come back under the same ids
+        self._other: tuple[Any, ...] = ()
+        self._verdicts: dict[str, tuple[list[dict[str, Any]], bool, dict[str, Any]]] = {}
+        self.computed = 0  # data checks run on the data (a study: each once per worker process and data set)
+        self.replayed = 0  # data checks answered from an earlier run on the same data
+
+    def _match(self, tensors: tuple[Any, ...], other: tuple[Any, ...]) -> None:
+        same = len(tensors) == len(self._tensors) and all(a is b for a, b in zip(tensors, self._tensors, strict=True))
+        if not (same and other == self._other):
+            self._tensors, self._other, self._verdicts = tensors, other, {}
+
+    def get(self, key: tuple[tuple[Any, ...], tuple[Any, ...]], name: str
+            ) -> tuple[list[dict[str, Any]], bool, dict[str, Any]] | None:
+        self._match(*key)
+        return self._verdicts.get(name)
+
+    def put(self, key: tuple[tuple[Any, ...], tuple[Any, ...]], name: str, findings: list[Finding], halt: bool,
+            facts: dict[str, Any]) -> None:
+        self._match(*key)
+        self._verdicts[name] = ([f.to_dict() for f in findings], halt, facts)
+        self.computed += 1
+
+
+_DATA_CHECKS: contextvars.ContextVar[DataChecks | None] = contextvars.ContextVar("gradwise_data_checks",
+                                                                                  default=None)
+
+
+@contextlib.contextmanager
+def reuse_data_checks(cache: DataChecks) -> Iterator[DataChecks]:
+    """Within the block, the pre-flight's data checks (DATA_CHECKS) on splits it has seen run once: runs on the same
+    in-memory tensors (gradwise tune's trials, data prepared once per process) get the first run's findings."""
+    token = _DATA_CHECKS.set(cache)
+    try:
+        yield cache
+    finally:
+        _DATA_CHECKS.reset(token)
+
+
 # --------------------------------------------------------------------------------------------- checks
 
 
@@ -261,7 +314,44 @@ class Preflight:
         if name in self.disabled:
             return
         method = checks.REGISTRY[name].runs_in.removeprefix("Preflight.")
-        checks.guarded(name, getattr(self, method), *args)
+        self._once(name, lambda: checks.guarded(name, getattr(self, method), *args))
+
+    def _data_key(self) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+        """What a data check's verdict depends on: the splits' tensors (by identity: in-memory loaders only), the
+        loss kind, thresholds and switched-off checks. None: the data is not in memory, so nothing is reused. (The
+        bundle is a fresh view per run of the same preparation: its tensors say which preparation it is.)"""
+        tensors: list[Any] = []
+        for loader in (self.train, self.val, self.test):
+            if loader is None:
+                tensors += [None, None]
+                continue
+            x, y = getattr(loader, "x", None), getattr(loader, "y", None)
+            if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+                return None
+            tensors += [x, y]
+        return tuple(tensors), (self.facts.loss_kind, self.t, tuple(sorted(self.disabled)), self.device)
+
+    def _once(self, name: str, run: Any, facts: tuple[str, ...] = ()) -> None:
+        """Run a data check, or replay its verdict from an earlier run on the same data (reuse_data_checks): its
+        findings (copies: a run adapts its findings' fixes to its own config), halt decision and `facts` fields."""
+        cache = _DATA_CHECKS.get() if name in DATA_CHECKS else None
+        key = self._data_key() if cache is not None else None
+        if cache is None or key is None:
+            run()
+            return
+        kept = cache.get(key, name)
+        if kept is not None:
+            found, halt, values = kept
+            self.findings += [Finding.from_dict(d) for d in found]
+            self.halt = self.halt or halt
+            for k, v in values.items():
+                setattr(self.facts, k, v)
+            cache.replayed += 1
+            return
+        before, halted = len(self.findings), self.halt
+        run()
+        cache.put(key, name, self.findings[before:], self.halt and not halted,
+                  {k: getattr(self.facts, k) for k in facts})
 
     def add(self, code: str, severity: str, message: str, evidence: dict[str, Any], causes: list[str],
             fixes: list[str]) -> None:
@@ -312,7 +402,8 @@ class Preflight:
             self._run("sample_order", y)
             self._run("norm_batch")
             with contextlib.suppress(Exception):  # a measurement: without it, checks that read it skip
-                self.measure_neighbours(x, y)
+                self._once("neighbours", lambda: self.measure_neighbours(x, y),
+                           facts=("neighbour_agreement", "label_chance"))
             ysub = y[subsample(len(y), 20000).to(y.device)].to(self.device)
             self.facts.baseline, self.facts.zero_loss = constant_losses(self.loss_fn, self.facts.loss_kind,
                                                                         out.detach(), ysub)

@@ -102,10 +102,16 @@ def _read_umask() -> int:
 _FILE_MODE = 0o666 & ~_read_umask()
 
 
-def atomic_write_file(path: Path, fill: Callable[[str], Any]) -> None:
+def atomic_write_file(path: Path, fill: Callable[[str], Any], sync: bool | None = None) -> None:
     """Call fill(temp_name) to write a temp file next to `path`, fsync it, rename it over `path`, fsync the folder.
 
-    A crash at any point leaves `path` as it was (or as the new content, complete); the temp file never stays."""
+    A crash at any point leaves `path` as it was (or as the new content, complete); the temp file never stays.
+    ``sync=None``: fsync unless a tuning trial writes (gradwise.train.trial: its small files are renamed into place
+    whole but not fsynced; checkpoints pass sync=True)."""
+    if sync is None:
+        from gradwise.train.trial import fsync_files
+
+        sync = fsync_files()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -114,16 +120,18 @@ def atomic_write_file(path: Path, fill: Callable[[str], Any]) -> None:
         finally:
             os.close(fd)
         fill(tmp)
-        fd = os.open(tmp, os.O_RDONLY)  # fsync flushes the file's data whichever descriptor asks
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if sync:
+            fd = os.open(tmp, os.O_RDONLY)  # fsync flushes the file's data whichever descriptor asks
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if sync:
+        _fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: Path, write: Callable[[Any], Any]) -> None:
@@ -173,7 +181,7 @@ def save_checkpoint(path: Path, state: dict[str, Any], also: list[Path] | tuple[
     A write the disk refuses (full, read-only, not permitted) is a DiskWriteError naming the file and the OS's
     reason; the file keeps its previous content and no temp file stays."""
     try:
-        atomic_write_file(path, lambda tmp: _torch_save(state, tmp))
+        atomic_write_file(path, lambda tmp: _torch_save(state, tmp), sync=True)
     except OSError as exc:
         raise disk_error(exc, path, checkpoint=True) from exc
     for other in also:

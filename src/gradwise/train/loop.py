@@ -149,6 +149,9 @@ class Trainer:
         self.actions: list[dict[str, Any]] = []  # what repair did (rollback + changes), for the summary
         self._batches_on_device = False  # set by fit() once the loaders are on the device
         self.checkpoints = CheckpointWriter()  # written on a background thread; flushed before any is read
+        # a tuning trial (gradwise.train.trial): epoch-end checkpoints only when `.due()`, no best.pt, no test pass
+        self.epoch_checkpoints: Any = None
+        self.test_pass = True
         self._epoch_ending = False  # the current epoch's steps are done and it is being evaluated/committed
         # the epoch (1-based) whose end-of-epoch weights the model holds; None mid-epoch or before the first one
         self.weights_epoch: int | None = None
@@ -275,7 +278,7 @@ class Trainer:
                     break
             self.status = self.status_override or ("stopped" if self._signal is not None else "completed")
             self.callbacks.fire("on_train_end", self)
-            if self.test_loader is not None and self.status == "completed":
+            if self.test_loader is not None and self.test_pass and self.status == "completed":
                 test_metrics = self._evaluate(self.test_loader, per_class=True)
             self.checkpoints.flush()  # a checkpoint the disk refused fails the run here, through the handler below
         except BaseException as exc:
@@ -428,7 +431,10 @@ class Trainer:
         self._epoch_ending = False  # committed: `epoch` now counts it
         self.batch_in_epoch = 0
         self.weights_epoch = self.epoch
-        self.save_checkpoint("last", *deferred)  # best.pt, when asked for, is the same state: one write, two names
+        if self.epoch_checkpoints is None:
+            self.save_checkpoint("last", *deferred)  # best.pt, when asked for, is the same state: one write, two names
+        elif self.epoch_checkpoints.due():
+            self.save_checkpoint("last")
 
     def _evaluate(self, loader: Any, per_class: bool = False) -> dict[str, Any]:
         model = self.model if self.eval_model is None else self.eval_model  # weight averaging: the average
