@@ -61,7 +61,8 @@ def child(folder: Path) -> None:
     bundle = load_data(cfg.data, cfg.seed)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_mb": peak - base, "train": list(bundle.train[0].shape)}))
+    print(json.dumps({"seconds": seconds, "peak_mb": peak - base, "train": list(bundle.train[0].shape),
+                      "dtype": str(bundle.train[0].dtype).removeprefix("torch.")}))
 
 
 def main() -> None:
@@ -85,7 +86,7 @@ def main() -> None:
         if proc.returncode != 0:
             raise SystemExit(proc.stderr[-3000:])
         r = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"| {src} | {r['seconds']:.1f} | {r['peak_mb']:.0f} MB | {r['train']} float32 |")
+        print(f"| {src} | {r['seconds']:.1f} | {r['peak_mb']:.0f} MB | {r['train']} {r['dtype']} |")
 
 
 if __name__ == "__main__":

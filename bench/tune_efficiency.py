@@ -13,6 +13,9 @@ tensors prepared once (AdamW, the same batch size, validation accuracy each epoc
 Printed: seconds per trial (median of Optuna's trial durations) and the whole study's wall time.
 
     OMP_NUM_THREADS=1 python bench/tune_efficiency.py --vs-optuna [--trials 8] [--epochs 2] [--repeats 3]
+
+`--baseline-src DIR` adds a third side, gradwise from another source tree (e.g. `git archive` of an older commit's
+src/ unpacked to DIR), interleaved with the others: before/after figures from one run on one machine.
 """
 
 from __future__ import annotations
@@ -174,10 +177,16 @@ def vs_optuna_child(side: str, epochs: int, trials: int) -> None:
 def vs_optuna(args: argparse.Namespace) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     got: dict[str, list[dict]] = {"optuna": [], "gradwise": []}
+    if args.baseline_src:
+        got["baseline"] = []
     for _ in range(args.repeats):  # interleaved: a change of load hits both sides alike
         for side in got:
-            proc = subprocess.run([sys.executable, __file__, "--child", side, "--trials", str(args.trials),
-                                   "--epochs", str(args.epochs)], capture_output=True, text=True, env=env)
+            child_env = env
+            if side == "baseline":  # the same child, importing gradwise from the other tree
+                child_env = {**env, "PYTHONPATH": str(Path(args.baseline_src).resolve())}
+            proc = subprocess.run([sys.executable, __file__, "--child", "gradwise" if side == "baseline" else side,
+                                   "--trials", str(args.trials), "--epochs", str(args.epochs)],
+                                  capture_output=True, text=True, env=child_env)
             if proc.returncode != 0:
                 raise SystemExit(f"{side} failed:\n{proc.stderr[-3000:]}")
             got[side].append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -198,6 +207,12 @@ def vs_optuna(args: argparse.Namespace) -> None:
           f"{wall['gradwise'] / wall['optuna']:.2f}x |")
     print(f"| study CPU seconds | {cpu['optuna']:.1f} | {cpu['gradwise']:.1f} | "
           f"{cpu['gradwise'] / cpu['optuna']:.2f}x |")
+    if "baseline" in got:
+        print(f"\nbaseline gradwise ({args.baseline_src}), same run: seconds per trial {per['baseline']:.2f} "
+              f"({per['baseline'] / per['optuna']:.2f}x bare Optuna), CPU seconds per trial {per_cpu['baseline']:.2f} "
+              f"({per_cpu['baseline'] / per_cpu['optuna']:.2f}x), study wall {wall['baseline']:.1f} s "
+              f"({wall['baseline'] / wall['optuna']:.2f}x), study CPU {cpu['baseline']:.1f} s "
+              f"({cpu['baseline'] / cpu['optuna']:.2f}x)")
 
 
 def main() -> None:
@@ -207,6 +222,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--vs-optuna", action="store_true", help="gradwise tune's fixed costs against bare Optuna")
     ap.add_argument("--repeats", type=int, default=3, help="--vs-optuna: studies per side")
+    ap.add_argument("--baseline-src", default=None, help="--vs-optuna: also gradwise imported from this src/ tree")
     ap.add_argument("--child", choices=["gradwise", "optuna"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child or args.vs_optuna:

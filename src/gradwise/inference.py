@@ -142,7 +142,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, trust_code: bool =
     transform = run.preprocessor.inverse_target
     # batches of the training size: never more memory than training needed (config.yaml records auto's choice)
     batch = eval_batch_size(run.config.train.batch_size if isinstance(run.config.train.batch_size, int) else 128)
-    return evaluate(run.model, TensorLoader(*data, batch, shuffle=False), loss_fn, torch.device("cpu"), bundle.task,
+    loader = TensorLoader(*data, batch, shuffle=False, transform=getattr(bundle, "normalize", None))
+    return evaluate(run.model, loader, loss_fn, torch.device("cpu"), bundle.task,
                     contextlib.nullcontext, target_transform=transform)
 
 

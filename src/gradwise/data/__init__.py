@@ -31,8 +31,10 @@ def make_loaders_from_bundle(bundle: Any, cfg: RunConfig) -> tuple[Any, Any, Any
     bs = cfg.train.batch_size if cfg.train.batch_size != "auto" else REFERENCE_BATCH
     x, y = bundle.train
     weights = getattr(bundle, "sample_weights", None)
-    train = TensorLoader(x, y, bs, shuffle=True, seed=cfg.seed, weights=weights)
-    val, test = (None if split is None else TensorLoader(*split, eval_batch_size(bs, split[0]), shuffle=False)
+    pixels = getattr(bundle, "normalize", None)  # uint8 image splits: converted per batch (PixelNormalize)
+    train = TensorLoader(x, y, bs, shuffle=True, seed=cfg.seed, weights=weights, transform=pixels)
+    val, test = (None if split is None else TensorLoader(*split, eval_batch_size(bs, split[0]), shuffle=False,
+                                                          transform=pixels)
                  for split in (bundle.val, bundle.test))
     return train, val, test
 
