@@ -237,10 +237,11 @@ def _fan_in(w: torch.Tensor) -> int:
 # ------------------------------------------------------------------------------ data checks, once per data set
 
 # The checks that read the splits only, not the model, loss function or optimizer (plus measure_neighbours, a
-# measurement of the data): a tuning study's trials train on the same prepared tensors, so their verdicts are the
-# same in every trial. Inside `reuse_data_checks`, they run once per data set and later runs replay their findings.
+# measurement of the data, and the targets' know-nothing losses, keyed by the loss config too): a tuning study's
+# trials train on the same prepared tensors, so their verdicts are the same in every trial. Inside
+# `reuse_data_checks`, they run once per data set and later runs replay their findings.
 DATA_CHECKS = frozenset({"nonfinite_data", "text_splits", "leakage", "near_copies", "split_scale", "label_column",
-                         "split_structure", "neighbours"})
+                         "split_structure", "neighbours", "baselines"})
 
 
 class DataChecks:
@@ -293,8 +294,9 @@ class Preflight:
 
     def __init__(self, model: nn.Module, loss_fn: Any, train: Any, val: Any, test: Any, device: torch.device,
                  forward: Any = None, task: str | None = None, bundle: Any = None, sampler_weights: bool = False,
-                 thresholds: Thresholds = DEFAULT, disabled: tuple[str, ...] = ()) -> None:
+                 thresholds: Thresholds = DEFAULT, disabled: tuple[str, ...] = (), loss_key: Any = None) -> None:
         self.t = thresholds
+        self.loss_key = loss_key  # what makes this loss function (its config): equal keys, equal losses
         self.disabled = disabled
         self.model, self.loss_fn, self.device, self.forward = model, loss_fn, device, forward
         self.train, self.val, self.test = train, val, test
@@ -333,14 +335,16 @@ class Preflight:
             tensors += [x, y]
         return tuple(tensors), (self.facts.loss_kind, self.t, tuple(sorted(self.disabled)), self.device)
 
-    def _once(self, name: str, run: Any, facts: tuple[str, ...] = ()) -> None:
+    def _once(self, name: str, run: Any, facts: tuple[str, ...] = (), extra: tuple[Any, ...] = ()) -> None:
         """Run a data check, or replay its verdict from an earlier run on the same data (reuse_data_checks): its
-        findings (copies: a run adapts its findings' fixes to its own config), halt decision and `facts` fields."""
+        findings (copies: a run adapts its findings' fixes to its own config), halt decision and `facts` fields.
+        ``extra``: what else the verdict depends on (the loss, for the know-nothing losses)."""
         cache = _DATA_CHECKS.get() if name in DATA_CHECKS else None
         key = self._data_key() if cache is not None else None
         if cache is None or key is None:
             run()
             return
+        name = f"{name}:{extra!r}" if extra else name
         kept = cache.get(key, name)
         if kept is not None:
             found, halt, values = kept
@@ -407,13 +411,21 @@ class Preflight:
                 self._once("neighbours", lambda: self.measure_neighbours(x, y),
                            facts=("neighbour_agreement", "label_chance"))
             ysub = y[subsample(len(y), 20000).to(y.device)].to(self.device)
-            self.facts.baseline, self.facts.zero_loss = constant_losses(self.loss_fn, self.facts.loss_kind,
-                                                                        out.detach(), ysub)
-            vt = self.split(self.val)
-            if vt is not None:
-                vy = vt[1][subsample(len(vt[1]), 20000).to(vt[1].device)].to(self.device)
-                self.facts.val_baseline, _ = constant_losses(self.loss_fn, self.facts.loss_kind, out.detach(), vy)
-                self.facts.val_rows = len(vt[1])
+
+            def baselines() -> None:  # the targets' know-nothing losses: the data and the loss decide them
+                self.facts.baseline, self.facts.zero_loss = constant_losses(self.loss_fn, self.facts.loss_kind,
+                                                                            out.detach(), ysub)
+                vt = self.split(self.val)
+                if vt is not None:
+                    vy = vt[1][subsample(len(vt[1]), 20000).to(vt[1].device)].to(self.device)
+                    self.facts.val_baseline, _ = constant_losses(self.loss_fn, self.facts.loss_kind, out.detach(), vy)
+                    self.facts.val_rows = len(vt[1])
+
+            if self.loss_key is None:  # a loss gradwise cannot tell apart from another: computed every run
+                baselines()
+            else:
+                self._once("baselines", baselines, facts=("baseline", "zero_loss", "val_baseline", "val_rows"),
+                           extra=(self.loss_key, tuple(out.shape[1:])))
             self._run("sum_reduction", out.detach(), ysub)
             if self.facts.loss_kind in ("mse", "mae", "huber") and y.is_floating_point():
                 self.facts.target_rms = float(ysub.float().pow(2).mean().sqrt())
