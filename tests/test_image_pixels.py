@@ -30,7 +30,7 @@ def image_folder(root: Path, per_class: int = 20) -> Path:
     return root
 
 
-@pytest.mark.parametrize("scale", ["standard", "none"])
+@pytest.mark.parametrize("scale", ["standard", "minmax", "none"])
 def test_image_batches_equal_the_whole_set_float_conversion(tmp_path: Path, scale: str) -> None:
     folder = image_folder(tmp_path / "imgs")
     cfg = load_config(None, [f"data.dataset={folder}", f"data.scale={scale}", "train.batch_size=8",
@@ -43,6 +43,15 @@ def test_image_batches_equal_the_whole_set_float_conversion(tmp_path: Path, scal
     # which gradwise predict still uses on new images)
     source = load_image_folder(folder, {})
     pre = bundle.preprocessor
+    # the per-channel statistics (taken from the pixel counts) are those of the float64 pixels of the train rows
+    pixels = np.multiply(source.x[bundle.split_indices["train"]], 1 / 255, dtype=np.float64).transpose(1, 0, 2, 3)
+    pixels = pixels.reshape(3, -1)
+    if scale == "standard":
+        np.testing.assert_allclose(pre.center.ravel(), pixels.mean(1), rtol=1e-6)
+        np.testing.assert_allclose(pre.spread.ravel(), pixels.std(1), rtol=1e-6)
+    elif scale == "minmax":
+        np.testing.assert_allclose(pre.center.ravel(), pixels.min(1), rtol=1e-6)
+        np.testing.assert_allclose(pre.spread.ravel(), pixels.max(1) - pixels.min(1), rtol=1e-6)
     first_rows = {"train": torch.randperm(len(bundle.train[0]), generator=epoch_generator(cfg.seed, 0))[:8].numpy(),
                   "val": np.arange(8)}
     for loader, split in ((train, "train"), (val, "val")):
