@@ -136,7 +136,11 @@ def _spread_stats(values: np.ndarray, scale: str) -> tuple[float, float]:
 def _uint8_spread_stats(pixels: np.ndarray, factor: float, scale: str) -> tuple[float, float]:
     """_spread_stats of `pixels · factor` (float64) for uint8 pixels, from the count of each of the 256 values: the
     same mean/std (to float64 rounding) or min/range (exactly)."""
-    counts = np.bincount(np.ravel(pixels), minlength=256).astype(np.float64)
+    counts = np.zeros(256, dtype=np.int64)
+    rows = max(1, (1 << 20) // max(1, pixels[:1].size))  # bincount casts to int64: ~8 MB of it at a time
+    for start in range(0, len(pixels), rows):
+        counts += np.bincount(np.ravel(pixels[start:start + rows]), minlength=256)
+    counts = counts.astype(np.float64)
     values = np.multiply(np.arange(256), factor, dtype=np.float64)
     if scale == "minmax":
         seen = np.flatnonzero(counts)
