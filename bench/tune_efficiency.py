@@ -14,6 +14,10 @@ Printed: seconds per trial (median of Optuna's trial durations) and the whole st
 
     OMP_NUM_THREADS=1 python bench/tune_efficiency.py --vs-optuna [--trials 8] [--epochs 2] [--repeats 3]
 
+`--same-recipe` gives the hand loop gradwise's default recipe too (gradient clipping at norm 1 and a warmup-cosine
+LR schedule stepped every batch, from torch itself): without it the hand loop trains with a constant LR and no
+clipping, so the ratio also counts that training work, not only gradwise's fixed costs.
+
 `--baseline-src DIR` adds a third side, gradwise from another source tree (e.g. `git archive` of an older commit's
 src/ unpacked to DIR), interleaved with the others: before/after figures from one run on one machine.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -116,7 +121,7 @@ def gradwise_study(root: Path, epochs: int, trials: int) -> dict:
             "best": summary["best_val"]}
 
 
-def optuna_study(epochs: int, trials: int) -> dict:
+def optuna_study(epochs: int, trials: int, same_recipe: bool = False) -> dict:
     """Bare Optuna: the data prepared once (as gradwise prepares it), each trial builds and trains the model by hand."""
     import torch
     from torch import nn
@@ -142,6 +147,10 @@ def optuna_study(epochs: int, trials: int) -> dict:
         net = mlp(tuple(x.shape[1:]), 10, widths=widths, activation=activation, norm="batch", dropout=dropout)
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=wd)
         loss_fn = nn.CrossEntropyLoss()
+        steps = epochs * -(-len(x) // 128)
+        warm = max(1, int(0.05 * steps))
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(
+            math.pi * min(max(s - warm, 0) / max(steps - warm, 1), 1.0))))) if same_recipe else None
         g = torch.Generator().manual_seed(0)
         best = 0.0
         for _ in range(epochs):
@@ -151,8 +160,12 @@ def optuna_study(epochs: int, trials: int) -> dict:
                 idx = order[i:i + 128]
                 loss = loss_fn(net(x[idx]), y[idx])
                 loss.backward()
+                if same_recipe:
+                    nn.utils.clip_grad_norm_(net.parameters(), 1.0, foreach=True)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
+                if schedule is not None:
+                    schedule.step()
             net.eval()
             with torch.inference_mode():
                 best = max(best, (net(xv).argmax(1) == yv).float().mean().item())
@@ -165,12 +178,13 @@ def optuna_study(epochs: int, trials: int) -> dict:
             "trials_cpu": CPU_PER_TRIAL, "best": study.best_value}
 
 
-def vs_optuna_child(side: str, epochs: int, trials: int) -> None:
+def vs_optuna_child(side: str, epochs: int, trials: int, same_recipe: bool = False) -> None:
     import torch
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        got = gradwise_study(Path(tmp), epochs, trials) if side == "gradwise" else optuna_study(epochs, trials)
+        got = gradwise_study(Path(tmp), epochs, trials) if side == "gradwise" else \
+            optuna_study(epochs, trials, same_recipe)
     print(json.dumps(got))
 
 
@@ -185,7 +199,8 @@ def vs_optuna(args: argparse.Namespace) -> None:
             if side == "baseline":  # the same child, importing gradwise from the other tree
                 child_env = {**env, "PYTHONPATH": str(Path(args.baseline_src).resolve())}
             proc = subprocess.run([sys.executable, __file__, "--child", "gradwise" if side == "baseline" else side,
-                                   "--trials", str(args.trials), "--epochs", str(args.epochs)],
+                                   "--trials", str(args.trials), "--epochs", str(args.epochs),
+                                   *(["--same-recipe"] if args.same_recipe else [])],
                                   capture_output=True, text=True, env=child_env)
             if proc.returncode != 0:
                 raise SystemExit(f"{side} failed:\n{proc.stderr[-3000:]}")
@@ -195,8 +210,10 @@ def vs_optuna(args: argparse.Namespace) -> None:
                 statistics.median(r[key] for r in rows) for side, rows in got.items()}
 
     per, per_cpu, wall, cpu = med("trials", True), med("trials_cpu", True), med("wall"), med("cpu")
+    recipe = ("hand loop with gradwise's recipe (clipping, warmup-cosine)" if args.same_recipe else
+              "hand loop: constant LR, no clipping")
     print(f"MNIST-1D MLP, random search, {args.trials} trials x {args.epochs} epochs, 1 thread, {args.repeats} "
-          f"repeats (medians); load average {os.getloadavg()[0]:.1f}")
+          f"repeats (medians); {recipe}; load average {os.getloadavg()[0]:.1f}")
     print("| | bare Optuna, trained by hand | gradwise tune | ratio |")
     print("|---|---|---|---|")
     print(f"| seconds per trial | {per['optuna']:.2f} | {per['gradwise']:.2f} | "
@@ -222,13 +239,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--vs-optuna", action="store_true", help="gradwise tune's fixed costs against bare Optuna")
     ap.add_argument("--repeats", type=int, default=3, help="--vs-optuna: studies per side")
+    ap.add_argument("--same-recipe", action="store_true", help="--vs-optuna: the hand loop clips and schedules "
+                    "the LR as gradwise's defaults do")
     ap.add_argument("--baseline-src", default=None, help="--vs-optuna: also gradwise imported from this src/ tree")
     ap.add_argument("--child", choices=["gradwise", "optuna"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child or args.vs_optuna:
         args.trials, args.epochs = args.trials or 8, args.epochs or 2
         if args.child:
-            vs_optuna_child(args.child, args.epochs, args.trials)
+            vs_optuna_child(args.child, args.epochs, args.trials, args.same_recipe)
         else:
             vs_optuna(args)
         return
