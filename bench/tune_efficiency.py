@@ -62,7 +62,7 @@ def config(epochs: int, trials: int, sampler: str, pruner: str, seed: int, test:
         # test: each trial's test accuracy (the winner's is printed); the fixed-cost comparison leaves it out, as
         # `gradwise tune` does by default
         "tune": {"metric": "val_accuracy", "trials": trials, "sampler": sampler, "pruner": pruner, "space": SPACE,
-                 "test": test},
+                 **({"test": True} if test else {})},  # (left out: --baseline-src trees older than tune.test)
     }
 
 
