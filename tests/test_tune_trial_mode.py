@@ -53,7 +53,8 @@ def load(out: Path) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name="trial-mode", storage=storage).get_trials(deepcopy=False)
 
 
-def test_trials_keep_their_record_but_no_epoch_checkpoints_report_or_test_pass(tmp_path: Path) -> None:
+def test_trials_keep_their_record_but_no_epoch_checkpoints_report_or_test_pass(tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture) -> None:
     config = write_config(tmp_path / "tune.yaml", {"dataset": "iris"})
     out = tmp_path / "study"
     run_tune(config, out)
@@ -79,6 +80,12 @@ def test_trials_keep_their_record_but_no_epoch_checkpoints_report_or_test_pass(t
     assert done.value.code in (0, None)
     trial_page = (dirs[0] / "report.html").read_text()
     assert "val_accuracy" in trial_page
+    # no weights to evaluate: one line that says why and what to do
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as failed:
+        cli_main(["eval", str(dirs[1])])
+    err = capsys.readouterr().err
+    assert failed.value.code == 2 and "tuning trial without a checkpoint" in err and "Traceback" not in err
 
     # the study resumes: one more trial, and its page now links the trial page that exists
     run_tune(config, out, trials=4)
