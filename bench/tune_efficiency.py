@@ -18,6 +18,9 @@ Printed: seconds per trial (median of Optuna's trial durations) and the whole st
 LR schedule stepped every batch, from torch itself): without it the hand loop trains with a constant LR and no
 clipping, so the ratio also counts that training work, not only gradwise's fixed costs.
 
+`--bare-journal` keeps the bare study in an Optuna journal file (every write fsynced), as `gradwise tune` keeps its
+studies (resumable, shared by workers); by default it is in memory.
+
 `--baseline-src DIR` adds a third side, gradwise from another source tree (e.g. `git archive` of an older commit's
 src/ unpacked to DIR), interleaved with the others: before/after figures from one run on one machine.
 """
@@ -124,7 +127,7 @@ def gradwise_study(root: Path, epochs: int, trials: int) -> dict:
             "best": summary["best_val"]}
 
 
-def optuna_study(epochs: int, trials: int, same_recipe: bool = False) -> dict:
+def optuna_study(epochs: int, trials: int, same_recipe: bool = False, journal: Path | None = None) -> dict:
     """Bare Optuna: the data prepared once (as gradwise prepares it), each trial builds and trains the model by hand."""
     import torch
     from torch import nn
@@ -175,19 +178,23 @@ def optuna_study(epochs: int, trials: int, same_recipe: bool = False) -> dict:
         return best
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    # --bare-journal: the study in a journal file as gradwise keeps it (resumable; every write fsynced)
+    storage = None if journal is None else optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal)))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0),
+                                storage=storage)
     study.optimize(cpu_timed(objective), n_trials=trials)
     return {"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0, "trials": trial_seconds(study),
             "trials_cpu": CPU_PER_TRIAL, "best": study.best_value}
 
 
-def vs_optuna_child(side: str, epochs: int, trials: int, same_recipe: bool = False) -> None:
+def vs_optuna_child(side: str, epochs: int, trials: int, same_recipe: bool = False, journal: bool = False) -> None:
     import torch
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         got = gradwise_study(Path(tmp), epochs, trials) if side == "gradwise" else \
-            optuna_study(epochs, trials, same_recipe)
+            optuna_study(epochs, trials, same_recipe, Path(tmp) / "bare.journal" if journal else None)
     print(json.dumps(got))
 
 
@@ -203,7 +210,8 @@ def vs_optuna(args: argparse.Namespace) -> None:
                 child_env = {**env, "PYTHONPATH": str(Path(args.baseline_src).resolve())}
             proc = subprocess.run([sys.executable, __file__, "--child", "gradwise" if side == "baseline" else side,
                                    "--trials", str(args.trials), "--epochs", str(args.epochs),
-                                   *(["--same-recipe"] if args.same_recipe else [])],
+                                   *(["--same-recipe"] if args.same_recipe else []),
+                                   *(["--bare-journal"] if args.bare_journal else [])],
                                   capture_output=True, text=True, env=child_env)
             if proc.returncode != 0:
                 raise SystemExit(f"{side} failed:\n{proc.stderr[-3000:]}")
@@ -215,6 +223,7 @@ def vs_optuna(args: argparse.Namespace) -> None:
     per, per_cpu, wall, cpu = med("trials", True), med("trials_cpu", True), med("wall"), med("cpu")
     recipe = ("hand loop with gradwise's recipe (clipping, warmup-cosine)" if args.same_recipe else
               "hand loop: constant LR, no clipping")
+    recipe += "; bare study in a journal file" if args.bare_journal else "; bare study in memory"
     print(f"MNIST-1D MLP, random search, {args.trials} trials x {args.epochs} epochs, 1 thread, {args.repeats} "
           f"repeats (medians); {recipe}; load average {os.getloadavg()[0]:.1f}")
     print("| | bare Optuna, trained by hand | gradwise tune | ratio |")
@@ -244,13 +253,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="--vs-optuna: studies per side")
     ap.add_argument("--same-recipe", action="store_true", help="--vs-optuna: the hand loop clips and schedules "
                     "the LR as gradwise's defaults do")
+    ap.add_argument("--bare-journal", action="store_true", help="--vs-optuna: bare Optuna keeps its study in a "
+                    "journal file, as gradwise tune does (default: in memory)")
     ap.add_argument("--baseline-src", default=None, help="--vs-optuna: also gradwise imported from this src/ tree")
     ap.add_argument("--child", choices=["gradwise", "optuna"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child or args.vs_optuna:
         args.trials, args.epochs = args.trials or 8, args.epochs or 2
         if args.child:
-            vs_optuna_child(args.child, args.epochs, args.trials, args.same_recipe)
+            vs_optuna_child(args.child, args.epochs, args.trials, args.same_recipe, args.bare_journal)
         else:
             vs_optuna(args)
         return
