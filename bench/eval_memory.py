@@ -51,9 +51,10 @@ def child(rule: str) -> None:
     _, val, test = make_loaders_from_bundle(bundle, cfg)  # what a run evaluates with
     if rule == "old":
         x = bundle.val[0]
-        per_sample = x[:1].numel() * x.element_size()
+        per_sample = x[:1].numel() * 4  # the rule budgeted float32 inputs (the splits are uint8 pixels now)
         size = max(2 * cfg.train.batch_size, min(len(x), 8192, OLD_BUDGET // per_sample))
-        val, test = (TensorLoader(*split, size, shuffle=False) for split in (bundle.val, bundle.test))
+        val, test = (TensorLoader(*split, size, shuffle=False, transform=getattr(bundle, "normalize", None))
+                     for split in (bundle.val, bundle.test))
     Path("/proc/self/clear_refs").write_text("5")  # reset the RSS high-water mark
     base = _status("VmRSS")
     t0 = time.perf_counter()

@@ -5,7 +5,8 @@ class), each source tree in a fresh process, so a change can be measured against
     OMP_NUM_THREADS=1 python bench/image_folder_memory.py --images 20000 --src /tmp/before/src src
 
 The peak is the process's RSS high-water mark above its RSS after the imports (both load torch, numpy, pandas,
-PIL). The images are written once (seeded) under --dir and reused.
+PIL). The images are written once (seeded) under --dir and reused. `--train` measures one epoch of `gradwise.train`
+instead (a small CNN, the doctor on), loading included: the whole run's peak.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def child(folder: Path) -> None:
+def child(folder: Path, train: bool = False) -> None:
     import pandas  # noqa: F401
     import PIL.Image  # noqa: F401
     import torch
@@ -57,11 +58,24 @@ def child(folder: Path) -> None:
     torch.set_num_threads(1)
     base = _rss_mb()
     t0 = time.perf_counter()
+    if train:
+        import gradwise
+
+        with tempfile.TemporaryDirectory() as out:
+            run = gradwise.train(None, [f"data.dataset={folder}", "model.name=cnn2d", "train.epochs=1",
+                                        "train.progress=none", f"out={out}/run"])
+            x = run.extras["bundle"].train[0]
+        seconds = time.perf_counter() - t0
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps({"seconds": seconds, "peak_mb": peak - base, "train": list(x.shape),
+                          "dtype": str(x.dtype).removeprefix("torch.")}))
+        return
     cfg = load_config(None, [f"data.dataset={folder}"])
     bundle = load_data(cfg.data, cfg.seed)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_mb": peak - base, "train": list(bundle.train[0].shape)}))
+    print(json.dumps({"seconds": seconds, "peak_mb": peak - base, "train": list(bundle.train[0].shape),
+                      "dtype": str(bundle.train[0].dtype).removeprefix("torch.")}))
 
 
 def main() -> None:
@@ -69,23 +83,26 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=20000)
     ap.add_argument("--src", nargs="+", default=["src"], help="source trees to compare (PYTHONPATH of each child)")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "gradwise-image-folder")
+    ap.add_argument("--train", action="store_true", help="one epoch of gradwise.train (loading included)")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.child)
+        child(args.child, args.train)
         return
     folder = make_folder(args.dir, args.images)
     print(f"{args.images} PNGs of 32x32 RGB in 10 classes; load average {os.getloadavg()[0]:.1f}")
-    print("| source | load seconds | peak RSS above the imports | train tensor |")
+    what = "one epoch of gradwise.train (cnn2d)" if args.train else "load_data"
+    print(f"measured: {what}")
+    print("| source | seconds | peak RSS above the imports | train tensor |")
     print("|---|---|---|---|")
     for src in args.src:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(src).resolve())}
-        proc = subprocess.run([sys.executable, __file__, "--child", str(folder)], capture_output=True, text=True,
-                              env=env)
+        proc = subprocess.run([sys.executable, __file__, "--child", str(folder), *(["--train"] if args.train else [])],
+                              capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             raise SystemExit(proc.stderr[-3000:])
         r = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"| {src} | {r['seconds']:.1f} | {r['peak_mb']:.0f} MB | {r['train']} float32 |")
+        print(f"| {src} | {r['seconds']:.1f} | {r['peak_mb']:.0f} MB | {r['train']} {r['dtype']} |")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,16 @@ tensors prepared once (AdamW, the same batch size, validation accuracy each epoc
 Printed: seconds per trial (median of Optuna's trial durations) and the whole study's wall time.
 
     OMP_NUM_THREADS=1 python bench/tune_efficiency.py --vs-optuna [--trials 8] [--epochs 2] [--repeats 3]
+
+`--same-recipe` gives the hand loop gradwise's default recipe too (gradient clipping at norm 1 and a warmup-cosine
+LR schedule stepped every batch, from torch itself): without it the hand loop trains with a constant LR and no
+clipping, so the ratio also counts that training work, not only gradwise's fixed costs.
+
+`--bare-journal` keeps the bare study in an Optuna journal file (every write fsynced), as `gradwise tune` keeps its
+studies (resumable, shared by workers); by default it is in memory.
+
+`--baseline-src DIR` adds a third side, gradwise from another source tree (e.g. `git archive` of an older commit's
+src/ unpacked to DIR), interleaved with the others: before/after figures from one run on one machine.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -45,19 +56,22 @@ SPACE = {
 }
 
 
-def config(epochs: int, trials: int, sampler: str, pruner: str, seed: int) -> dict:
+def config(epochs: int, trials: int, sampler: str, pruner: str, seed: int, test: bool = True) -> dict:
     return {
         "name": f"bench-{sampler}-{pruner}", "seed": seed,
         "data": {"dataset": "mnist1d"},
         "model": {"name": "mlp", "norm": "batch"},
         "train": {"epochs": epochs, "batch_size": 128},
-        "tune": {"metric": "val_accuracy", "trials": trials, "sampler": sampler, "pruner": pruner, "space": SPACE},
+        # test: each trial's test accuracy (the winner's is printed); the fixed-cost comparison leaves it out, as
+        # `gradwise tune` does by default
+        "tune": {"metric": "val_accuracy", "trials": trials, "sampler": sampler, "pruner": pruner, "space": SPACE,
+                 **({"test": True} if test else {})},  # (left out: --baseline-src trees older than tune.test)
     }
 
 
-def run(root: Path, epochs: int, trials: int, sampler: str, pruner: str, seed: int) -> dict:
+def run(root: Path, epochs: int, trials: int, sampler: str, pruner: str, seed: int, test: bool = True) -> dict:
     path = root / f"{sampler}-{pruner}-{seed}.yaml"
-    path.write_text(yaml.safe_dump(config(epochs, trials, sampler, pruner, seed), sort_keys=False))
+    path.write_text(yaml.safe_dump(config(epochs, trials, sampler, pruner, seed, test), sort_keys=False))
     out = root / f"{sampler}-{pruner}-{seed}"
     t0, c0 = time.perf_counter(), time.process_time()
     code = tune(path, None, None, None, None, False, out, [], console=Console(file=io.StringIO()))
@@ -104,7 +118,7 @@ def gradwise_study(root: Path, epochs: int, trials: int) -> dict:
 
     objective.Objective.__call__ = cpu_timed(objective.Objective.__call__)  # type: ignore[method-assign]
     t0, c0 = time.perf_counter(), time.process_time()
-    summary = run(root, epochs, trials, "random", "none", 0)
+    summary = run(root, epochs, trials, "random", "none", 0, test=False)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
         str(root / "random-none-0" / "study.journal")))
@@ -113,7 +127,7 @@ def gradwise_study(root: Path, epochs: int, trials: int) -> dict:
             "best": summary["best_val"]}
 
 
-def optuna_study(epochs: int, trials: int) -> dict:
+def optuna_study(epochs: int, trials: int, same_recipe: bool = False, journal: Path | None = None) -> dict:
     """Bare Optuna: the data prepared once (as gradwise prepares it), each trial builds and trains the model by hand."""
     import torch
     from torch import nn
@@ -139,6 +153,10 @@ def optuna_study(epochs: int, trials: int) -> dict:
         net = mlp(tuple(x.shape[1:]), 10, widths=widths, activation=activation, norm="batch", dropout=dropout)
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=wd)
         loss_fn = nn.CrossEntropyLoss()
+        steps = epochs * -(-len(x) // 128)
+        warm = max(1, int(0.05 * steps))
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(
+            math.pi * min(max(s - warm, 0) / max(steps - warm, 1), 1.0))))) if same_recipe else None
         g = torch.Generator().manual_seed(0)
         best = 0.0
         for _ in range(epochs):
@@ -148,36 +166,53 @@ def optuna_study(epochs: int, trials: int) -> dict:
                 idx = order[i:i + 128]
                 loss = loss_fn(net(x[idx]), y[idx])
                 loss.backward()
+                if same_recipe:
+                    nn.utils.clip_grad_norm_(net.parameters(), 1.0, foreach=True)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
+                if schedule is not None:
+                    schedule.step()
             net.eval()
             with torch.inference_mode():
                 best = max(best, (net(xv).argmax(1) == yv).float().mean().item())
         return best
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    # --bare-journal: the study in a journal file as gradwise keeps it (resumable; every write fsynced)
+    storage = None if journal is None else optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal)))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0),
+                                storage=storage)
     study.optimize(cpu_timed(objective), n_trials=trials)
     return {"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0, "trials": trial_seconds(study),
             "trials_cpu": CPU_PER_TRIAL, "best": study.best_value}
 
 
-def vs_optuna_child(side: str, epochs: int, trials: int) -> None:
+def vs_optuna_child(side: str, epochs: int, trials: int, same_recipe: bool = False, journal: bool = False) -> None:
     import torch
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        got = gradwise_study(Path(tmp), epochs, trials) if side == "gradwise" else optuna_study(epochs, trials)
+        got = gradwise_study(Path(tmp), epochs, trials) if side == "gradwise" else \
+            optuna_study(epochs, trials, same_recipe, Path(tmp) / "bare.journal" if journal else None)
     print(json.dumps(got))
 
 
 def vs_optuna(args: argparse.Namespace) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     got: dict[str, list[dict]] = {"optuna": [], "gradwise": []}
+    if args.baseline_src:
+        got["baseline"] = []
     for _ in range(args.repeats):  # interleaved: a change of load hits both sides alike
         for side in got:
-            proc = subprocess.run([sys.executable, __file__, "--child", side, "--trials", str(args.trials),
-                                   "--epochs", str(args.epochs)], capture_output=True, text=True, env=env)
+            child_env = env
+            if side == "baseline":  # the same child, importing gradwise from the other tree
+                child_env = {**env, "PYTHONPATH": str(Path(args.baseline_src).resolve())}
+            proc = subprocess.run([sys.executable, __file__, "--child", "gradwise" if side == "baseline" else side,
+                                   "--trials", str(args.trials), "--epochs", str(args.epochs),
+                                   *(["--same-recipe"] if args.same_recipe else []),
+                                   *(["--bare-journal"] if args.bare_journal else [])],
+                                  capture_output=True, text=True, env=child_env)
             if proc.returncode != 0:
                 raise SystemExit(f"{side} failed:\n{proc.stderr[-3000:]}")
             got[side].append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -186,8 +221,11 @@ def vs_optuna(args: argparse.Namespace) -> None:
                 statistics.median(r[key] for r in rows) for side, rows in got.items()}
 
     per, per_cpu, wall, cpu = med("trials", True), med("trials_cpu", True), med("wall"), med("cpu")
+    recipe = ("hand loop with gradwise's recipe (clipping, warmup-cosine)" if args.same_recipe else
+              "hand loop: constant LR, no clipping")
+    recipe += "; bare study in a journal file" if args.bare_journal else "; bare study in memory"
     print(f"MNIST-1D MLP, random search, {args.trials} trials x {args.epochs} epochs, 1 thread, {args.repeats} "
-          f"repeats (medians); load average {os.getloadavg()[0]:.1f}")
+          f"repeats (medians); {recipe}; load average {os.getloadavg()[0]:.1f}")
     print("| | bare Optuna, trained by hand | gradwise tune | ratio |")
     print("|---|---|---|---|")
     print(f"| seconds per trial | {per['optuna']:.2f} | {per['gradwise']:.2f} | "
@@ -198,6 +236,12 @@ def vs_optuna(args: argparse.Namespace) -> None:
           f"{wall['gradwise'] / wall['optuna']:.2f}x |")
     print(f"| study CPU seconds | {cpu['optuna']:.1f} | {cpu['gradwise']:.1f} | "
           f"{cpu['gradwise'] / cpu['optuna']:.2f}x |")
+    if "baseline" in got:
+        print(f"\nbaseline gradwise ({args.baseline_src}), same run: seconds per trial {per['baseline']:.2f} "
+              f"({per['baseline'] / per['optuna']:.2f}x bare Optuna), CPU seconds per trial {per_cpu['baseline']:.2f} "
+              f"({per_cpu['baseline'] / per_cpu['optuna']:.2f}x), study wall {wall['baseline']:.1f} s "
+              f"({wall['baseline'] / wall['optuna']:.2f}x), study CPU {cpu['baseline']:.1f} s "
+              f"({cpu['baseline'] / cpu['optuna']:.2f}x)")
 
 
 def main() -> None:
@@ -207,12 +251,17 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--vs-optuna", action="store_true", help="gradwise tune's fixed costs against bare Optuna")
     ap.add_argument("--repeats", type=int, default=3, help="--vs-optuna: studies per side")
+    ap.add_argument("--same-recipe", action="store_true", help="--vs-optuna: the hand loop clips and schedules "
+                    "the LR as gradwise's defaults do")
+    ap.add_argument("--bare-journal", action="store_true", help="--vs-optuna: bare Optuna keeps its study in a "
+                    "journal file, as gradwise tune does (default: in memory)")
+    ap.add_argument("--baseline-src", default=None, help="--vs-optuna: also gradwise imported from this src/ tree")
     ap.add_argument("--child", choices=["gradwise", "optuna"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child or args.vs_optuna:
         args.trials, args.epochs = args.trials or 8, args.epochs or 2
         if args.child:
-            vs_optuna_child(args.child, args.epochs, args.trials)
+            vs_optuna_child(args.child, args.epochs, args.trials, args.same_recipe, args.bare_journal)
         else:
             vs_optuna(args)
         return

@@ -157,9 +157,11 @@ def test_fashion_mnist() -> None:
     assert b.input_shape == (1, 28, 28) and b.kind == "image" and b.n_classes == 10
     assert len(b.test[0]) == 10000 and len(b.val[0]) == 7000 and len(b.train[0]) == 2000
     assert b.class_names[0] == "T-shirt/top" and b.class_names[9] == "Ankle boot"
-    x = b.train[0]
+    assert b.train[0].dtype == torch.uint8  # pixels stay uint8; the loaders convert each batch (b.normalize)
+    x = b.normalize(b.train[0])
     assert abs(float(x.mean())) < 0.05 and abs(float(x.std()) - 1) < 0.05  # standardized with train stats
-    raw = load_data(cfg(dataset="fashion_mnist", scale="none", subsample=500), seed=0).train[0]
+    unscaled = load_data(cfg(dataset="fashion_mnist", scale="none", subsample=500), seed=0)
+    raw = unscaled.normalize(unscaled.train[0])
     assert float(raw.min()) >= 0 and float(raw.max()) <= 1  # pixels scaled to [0, 1]
 
 
@@ -355,7 +357,7 @@ def test_image_scaling_is_per_channel(tmp_path: Path) -> None:
     np.savez(tmp_path / "img.npz", x=x, y=np.arange(60) % 2)
     b = load_data(cfg(dataset=str(tmp_path / "img.npz")), seed=0)
     assert b.kind == "image" and b.input_shape == (3, 8, 8)
-    per_channel = b.train[0].transpose(0, 1).reshape(3, -1)
+    per_channel = b.normalize(b.train[0]).transpose(0, 1).reshape(3, -1)
     assert torch.allclose(per_channel.mean(1), torch.zeros(3), atol=1e-4)
     assert torch.allclose(per_channel.std(1, unbiased=False), torch.ones(3), atol=1e-3)
 

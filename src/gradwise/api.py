@@ -400,6 +400,13 @@ def _run(cfg: RunConfig, model: nn.Module, train_loader: Any, val_loader: Any, t
                       precision=precision, callbacks=all_callbacks, penalty=reg, augment=augment, forward=forward,
                       target_transform=target_transform, console=console, dist=dist)
     trainer.trained_by = "gradwise.fit" if bundle is None else "gradwise.train"
+    from gradwise.train.trial import current as current_trial
+
+    trial = current_trial()
+    if trial is not None:  # a tuning trial: what it writes and evaluates (gradwise.train.trial)
+        trainer.test_pass = trial.test
+        # doctor.repair rolls back to checkpoints: a trial that repairs keeps a plain run's
+        trainer.epoch_checkpoints = None if cfg.doctor.enabled and cfg.doctor.repair else trial.epoch_checkpoints()
     if bundle is not None:  # a built-in model: the header names it (every one is an nn.Sequential underneath)
         trainer.model_name = cfg.model.factory or cfg.model.name
     if cfg.train.compile:

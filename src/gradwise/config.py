@@ -696,6 +696,12 @@ class TuneConfig(Section):
                                 "sqlite:///study.db, journal:PATH, postgresql://user:pw@host:5432/db")
     study: str | None = Field(None, description="study name (default: the run's name)")
     workers: int = Field(1, ge=1, description="worker processes on this machine")
+    test: bool = Field(False, description="each trial restores its best epoch and evaluates the test split (test "
+                       "metrics in trials.csv; a checkpoint every epoch, as a plain run); default: no test pass")
+    checkpoint_seconds: float = Field(300.0, ge=0, description="a trial writes checkpoints/last.pt at an epoch's end "
+                                      "once this many seconds passed since it started or last wrote one (and "
+                                      "where Ctrl-C/SIGTERM stops it); a trial killed outright before that is "
+                                      "re-run from its start. 0: every epoch")
 
     @field_validator("space", mode="before")
     @classmethod

@@ -6,10 +6,12 @@ both write files that must survive a crash half-way, and the data layer must not
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,34 @@ def _read_umask() -> int:
 _FILE_MODE = 0o666 & ~_read_umask()
 
 
-def atomic_write_file(path: Path, fill: Callable[[str], Any]) -> None:
+# False inside `unsynced()`: a tuning trial's small files (gradwise.train.trial) are renamed into place whole but not
+# fsynced, since the study's record is its Optuna storage. A context variable, so the data layer and the loop share
+# it without importing each other; other threads see the default (fsync).
+_FSYNC: contextvars.ContextVar[bool] = contextvars.ContextVar("gradwise_fsync", default=True)
+
+
+@contextlib.contextmanager
+def unsynced() -> Iterator[None]:
+    """Within the block, atomic writes that do not ask for `sync=True` skip fsync (still atomic: temp + rename)."""
+    token = _FSYNC.set(False)
+    try:
+        yield
+    finally:
+        _FSYNC.reset(token)
+
+
+def fsync_files() -> bool:
+    """Whether atomic writes without an explicit `sync` are fsynced here (not inside `unsynced()`)."""
+    return _FSYNC.get()
+
+
+def atomic_write_file(path: Path, fill: Callable[[str], Any], sync: bool | None = None) -> None:
     """Call fill(temp_name) to write a temp file next to `path`, fsync it, rename it over `path`, fsync the folder.
 
-    A crash at any point leaves `path` as it was (or as the new content, complete); the temp file never stays."""
+    A crash at any point leaves `path` as it was (or as the new content, complete); the temp file never stays.
+    ``sync=None``: fsync unless inside `unsynced()` (a tuning trial's small files); checkpoints pass sync=True."""
+    if sync is None:
+        sync = _FSYNC.get()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -39,16 +65,18 @@ def atomic_write_file(path: Path, fill: Callable[[str], Any]) -> None:
         finally:
             os.close(fd)
         fill(tmp)
-        fd = os.open(tmp, os.O_RDONLY)  # fsync flushes the file's data whichever descriptor asks
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if sync:
+            fd = os.open(tmp, os.O_RDONLY)  # fsync flushes the file's data whichever descriptor asks
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if sync:
+        _fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: Path, write: Callable[[Any], Any]) -> None:

@@ -64,6 +64,12 @@ def load_run(run_dir: str | Path, which: str = "auto", *, trust_code: bool = Fal
         raise CheckpointError(f"'{path}' is not a gradwise run directory (no config.yaml). Give the directory "
                               "`gradwise train` printed at the end.")
     cfg = load_config(path / "config.yaml")
+    if not list((path / "checkpoints").glob("*.pt")) and (path.parent / "study.journal").exists():
+        # a tuning trial (gradwise.train.trial) keeps no weights unless it ran past tune.checkpoint_seconds
+        raise CheckpointError(f"'{path}' is a tuning trial without a checkpoint: gradwise tune keeps a trial's "
+                              "config, metrics and findings, not its weights (tune.checkpoint_seconds). Train it "
+                              f"again: gradwise train {path / 'config.yaml'} (the study's best.yaml for the best "
+                              "trial), or tune with tune.checkpoint_seconds=0 to keep every trial's weights.")
     # before anything slow or anything imported: the factory is code the directory names
     check_run_factory(cfg.model, path / "config.yaml", trust_code)
     stored = path / PREPROCESS_FILE
@@ -153,7 +159,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, trust_code: bool =
     if loader is not None:
         loader.resize(batch)
     else:
-        loader = TensorLoader(*data, batch, shuffle=False)
+        loader = TensorLoader(*data, batch, shuffle=False, transform=getattr(bundle, "normalize", None))
     return evaluate(run.model, loader, loss_fn, torch.device("cpu"), bundle.task,
                     contextlib.nullcontext, target_transform=transform)
 

@@ -35,8 +35,10 @@ def make_loaders_from_bundle(bundle: Any, cfg: RunConfig) -> tuple[Any, Any, Any
         return stream_loaders(bundle, bs, eval_batch_size(bs), cfg.seed)
     x, y = bundle.train
     weights = getattr(bundle, "sample_weights", None)
-    train = TensorLoader(x, y, bs, shuffle=True, seed=cfg.seed, weights=weights, drop_single=True)
-    val, test = (None if split is None else TensorLoader(*split, eval_batch_size(bs, split[0]), shuffle=False)
+    pixels = getattr(bundle, "normalize", None)  # uint8 image splits: converted per batch (PixelNormalize)
+    train = TensorLoader(x, y, bs, shuffle=True, seed=cfg.seed, weights=weights, transform=pixels, drop_single=True)
+    val, test = (None if split is None else TensorLoader(*split, eval_batch_size(bs, split[0]), shuffle=False,
+                                                          transform=pixels)
                  for split in (bundle.val, bundle.test))
     return train, val, test
 

@@ -55,11 +55,40 @@ def block(n: int, world: int, rank: int) -> tuple[int, int]:
     return start, start + q + (1 if rank < r else 0)
 
 
+class PixelNormalize:
+    """uint8 pixels -> the model's float32 inputs, per batch: x · scale, minus the channel centre, over the channel
+    spread -- Preprocessor.array_matrix's float32 operations in its order, so a batch holds the values the whole
+    set converted at preparation held, while the set stays uint8 in memory (a quarter of float32's bytes)."""
+
+    def __init__(self, scale: float, center: np.ndarray | None, spread: np.ndarray | None) -> None:
+        self.scale = torch.tensor(scale, dtype=torch.float32)  # the float32 factor, as np.float32(scale)
+        self.center = None if center is None else torch.from_numpy(np.asarray(center, dtype=np.float32))
+        self.spread = None if spread is None else torch.from_numpy(np.asarray(spread, dtype=np.float32))
+
+    def to(self, device: torch.device) -> PixelNormalize:
+        self.scale = self.scale.to(device)
+        if self.center is not None and self.spread is not None:
+            self.center, self.spread = self.center.to(device), self.spread.to(device)
+        return self
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = x.to(torch.float32)  # a new tensor: the in-place steps below never touch the stored pixels
+        out *= self.scale
+        if self.center is not None and self.spread is not None:
+            out -= self.center
+            out /= self.spread
+        return out
+
+
 class TensorLoader:
-    """Mini-batches of in-memory tensors by index slicing; optionally weighted sampling with replacement."""
+    """Mini-batches of in-memory tensors by index slicing; optionally weighted sampling with replacement.
+
+    ``transform`` (PixelNormalize: image splits kept as uint8) turns each batch's inputs into the model's; `x`
+    stays as stored."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool, seed: int = 0,
-                 drop_last: bool = False, weights: torch.Tensor | None = None, drop_single: bool = False) -> None:
+                 drop_last: bool = False, weights: torch.Tensor | None = None,
+                 transform: PixelNormalize | None = None, drop_single: bool = False) -> None:
         if len(x) != len(y):
             raise DataError(f"features have {len(x)} rows but targets have {len(y)}; give one target per row.")
         if len(x) == 0:
@@ -76,6 +105,7 @@ class TensorLoader:
         self.epoch = 0
         self.skip = 0
         self.rank, self.world, self.by_block = 0, 1, False  # one process (see shard())
+        self.transform = transform
 
     def shard(self, rank: int, world: int) -> TensorLoader:
         """Yield only process `rank`'s part of the data of a `world`-process run: its part of every global batch
@@ -105,7 +135,13 @@ class TensorLoader:
         self.x, self.y = self.x.to(device), self.y.to(device)
         if self.weights is not None:
             self.weights = self.weights.to(device)
+        if self.transform is not None:
+            self.transform.to(device)
         return self
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Stored rows -> the model's inputs (the identity unless a transform is set)."""
+        return x if self.transform is None else self.transform(x)
 
     def __len__(self) -> int:
         n = len(self.x)
@@ -138,12 +174,12 @@ class TensorLoader:
                 else:
                     start, end = batch_part(len(self.x), bs, self.world, self.rank, i)
                 idx = slice(start, end) if order is None else order[start:end]
-                yield self.x[idx], self.y[idx]
+                yield self.inputs(self.x[idx]), self.y[idx]
             elif order is None:
-                yield self.x[i * bs:(i + 1) * bs], self.y[i * bs:(i + 1) * bs]
+                yield self.inputs(self.x[i * bs:(i + 1) * bs]), self.y[i * bs:(i + 1) * bs]
             else:
                 idx = order[i * bs:(i + 1) * bs]
-                yield self.x[idx], self.y[idx]
+                yield self.inputs(self.x[idx]), self.y[idx]
         self.skip = 0
 
 

@@ -75,6 +75,9 @@ class DataBundle:
     split_indices: dict[str, np.ndarray | None] = field(default_factory=dict)  # source rows of each split
     fold: int | None = None
     stream: Any = None  # data.stream: the training split as a gradwise.data.stream.StreamTable (train is None)
+    # image splits kept as uint8 pixels (a quarter of float32's memory): the loaders convert each batch with this
+    # (gradwise.data.loaders.PixelNormalize; `normalize(bundle.train[0])` is the model's input). None: float splits
+    normalize: Any = None
 
     def summary(self) -> str:
         sizes = ", ".join(f"{s} {len(getattr(self, s)[0])}" for s in SPLITS if getattr(self, s) is not None)
@@ -636,16 +639,27 @@ def _load_arrays(cfg: DataConfig, src: ArraySource, seed: int, fold: int | None,
     pre = Preprocessor(src.kind, task)
     pre.labels = codec
     pre.fit_array(raw["train"][0], cfg.scale, src.input_scale)  # type: ignore[index]
+    # uint8 images stay uint8 (always finite); the loaders normalize each batch exactly as array_matrix would
+    pixels = src.kind == "image" and all(p is None or np.asarray(p[0]).dtype == np.uint8 for p in raw.values()) \
+        and all(p is None or np.asarray(p[0]).shape[1:] == pre.sample_shape for p in raw.values())
     xs: dict[str, np.ndarray | None] = {}
     for s, p in raw.items():
+        if pixels:
+            xs[s] = None if p is None else np.ascontiguousarray(p[0])
+            continue
         with np.errstate(over="ignore", invalid="ignore"):
             xs[s] = None if p is None else pre.array_matrix(p[0])
         if xs[s] is not None:
             _check_finite(pre, xs[s], s, p[0])
     yd = {s: (None if p is None else p[1]) for s, p in raw.items()}
     indices = {s: (None if p is None else p[2]) for s, p in raw.items()}
-    return _assemble(cfg, seed, src.name, src.kind, task, pre, xs, yd, indices, report, before,
-                     tuple(pre.sample_shape), None, fold, split_report, binary, f"the labels of '{src.name}'")
+    bundle = _assemble(cfg, seed, src.name, src.kind, task, pre, xs, yd, indices, report, before,
+                       tuple(pre.sample_shape), None, fold, split_report, binary, f"the labels of '{src.name}'")
+    if pixels:
+        from gradwise.data.loaders import PixelNormalize
+
+        bundle.normalize = PixelNormalize(pre.input_scale, pre.center, pre.spread)
+    return bundle
 
 
 # --------------------------------------------------------------------------------------------- shared tail
@@ -778,7 +792,11 @@ def _assemble(cfg: DataConfig, seed: int, name: str, kind: str, task: str, pre: 
     def to_split(x: np.ndarray | None, y: np.ndarray | None) -> Split | None:
         if x is None or y is None:
             return None
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        # uint8 image pixels stay uint8 (converted per batch: DataBundle.normalize); everything else float32
+        arr = np.ascontiguousarray(x, dtype=np.uint8 if x.dtype == np.uint8 else np.float32)
+        if not arr.flags.writeable:  # a dataset's cached, read-only array (its own test split): torch wants its own
+            arr = arr.copy()
+        xt = torch.from_numpy(arr)
         if task == "classification" and n_outputs == 1:
             # one logit: bce_with_logits compares it with a 0/1 float column of the same (N, 1) shape
             return xt, torch.from_numpy(np.array(y, dtype=np.float32).reshape(-1, 1))

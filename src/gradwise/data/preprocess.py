@@ -133,6 +133,24 @@ def _spread_stats(values: np.ndarray, scale: str) -> tuple[float, float]:
     return float(med), float(q3 - q1)
 
 
+def _uint8_spread_stats(pixels: np.ndarray, factor: float, scale: str) -> tuple[float, float]:
+    """_spread_stats of `pixels · factor` (float64) for uint8 pixels, from the count of each of the 256 values: the
+    same mean/std (to float64 rounding) or min/range (exactly)."""
+    counts = np.zeros(256, dtype=np.int64)
+    rows = max(1, (1 << 20) // max(1, pixels[:1].size))  # bincount casts to int64: ~8 MB of it at a time
+    for start in range(0, len(pixels), rows):
+        counts += np.bincount(np.ravel(pixels[start:start + rows]), minlength=256)
+    counts = counts.astype(np.float64)
+    values = np.multiply(np.arange(256), factor, dtype=np.float64)
+    if scale == "minmax":
+        seen = np.flatnonzero(counts)
+        low = float(values[seen[0]])
+        return low, float(values[seen[-1]]) - low
+    n = counts.sum()
+    mean = float(counts @ values / n)
+    return mean, float(np.sqrt(counts @ (values - mean) ** 2 / n))
+
+
 def _scaler_steps(scaler: Any) -> list[tuple[Any, np.ndarray]]:
     """A fitted scaler (sklearn's or a loaded one) as the in-place numpy steps of its transform, in its order."""
     if scaler is None:
@@ -465,7 +483,12 @@ class Preprocessor:
         # statistics over every axis except channels: per-channel for images/(C, L) signals, global for (L,) signals.
         # One channel at a time in float64: a float64 copy of a whole image set is 8x its uint8 pixels
         channels = [x[:, c] for c in range(x.shape[1])] if x.ndim >= 3 else [x]
-        stats = [_spread_stats(np.multiply(ch, self.input_scale, dtype=np.float64), scale) for ch in channels]
+        if x.dtype == np.uint8 and scale in ("standard", "minmax"):
+            # uint8 pixels: from the 256 counts of each value, without the float64 copy of a channel (8 bytes
+            # per pixel, and as much again for the deviations: the peak of loading an image set)
+            stats = [_uint8_spread_stats(ch, self.input_scale, scale) for ch in channels]
+        else:
+            stats = [_spread_stats(np.multiply(ch, self.input_scale, dtype=np.float64), scale) for ch in channels]
         center, spread = (np.array([s[i] for s in stats], dtype=np.float64) for i in (0, 1))
         spread = np.where(spread > 0, spread, 1.0)  # a constant channel is centred, not divided by zero
         # shaped to broadcast against one sample or a batch: (C, 1, ...) per channel, a scalar for (L,) signals

@@ -195,7 +195,8 @@ class Doctor(Callback):
             def preflight() -> tuple[dict[str, Any], Any, Any, list[dict[str, Any]], bool]:
                 pre = Preflight(model, trainer.loss_fn, trainer.train_loader, trainer.val_loader,
                                 trainer.test_loader, trainer.device, trainer.forward, self.task, self.bundle,
-                                sampler_weights=loader_weights, disabled=self.disabled, thresholds=self.t)
+                                sampler_weights=loader_weights, disabled=self.disabled, thresholds=self.t,
+                                loss_key=(repr(trainer.config.loss), type(trainer.loss_fn).__qualname__))
                 pre.run()
                 # sent to the other processes through the CPU (each moves it to its own device)
                 move = _to_cpu if dist_ is not None else (lambda x: x)

@@ -30,7 +30,8 @@ def _trial_link(setup: TuneSetup, t: FrozenTrial) -> str:
     if not run_dir:
         return ""
     path = Path(str(run_dir))
-    report = path / "report.html"
+    # a trial writes no report.html (gradwise.train.trial); once `gradwise report DIR` made one, link that page
+    report = path / "report.html" if (path / "report.html").exists() else path
     try:  # relative, so the study directory can be moved or copied whole
         href = os.path.relpath(report, setup.dir)
     except ValueError:
@@ -57,6 +58,10 @@ def study_html(setup: TuneSetup, study: optuna.Study, svgs: dict[str, str], best
                     "</tr>")
     board = (f"<table class='num'><tr>{head}</tr>{''.join(body)}</table>" if body else
              "<p class='muted'>no completed trial yet.</p>")
+    if body:  # trials keep config, metrics and findings; their pages cost a trial's time only when asked for
+        example = rows[0].user_attrs.get("run_dir") or setup.dir / "trial-0000"
+        board += (f"<p class='muted'>A trial's own report (curves, findings, config, data): <code>gradwise report "
+                  f"{escape(str(example))}</code>; its link then opens it.</p>")
     plots = "".join(f"<h3>{escape(TITLES.get(name, name))}</h3><div class='plot'>{svg}</div>"
                     for name, svg in svgs.items())
     if best is not None:

@@ -115,7 +115,9 @@ def report_dir(path: str | Path, *, trust_code: bool = False) -> tuple[Path, lis
                 from gradwise.report.evaluation import predict_batches
 
                 classes = getattr(run.preprocessor, "class_names", None)
-                pred = predict_batches(model, TensorLoader(data[0], data[1], 512, shuffle=False), task,
+                loader = TensorLoader(data[0], data[1], 512, shuffle=False,
+                                      transform=getattr(run.bundle, "normalize", None))  # uint8 images
+                pred = predict_batches(model, loader, task,
                                        target_transform=run.preprocessor.inverse_target, split=split,
                                        classes=classes)
         except GradwiseError as exc:

@@ -161,7 +161,9 @@ def _gpu_trial(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Te
 def sample_rows(loader: Any, limit: int = 256) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Some training rows to build trial batches from: the loader's tensors, or its first batch."""
     if hasattr(loader, "x") and hasattr(loader, "y"):
-        return loader.x[:limit], loader.y[:limit]
+        inputs = getattr(loader, "inputs", None)  # uint8 image splits: the model's float inputs
+        x = loader.x[:limit]
+        return (inputs(x) if callable(inputs) else x), loader.y[:limit]
     try:
         batch = next(iter(loader))
     except StopIteration:

@@ -108,7 +108,7 @@ def save_checkpoint(path: Path, state: dict[str, Any], also: list[Path] | tuple[
     A write the disk refuses (full, read-only, not permitted) is a DiskWriteError naming the file and the OS's
     reason; the file keeps its previous content and no temp file stays."""
     try:
-        atomic_write_file(path, lambda tmp: _torch_save(state, tmp))
+        atomic_write_file(path, lambda tmp: _torch_save(state, tmp), sync=True)
     except OSError as exc:
         raise disk_error(exc, path, checkpoint=True) from exc
     for other in also:

@@ -150,6 +150,9 @@ class Trainer:
         self.actions: list[dict[str, Any]] = []  # the requests carried out (restores + changes), for the summary
         self._batches_on_device = False  # set by fit() once the loaders are on the device
         self.checkpoints = CheckpointWriter()  # written on a background thread; flushed before any is read
+        # a tuning trial (gradwise.train.trial): epoch-end checkpoints only when `.due()`, no best.pt, no test pass
+        self.epoch_checkpoints: Any = None
+        self.test_pass = True
         self._epoch_ending = False  # the current epoch's steps are done and it is being evaluated/committed
         # the epoch (1-based) whose end-of-epoch weights the model holds; None mid-epoch or before the first one
         self.weights_epoch: int | None = None
@@ -274,7 +277,7 @@ class Trainer:
                     break
             self.status = "failed" if self._failure else "stopped" if self._signal is not None else "completed"
             self.callbacks.fire("on_train_end", self)
-            if self.test_loader is not None and self.status == "completed":
+            if self.test_loader is not None and self.test_pass and self.status == "completed":
                 test_metrics = self._evaluate(self.test_loader, per_class=True)
             self.checkpoints.flush()  # a checkpoint the disk refused fails the run here, through the handler below
         except BaseException as exc:
@@ -431,8 +434,9 @@ class Trainer:
         self.weights_epoch = self.epoch
         if self._request is not None:  # settings only: the epoch stands, the new settings apply from the next step
             self._carry_out()
-        if keep:
-            self._save(names)  # best.pt, when asked for, is the same state as last.pt: one write, two names
+        # a tuning trial (gradwise.train.trial) writes last.pt only when due and never best.pt
+        if keep and (self.epoch_checkpoints is None or self.epoch_checkpoints.due()):
+            self._save(names if self.epoch_checkpoints is None else ["last"])  # best.pt = last.pt: one write
 
     def _evaluate(self, loader: Any, per_class: bool = False) -> dict[str, Any]:
         model = self.model if self.eval_model is None else self.eval_model  # weight averaging: the average

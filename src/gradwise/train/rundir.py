@@ -77,7 +77,9 @@ class RunDir:
         self._append("metrics.jsonl", row, sync=False)
 
     def append_finding(self, finding: dict[str, Any]) -> None:
-        self._append("findings.jsonl", finding)
+        from gradwise.files import fsync_files
+
+        self._append("findings.jsonl", finding, sync=fsync_files())  # a tuning trial's: not fsynced
 
     def write_findings(self, findings: list[dict[str, Any]]) -> None:
         if self.is_main:

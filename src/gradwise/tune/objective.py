@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from gradwise.data.prepare import PreparedData, reuse_prepared
+from gradwise.doctor.preflight import DataChecks, reuse_data_checks
 from gradwise.errors import ConfigError, GradwiseError, TrainingError
 from gradwise.train.events import Callback
+from gradwise.train.trial import TrialMode, trial_mode
 from gradwise.tune.setup import SUMMARY_METRICS, TuneSetup
 from gradwise.tune.storage import OWNER_KEY, StudyLock, add_retry, owner_record, retried_numbers
 
@@ -134,6 +136,8 @@ class Objective:
         self.mlflow_parent: str | None = None  # the study's MLflow run (track: [mlflow]), found or made once
         self.mlflow_off = "mlflow" not in setup.base.track.use
         self.prepared = PreparedData()  # the trials' data, prepared by the first trial of this process
+        self.data_checks = DataChecks()  # the doctor's pre-flight data checks, run by the first trial on that data
+        self.mode = TrialMode(test=setup.test, checkpoint_seconds=setup.checkpoint_seconds)
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         # who runs this trial, written before the lock is released: a worker that finds it RUNNING later can tell
@@ -221,7 +225,9 @@ class Objective:
             (run_dir / "summary.json").unlink(missing_ok=True)
             trial.set_user_attr("resumed_from", str(partial))
         try:
-            with reuse_prepared(self.prepared):  # the data is read, cleaned, split and fitted once per process
+            # the data is read, cleaned, split and fitted once per process, and checked by the doctor once; the run
+            # is a trial: no per-epoch checkpoints, test pass or report.html (gradwise.train.trial)
+            with reuse_prepared(self.prepared), reuse_data_checks(self.data_checks), trial_mode(self.mode):
                 if partial is not None:
                     run = gradwise.train(None, {k: v for k, v in overrides.items() if k not in params},
                                          resume=run_dir, callbacks=[watcher])

@@ -46,6 +46,8 @@ class TuneSetup:
     pruner: str
     seed: int
     startup: int | None = None  # tune.startup_trials as given (None: startup_trials() decides)
+    test: bool = False  # tune.test: trials evaluate the test split
+    checkpoint_seconds: float = 300.0  # tune.checkpoint_seconds (gradwise.train.trial)
 
     @property
     def multi(self) -> bool:
@@ -140,7 +142,7 @@ def resolve_setup(cfg: RunConfig, config: Path, overrides: list[str], *, trials:
     return TuneSetup(config=Path(config), overrides=list(overrides), base=base, space=space, metrics=metrics,
                      directions=directions, name=name, dir=study_dir.resolve(), storage=spec, trials=budget,
                      timeout=tc.timeout, workers=n_workers, sampler=tc.sampler, pruner=tc.pruner, seed=cfg.seed,
-                     startup=tc.startup_trials)
+                     startup=tc.startup_trials, test=tc.test, checkpoint_seconds=tc.checkpoint_seconds)
 
 
 # ------------------------------------------------------------------------------------- samplers and pruners
