@@ -121,7 +121,9 @@ build measured, and the acceptable codes raised for reference, as report_any did
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -354,13 +356,15 @@ def factory(name: str) -> str:
     return f"doctor.models:{name}"
 
 
-def fit_case(name: str, data: str, arch: str, optim: str, load: P, model: P, fault: str = "",
-             expect: tuple[str, ...] = (), corrupt: object = None, **fit: object) -> Case:
+def fit_case(name: str, data: str, arch: str, optim: str, load: Callable[..., D.Split],
+             model: Callable[[], nn.Module], fault: str = "", expect: tuple[str, ...] = (),
+             corrupt: Callable[[Built], None] | None = None, **fit: Any) -> Case:
     """A `gradwise.fit` case: data, model (built right after torch.manual_seed(the set's seed)), fit keywords."""
     return Case(name, data, arch, optim, load, model, {"loss": CE, **fit}, fault, expect, corrupt=corrupt)
 
 
-def train_case(name: str, data: str, arch: str, optim: str, config: dict[str, object], load: object = None,
+def train_case(name: str, data: str, arch: str, optim: str, config: dict[str, Any],
+               load: Callable[..., Path] | None = None,
                fault: str = "", expect: tuple[str, ...] = ()) -> Case:
     """A `gradwise train` case: CLI-style config keys; `load` writes the CSV that FILE stands for."""
     return Case(name, data, arch, optim, load, fault=fault, expect=expect, config=config)
