@@ -78,6 +78,14 @@ def tensor(a: np.ndarray, long: bool = False) -> torch.Tensor:
     return torch.tensor(np.ascontiguousarray(a), dtype=torch.long if long else torch.float32)
 
 
+def class_sorted_loader(x: np.ndarray, y: np.ndarray, batch_size: int = 64) -> torch.utils.data.DataLoader:
+    """The rows sorted by class (stable) in a DataLoader that does not shuffle: every batch but those at a class
+    border holds one class (rows read folder by folder, one folder a class)."""
+    order = np.argsort(y, kind="stable")
+    ds = torch.utils.data.TensorDataset(tensor(x[order]), tensor(y[order], True))
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
+
+
 def split(x: np.ndarray, y: np.ndarray, val_share: float, seed: int, scale: bool = False,
           floor: bool = False) -> Split:
     """(x_train, y_train, x_val, y_val): a random split drawn from `seed`; `scale` standardizes the features with

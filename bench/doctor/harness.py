@@ -201,6 +201,7 @@ class HeldOutSet:
     def __init__(self, seed: int) -> None:
         self.default = self.seed = seed
         self.runs: list[HeldOutRun] = []
+        self.facts: dict[str, str] = {}  # run name -> what its build measured about its data (printed beside it)
         self.register = registrar(self.runs)
 
     @property
@@ -223,14 +224,16 @@ class CaseSet(HeldOutSet):
     `tensors` hands fit torch tensors (float32; integer labels as int64) instead of the numpy arrays, converted
     "before" the corruption (which then works on tensors) or "after" it (None: numpy arrays); `fit_defaults`
     are keywords every fit case gets; `isolate` trains each run in its own process (`timeout_s` each), so one crash
-    or hang costs one row."""
+    or hang costs one row. `facts` (case name -> a line) is what a set's builders measured about their data, printed
+    beside the run."""
 
     def __init__(self, name: str, seed: int, cases: list[Case], *, doc: str = "", any_of: bool = False,
                  torch_seed: Callable[[int, int], int] = lambda seed, init: seed * 100 + init,
                  tensors: str | None = "after",
                  fit_defaults: dict[str, Any] | None = None, config_defaults: dict[str, Any] | None = None,
-                 isolate: bool = False, timeout_s: float = 180.0) -> None:
+                 isolate: bool = False, timeout_s: float = 180.0, facts: dict[str, str] | None = None) -> None:
         super().__init__(seed)
+        self.facts = facts if facts is not None else {}
         self.name, self.doc, self.cases = name, doc, {c.name: c for c in cases}
         self.torch_seed, self.tensors, self.isolate, self.timeout_s = torch_seed, tensors, isolate, timeout_s
         self.fit_defaults, self.config_defaults = fit_defaults or {}, config_defaults or {}
@@ -344,8 +347,9 @@ def collect(r: HeldOutRun, path: Path, status: str, seconds: float, run: Any = N
     vals = [x.get("val_loss") for x in h if isinstance(x.get("val_loss"), float)]
     metrics: dict[str, Any] = {"train_loss": h[-1].get("train_loss") if h else None,
                                "best_val_loss": min(vals) if vals else None,
+                               "last_val_loss": vals[-1] if vals else None,
                                "know_nothing": facts.get("baseline") or facts.get("zero_loss")}
-    for key in ("val_accuracy", "val_r2"):
+    for key in ("val_accuracy", "val_r2", "val_balanced_accuracy"):
         got = [x[key] for x in h if isinstance(x.get(key), float)]
         if got:
             metrics[f"best_{key}"] = max(got)
@@ -356,23 +360,38 @@ def _fmt(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) and math.isfinite(v) else str(v)
 
 
-def report(results: list[Result], runs: dict[str, HeldOutRun]) -> dict[str, Any]:
+def report(results: list[Result], runs: dict[str, HeldOutRun], facts: dict[str, str] | None = None,
+           doctor: bool = True) -> dict[str, Any]:
+    """One row a run (mark, codes found, how it trained, [what its build measured]), then the scores; with the
+    doctor off (`doctor=False`) nothing is scored: the rows only show whether each fault harms its run."""
     width = max([len(r.name) for r in results] + [20])
     arch = max([len(runs[r.name].arch) for r in results] + [4])
-    print(f"{'':5s}{'run':{width}s} {'arch':{arch}s} expected -> found (severity)")
+    any_of = any(runs[r.name].any_of for r in results)
+    print(f"{'':5s}{'run':{width}s} {'arch':{arch}s} {'acceptable' if any_of else 'expected'} -> found (severity)")
     for res in results:
         r = runs[res.name]
         mark = ("FA  " if res.alarms else "ok  ") if r.healthy else ("MISS" if res.missing else "hit ")
+        mark = mark if doctor else "----"
         exp = ("|" if r.any_of else ",").join(res.expect) or "(healthy)"
         found = ", ".join(f"{c}:{s}" for c, s in res.found.items()) or "-"
         m = res.metrics
         acc = m.get("best_val_accuracy", m.get("best_val_r2"))
+        bal = m.get("best_val_balanced_accuracy")  # shown where it differs from the accuracy (imbalanced data)
         print(f"{mark} {res.name:{width}s} {r.arch:{arch}s} {exp} -> {found}")
         print(f"{'':5s}{'':{width}s} {res.status}, {res.epochs} epochs, {res.seconds:.1f}s, train_loss "
-              f"{_fmt(m.get('train_loss'))}, best val_loss {_fmt(m.get('best_val_loss'))}"
-              f"{'' if acc is None else f', best val acc/r2 {_fmt(acc)}'}, know-nothing {_fmt(m.get('know_nothing'))}")
+              f"{_fmt(m.get('train_loss'))}, best/last val_loss {_fmt(m.get('best_val_loss'))}/"
+              f"{_fmt(m.get('last_val_loss'))}{'' if acc is None else f', best val acc/r2 {_fmt(acc)}'}"
+              f"{'' if bal is None or bal == acc else f', best val bal.acc {_fmt(bal)}'}"
+              f", know-nothing {_fmt(m.get('know_nothing'))}")
+        if facts and res.name in facts:
+            print(f"{'':5s}{'':{width}s} data: {facts[res.name]}")
     faulty = [x for x in results if runs[x.name].expect]
     healthy = [x for x in results if not runs[x.name].expect]
+    if not doctor:
+        print(f"\nfaulty runs: {len(faulty)}, healthy runs: {len(healthy)}")
+        print("doctor off: nothing scored (this run only checks that the faults manifest)")
+        print(f"total training time {sum(x.seconds for x in results):.0f}s")
+        return {"recall": None, "expected": 0, "hit": 0, "misses": {}, "false_alarms": {}, "unexpected": {}}
     expected = sum(x.n_expected for x in faulty)
     hit = sum(x.n_hit for x in faulty)
     false_alarms = {x.name: x.alarms for x in healthy if x.alarms}
@@ -383,6 +402,9 @@ def report(results: list[Result], runs: dict[str, HeldOutRun]) -> dict[str, Any]
     if expected:
         print(f"recall over expected codes{' (one acceptable code a run)' if faulty[0].any_of else ''}: "
               f"{hit}/{expected} = {hit / expected:.0%}" + (f"; missed: {misses}" if misses else ""))
+    if any_of:  # every acceptable code counted on its own, for reference
+        raised = sum(c in x.alarms for x in faulty for c in x.expect)
+        print(f"for reference, acceptable codes raised: {raised}/{sum(len(x.expect) for x in faulty)}")
     print(f"false alarms (warning/error on a healthy run): {len(false_alarms)}/{len(healthy)} {false_alarms or ''}")
     print(f"unexpected warnings/errors on faulty runs (not counted): {unexpected or 'none'}")
     print(f"total training time {sum(x.seconds for x in results):.0f}s")
@@ -429,6 +451,6 @@ def main(argv: list[str] | None, *, doc: str, runs: list[HeldOutRun], seed: int,
     with tempfile.TemporaryDirectory(prefix="heldout-") as tmp:
         base = Path(args.keep) if args.keep else Path(tmp)
         results = [run_one(r, base / r.name, not args.no_doctor) for r in chosen]
-        s = report(results, by_name)
+        s = report(results, by_name, held.facts if held is not None else None, not args.no_doctor)
     print(f"wall time {time.perf_counter() - t0:.0f}s")
     return 0 if not s["misses"] and not s["false_alarms"] else 1

@@ -521,3 +521,72 @@ class Square(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * x
+
+
+# from doctor_blind7.py
+class ReluHeadMLP(nn.Module):
+    """A regression MLP whose every Linear, the head included, is followed by ReLU (a copy-pasted block)."""
+
+    def __init__(self, n_in: int, width: int = 64) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(n_in, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU())
+        self.head = nn.Sequential(nn.Linear(width, 1), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def relu_head_mlp(input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    """model.factory of blind7's relu_on_regression_head."""
+    return ReluHeadMLP(math.prod(input_shape))
+
+
+def bottleneck_mlp(input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    """model.factory of blind7's two_unit_bottleneck: a 2-D 'embedding' layer (to plot it) before the classifier."""
+    n_in = math.prod(input_shape)
+    return nn.Sequential(nn.Flatten(), nn.Linear(n_in, 128), nn.ReLU(), nn.Linear(128, 2), nn.ReLU(),
+                         nn.Linear(2, n_outputs))
+
+
+# from doctor_blind7.py
+class AlwaysDropout(nn.Module):
+    """The classic functional-dropout bug: F.dropout's `training` defaults to True, so eval is random too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.out = nn.Linear(40, 256), nn.Linear(256, 256), nn.Linear(256, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.dropout(F.relu(self.fc1(x)), 0.5)
+        h = F.dropout(F.relu(self.fc2(h)), 0.5)
+        return self.out(h)
+
+
+# from doctor_blind7.py
+class FrozenByMistake(nn.Module):
+    """A feature-extraction snippet: the encoder runs under no_grad, but its pretrained weights were never loaded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(40, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU())
+        self.head = nn.Linear(256, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            h = self.encoder(x)
+        return self.head(h)
+
+
+# from doctor_blind7.py
+class SmallCNN(nn.Module):
+    """Two Conv-BatchNorm-ReLU-MaxPool blocks on 28x28 images, then dropout 0.2 and a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2))
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(32 * 7 * 7, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))

@@ -122,9 +122,7 @@ def nan_cells(b: Built) -> None:
 
 
 def class_sorted_loader(b: Built) -> None:
-    order = np.argsort(b.yt, kind="stable")
-    ds = torch.utils.data.TensorDataset(D.tensor(b.xt[order]), D.tensor(b.yt[order], True))
-    b.fit["train"] = torch.utils.data.DataLoader(ds, batch_size=64, shuffle=False)
+    b.fit["train"] = D.class_sorted_loader(b.xt, b.yt)
 
 
 def stale_copy_optimizer(b: Built) -> None:
