@@ -378,7 +378,8 @@ def test_killed_study_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
     config = write_config(tmp_path / "tune.yaml", sampler="random", pruner="none", trials=n)
     out = tmp_path / "study"
     args = [str(config), "--out", str(out), "train.epochs=200", "train.early_stopping.enabled=false"]
-    proc = popen_tune(*args, log=tmp_path / "first.log")
+    # one thread: two on a loaded 2-core machine crawled past the wait below (135 epochs in 60 s instead of 200 in 3)
+    proc = popen_tune(*args, log=tmp_path / "first.log", threads=1)
     metrics = out / "trial-0001" / "metrics.jsonl"
     try:
         _wait_for(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 3)
@@ -393,7 +394,7 @@ def test_killed_study_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
     had_checkpoint = (killed_dir / "checkpoints" / "last.pt").exists()
     done_before = len((killed_dir / "metrics.jsonl").read_text().splitlines()) if had_checkpoint else 0
 
-    again = gw_tune(*args, cwd=tmp_path)
+    again = gw_tune(*args, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
     assert again.returncode == 0, again.stdout + again.stderr
     trials = load(out)
     redo = retried(trials)
