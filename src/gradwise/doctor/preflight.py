@@ -42,7 +42,6 @@ from gradwise.doctor.preflight_facts import (
 from gradwise.doctor.probes import preserved, trace_model
 from gradwise.doctor.thresholds import DEFAULT, Thresholds
 
-
 # ------------------------------------------------------------------------------ data checks, once per data set
 
 # The checks that read the splits only, not the model, loss function or optimizer: a tuning study's trials train on

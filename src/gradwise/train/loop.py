@@ -434,8 +434,9 @@ class Trainer:
         self.weights_epoch = self.epoch
         if self._request is not None:  # settings only: the epoch stands, the new settings apply from the next step
             self._carry_out()
-        # a tuning trial (gradwise.train.trial) writes last.pt only when due and never best.pt
-        if keep and (self.epoch_checkpoints is None or self.epoch_checkpoints.due()):
+        # a tuning trial (gradwise.train.trial) writes last.pt only when due (or a stop signal came during this
+        # epoch's end: the fit ends here, and its retry continues from this state) and never best.pt
+        if keep and (self.epoch_checkpoints is None or self._signal is not None or self.epoch_checkpoints.due()):
             self._save(names if self.epoch_checkpoints is None else ["last"])  # best.pt = last.pt: one write
 
     def _evaluate(self, loader: Any, per_class: bool = False) -> dict[str, Any]:
