@@ -324,24 +324,7 @@ def _load_table(cfg: DataConfig, src: TableSource, seed: int, fold: int | None, 
     src.frame, src.val, src.test = src.frame.iloc[:0], None, None
     report["rows_loaded"] = {k: len(f) for k, f in frames.items()}
 
-    numeric, categorical, boolean, unsupported = cleaning.classify_columns(frames["data"], features,
-                                                                           list(src.categorical))
-    if unsupported:
-        kinds = ", ".join(f"{quote(c)} ({frames['data'][c].dtype})" for c in unsupported)
-        raise DataError(f"column(s) {kinds} are neither numbers nor categories. Convert them to numbers (e.g. a "
-                        "date to days since an epoch) or leave them out with data.features.")
-    coerce = _numeric_text_columns(cfg, frames["data"], categorical, boolean, list(src.categorical), notes)
-    numeric = [c for c in features if c in numeric or c in coerce]  # in the file's column order
-    categorical = [c for c in categorical if c not in coerce]
-    text = [c for c in categorical if c not in boolean]
-    if not cfg.one_hot:
-        if text:
-            raise DataError(f"non-numeric column(s) {', '.join(map(repr, text))} would be left unencoded because "
-                            "data.one_hot=false. Set data.one_hot=true to one-hot encode them, or drop them with "
-                            "data.features.")
-        categorical = []  # bool columns become 0/1 numbers
-    else:
-        boolean = []  # bool columns are one-hot encoded like any category
+    numeric, categorical, boolean, coerce = column_kinds(cfg, frames["data"], features, list(src.categorical), notes)
     for c in categorical:
         n_cat = frames["data"][c].nunique()
         if n_cat > cleaning.HIGH_CARDINALITY:
@@ -663,6 +646,32 @@ def _load_arrays(cfg: DataConfig, src: ArraySource, seed: int, fold: int | None,
 
 
 # --------------------------------------------------------------------------------------------- shared tail
+
+
+def column_kinds(cfg: Any, frame: pd.DataFrame, features: list[str], forced: list[str], notes: list[str]
+                 ) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(numeric, categorical, boolean, coerced) feature columns of the training frame, numeric ones in the file's
+    column order; the same rules for a table in memory and a streamed one (data.stream's first row group).
+    Columns that are neither numbers nor categories, and categories left unencoded by data.one_hot=false, are
+    refused in one line."""
+    numeric, categorical, boolean, unsupported = cleaning.classify_columns(frame, features, forced)
+    if unsupported:
+        kinds = ", ".join(f"{quote(c)} ({frame[c].dtype})" for c in unsupported)
+        raise DataError(f"column(s) {kinds} are neither numbers nor categories. Convert them to numbers (e.g. a "
+                        "date to days since an epoch) or leave them out with data.features.")
+    coerce = _numeric_text_columns(cfg, frame, categorical, boolean, forced, notes)
+    numeric = [c for c in features if c in numeric or c in coerce]  # in the file's column order
+    categorical = [c for c in categorical if c not in coerce]
+    text = [c for c in categorical if c not in boolean]
+    if not cfg.one_hot:
+        if text:
+            raise DataError(f"non-numeric column(s) {', '.join(map(repr, text))} would be left unencoded because "
+                            "data.one_hot=false. Set data.one_hot=true to one-hot encode them, or drop them with "
+                            "data.features.")
+        categorical = []  # bool columns become 0/1 numbers
+    else:
+        boolean = []  # bool columns are one-hot encoded like any category
+    return numeric, categorical, boolean, list(coerce)
 
 
 def _numeric_text_columns(cfg: DataConfig, frame: pd.DataFrame, categorical: list[str], boolean: list[str],

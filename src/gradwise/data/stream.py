@@ -352,27 +352,10 @@ class StreamTable:
 
     def classify(self, frame: pd.DataFrame, notes: list[str]) -> Kinds:
         """Column kinds from the first row group, by the in-memory path's rules (`cleaning.classify_columns`)."""
-        from gradwise.data.prepare import _numeric_text_columns
+        from gradwise.data.prepare import column_kinds
 
-        cfg = self.cfg
-        forced = list(cfg.options.get("categorical") or [])
-        numeric, categorical, boolean, unsupported = cleaning.classify_columns(frame, self.features, forced)
-        if unsupported:
-            kinds = ", ".join(f"{quote(c)} ({frame[c].dtype})" for c in unsupported)
-            raise DataError(f"column(s) {kinds} are neither numbers nor categories. Convert them to numbers (e.g. a "
-                            "date to days since an epoch) or leave them out with data.features.")
-        coerce = _numeric_text_columns(cfg, frame, categorical, boolean, forced, notes)
-        numeric = [c for c in self.features if c in numeric or c in coerce]
-        categorical = [c for c in categorical if c not in coerce]
-        text = [c for c in categorical if c not in boolean]
-        if not cfg.one_hot:
-            if text:
-                raise DataError(f"non-numeric column(s) {', '.join(map(repr, text))} would be left unencoded "
-                                "because data.one_hot=false. Set data.one_hot=true to one-hot encode them, or drop "
-                                "them with data.features.")
-            categorical = []
-        else:
-            boolean = []
+        forced = list(self.cfg.options.get("categorical") or [])
+        numeric, categorical, boolean, coerce = column_kinds(self.cfg, frame, self.features, forced, notes)
         return Kinds(self.features, self.targets, numeric, categorical, boolean, list(coerce))
 
     def rows(self, unit: Unit, frame: pd.DataFrame, got: Gathered | None = None) -> tuple[pd.DataFrame, np.ndarray]:
