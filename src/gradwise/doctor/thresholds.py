@@ -56,7 +56,10 @@ class PreflightThresholds:
     leak_info: float = 0.01
     dead_at_init: float = 0.9  # share of a ReLU layer's units that never fire on the probe batch at initialization
     no_grad_share: float = 0.5  # share of trainable parameters whose first gradient is None or exactly zero
-    split_shift: float = 3.0  # a feature's val mean this many training standard deviations away is off ...
+    # a feature's val mean this many training standard deviations away is off ... (1.5: outside the middle ~87% of a
+    # normal training column; with the split_z test below guarding against noise the bar only has to say "matters":
+    # raw wine against standardized training columns moves the median column 2.4 sd, 46% of them beyond 3 sd)
+    split_shift: float = 1.5
     split_scale: float = 5.0  # ... and so is a val spread this many times wider or narrower ...
     split_share: float = 0.5  # ... and when most features are off, the splits were preprocessed differently
     # nearest / 10th-nearest training distance below this: a near-copy (real data with >= 4 features: medians
@@ -79,7 +82,13 @@ class PreflightThresholds:
     label_column_beat: float = 0.05  # ... and beats each row's nearest training row by the other columns by 5 points
     near_copy_share: float = 0.5  # ... for this share of the validation rows
     near_copy_budget: float = 3e8  # val rows x training rows x features compared at most (~10-20 ms on one core)
-    split_min_rows: int = 50  # fewer rows in a split: its means and spreads are too noisy to compare
+    # split_scale: a column counts as off (split_shift, split_scale) only when its shift or spread is also >= 4
+    # standard errors from the training column's (Welch's for the mean, with the split's own std, so one outlier row
+    # inflates its own error; the delta method with the column's kurtosis for the log spread). The rows needed then
+    # follow from the size of the difference: raw units against standardized ones show in a few rows, a spread just
+    # past split_scale needs ~5 (more for heavy-tailed columns). A fixed minimum of 50 rows missed val splits of 18
+    # and 44 raw rows.
+    split_z: float = 4.0
     range_miss: float = 0.05  # share of regression targets the final activation cannot reach
     # Text runs (data.text): the out-of-vocabulary (OOV) and truncated shares of each split, measured when tokenizing.
     # A tokenizer fitted on the training split leaves (almost) no training token unknown and a few % of val/test's.

@@ -263,7 +263,7 @@ class SplitScale(PreflightCheck):
     code = Code.TRAIN_EVAL_MISMATCH
     family = "splits"
     measures = "validation/test features shifted or spread far from the training features (preprocessed apart)"
-    thresholds = ("split_shift", "split_scale", "split_share", "split_min_rows")
+    thresholds = ("split_shift", "split_scale", "split_share", "split_z")
     causes = ("preprocessing (standardization, scaling) applied to the training split only",
               "splits read from differently processed files")
     fixes = ("apply the same preprocessing to every split: fit the scaler on train, then transform train, val and "
@@ -271,9 +271,12 @@ class SplitScale(PreflightCheck):
 
     def check(self, facts: PreflightFacts, t: Thresholds) -> list[Finding]:
         """Random splits of one data set never put most features several training standard deviations away, or
-        spread them several times wider or narrower; preprocessing applied to one split only does."""
+        spread them several times wider or narrower; preprocessing applied to one split only does. A column counts
+        as off only when its shift (or spread) is also split_z standard errors away from the training column's, so
+        the rows needed depend on how large the difference is: raw units against standardized ones show in a few
+        rows, a shift near the effect bar needs many."""
         x = facts.x
-        if not x.is_floating_point() or len(x) < t.split_min_rows:
+        if not x.is_floating_point() or len(x) < _MIN_ROWS:
             return []
         tr = x[subsample(len(x), 5000).to(x.device)].float()
         tr = tr.reshape(len(tr), -1)
@@ -284,17 +287,17 @@ class SplitScale(PreflightCheck):
         varies = (std > 0) & ~((tr == lo) | (tr == hi)).all(0)
         if int(varies.sum()) == 0:
             return []
+        kurt = (((tr - mean) / std.clamp_min(1e-30)) ** 4).mean(0)  # 3 for a normal column, more for heavy tails
         found = []
         for split in ("val", "test"):
             other = facts.splits.get(split) if facts.splits.has(split) else None
-            if other is None or other[0].shape[1:] != x.shape[1:] or len(other[0]) < t.split_min_rows:
+            if other is None or other[0].shape[1:] != x.shape[1:] or len(other[0]) < _MIN_ROWS:
                 continue
             o = other[0][subsample(len(other[0]), 5000).to(other[0].device)].to(tr.device).float()
             o = o.reshape(len(o), -1)
-            z = ((o.mean(0) - mean).abs() / std)[varies]
-            vstd = o.std(0)[varies]
-            ratio = vstd / std[varies]
-            off = (z > t.split_shift) | (ratio > t.split_scale) | ((ratio < 1 / t.split_scale) & (vstd > 0))
+            z, ratio, vstd, sure_shift, sure_spread = _split_shift(tr, o, mean, std, kurt, varies)
+            off = ((z > t.split_shift) & (sure_shift >= t.split_z)) | \
+                (((ratio > t.split_scale) | ((ratio < 1 / t.split_scale) & (vstd > 0))) & (sure_spread >= t.split_z))
             share = float(off.float().mean())
             # most columns off, and the typical column too (not a few heavy tails in a small split)
             typical = float(z.median()) > t.split_shift or not 1 / t.split_scale < float(ratio.median()) < t.split_scale
@@ -312,6 +315,28 @@ class SplitScale(PreflightCheck):
             {"split": split, "share_off": share, "median_shift_sd": float(z.median()),
              "median_std_ratio": float(ratio.median()), "features": features, "threshold_shift": t.split_shift,
              "threshold_scale": t.split_scale, "threshold_share": t.split_share}, epoch=0, step=0)
+
+
+_MIN_ROWS = 3  # a spread (and its standard error) needs at least 3 rows; the z-tests decide the rest
+
+
+def _split_shift(tr: torch.Tensor, o: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, kurt: torch.Tensor,
+                 varies: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per varying column: the shift of the other split's mean in training standard deviations, the spread ratio
+    (its std / the training std), the other split's std, and how many standard errors each of the two differences
+    is. The mean's standard error is sqrt(s_o²/n_o + s_t²/n_t) (Welch); the log spread ratio's is
+    sqrt((kurtosis - 1)/4 · (1/(n_o - 1) + 1/(n_t - 1))) (delta method for a sample variance, kurtosis from the
+    training column, so heavy-tailed columns need a larger difference)."""
+    n_t, n_o = len(tr), len(o)
+    o_mean, o_std = o.mean(0)[varies], o.std(0)[varies]
+    t_mean, t_std, k = mean[varies], std[varies], kurt[varies]
+    diff = (o_mean - t_mean).abs()
+    z = diff / t_std
+    sure_shift = diff / (o_std ** 2 / n_o + t_std ** 2 / n_t).sqrt().clamp_min(1e-30)
+    ratio = o_std / t_std
+    se_log = ((k - 1).clamp_min(0.5) / 4 * (1 / (n_o - 1) + 1 / (n_t - 1))).sqrt()
+    sure_spread = ratio.clamp_min(1e-30).log().abs() / se_log
+    return z, ratio, o_std, sure_shift, sure_spread
 
 
 def _correlations(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,105 @@
+"""Revisions after the blind sets' first contact (issue 15): each rule on synthetic facts with its thresholds' edges
+on both sides, and the fault it was revised for on real data through `gradwise.fit`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.datasets import load_wine
+from sklearn.model_selection import train_test_split
+from torch import nn
+
+import gradwise
+from gradwise.doctor import checks
+from gradwise.doctor.findings import Finding
+from gradwise.doctor.preflight_facts import PreflightFacts, Splits
+from gradwise.doctor.thresholds import configured
+
+G = torch.Generator().manual_seed(15)
+
+
+def _x(n: int, d: int, scale: float = 1.0, shift: float = 0.0) -> torch.Tensor:
+    return torch.randn(n, d, generator=G) * scale + shift
+
+
+def _facts(x: torch.Tensor, val: torch.Tensor, **kw: Any) -> PreflightFacts:
+    kw.setdefault("loss_kind", "ce")
+    y = torch.arange(len(x)) % 3
+    return PreflightFacts(x=x, y=y, splits=Splits.of(val=(val, torch.arange(len(val)) % 3)), **kw)
+
+
+def _run(name: str, f: PreflightFacts, **thresholds: float) -> list[Finding]:
+    got = checks.REGISTRY[name]().check(f, configured(thresholds))
+    return [] if got is None else [got] if isinstance(got, Finding) else list(got)
+
+
+# ------------------------------------------------------------------------------------------------ split_scale
+
+
+def test_split_scale_sees_a_large_shift_in_a_few_rows() -> None:
+    """Raw units against standardized training columns show in 10 rows (the old fixed minimum was 50)."""
+    x = _x(300, 8)
+    raw = _x(10, 8, scale=300.0, shift=700.0)
+    found = _run("split_scale", _facts(x, raw))
+    assert [(f.code, f.severity) for f in found] == [("train_eval_mismatch", "warning")]
+    assert found[0].evidence["split"] == "val"
+
+
+def _exactly(n: int, d: int, std: float) -> torch.Tensor:
+    """n rows whose every column has mean 0 and sample std `std` exactly (no luck of the draw in the edges)."""
+    v = _x(n, d)
+    return (v - v.mean(0)) / v.std(0) * std
+
+
+def test_split_scale_significance_edge() -> None:
+    """A 6x wider spread is 3.6 standard errors of the log spread in 3 rows (sqrt((3 - 1)/4 · (1/2 + 1/1999)) = 0.5)
+    and 15.7 in 40: the rows needed follow from the size of the difference; split_z sets the edge."""
+    x = _exactly(2000, 8, 1.0)
+    few, many = _exactly(3, 8, 6.0), _exactly(40, 8, 6.0)
+    assert _run("split_scale", _facts(x, few)) == []
+    assert len(_run("split_scale", _facts(x, few), split_z=3.4)) == 1
+    assert _run("split_scale", _facts(x, few), split_z=3.8) == []
+    assert len(_run("split_scale", _facts(x, many), split_z=15.0)) == 1
+    assert _run("split_scale", _facts(x, many), split_z=16.5) == []
+
+
+def test_split_scale_shift_edge() -> None:
+    """Every column shifted 2 training standard deviations: off with split_shift below 2, not above."""
+    x = _x(1000, 6)
+    val = _x(200, 6, shift=2.0)
+    assert len(_run("split_scale", _facts(x, val), split_shift=1.8)) == 1
+    assert _run("split_scale", _facts(x, val), split_shift=2.2) == []
+
+
+def test_split_scale_quiet_on_small_honest_splits() -> None:
+    """Tiny validation splits drawn like the training rows (normal and heavy-tailed columns) are never called off."""
+    x = torch.cat([_x(500, 4), torch.distributions.StudentT(2.5).sample((500, 4))], dim=1)
+    for n in (3, 5, 10, 20):
+        for _ in range(20):
+            val = torch.cat([_x(n, 4), torch.distributions.StudentT(2.5).sample((n, 4))], dim=1)
+            assert _run("split_scale", _facts(x, val)) == []
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+def _wine_mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(13, 32), nn.ReLU(), nn.Linear(32, 3))
+
+
+def test_fit_val_left_unscaled_on_wine_is_a_train_eval_mismatch(tmp_path: Path) -> None:
+    """wine, the scaler fitted and applied to the training rows, 44 validation rows passed raw (blind7's
+    val_left_unscaled): a train/eval mismatch, not a label problem. The same split scaled alike stays quiet."""
+    x, y = load_wine(return_X_y=True)
+    xt, xv, yt, yv = train_test_split(x.astype(np.float32), y, test_size=44, random_state=0, stratify=y)
+    mean, std = xt.mean(0), xt.std(0)
+    common = dict(loss="cross_entropy", epochs=2, progress="none")
+    run = gradwise.fit(_wine_mlp(), ((xt - mean) / std, yt), val=(xv, yv), out=tmp_path / "raw", **common)
+    assert ("train_eval_mismatch", "warning") in {(f.code, f.severity) for f in run.findings}
+    ok = gradwise.fit(_wine_mlp(), ((xt - mean) / std, yt), val=((xv - mean) / std, yv), out=tmp_path / "ok",
+                      **common)
+    assert "train_eval_mismatch" not in {f.code for f in ok.findings}
