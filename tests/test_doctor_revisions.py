@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.datasets import load_wine
+from sklearn.datasets import load_diabetes, load_wine
 from sklearn.model_selection import train_test_split
 from torch import nn
 
@@ -83,6 +83,40 @@ def test_split_scale_quiet_on_small_honest_splits() -> None:
             assert _run("split_scale", _facts(x, val)) == []
 
 
+# ------------------------------------------------------------------------------------------------ label_column
+
+
+def _leak(n: int, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A regression table whose column 2 is the target plus a little noise (a value recorded after the outcome)."""
+    x, y = _x(n, 5), _x(n, 1)[:, 0]
+    x[:, 2] = y + noise * _x(n, 1)[:, 0]
+    return x, y
+
+
+def test_label_column_regression_on_a_small_validation_split() -> None:
+    """40 validation rows (the check used to need 100): the copy of the target is named; the Fisher-z margin by
+    which the 40 rows' correlation clears label_column_r is the edge, on both sides."""
+    x, y = _leak(400, 0.01)
+    xv, yv = _leak(40, 0.01)
+    f = PreflightFacts(x=x, y=y, loss_kind="mse", splits=Splits.of(val=(xv, yv)))
+    found = _run("label_column", f)
+    assert [(g.code, g.severity) for g in found] == [("data_leakage", "info")] and found[0].evidence["column"] == 2
+    r = abs(float(np.corrcoef(xv[:, 2].numpy(), yv.numpy())[0, 1]))
+    margin = (np.arctanh(r) - np.arctanh(0.995)) * np.sqrt(len(xv) - 3)  # standard errors above the bar
+    assert margin > 5
+    assert len(_run("label_column", f, label_column_z=margin - 0.5)) == 1
+    assert _run("label_column", f, label_column_z=margin + 0.5) == []
+    tiny = PreflightFacts(x=x, y=y, loss_kind="mse", splits=Splits.of(val=_leak(8, 0.01)))
+    assert _run("label_column", tiny) == []  # 8 rows: too few for a correlation's standard error to mean much
+
+
+def test_label_column_regression_noise_edge() -> None:
+    """A column correlating ~0.99 with the target (noise 0.14 of its std) stays below label_column_r."""
+    x, y = _leak(2000, 0.14)
+    xv, yv = _leak(200, 0.14)
+    assert _run("label_column", PreflightFacts(x=x, y=y, loss_kind="mse", splits=Splits.of(val=(xv, yv)))) == []
+
+
 # ------------------------------------------------------------------------------------------------ end to end
 
 
@@ -103,3 +137,19 @@ def test_fit_val_left_unscaled_on_wine_is_a_train_eval_mismatch(tmp_path: Path) 
     ok = gradwise.fit(_wine_mlp(), ((xt - mean) / std, yt), val=((xv - mean) / std, yv), out=tmp_path / "ok",
                       **common)
     assert "train_eval_mismatch" not in {f.code for f in ok.findings}
+
+
+def test_fit_outcome_column_on_diabetes_is_named(tmp_path: Path) -> None:
+    """diabetes (88 validation rows) plus a column that is the target with 1% noise (blind7's
+    outcome_column_in_features): the doctor names the column (info: a lag of the target looks the same)."""
+    x, y = load_diabetes(return_X_y=True)
+    rng = np.random.default_rng(0)
+    x = np.column_stack([x, y + 0.01 * y.std() * rng.standard_normal(len(y))]).astype(np.float32)
+    x = (x - x.mean(0)) / x.std(0)
+    y = ((y - y.mean()) / y.std()).astype(np.float32)
+    xt, xv, yt, yv = train_test_split(x, y, test_size=88, random_state=0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(11, 32), nn.ReLU(), nn.Linear(32, 1), nn.Flatten(0))
+    run = gradwise.fit(model, (xt, yt), val=(xv, yv), loss="mse", epochs=2, progress="none", out=tmp_path / "r")
+    leak = [f for f in run.findings if f.code == "data_leakage"]
+    assert leak and leak[0].evidence["column"] == 10

@@ -79,6 +79,9 @@ class PreflightThresholds:
     label_column_acc: float = 0.99
     label_column_gap: float = 0.9
     label_column_r: float = 0.995
+    # ... by this many standard errors of Fisher's z (1/sqrt(n - 3)) in each split: the correlation's own noise
+    # decides how many rows it needs (it used to need >= 100 validation rows, which diabetes' 88 do not reach)
+    label_column_z: float = 2.0
     label_column_beat: float = 0.05  # ... and beats each row's nearest training row by the other columns by 5 points
     near_copy_share: float = 0.5  # ... for this share of the validation rows
     near_copy_budget: float = 3e8  # val rows x training rows x features compared at most (~10-20 ms on one core)

@@ -130,7 +130,7 @@ class LabelColumn(PreflightCheck):
     code = Code.DATA_LEAKAGE
     family = "splits"
     measures = "one input column that alone predicts the label (recorded after the outcome)"
-    thresholds = ("label_column_acc", "label_column_gap", "label_column_r", "label_column_beat")
+    thresholds = ("label_column_acc", "label_column_gap", "label_column_r", "label_column_z", "label_column_beat")
     causes = ("a field filled in after the outcome (a refund, a diagnosis, a status) kept among the inputs",
               "the target (or a transform of it) joined back into the features")
 
@@ -142,10 +142,15 @@ class LabelColumn(PreflightCheck):
         if x.ndim != 2 or not 3 <= x.shape[1] <= 1024 or not x.is_floating_point() or len(x) < 50 or \
                 _found(facts, "data_leakage") or not facts.splits.has("val"):
             return None
-        rows = _column_rows(x, facts.y, facts.splits.get("val"))
+        classes = facts.loss_kind in (*CLASS_LOSSES, "bce", "bce_prob")  # class indices, or one 0/1 column
+        # An accuracy of label_column_acc (99%) cannot be told apart from a lower one in fewer than 1/(1 - acc)
+        # validation rows (one error is already more than 1%); a correlation carries its own standard error
+        # (Fisher z), so a regression column needs only enough rows for that (_regression_column).
+        min_rows = math.ceil(1 / max(1 - t.label_column_acc, 1e-3)) if classes else 10
+        rows = _column_rows(x, facts.y, facts.splits.get("val"), min_rows)
         if rows is None:
             return None
-        if facts.loss_kind in (*CLASS_LOSSES, "bce", "bce_prob"):  # class indices, or one 0/1 column
+        if classes:
             judged = _class_column(rows, t)
         elif facts.loss_kind in REGRESSION_LOSSES and rows[1].is_floating_point() and rows[1].ndim == 1 \
                 and rows[3].ndim == 1:
@@ -170,10 +175,11 @@ class LabelColumn(PreflightCheck):
 _Rows = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def _column_rows(x: torch.Tensor, y: torch.Tensor, val: tuple[torch.Tensor, torch.Tensor] | None) -> _Rows | None:
+def _column_rows(x: torch.Tensor, y: torch.Tensor, val: tuple[torch.Tensor, torch.Tensor] | None,
+                 min_rows: int) -> _Rows | None:
     """(training x, y, validation x, y, picked training rows, picked validation rows) for the label-column check:
     up to 5000 / 1000 rows (class medians and correlations settle long before), all finite."""
-    if val is None or val[0].ndim != 2 or val[0].shape[1] != x.shape[1] or len(val[0]) < 100:
+    if val is None or val[0].ndim != 2 or val[0].shape[1] != x.shape[1] or len(val[0]) < min_rows:
         return None
     ti = subsample(len(x), 5000).to(x.device)
     vi = subsample(len(val[0]), 1000).to(val[0].device)
@@ -248,6 +254,12 @@ def _regression_column(rows: _Rows, t: Thresholds) -> tuple[str, float, int, dic
     best, col, second = float(r[order[0]]), int(order[0]), float(r[order[1]])
     if best < t.label_column_r or second >= t.label_column_r:
         return None
+    # the column must clear label_column_r by label_column_z standard errors of Fisher's z in both splits, so a
+    # small split's lucky correlation does not count (88 validation rows: se 0.11, r 0.9998 clears 0.995 by 15)
+    for n, a, b in ((len(xt), xt[:, col], yt), (len(xv), xv[:, col], yv)):
+        rz = math.atanh(min(float(_abs_corr(a[:, None], b)[0]), 1 - 1e-12))
+        if rz - t.label_column_z / math.sqrt(n - 3) < math.atanh(t.label_column_r):
+            return None
     nn_r = float(_abs_corr(yt[pick_t][_nearest_without(rows, col)].float()[:, None], yv[pick_v])[0])
     if best < nn_r + t.label_column_beat:
         return None
