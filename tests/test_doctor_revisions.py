@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.datasets import load_diabetes, load_wine
+from sklearn.datasets import load_diabetes, load_digits, load_wine
 from sklearn.model_selection import train_test_split
 from torch import nn
 
@@ -117,6 +117,41 @@ def test_label_column_regression_noise_edge() -> None:
     assert _run("label_column", PreflightFacts(x=x, y=y, loss_kind="mse", splits=Splits.of(val=(xv, yv)))) == []
 
 
+# ------------------------------------------------------------------------------------------------ near_copies
+
+
+def _copies(n: int, d: int, copies: int, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """`copies` noisy copies of each of n points, pooled and then split at random 3:1 (augmentation before the
+    split)."""
+    base = _x(n, d)
+    pool = torch.cat([base + noise * _x(n, d) for _ in range(copies)])
+    order = torch.randperm(len(pool), generator=G)
+    return pool[order[len(pool) // 4:]], pool[order[: len(pool) // 4]]
+
+
+def test_near_copies_by_the_datas_own_dimension() -> None:
+    """Copies at ~0.4x the distance of the 10th neighbour (which the old fixed bar of 0.2x missed) are near-copies
+    in 8 dimensions; near_copy_p and near_copy_share are the edges."""
+    train, val = _copies(500, 8, 4, 0.15)
+    f = _facts(train, val)
+    found = _run("near_copies", f)
+    assert [(g.code, g.severity) for g in found] == [("data_leakage", "warning")]
+    ev = found[0].evidence
+    assert ev["median_nearest_to_10th"] > 0.2 and 5 < ev["intrinsic_dimension"] < 11
+    assert _run("near_copies", f, near_copy_share=ev["share_near_copies"] + 0.01) == []
+    assert _run("near_copies", f, near_copy_p=1e-12) == []  # no row is that unlikely a neighbour
+
+
+def test_near_copies_quiet_on_a_low_dimensional_honest_split() -> None:
+    """Honest rows on a 2-D plane inside 8 columns sit close to their nearest neighbour by geometry alone (ratio
+    median ~0.3): their own dimension says that is normal."""
+    z = _x(2000, 2)
+    x = z @ _x(2, 8)
+    f = _facts(x[:1600], x[1600:])
+    assert _run("near_copies", f) == []
+    assert _run("near_copies", f, near_copy_p=0.5, near_copy_share=0.3) != []  # the test can fire here at all
+
+
 # ------------------------------------------------------------------------------------------------ end to end
 
 
@@ -153,3 +188,28 @@ def test_fit_outcome_column_on_diabetes_is_named(tmp_path: Path) -> None:
     run = gradwise.fit(model, (xt, yt), val=(xv, yv), loss="mse", epochs=2, progress="none", out=tmp_path / "r")
     leak = [f for f in run.findings if f.code == "data_leakage"]
     assert leak and leak[0].evidence["column"] == 10
+
+
+def test_fit_digits_augmented_before_the_split_is_leakage(tmp_path: Path) -> None:
+    """digits, 4 noisy copies of each image (noise 0.5 of 16 levels, +-10% brightness), then a random split
+    (blind7's augmented_before_split): data_leakage. The honest digits split stays quiet."""
+    x, y = load_digits(return_X_y=True)
+    rng = np.random.RandomState(7)
+    pool = np.concatenate([x * rng.uniform(0.9, 1.1, (len(x), 1)) + rng.normal(0, 0.5, x.shape) for _ in range(4)])
+    labels = np.tile(y, 4)
+    order = rng.permutation(len(pool))
+    tr, va = order[len(pool) // 4:], order[: len(pool) // 4]
+    mu, sd = pool[tr].mean(), pool[tr].std()
+    pool = ((pool - mu) / sd).astype(np.float32)
+
+    def fit(xt: np.ndarray, yt: np.ndarray, xv: np.ndarray, yv: np.ndarray, name: str) -> set[tuple[str, str]]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+        run = gradwise.fit(model, (xt, yt), val=(xv, yv), loss="cross_entropy", epochs=1, progress="none",
+                           out=tmp_path / name)
+        return {(f.code, f.severity) for f in run.findings}
+
+    assert ("data_leakage", "warning") in fit(pool[tr], labels[tr], pool[va], labels[va], "augmented")
+    xt, xv, yt, yv = train_test_split(((x - x.mean()) / x.std()).astype(np.float32), y, test_size=0.25,
+                                      random_state=0)
+    assert "data_leakage" not in {c for c, _ in fit(xt, yt, xv, yv, "honest")}

@@ -85,18 +85,22 @@ class NearCopies(PreflightCheck):
     code = Code.DATA_LEAKAGE
     family = "splits"
     measures = "validation rows whose nearest training row is far closer than their other neighbours (augmented copies)"
-    thresholds = ("near_copy", "near_copy_share", "near_copy_budget")
+    thresholds = ("near_copy_p", "near_copy_share", "near_copy_budget")
     causes = ("augmentation (jitter, crops, noise) applied before the split, so copies of one example land in both",
               "overlapping windows of one series split at random", "the same source recorded twice")
     fixes = ("split first, then augment the training split only", "split by source/group (sklearn "
              "GroupShuffleSplit) or by time, not by row")
 
     def check(self, facts: PreflightFacts, t: Thresholds) -> Finding | None:
-        """A row's nearest training row far closer than its other neighbours (nearest / 10th nearest distance below
-        near_copy; on real data without copies that ratio sits around 0.4-0.8). Identical rows are leakage's; only
-        splits small enough to compare against every training row are checked."""
+        """A row's nearest training row far closer than its other neighbours, measured against what the data's own
+        dimension allows. Without copies, training rows around a validation row are locally a uniform sample of
+        the data's intrinsic dimension m, so (nearest / 10th nearest)^m is the smallest of 9 uniforms and
+        P(ratio <= r) = 1 - (1 - r^m)^9. m is estimated from the 11th-20th neighbours (Levina & Bickel 2004),
+        beyond a handful of copies. A row is a near-copy when that probability is below near_copy_p. Identical rows
+        are leakage's; only splits small enough to compare against every training row are checked."""
         x = facts.x
-        if not facts.splits.has("val") or not x.is_floating_point() or len(x) < 20 or _found(facts, "data_leakage"):
+        if not facts.splits.has("val") or not x.is_floating_point() or len(x) < _SHELL or \
+                _found(facts, "data_leakage"):
             return None
         other = facts.splits.get("val")
         if other is None or other[0].shape[1:] != x.shape[1:] or not other[0].is_floating_point():
@@ -107,21 +111,45 @@ class NearCopies(PreflightCheck):
         v = other[0][subsample(len(other[0]), 128).to(other[0].device)].to(tr.device).float().reshape(-1, tr.shape[1])
         if len(v) < 20 or len(v) * len(tr) * tr.shape[1] > t.near_copy_budget:
             return None
-        d = torch.cdist(v, tr).topk(min(10, len(tr)), largest=False).values
+        d = torch.cdist(v, tr).topk(_SHELL, largest=False).values.double()
         d = d[d[:, 0] > 0]  # rows with an identical twin are leakage's business
         if len(d) < 20:
             return None
-        ratio = d[:, 0] / d[:, -1].clamp_min(1e-12)
-        share = float((ratio < t.near_copy).float().mean())
+        dim = _intrinsic_dimension(d)
+        if dim is None:
+            return None
+        ratio = d[:, 0] / d[:, 9]
+        chance = 1 - (1 - ratio ** dim) ** 9  # how often a row without a copy is this close to one neighbour
+        share = float((chance < t.near_copy_p).float().mean())
         if share < t.near_copy_share:
             return None
         return self.finding(
             f"{share:.0%} of the validation rows have a near-copy among the training rows (median distance to the "
-            f"nearest training row {float(ratio.median()):.2g} of that to the 10th nearest): the validation score "
-            "measures recall of rows the model trained on, not new data",
+            f"nearest training row {float(ratio.median()):.2g} of that to the 10th nearest; with the data's "
+            f"dimension ~{dim:.0f}, rows without a copy get that close < {t.near_copy_p:.0%} of the time): the "
+            "validation score measures recall of rows the model trained on, not new data",
             {"split": "val", "share_near_copies": share, "median_nearest_to_10th": float(ratio.median()),
-             "rows_checked": len(d), "threshold": t.near_copy, "threshold_share": t.near_copy_share},
-            epoch=0, step=0)
+             "intrinsic_dimension": dim, "rows_checked": len(d), "threshold": t.near_copy_p,
+             "threshold_share": t.near_copy_share}, epoch=0, step=0)
+
+
+_SHELL = 20  # neighbours looked at: the 10th for the ratio, the 11th-20th for the dimension
+
+
+def _intrinsic_dimension(d: torch.Tensor) -> float | None:
+    """The data's intrinsic dimension from each row's 11th..20th nearest distances (sorted, (rows, 20)): for a
+    locally uniform sample E[log(T_20 / T_j)] = (H_19 - H_(j-1)) / m (Levina & Bickel 2004, the estimator's
+    outer shell only, so up to ~9 copies of a row do not bias it); the median over rows. None when ties make
+    the shell flat (discrete data: no dimension to speak of)."""
+    shell = d[:, 10:]
+    ok = shell[:, 0] > 0
+    if int(ok.sum()) < 10:
+        return None
+    harmonic = torch.cumsum(1 / torch.arange(1, _SHELL, dtype=torch.float64), 0)  # H_1 .. H_19
+    expected = float((harmonic[-1] - harmonic[9:_SHELL - 2]).sum())  # sum over j = 11..19 of H_19 - H_(j-1)
+    logs = torch.log(shell[ok, -1:] / shell[ok, :-1]).sum(1)
+    median = float(logs.median())
+    return expected / median if median > 0 else None
 
 
 @register
