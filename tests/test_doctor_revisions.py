@@ -213,3 +213,33 @@ def test_fit_digits_augmented_before_the_split_is_leakage(tmp_path: Path) -> Non
     xt, xv, yt, yv = train_test_split(((x - x.mean()) / x.std()).astype(np.float32), y, test_size=0.25,
                                       random_state=0)
     assert "data_leakage" not in {c for c, _ in fit(xt, yt, xv, yv, "honest")}
+
+
+# ------------------------------------------------------------------------------------------------ explained by
+
+
+def _init_root(**evidence: Any) -> Finding:
+    return Finding("bad_initialization", "warning", "init", evidence, epoch=0, step=0)
+
+
+def test_a_too_large_init_explains_memorization() -> None:
+    """A too-large init (a layer above init_gain_high, or an initial loss >= init_loss_ratio x the all-zero
+    output's) explains overfitting and label_problem; a too-small or constant init does not."""
+    from gradwise.doctor.verdict import explained
+
+    memorized = [Finding("label_problem", "warning", "labels", {}, epoch=5, step=100),
+                 Finding("overfitting", "warning", "gap", {}, epoch=6, step=120)]
+    large = _init_root(ratio=1.2, threshold=3.0, layers=[{"layer": "0", "issue": "std·√fan_in = 8", "std": 1.0}])
+    loud = _init_root(ratio=3.0, threshold=3.0)
+    for root in (large, loud):
+        out = explained([root, *memorized])
+        assert [(f.code, f.severity, f.evidence.get("explained_by")) for f in out[1:]] == \
+            [("label_problem", "info", "bad_initialization"), ("overfitting", "info", "bad_initialization")]
+    quiet = _init_root(ratio=2.9, threshold=3.0)  # just below the loss edge
+    small = _init_root(ratio=1.0, threshold=3.0, small_init={"small": 3, "hidden": 3})
+    constant = _init_root(ratio=1.0, threshold=3.0, layers=[{"layer": "0", "issue": "constant", "std": 0.0,
+                                                             "units": 8, "distinct_rows": 1}])
+    for root in (quiet, small, constant):
+        out = explained([root, *memorized])
+        assert out[1].severity == "warning"  # label_problem stands, and stays overfitting's root as before
+        assert out[2].evidence.get("explained_by") == "label_problem"
