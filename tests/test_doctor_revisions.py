@@ -243,3 +243,17 @@ def test_a_too_large_init_explains_memorization() -> None:
         out = explained([root, *memorized])
         assert out[1].severity == "warning"  # label_problem stands, and stays overfitting's root as before
         assert out[2].evidence.get("explained_by") == "label_problem"
+
+
+def test_vanishing_gradients_explain_small_steps() -> None:
+    """lr_too_low beside vanishing_gradients (a 10-layer sigmoid stack) is the vanishing gradients' doing: info, with
+    their fix; alone it stays a warning."""
+    from gradwise.doctor.verdict import explained
+
+    low = Finding("lr_too_low", "warning", "small steps", {}, epoch=1, step=8)
+    vanish = Finding("vanishing_gradients", "warning", "first/last 1e-5", {}, fixes=["model.activation=relu"], epoch=1,
+                     step=8)
+    out = explained([vanish, low])
+    assert (out[1].severity, out[1].evidence.get("explained_by")) == ("info", "vanishing_gradients")
+    assert out[1].fixes == vanish.fixes
+    assert explained([low])[0].severity == "warning"

@@ -37,6 +37,9 @@ SUPERSEDES: dict[str, tuple[str, ...]] = {
     # raw inputs make the first layers' gradients large relative to their weights from step 0 on; only gradients
     # that are large but not growing are explained by that (see `_covers`)
     "unnormalized_inputs": ("exploding_gradients",),
+    # gradients that vanish on the way back leave the early layers' steps tiny, so the median step looks like a
+    # too-low LR; raising it (lr_too_low's fix) would overshoot the late layers and leave the early ones stuck
+    "vanishing_gradients": ("lr_too_low",),
 }
 
 
