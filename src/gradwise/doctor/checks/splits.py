@@ -84,7 +84,8 @@ class NearCopies(PreflightCheck):
     name = "near_copies"
     code = Code.DATA_LEAKAGE
     family = "splits"
-    measures = "validation rows whose nearest training row is far closer than their other neighbours (augmented copies)"
+    measures = ("validation rows whose nearest training row is far closer than their other neighbours, more than the "
+                "data's own intrinsic dimension makes likely (augmented copies)")
     thresholds = ("near_copy_p", "near_copy_share", "near_copy_budget")
     causes = ("augmentation (jitter, crops, noise) applied before the split, so copies of one example land in both",
               "overlapping windows of one series split at random", "the same source recorded twice")
@@ -302,7 +303,8 @@ class SplitScale(PreflightCheck):
     name = "split_scale"
     code = Code.TRAIN_EVAL_MISMATCH
     family = "splits"
-    measures = "validation/test features shifted or spread far from the training features (preprocessed apart)"
+    measures = ("validation/test features shifted or spread far from the training features, beyond their standard "
+                "errors (preprocessed apart)")
     thresholds = ("split_shift", "split_scale", "split_share", "split_z")
     causes = ("preprocessing (standardization, scaling) applied to the training split only",
               "splits read from differently processed files")
