@@ -29,11 +29,17 @@ SUPERSEDES: dict[str, tuple[str, ...]] = {
     # squashing output on a regression target) floors or flattens the loss: the stall and the high loss are its doing
     "loss_output_mismatch": ("underfitting", "plateau", "no_learning"),
     # a too-small init makes the data gradient vanish, so any regularization looks dominant on the first steps
-    # (vanishing_gradients is no such root: a decay that shrinks the weights makes the gradients vanish itself)
-    "bad_initialization": ("over_regularization",),
+    # (vanishing_gradients is no such root: a decay that shrinks the weights makes the gradients vanish itself);
+    # a too-large one makes the network a rough random function that memorizes its training rows and carries
+    # little over to new ones -- what overfitting and label_problem measure, with the init, not the data or the
+    # labels, to fix (only a too-large init: see `_covers`)
+    "bad_initialization": ("over_regularization", "overfitting", "label_problem"),
     # raw inputs make the first layers' gradients large relative to their weights from step 0 on; only gradients
     # that are large but not growing are explained by that (see `_covers`)
     "unnormalized_inputs": ("exploding_gradients",),
+    # gradients that vanish on the way back leave the early layers' steps tiny, so the median step looks like a
+    # too-low LR; raising it (lr_too_low's fix) would overshoot the late layers and leave the early ones stuck
+    "vanishing_gradients": ("lr_too_low",),
 }
 
 
@@ -44,9 +50,21 @@ def _covers(root: Finding, symptom: Finding) -> bool:
         return False  # a root the doctor repaired explains nothing that came after the repair
     if root.code == "diverging_loss" and symptom.code == "oscillating_loss":  # up and back down, again and again
         return not root.evidence.get("recovered", False)
+    if root.code == "bad_initialization" and symptom.code in ("overfitting", "label_problem"):
+        return _init_too_large(root)
     if symptom.code == "exploding_gradients":  # growth or non-finite values are a blow-up of their own
         return not symptom.evidence.get("growing", True)
     return True
+
+
+def _init_too_large(root: Finding) -> bool:
+    """The init check found weights above init_gain_high or an initial loss far above an all-zero output's
+    (init_loss_ratio): the outputs start as large random values."""
+    ev = root.evidence
+    ratio, limit = ev.get("ratio"), ev.get("threshold")
+    loud = ratio is not None and limit is not None and ratio >= limit
+    # a constant layer (distinct_rows 1) is the symmetric-init fault, not a large one
+    return loud or any("distinct_rows" not in layer for layer in ev.get("layers", ()))
 
 
 def supersede(found: list[Finding]) -> list[Finding]:
@@ -60,6 +78,10 @@ def explained(found: list[Finding]) -> list[Finding]:
     describe the setup itself and are never a symptom; the first matching root in SUPERSEDES order is named."""
     rank = {code: i for i, code in enumerate(SUPERSEDES)}
     roots = sorted((f for f in found if f.rank >= 1 and f.code in rank), key=lambda f: rank[f.code])
+    # a root that is itself a symptom of another (overfitting under label_problem under a too-large init) yields
+    # to the deeper one, so the fix named is the cause's; it still explains what only it covers
+    deeper = [r for r in roots if r.epoch != 0 and any(o.code != r.code and _covers(o, r) for o in roots)]
+    roots = [r for r in roots if r not in deeper] + deeper
     out: list[Finding] = []
     for f in found:
         root = next((r for r in roots if r.code != f.code and _covers(r, f)), None) \

@@ -84,19 +84,24 @@ class NearCopies(PreflightCheck):
     name = "near_copies"
     code = Code.DATA_LEAKAGE
     family = "splits"
-    measures = "validation rows whose nearest training row is far closer than their other neighbours (augmented copies)"
-    thresholds = ("near_copy", "near_copy_share", "near_copy_budget")
+    measures = ("validation rows whose nearest training row is far closer than their other neighbours, more than the "
+                "data's own intrinsic dimension makes likely (augmented copies)")
+    thresholds = ("near_copy_p", "near_copy_share", "near_copy_budget")
     causes = ("augmentation (jitter, crops, noise) applied before the split, so copies of one example land in both",
               "overlapping windows of one series split at random", "the same source recorded twice")
     fixes = ("split first, then augment the training split only", "split by source/group (sklearn "
              "GroupShuffleSplit) or by time, not by row")
 
     def check(self, facts: PreflightFacts, t: Thresholds) -> Finding | None:
-        """A row's nearest training row far closer than its other neighbours (nearest / 10th nearest distance below
-        near_copy; on real data without copies that ratio sits around 0.4-0.8). Identical rows are leakage's; only
-        splits small enough to compare against every training row are checked."""
+        """A row's nearest training row far closer than its other neighbours, measured against what the data's own
+        dimension allows. Without copies, training rows around a validation row are locally a uniform sample of
+        the data's intrinsic dimension m, so (nearest / 10th nearest)^m is the smallest of 9 uniforms and
+        P(ratio <= r) = 1 - (1 - r^m)^9. m is estimated from the 11th-20th neighbours (Levina & Bickel 2004),
+        beyond a handful of copies. A row is a near-copy when that probability is below near_copy_p. Identical rows
+        are leakage's; only splits small enough to compare against every training row are checked."""
         x = facts.x
-        if not facts.splits.has("val") or not x.is_floating_point() or len(x) < 20 or _found(facts, "data_leakage"):
+        if not facts.splits.has("val") or not x.is_floating_point() or len(x) < _SHELL or \
+                _found(facts, "data_leakage"):
             return None
         other = facts.splits.get("val")
         if other is None or other[0].shape[1:] != x.shape[1:] or not other[0].is_floating_point():
@@ -107,21 +112,45 @@ class NearCopies(PreflightCheck):
         v = other[0][subsample(len(other[0]), 128).to(other[0].device)].to(tr.device).float().reshape(-1, tr.shape[1])
         if len(v) < 20 or len(v) * len(tr) * tr.shape[1] > t.near_copy_budget:
             return None
-        d = torch.cdist(v, tr).topk(min(10, len(tr)), largest=False).values
+        d = torch.cdist(v, tr).topk(_SHELL, largest=False).values.double()
         d = d[d[:, 0] > 0]  # rows with an identical twin are leakage's business
         if len(d) < 20:
             return None
-        ratio = d[:, 0] / d[:, -1].clamp_min(1e-12)
-        share = float((ratio < t.near_copy).float().mean())
+        dim = _intrinsic_dimension(d)
+        if dim is None:
+            return None
+        ratio = d[:, 0] / d[:, 9]
+        chance = 1 - (1 - ratio ** dim) ** 9  # how often a row without a copy is this close to one neighbour
+        share = float((chance < t.near_copy_p).float().mean())
         if share < t.near_copy_share:
             return None
         return self.finding(
             f"{share:.0%} of the validation rows have a near-copy among the training rows (median distance to the "
-            f"nearest training row {float(ratio.median()):.2g} of that to the 10th nearest): the validation score "
-            "measures recall of rows the model trained on, not new data",
+            f"nearest training row {float(ratio.median()):.2g} of that to the 10th nearest; with the data's "
+            f"dimension ~{dim:.0f}, rows without a copy get that close < {t.near_copy_p:.0%} of the time): the "
+            "validation score measures recall of rows the model trained on, not new data",
             {"split": "val", "share_near_copies": share, "median_nearest_to_10th": float(ratio.median()),
-             "rows_checked": len(d), "threshold": t.near_copy, "threshold_share": t.near_copy_share},
-            epoch=0, step=0)
+             "intrinsic_dimension": dim, "rows_checked": len(d), "threshold": t.near_copy_p,
+             "threshold_share": t.near_copy_share}, epoch=0, step=0)
+
+
+_SHELL = 20  # neighbours looked at: the 10th for the ratio, the 11th-20th for the dimension
+
+
+def _intrinsic_dimension(d: torch.Tensor) -> float | None:
+    """The data's intrinsic dimension from each row's 11th..20th nearest distances (sorted, (rows, 20)): for a
+    locally uniform sample E[log(T_20 / T_j)] = (H_19 - H_(j-1)) / m (Levina & Bickel 2004, the estimator's
+    outer shell only, so up to ~9 copies of a row do not bias it); the median over rows. None when ties make
+    the shell flat (discrete data: no dimension to speak of)."""
+    shell = d[:, 10:]
+    ok = shell[:, 0] > 0
+    if int(ok.sum()) < 10:
+        return None
+    harmonic = torch.cumsum(1 / torch.arange(1, _SHELL, dtype=torch.float64), 0)  # H_1 .. H_19
+    expected = float((harmonic[-1] - harmonic[9:_SHELL - 2]).sum())  # sum over j = 11..19 of H_19 - H_(j-1)
+    logs = torch.log(shell[ok, -1:] / shell[ok, :-1]).sum(1)
+    median = float(logs.median())
+    return expected / median if median > 0 else None
 
 
 @register
@@ -130,7 +159,7 @@ class LabelColumn(PreflightCheck):
     code = Code.DATA_LEAKAGE
     family = "splits"
     measures = "one input column that alone predicts the label (recorded after the outcome)"
-    thresholds = ("label_column_acc", "label_column_gap", "label_column_r", "label_column_beat")
+    thresholds = ("label_column_acc", "label_column_gap", "label_column_r", "label_column_z", "label_column_beat")
     causes = ("a field filled in after the outcome (a refund, a diagnosis, a status) kept among the inputs",
               "the target (or a transform of it) joined back into the features")
 
@@ -142,10 +171,15 @@ class LabelColumn(PreflightCheck):
         if x.ndim != 2 or not 3 <= x.shape[1] <= 1024 or not x.is_floating_point() or len(x) < 50 or \
                 _found(facts, "data_leakage") or not facts.splits.has("val"):
             return None
-        rows = _column_rows(x, facts.y, facts.splits.get("val"))
+        classes = facts.loss_kind in (*CLASS_LOSSES, "bce", "bce_prob")  # class indices, or one 0/1 column
+        # An accuracy of label_column_acc (99%) cannot be told apart from a lower one in fewer than 1/(1 - acc)
+        # validation rows (one error is already more than 1%); a correlation carries its own standard error
+        # (Fisher z), so a regression column needs only enough rows for that (_regression_column).
+        min_rows = math.ceil(1 / max(1 - t.label_column_acc, 1e-3)) if classes else 10
+        rows = _column_rows(x, facts.y, facts.splits.get("val"), min_rows)
         if rows is None:
             return None
-        if facts.loss_kind in (*CLASS_LOSSES, "bce", "bce_prob"):  # class indices, or one 0/1 column
+        if classes:
             judged = _class_column(rows, t)
         elif facts.loss_kind in REGRESSION_LOSSES and rows[1].is_floating_point() and rows[1].ndim == 1 \
                 and rows[3].ndim == 1:
@@ -170,10 +204,11 @@ class LabelColumn(PreflightCheck):
 _Rows = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def _column_rows(x: torch.Tensor, y: torch.Tensor, val: tuple[torch.Tensor, torch.Tensor] | None) -> _Rows | None:
+def _column_rows(x: torch.Tensor, y: torch.Tensor, val: tuple[torch.Tensor, torch.Tensor] | None,
+                 min_rows: int) -> _Rows | None:
     """(training x, y, validation x, y, picked training rows, picked validation rows) for the label-column check:
     up to 5000 / 1000 rows (class medians and correlations settle long before), all finite."""
-    if val is None or val[0].ndim != 2 or val[0].shape[1] != x.shape[1] or len(val[0]) < 100:
+    if val is None or val[0].ndim != 2 or val[0].shape[1] != x.shape[1] or len(val[0]) < min_rows:
         return None
     ti = subsample(len(x), 5000).to(x.device)
     vi = subsample(len(val[0]), 1000).to(val[0].device)
@@ -248,6 +283,12 @@ def _regression_column(rows: _Rows, t: Thresholds) -> tuple[str, float, int, dic
     best, col, second = float(r[order[0]]), int(order[0]), float(r[order[1]])
     if best < t.label_column_r or second >= t.label_column_r:
         return None
+    # the column must clear label_column_r by label_column_z standard errors of Fisher's z in both splits, so a
+    # small split's lucky correlation does not count (88 validation rows: se 0.11, r 0.9998 clears 0.995 by 15)
+    for n, a, b in ((len(xt), xt[:, col], yt), (len(xv), xv[:, col], yv)):
+        rz = math.atanh(min(float(_abs_corr(a[:, None], b)[0]), 1 - 1e-12))
+        if rz - t.label_column_z / math.sqrt(n - 3) < math.atanh(t.label_column_r):
+            return None
     nn_r = float(_abs_corr(yt[pick_t][_nearest_without(rows, col)].float()[:, None], yv[pick_v])[0])
     if best < nn_r + t.label_column_beat:
         return None
@@ -262,8 +303,9 @@ class SplitScale(PreflightCheck):
     name = "split_scale"
     code = Code.TRAIN_EVAL_MISMATCH
     family = "splits"
-    measures = "validation/test features shifted or spread far from the training features (preprocessed apart)"
-    thresholds = ("split_shift", "split_scale", "split_share", "split_min_rows")
+    measures = ("validation/test features shifted or spread far from the training features, beyond their standard "
+                "errors (preprocessed apart)")
+    thresholds = ("split_shift", "split_scale", "split_share", "split_z")
     causes = ("preprocessing (standardization, scaling) applied to the training split only",
               "splits read from differently processed files")
     fixes = ("apply the same preprocessing to every split: fit the scaler on train, then transform train, val and "
@@ -271,9 +313,12 @@ class SplitScale(PreflightCheck):
 
     def check(self, facts: PreflightFacts, t: Thresholds) -> list[Finding]:
         """Random splits of one data set never put most features several training standard deviations away, or
-        spread them several times wider or narrower; preprocessing applied to one split only does."""
+        spread them several times wider or narrower; preprocessing applied to one split only does. A column counts
+        as off only when its shift (or spread) is also split_z standard errors away from the training column's, so
+        the rows needed depend on how large the difference is: raw units against standardized ones show in a few
+        rows, a shift near the effect bar needs many."""
         x = facts.x
-        if not x.is_floating_point() or len(x) < t.split_min_rows:
+        if not x.is_floating_point() or len(x) < _MIN_ROWS:
             return []
         tr = x[subsample(len(x), 5000).to(x.device)].float()
         tr = tr.reshape(len(tr), -1)
@@ -284,17 +329,17 @@ class SplitScale(PreflightCheck):
         varies = (std > 0) & ~((tr == lo) | (tr == hi)).all(0)
         if int(varies.sum()) == 0:
             return []
+        kurt = (((tr - mean) / std.clamp_min(1e-30)) ** 4).mean(0)  # 3 for a normal column, more for heavy tails
         found = []
         for split in ("val", "test"):
             other = facts.splits.get(split) if facts.splits.has(split) else None
-            if other is None or other[0].shape[1:] != x.shape[1:] or len(other[0]) < t.split_min_rows:
+            if other is None or other[0].shape[1:] != x.shape[1:] or len(other[0]) < _MIN_ROWS:
                 continue
             o = other[0][subsample(len(other[0]), 5000).to(other[0].device)].to(tr.device).float()
             o = o.reshape(len(o), -1)
-            z = ((o.mean(0) - mean).abs() / std)[varies]
-            vstd = o.std(0)[varies]
-            ratio = vstd / std[varies]
-            off = (z > t.split_shift) | (ratio > t.split_scale) | ((ratio < 1 / t.split_scale) & (vstd > 0))
+            z, ratio, vstd, sure_shift, sure_spread = _split_shift(tr, o, mean, std, kurt, varies)
+            off = ((z > t.split_shift) & (sure_shift >= t.split_z)) | \
+                (((ratio > t.split_scale) | ((ratio < 1 / t.split_scale) & (vstd > 0))) & (sure_spread >= t.split_z))
             share = float(off.float().mean())
             # most columns off, and the typical column too (not a few heavy tails in a small split)
             typical = float(z.median()) > t.split_shift or not 1 / t.split_scale < float(ratio.median()) < t.split_scale
@@ -312,6 +357,28 @@ class SplitScale(PreflightCheck):
             {"split": split, "share_off": share, "median_shift_sd": float(z.median()),
              "median_std_ratio": float(ratio.median()), "features": features, "threshold_shift": t.split_shift,
              "threshold_scale": t.split_scale, "threshold_share": t.split_share}, epoch=0, step=0)
+
+
+_MIN_ROWS = 3  # a spread (and its standard error) needs at least 3 rows; the z-tests decide the rest
+
+
+def _split_shift(tr: torch.Tensor, o: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, kurt: torch.Tensor,
+                 varies: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per varying column: the shift of the other split's mean in training standard deviations, the spread ratio
+    (its std / the training std), the other split's std, and how many standard errors each of the two differences
+    is. The mean's standard error is sqrt(s_o²/n_o + s_t²/n_t) (Welch); the log spread ratio's is
+    sqrt((kurtosis - 1)/4 · (1/(n_o - 1) + 1/(n_t - 1))) (delta method for a sample variance, kurtosis from the
+    training column, so heavy-tailed columns need a larger difference)."""
+    n_t, n_o = len(tr), len(o)
+    o_mean, o_std = o.mean(0)[varies], o.std(0)[varies]
+    t_mean, t_std, k = mean[varies], std[varies], kurt[varies]
+    diff = (o_mean - t_mean).abs()
+    z = diff / t_std
+    sure_shift = diff / (o_std ** 2 / n_o + t_std ** 2 / n_t).sqrt().clamp_min(1e-30)
+    ratio = o_std / t_std
+    se_log = ((k - 1).clamp_min(0.5) / 4 * (1 / (n_o - 1) + 1 / (n_t - 1))).sqrt()
+    sure_spread = ratio.clamp_min(1e-30).log().abs() / se_log
+    return z, ratio, o_std, sure_shift, sure_spread
 
 
 def _correlations(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
