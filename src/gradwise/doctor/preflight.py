@@ -135,7 +135,10 @@ class Preflight:
         on the same data (`reuse_data_checks`, the data checks only)."""
         cache = _DATA_CHECKS.get() if name in DATA_CHECKS else None
         key = self._data_key() if cache is not None else None
-        kept = cache.get(key, name) if cache is not None and key is not None else None
+        # a check may read what the checks before it found (facts.found: e.g. split_structure skips once a model
+        # check found a train/eval mismatch), so those codes are part of what its verdict is kept under
+        slot = f"{name}|{','.join(sorted({f.code for f in facts.found}))}"
+        kept = cache.get(key, slot) if cache is not None and key is not None else None
         if kept is not None:
             return kept
         cls = checks.REGISTRY[name]
@@ -143,7 +146,7 @@ class Preflight:
         found = [] if got is None else [got] if isinstance(got, Finding) else list(got)
         halts = bool(found) and bool(checks.guarded(name, cls.halts, facts))
         if cache is not None and key is not None:
-            cache.put(key, name, found, halts)
+            cache.put(key, slot, found, halts)
         return found, halts
 
     def _data_key(self) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
