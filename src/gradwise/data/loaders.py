@@ -8,6 +8,7 @@ exactly on resume, and a resumed epoch can skip the batches it already trained o
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -66,10 +67,13 @@ class PixelNormalize:
         self.spread = None if spread is None else torch.from_numpy(np.asarray(spread, dtype=np.float32))
 
     def to(self, device: torch.device) -> PixelNormalize:
-        self.scale = self.scale.to(device)
+        """A copy on `device`: the bundle's own object is shared by every run on the same prepared data (tuning
+        trials), so it stays where it is (a trial on a GPU must not move it under the next trial's CPU rows)."""
+        moved = copy.copy(self)
+        moved.scale = self.scale.to(device)
         if self.center is not None and self.spread is not None:
-            self.center, self.spread = self.center.to(device), self.spread.to(device)
-        return self
+            moved.center, moved.spread = self.center.to(device), self.spread.to(device)
+        return moved
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         out = x.to(torch.float32)  # a new tensor: the in-place steps below never touch the stored pixels
@@ -94,6 +98,7 @@ class TensorLoader:
         if len(x) == 0:
             raise DataError("a data split is empty; give it rows or change data.val_fraction/test_fraction.")
         self.x, self.y = x, y
+        self.source = (x, y)  # the tensors as given, wherever `to()` moves x and y (what identifies the data)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -136,7 +141,7 @@ class TensorLoader:
         if self.weights is not None:
             self.weights = self.weights.to(device)
         if self.transform is not None:
-            self.transform.to(device)
+            self.transform = self.transform.to(device)
         return self
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:

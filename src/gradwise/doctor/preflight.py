@@ -142,10 +142,19 @@ class Preflight:
         if kept is not None:
             return kept
         cls = checks.REGISTRY[name]
-        got = checks.guarded(name, cls().check, facts, self.t)
+        failed: list[bool] = []
+
+        def check() -> Any:
+            try:
+                return cls().check(facts, self.t)
+            except Exception:
+                failed.append(True)  # a bug (or a transient error) is no verdict: never replayed as "nothing"
+                raise
+
+        got = checks.guarded(name, check)
         found = [] if got is None else [got] if isinstance(got, Finding) else list(got)
         halts = bool(found) and bool(checks.guarded(name, cls.halts, facts))
-        if cache is not None and key is not None:
+        if cache is not None and key is not None and not failed:
             cache.put(key, slot, found, halts)
         return found, halts
 
@@ -157,7 +166,8 @@ class Preflight:
             if loader is None:
                 tensors += [None, None]
                 continue
-            x, y = getattr(loader, "x", None), getattr(loader, "y", None)
+            # the tensors as prepared (a GPU run's loader holds a fresh device copy per run)
+            x, y = getattr(loader, "source", (getattr(loader, "x", None), getattr(loader, "y", None)))
             if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
                 return None
             tensors += [x, y]
